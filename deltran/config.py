@@ -1,0 +1,79 @@
+"""Settings for every DelTran process, read from `DELTRAN_*` environment variables.
+
+One object is shared by the CLI, the worker, the API and the dev stack so that
+`make up`, the tests and an operator's deployment all read the same names.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_SANCTIONS_LIST = PACKAGE_DIR / "data" / "sanctions_demo.csv"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DELTRAN_", extra="ignore")
+
+    # Where the local stack keeps its state: Postgres data, Temporal's database,
+    # logs and the demo credentials.
+    home: Path = Path(".deltran")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    pg_port: int = 5433
+
+    # When set, these point the worker and API at external servers instead of the
+    # ones `make up` starts.
+    database_url: str | None = None
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "deltran-payments"
+
+    # An unfunded payment expires this long after its obligation was recorded.
+    payment_deadline_s: int = Field(default=2 * 24 * 3600, gt=0)
+
+    sanctions_list_path: Path = DEMO_SANCTIONS_LIST
+    # Similarity (0-100) at or above which a party name counts as a sanctions hit.
+    sanctions_threshold: float = Field(default=88.0, ge=50.0, le=100.0)
+
+    # Largest amount accepted per payment, in the payment's currency.
+    max_payment_amount: Decimal = Decimal("1000000000")
+    supported_currencies: tuple[str, ...] = ("AED", "INR", "USD", "EUR")
+
+    # Cap on request bodies (JSON and XML) before anything parses them.
+    max_body_bytes: int = 5 * 1024 * 1024
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.resolved_home / "credentials.json"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"postgresql+asyncpg://deltran@127.0.0.1:{self.pg_port}/deltran"
+
+    @property
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def payment_deadline(self) -> timedelta:
+        return timedelta(seconds=self.payment_deadline_s)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,218 @@
+"""Compliance engine: is this payment allowed onto the network at all?
+
+Checks, in order: both agents are known, active participants; the accounts are valid
+(IBAN against the registry via schwifty, or a domestic account number where the country
+has no IBAN); the BICs are valid; currency and amount are within limits; neither party
+is on the sanctions list. A failed check rejects the payment with an ISO reason code and
+no obligation is ever created. Screening fails closed: if the list cannot be loaded the
+activity raises a retryable error and the payment waits; it never passes unscreened.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from schwifty import BIC, IBAN
+from schwifty.exceptions import SchwiftyException
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import payment_not_found
+from deltran.config import Settings
+from deltran.db.tables import ComplianceResult, Participant, Payment
+from deltran.money import AmountError, parse_amount
+from deltran.reason_codes import ReasonCode
+from deltran.screening import SanctionsList, SanctionsListError
+from deltran.shared import ComplianceOutcome, PaymentStatus
+
+log = logging.getLogger(__name__)
+
+# Domestic account numbers (e.g. Indian accounts, which have no IBAN): ISO 20022
+# Othr/Id is Max34Text; we accept letters and digits only.
+_DOMESTIC_ACCOUNT = re.compile(r"^[A-Za-z0-9]{4,34}$")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: ReasonCode
+    reason: str
+
+
+def check_account(iban: str | None, account: str | None, *, party: str) -> str | None:
+    """Why this party's account is invalid, or None."""
+    if iban is not None:
+        try:
+            IBAN(iban)
+        except SchwiftyException as exc:
+            return f"{party} IBAN {iban!r} is invalid: {exc}"
+        return None
+    if account is None or not _DOMESTIC_ACCOUNT.match(account):
+        return f"{party} account {account!r} is not a valid account number"
+    return None
+
+
+def check_bic(bic: str) -> str | None:
+    try:
+        BIC(bic)
+    except SchwiftyException as exc:
+        return f"BIC {bic!r} is invalid: {exc}"
+    return None
+
+
+def static_checks(payment: Payment, settings: Settings) -> Rejection | None:
+    """The checks that need neither the database nor the sanctions list."""
+    for bic, code in (
+        (payment.debtor_agent_bic, ReasonCode.DEBTOR_BANK_INVALID),
+        (payment.creditor_agent_bic, ReasonCode.CREDITOR_BANK_INVALID),
+    ):
+        if (problem := check_bic(bic)) is not None:
+            return Rejection(code, problem)
+    if (problem := check_account(payment.debtor_iban, payment.debtor_account, party="debtor")):
+        return Rejection(ReasonCode.DEBTOR_ACCOUNT_INVALID, problem)
+    if (
+        problem := check_account(
+            payment.creditor_iban, payment.creditor_account, party="creditor"
+        )
+    ):
+        return Rejection(ReasonCode.CREDITOR_ACCOUNT_INVALID, problem)
+    if payment.currency not in settings.supported_currencies:
+        return Rejection(
+            ReasonCode.CURRENCY_NOT_ALLOWED, f"currency {payment.currency} is not cleared"
+        )
+    try:
+        parse_amount(payment.amount, payment.currency)
+    except AmountError as exc:
+        return Rejection(ReasonCode.AMOUNT_NOT_ALLOWED, str(exc))
+    if payment.amount > settings.max_payment_amount:
+        return Rejection(
+            ReasonCode.AMOUNT_NOT_ALLOWED,
+            f"amount {payment.amount} exceeds the limit of {settings.max_payment_amount}",
+        )
+    return None
+
+
+class SanctionsListCache:
+    """Loads the list once and again only when the file changes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._loaded: tuple[float, SanctionsList] | None = None
+
+    def get(self) -> SanctionsList:
+        try:
+            mtime = self._path.stat().st_mtime
+        except OSError as exc:
+            raise SanctionsListError(f"sanctions list {self._path} unreadable: {exc}") from exc
+        if self._loaded is None or self._loaded[0] != mtime:
+            self._loaded = (mtime, SanctionsList.load(self._path))
+        return self._loaded[1]
+
+
+class ComplianceActivities:
+    def __init__(self, session_factory: async_sessionmaker, settings: Settings) -> None:
+        self._sessions = session_factory
+        self._settings = settings
+        self._sanctions = SanctionsListCache(settings.sanctions_list_path)
+
+    @activity.defn(name="screen_payment")
+    async def screen_payment(self, payment_id: uuid.UUID) -> ComplianceOutcome:
+        """Screen once; a retry after a committed screening returns the stored outcome."""
+        async with self._sessions() as session, session.begin():
+            payment = await session.get(Payment, payment_id)
+            if payment is None:
+                raise payment_not_found(payment_id)
+            stored = await session.scalar(
+                select(ComplianceResult).where(ComplianceResult.payment_id == payment_id)
+            )
+            if stored is not None:
+                return ComplianceOutcome(
+                    passed=stored.passed, reason_code=stored.reason_code, reason=stored.reason
+                )
+            rejection, details = await self._evaluate(session, payment)
+            await self._record(session, payment, rejection, details)
+        if rejection is None:
+            return ComplianceOutcome(passed=True)
+        return ComplianceOutcome(passed=False, reason_code=rejection.code, reason=rejection.reason)
+
+    async def _evaluate(
+        self, session: AsyncSession, payment: Payment
+    ) -> tuple[Rejection | None, dict]:
+        if (rejection := static_checks(payment, self._settings)) is not None:
+            return rejection, {}
+        if (rejection := await self._participants(session, payment)) is not None:
+            return rejection, {}
+        try:
+            sanctions = self._sanctions.get()
+        except SanctionsListError as exc:
+            # Fail closed: the payment waits (retries) until the list loads again.
+            log.error("sanctions list unavailable: %s", exc)
+            raise ApplicationError(f"sanctions screening unavailable: {exc}") from exc
+        threshold = self._settings.sanctions_threshold
+        for party, name in (("debtor", payment.debtor_name), ("creditor", payment.creditor_name)):
+            hit = sanctions.screen(name, threshold)
+            if hit is not None:
+                details = {
+                    "party": party,
+                    "entry_id": hit.entry_id,
+                    "listed_name": hit.listed_name,
+                    "score": round(hit.score, 2),
+                    "threshold": threshold,
+                }
+                reason = (
+                    f"{party} name matches sanctions list entry {hit.entry_id}"
+                    f" ({hit.listed_name!r}, score {hit.score:.1f})"
+                )
+                return Rejection(ReasonCode.REGULATORY_REASON, reason), details
+        return None, {"sanctions_entries_screened": len(sanctions.entries)}
+
+    async def _participants(self, session: AsyncSession, payment: Payment) -> Rejection | None:
+        rows = await session.execute(
+            select(Participant.bic, Participant.status).where(
+                Participant.bic.in_([payment.debtor_agent_bic, payment.creditor_agent_bic])
+            )
+        )
+        status = {bic: st for bic, st in rows}
+        for bic, code, role in (
+            (payment.debtor_agent_bic, ReasonCode.DEBTOR_BANK_INVALID, "debtor agent"),
+            (payment.creditor_agent_bic, ReasonCode.CREDITOR_BANK_INVALID, "creditor agent"),
+        ):
+            if bic not in status:
+                return Rejection(code, f"{role} {bic} is not a DelTran participant")
+            if status[bic] != "ACTIVE":
+                return Rejection(
+                    ReasonCode.TRANSACTION_FORBIDDEN, f"{role} {bic} is {status[bic].lower()}"
+                )
+        return None
+
+    async def _record(
+        self, session: AsyncSession, payment: Payment, rejection: Rejection | None, details: dict
+    ) -> None:
+        await session.execute(
+            insert(ComplianceResult)
+            .values(
+                payment_id=payment.id,
+                passed=rejection is None,
+                reason_code=rejection.code if rejection else None,
+                reason=rejection.reason if rejection else None,
+                details=details,
+            )
+            .on_conflict_do_nothing(index_elements=[ComplianceResult.payment_id])
+        )
+        if rejection is not None:
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment.id, Payment.status == PaymentStatus.SCREENING)
+                .values(
+                    status=PaymentStatus.REJECTED,
+                    rejection_code=rejection.code,
+                    rejection_reason=rejection.reason,
+                    updated_at=func.now(),
+                )
+            )
+

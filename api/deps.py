@@ -1,0 +1,101 @@
+"""FastAPI dependencies: the database session, the Temporal client and the caller."""
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from deltran.api_keys import hash_key
+from deltran.config import Settings
+from deltran.db.tables import OperatorKey, Participant
+
+Role = Literal["bank", "settlement_agent", "admin"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    role: Role
+    bic: str | None = None
+    participant_id: uuid.UUID | None = None
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+async def get_temporal(request: Request) -> Client:
+    return await request.app.state.temporal.get()
+
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+
+
+async def get_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    unauthorized = HTTPException(
+        status_code=401,
+        detail="a valid API key is required: Authorization: Bearer <key>",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise unauthorized
+    digest = hash_key(credentials.credentials)
+    # Its own short session: the route's session stays free for the route's transaction.
+    async with request.app.state.sessions() as session:
+        return await _caller_for(session, digest, unauthorized)
+
+
+async def _caller_for(session: AsyncSession, digest: str, unauthorized: HTTPException) -> Caller:
+    # The lookup is by digest (an index probe); the constant-time compare keeps the
+    # final equality check free of timing differences.
+    bank = (
+        await session.execute(
+            select(Participant.id, Participant.bic, Participant.api_key_hash).where(
+                Participant.api_key_hash == digest
+            )
+        )
+    ).first()
+    if bank is not None and hmac.compare_digest(bank.api_key_hash, digest):
+        return Caller(role="bank", bic=bank.bic, participant_id=bank.id)
+    operator = (
+        await session.execute(
+            select(OperatorKey.role, OperatorKey.key_hash).where(
+                OperatorKey.key_hash == digest, OperatorKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    if operator is not None and hmac.compare_digest(operator.key_hash, digest):
+        return Caller(role=operator.role)
+    raise unauthorized
+
+
+def require(*roles: Role):
+    async def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+        if caller.role not in roles:
+            raise HTTPException(status_code=403, detail=f"this operation needs the {' or '.join(roles)} role")
+        return caller
+
+    return check
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+BankDep = Annotated[Caller, Depends(require("bank"))]
+SettlementAgentDep = Annotated[Caller, Depends(require("settlement_agent"))]

@@ -1,0 +1,51 @@
+"""The DelTran HTTP API (FastAPI). `create_app` is what uvicorn and the tests run."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.exc import InterfaceError
+
+from api.body_limit import BodyLimitMiddleware
+from api.errors import ServiceUnavailable, database_unavailable_handler, service_unavailable_handler
+from api.routes import health, notifications, payments
+from api.temporal_connection import TemporalConnection
+from deltran.config import Settings, get_settings
+from deltran.db.engine import make_engine, make_session_factory
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = make_engine(settings.effective_database_url)
+        app.state.settings = settings
+        app.state.sessions = make_session_factory(engine)
+        app.state.temporal = TemporalConnection(settings)
+        try:
+            await app.state.temporal.get()
+        except ServiceUnavailable:
+            pass  # connect again on the first request that needs it; /healthz says why
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="DelTran API",
+        version="0.1.0",
+        description=(
+            "Clearing and settlement for cross-border interbank payments. Authenticate with"
+            " `Authorization: Bearer <API key>`."
+        ),
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(ServiceUnavailable, service_unavailable_handler)
+    # A connection refused or dropped by Postgres is an outage, not a bug: 503, retry.
+    app.add_exception_handler(OSError, database_unavailable_handler)
+    app.add_exception_handler(InterfaceError, database_unavailable_handler)
+    app.include_router(payments.router)
+    app.include_router(notifications.router)
+    app.include_router(health.router)
+    return app
+

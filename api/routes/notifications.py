@@ -1,0 +1,59 @@
+"""`/v1/notifications/camt054`: the settlement agent reports fiat bookings."""
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from api.deps import SessionDep, SettingsDep, SettlementAgentDep, TemporalDep
+from api.iso20022.camt054 import Camt054Invalid, parse_camt054
+from api.iso20022.xml_safety import XmlRejected
+from api.notification_intake import receive_camt054
+from api.schemas import NotificationEntryOut, NotificationReceipt
+from deltran.money import format_amount
+
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+XML_TYPES = ("application/xml", "text/xml")
+
+
+@router.post(
+    "/camt054",
+    response_model=NotificationReceipt,
+    openapi_extra={"requestBody": {"content": {"application/xml": {"schema": {"type": "string"}}}, "required": True}},
+)
+async def camt054(
+    request: Request, _: SettlementAgentDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> NotificationReceipt:
+    """Post a camt.054.001.08. Every entry is stored (matched or not); each booked credit
+    is matched to its payment by UETR, else EndToEndId, and signals it. A repeated entry
+    (same account, entry reference and transaction) is recognised and changes nothing."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in XML_TYPES:
+        raise HTTPException(status_code=415, detail="camt.054 must be sent as application/xml")
+    body = await request.body()
+    try:
+        message = parse_camt054(body, max_bytes=settings.max_body_bytes)
+    except XmlRejected as exc:
+        raise HTTPException(status_code=400, detail=f"rejected XML: {exc.reason}") from None
+    except Camt054Invalid as exc:
+        raise HTTPException(status_code=400, detail={"message": "invalid camt.054.001.08", "errors": exc.errors}) from None
+    results = await receive_camt054(session, temporal, message, body)
+    return NotificationReceipt(
+        message_id=message.message_id,
+        entries=[
+            NotificationEntryOut(
+                account=r.entry.account,
+                entry_reference=r.entry.entry_reference,
+                tx_index=r.entry.tx_index,
+                end_to_end_id=r.entry.end_to_end_id,
+                amount=format_amount(r.entry.amount, r.entry.currency),
+                currency=r.entry.currency,
+                status=r.entry.status,
+                matched=r.outcome == "MATCHED",
+                outcome=r.outcome,
+                detail=r.detail,
+                payment_id=r.payment_id,
+                duplicate=r.duplicate,
+            )
+            for r in results
+        ],
+    )

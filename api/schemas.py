@@ -1,0 +1,148 @@
+"""Request and response bodies of the HTTP API (separate from the table models)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from schwifty import BIC, IBAN
+from schwifty.exceptions import SchwiftyException
+
+from deltran.money import AmountError, parse_amount
+
+Max35Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)]
+
+
+class PartyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    iban: str | None = Field(default=None, description="IBAN, checked against the IBAN registry")
+    account: str | None = Field(
+        default=None,
+        description="Domestic account number, for countries without IBAN (e.g. India)",
+        pattern=r"^[A-Za-z0-9]{4,34}$",
+    )
+    agent_bic: str = Field(description="BIC of the party's bank (8 or 11 characters)")
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return IBAN(value).compact
+        except SchwiftyException as exc:
+            raise ValueError(f"invalid IBAN: {exc}") from None
+
+    @field_validator("agent_bic")
+    @classmethod
+    def _bic(cls, value: str) -> str:
+        try:
+            return str(BIC(value.strip()))
+        except SchwiftyException as exc:
+            raise ValueError(f"invalid BIC: {exc}") from None
+
+    @model_validator(mode="after")
+    def _one_account(self) -> "PartyIn":
+        if (self.iban is None) == (self.account is None):
+            raise ValueError("give exactly one of 'iban' or 'account'")
+        return self
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    end_to_end_id: Max35Text
+    amount: str = Field(
+        description="Decimal string, at most the currency's minor units, e.g. \"100000.00\"",
+        pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$",
+        examples=["100000.00"],
+    )
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["AED"])
+    debtor: PartyIn
+    creditor: PartyIn
+    remittance_info: Name | None = None
+
+    @model_validator(mode="after")
+    def _amount_fits_currency(self) -> "PaymentIn":
+        try:
+            parse_amount(self.amount, self.currency)
+        except AmountError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def decimal_amount(self) -> Decimal:
+        return parse_amount(self.amount, self.currency)
+
+
+class PaymentAccepted(BaseModel):
+    payment_id: uuid.UUID
+    workflow_id: str
+    status: str
+
+
+class ObligationOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    amount: str
+    currency: str
+    payer_bic: str
+    payee_bic: str
+    settlement_mode: str
+    created_at: datetime
+    settled_at: datetime | None
+    bank_confirmation_reference: str | None
+    camt054_entry_reference: str | None
+
+
+class TokenOut(BaseModel):
+    id: uuid.UUID
+    amount: str
+    currency: str
+
+
+class PaymentOut(BaseModel):
+    payment_id: uuid.UUID
+    workflow_id: str
+    status: str
+    end_to_end_id: str
+    amount: str
+    currency: str
+    debtor_agent_bic: str
+    creditor_agent_bic: str
+    created_at: datetime
+    obligation: ObligationOut | None
+    token: TokenOut | None
+    rejection_reason: str | None
+    rejection_code: str | None
+
+
+class NotificationEntryOut(BaseModel):
+    account: str
+    entry_reference: str
+    tx_index: int
+    end_to_end_id: str | None
+    amount: str
+    currency: str
+    status: str
+    matched: bool
+    outcome: str
+    detail: str | None
+    payment_id: uuid.UUID | None
+    duplicate: bool
+
+
+class NotificationReceipt(BaseModel):
+    message_id: str
+    entries: list[NotificationEntryOut]
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    temporal: str

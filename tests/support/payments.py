@@ -1,0 +1,77 @@
+"""Builders and pollers shared by the integration tests."""
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+
+import httpx
+
+from api.iso20022.camt054 import BookingSpec, build_camt054
+
+# Real registry-valid IBANs for the demo corridor; India has no IBAN: account numbers.
+AE_IBAN = "AE070331234567890123456"
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def payment_body(
+    e2e_id: str,
+    *,
+    amount: str = "100000.00",
+    currency: str = "AED",
+    debtor_name: str = "Al Noor Trading LLC",
+    creditor_name: str = "Ganesh Textiles Pvt Ltd",
+    debtor_bic: str = "EBILAEAD",
+    creditor_bic: str = "SBININBB",
+) -> dict:
+    return {
+        "end_to_end_id": e2e_id,
+        "amount": amount,
+        "currency": currency,
+        "debtor": {"name": debtor_name, "iban": AE_IBAN, "agent_bic": debtor_bic},
+        "creditor": {"name": creditor_name, "account": "30001234567", "agent_bic": creditor_bic},
+        "remittance_info": "Invoice 2026-118",
+    }
+
+
+def camt054_for(
+    e2e_id: str | None,
+    amount: str = "100000.00",
+    currency: str = "AED",
+    *,
+    entry_reference: str,
+    status: str = "BOOK",
+    message_id: str | None = None,
+) -> bytes:
+    return build_camt054(
+        [
+            BookingSpec(
+                end_to_end_id=e2e_id,
+                amount=Decimal(amount),
+                currency=currency,
+                entry_reference=entry_reference,
+                status=status,
+                bank_reference=f"BR-{entry_reference}",
+            )
+        ],
+        message_id=message_id or f"MSG-{entry_reference}"[:35],
+    )
+
+
+async def wait_for_status(
+    http: httpx.AsyncClient, payment_id: str, headers: dict, statuses: set[str], timeout_s: float = 30
+) -> dict:
+    """Poll the API until the payment reaches one of `statuses` (or fail with its last state)."""
+    deadline = time.monotonic() + timeout_s
+    body: dict = {}
+    while time.monotonic() < deadline:
+        response = await http.get(f"/v1/payments/{payment_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["status"] in statuses:
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"payment {payment_id} did not reach {statuses}: {body}")

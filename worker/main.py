@@ -1,0 +1,73 @@
+"""The worker process: runs payment workflows and their activities.
+
+`build_worker` is what the tests use too, so the suite runs exactly the production
+registration of workflows and activities.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.compliance import ComplianceActivities
+from activities.obligations import ObligationActivities
+from activities.settlement import SettlementActivities
+from activities.tokens import TokenActivities
+from deltran.config import Settings
+from deltran.db.engine import make_engine, make_session_factory
+from deltran.temporal_client import connect
+from workflows.payment import PaymentWorkflow
+
+log = logging.getLogger("deltran.worker")
+
+WORKFLOWS = [PaymentWorkflow]
+MAX_CONCURRENT_ACTIVITIES = 100
+
+
+def activities_for(session_factory: async_sessionmaker, settings: Settings) -> list:
+    compliance = ComplianceActivities(session_factory, settings)
+    obligations = ObligationActivities(session_factory)
+    settlement = SettlementActivities(session_factory)
+    tokens = TokenActivities(session_factory)
+    return [
+        compliance.screen_payment,
+        obligations.create_obligation,
+        obligations.expire_payment,
+        settlement.settle_obligation,
+        tokens.mint_token,
+    ]
+
+
+def build_worker(
+    client: Client, session_factory: async_sessionmaker, settings: Settings, task_queue: str
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(session_factory, settings),
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        # Let running activities finish their transaction on shutdown (default 0 cancels them).
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    # The pool must cover every activity that may run at once.
+    engine = make_engine(settings.effective_database_url, pool_size=MAX_CONCURRENT_ACTIVITIES // 4)
+    client = await connect(settings)
+    worker = build_worker(client, make_session_factory(engine), settings, settings.task_queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %s at %s", settings.task_queue, settings.effective_temporal_address)
+    async with worker:
+        await stop.wait()
+        log.info("worker shutting down")
+    await engine.dispose()

@@ -1,0 +1,137 @@
+"""PaymentWorkflow: one durable workflow per payment.
+
+compliance → obligation → wait (durably, until the deadline) for the camt.054 that
+books the fiat → settle → mint. Deterministic: no I/O, clocks or randomness here; every
+side effect is an activity. Search attributes are set at start and upserted only when
+the status changes (each upsert is a history event).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+
+with workflow.unsafe.imports_passed_through():
+    from activities.compliance import ComplianceActivities
+    from activities.errors import NON_RETRYABLE_ERROR_TYPES
+    from activities.obligations import ObligationActivities
+    from activities.settlement import SettlementActivities
+    from activities.tokens import TokenActivities
+    from deltran import search_attributes as sa
+    from deltran.reason_codes import ReasonCode
+    from deltran.shared import (
+        ExpireInput,
+        FiatBooking,
+        MintInput,
+        PaymentInput,
+        PaymentState,
+        PaymentStatus,
+        SettleInput,
+    )
+
+# Transient faults (Postgres restarting, a dropped connection) are retried without a
+# cap on attempts: a payment waits for the database rather than failing. Business
+# outcomes are non-retryable errors and end the step at once.
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+)
+STEP_TIMEOUT = timedelta(seconds=30)
+
+
+def initial_search_attributes(data: PaymentInput) -> TypedSearchAttributes:
+    """Set when the workflow starts, so the payment is searchable from its first event."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.END_TO_END_ID, data.end_to_end_id),
+            SearchAttributePair(sa.DEBTOR_AGENT_BIC, data.debtor_agent_bic),
+            SearchAttributePair(sa.CREDITOR_AGENT_BIC, data.creditor_agent_bic),
+            SearchAttributePair(sa.PAYMENT_CURRENCY, data.currency),
+            SearchAttributePair(sa.PAYMENT_AMOUNT, float(data.amount)),
+            SearchAttributePair(sa.PAYMENT_STATUS, PaymentStatus.SCREENING.value),
+        ]
+    )
+
+
+@workflow.defn(name="PaymentWorkflow")
+class PaymentWorkflow:
+    @workflow.init
+    def __init__(self, data: PaymentInput) -> None:
+        # Set before any handler runs: a camt.054 signal may arrive in the first task.
+        self._state = PaymentState(payment_id=data.payment_id, status=PaymentStatus.SCREENING)
+        self._booking: FiatBooking | None = None
+
+    @workflow.run
+    async def run(self, data: PaymentInput) -> PaymentState:
+        compliance = await self._step(ComplianceActivities.screen_payment, data.payment_id)
+        if not compliance.passed:
+            self._set(
+                status=PaymentStatus.REJECTED,
+                rejection_code=compliance.reason_code,
+                rejection_reason=compliance.reason,
+            )
+            return self._state
+
+        obligation = await self._step(ObligationActivities.create_obligation, data.payment_id)
+        self._set(status=PaymentStatus.AWAITING_SETTLEMENT, obligation_id=obligation.obligation_id)
+
+        try:
+            await workflow.wait_condition(
+                lambda: self._booking is not None,
+                timeout=timedelta(seconds=data.deadline_s),
+                timeout_summary="settlement deadline",
+            )
+        except TimeoutError:
+            pass
+        if self._booking is None:
+            await self._step(
+                ObligationActivities.expire_payment,
+                ExpireInput(payment_id=data.payment_id, obligation_id=obligation.obligation_id),
+            )
+            self._set(
+                status=PaymentStatus.EXPIRED,
+                rejection_code=ReasonCode.CLEARING_TIMEOUT.value,
+                rejection_reason="not funded before the settlement deadline",
+            )
+            return self._state
+
+        await self._step(
+            SettlementActivities.settle_obligation,
+            SettleInput(
+                payment_id=data.payment_id,
+                obligation_id=obligation.obligation_id,
+                booking=self._booking,
+            ),
+        )
+        self._set(status=PaymentStatus.SETTLED)
+
+        token = await self._step(
+            TokenActivities.mint_token,
+            MintInput(payment_id=data.payment_id, obligation_id=obligation.obligation_id),
+        )
+        self._set(status=PaymentStatus.COMPLETED, token_id=token.token_id)
+        return self._state
+
+    @workflow.signal(name="fiat_booked")
+    def fiat_booked(self, booking: FiatBooking) -> None:
+        """The settlement agent's camt.054 booked this payment's fiat. The first booking
+        wins; a duplicate notification changes nothing."""
+        if self._booking is None:
+            self._booking = booking
+            self._state = self._state.model_copy(update={"booking": booking})
+
+    @workflow.query(name="state")
+    def state(self) -> PaymentState:
+        return self._state
+
+    async def _step(self, activity, arg):
+        return await workflow.execute_activity_method(
+            activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
+        )
+
+    def _set(self, *, status: PaymentStatus, **changes) -> None:
+        self._state = self._state.model_copy(update={"status": status, **changes})
+        workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(status.value)])

@@ -1,6 +1,7 @@
 """Money rules: ISO 4217 minor units and exact Decimal amounts (never float)."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 # Minor units per ISO 4217 for the currencies DelTran may clear. A currency missing
@@ -18,6 +19,11 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 
+# Plain ASCII decimal notation only: no exponent, sign, underscores or non-ASCII digits.
+# 18 integer digits bound the amount well inside NUMERIC(38, 5) and Decimal's precision.
+_AMOUNT_TEXT = re.compile(r"^[0-9]{1,18}(\.[0-9]+)?$")
+
+
 class AmountError(ValueError):
     """An amount that cannot be money in its currency."""
 
@@ -26,16 +32,21 @@ def parse_amount(value: str | Decimal, currency: str) -> Decimal:
     """Parse and check an amount: finite, positive, no more decimals than the currency has."""
     if currency not in MINOR_UNITS:
         raise AmountError(f"currency {currency!r} is not supported")
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise AmountError(f"amount {value!r} is not a decimal number") from None
+    if isinstance(value, Decimal):
+        amount = value
+    else:
+        text = str(value).strip()
+        if not _AMOUNT_TEXT.match(text):
+            raise AmountError(f"amount {value!r} is not a decimal number (digits and an optional point)")
+        amount = Decimal(text)
     if not amount.is_finite():
         raise AmountError("amount must be a finite number")
     if amount <= 0:
         raise AmountError("amount must be greater than zero")
     exponent = amount.normalize().as_tuple().exponent
     assert isinstance(exponent, int)
+    if amount.adjusted() >= 18:
+        raise AmountError(f"amount {amount} is too large")
     if -exponent > MINOR_UNITS[currency]:
         raise AmountError(
             f"amount {amount} has more decimals than {currency} allows ({MINOR_UNITS[currency]})"

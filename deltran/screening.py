@@ -187,13 +187,13 @@ class _Name:
 def _prepare(entry: SanctionsEntry, listed: str) -> _Name:
     # "SMITH, John" (the usual list format): the surname is the part before the comma.
     head, comma, tail = listed.partition(",")
-    raw = _raw_tokens(head) + _raw_tokens(tail)
+    head_raw = _raw_tokens(head)
+    raw = head_raw + _raw_tokens(tail)
     kept = _keep(raw)
     tokens = tuple(raw[i][0] for i in kept)
     if not tokens:
-        raise SanctionsListError(f"entry {entry.entry_id}: name {listed!r} has no letters or digits")
-    n_head = len(_raw_tokens(head))
-    surname = frozenset(k for k, i in enumerate(kept) if i < n_head) if comma else frozenset()
+        raise SanctionsListError(f"entry {entry.entry_id}: name {listed!r} has no letters/digits")
+    surname = frozenset(k for k, i in enumerate(kept) if comma and i < len(head_raw))
     return _Name(
         entry=entry,
         listed=listed,
@@ -239,7 +239,8 @@ def _score(q: tuple[str, ...], name: _Name) -> float:
         for j, b in enumerate(lt):
             if (
                 i not in used_q and j not in used_l and (len(a) == 1 or len(b) == 1)
-                and a[0] == b[0] and j not in name.surname  # an initial never stands for the surname
+                and a[0] == b[0]
+                and j not in name.surname  # an initial never stands for the surname
             ):
                 initials.append((i, j))
                 used_q.add(i)
@@ -307,10 +308,14 @@ class SanctionsList:
         entries, seen = [], set()
         for line, row in enumerate(rows[1:], start=2):
             if len(row) != len(HEADER):
-                raise SanctionsListError(f"{path} row {line}: expected {len(HEADER)} columns, got {len(row)}")
+                raise SanctionsListError(
+                    f"{path} row {line}: expected {len(HEADER)} columns, got {len(row)}"
+                )
             entry_id, name, aliases, program = (c.strip() for c in row)
             if not entry_id or not name or not program:
-                raise SanctionsListError(f"{path} row {line}: entry_id, name and program are required")
+                raise SanctionsListError(
+                    f"{path} row {line}: entry_id, name and program are required"
+                )
             if entry_id in seen:
                 raise SanctionsListError(f"{path} row {line}: duplicate entry_id {entry_id}")
             seen.add(entry_id)
@@ -326,7 +331,7 @@ class SanctionsList:
         if not q:
             return None
         exact = self._exact.get(q)
-        if exact is not None:
+        if exact is not None and threshold <= 100.0:
             return ScreeningHit(exact.entry.entry_id, exact.listed, 100.0)
         tokens = tuple(q.split())
         # Native pre-filter: every path of `_score` that can reach the threshold shares

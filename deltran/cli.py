@@ -1,0 +1,106 @@
+"""The `deltran` command: one entry point for every role.
+
+  deltran up                 the whole local stack (what `make up` runs)
+  deltran api | worker       one process of the stack
+  deltran migrate [REV]      upgrade the database (default: head)
+  deltran migrate --down REV downgrade it (e.g. -1, base)
+  deltran seed               demo banks and keys into $DELTRAN_HOME/credentials.json
+  deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import date
+from decimal import Decimal
+
+from deltran.config import get_settings
+
+
+def _api(_: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    return 0
+
+
+def _worker(_: argparse.Namespace) -> int:
+    from worker.main import run_worker
+
+    asyncio.run(run_worker(get_settings()))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from deltran.db import migrate
+
+    url = get_settings().effective_database_url
+    if args.down:
+        migrate.downgrade(url, args.down)
+    else:
+        migrate.upgrade(url, args.revision)
+    return 0
+
+
+def _seed(_: argparse.Namespace) -> int:
+    from deltran.devstack.stack import seed
+
+    settings = get_settings()
+    asyncio.run(seed(settings))
+    print(f"demo credentials in {settings.credentials_path}")
+    return 0
+
+
+def _up(_: argparse.Namespace) -> int:
+    from deltran.devstack.stack import run_stack
+
+    return run_stack(get_settings())
+
+
+def _camt054(args: argparse.Namespace) -> int:
+    from api.iso20022.camt054 import BookingSpec, build_camt054
+
+    booking = BookingSpec(
+        end_to_end_id=args.end_to_end_id,
+        amount=Decimal(args.amount),
+        currency=args.currency,
+        entry_reference=args.entry_reference or f"NTRY-{args.end_to_end_id}"[:35],
+        bank_reference=args.bank_reference or f"BOOK-{args.end_to_end_id}"[:35],
+        status=args.status,
+        booking_date=date.today(),
+    )
+    sys.stdout.buffer.write(build_camt054([booking], message_id=f"CAMT-{args.end_to_end_id}"[:35]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="deltran", description="DelTran clearing and settlement")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start the whole local stack").set_defaults(run=_up)
+    commands.add_parser("api", help="run the HTTP API").set_defaults(run=_api)
+    commands.add_parser("worker", help="run a Temporal worker").set_defaults(run=_worker)
+    migrate = commands.add_parser("migrate", help="upgrade (or --down) the database schema")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--down", metavar="REV", help="downgrade to REV instead (e.g. -1 or base)")
+    migrate.set_defaults(run=_migrate)
+    commands.add_parser("seed", help="seed demo banks and write their keys").set_defaults(run=_seed)
+    camt = commands.add_parser("camt054", help="print a camt.054.001.08 booking a payment's fiat")
+    camt.add_argument("--end-to-end-id", required=True)
+    camt.add_argument("--amount", required=True)
+    camt.add_argument("--currency", required=True)
+    camt.add_argument("--entry-reference")
+    camt.add_argument("--bank-reference")
+    camt.add_argument("--status", default="BOOK", choices=["BOOK", "PDNG", "INFO"])
+    camt.set_defaults(run=_camt054)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

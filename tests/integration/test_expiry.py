@@ -1,0 +1,88 @@
+"""An unfunded payment expires at its deadline and releases its obligation: days of
+waiting, skipped in seconds by Temporal's time-skipping test server, with the real
+activities on the real Postgres."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.intake import NewPayment, submit_payment
+from deltran import search_attributes
+from deltran.db.tables import Obligation, Payment
+from deltran.shared import ObligationStatus, PaymentStatus
+from tests.conftest import binary
+from tests.support.payments import AE_IBAN
+from worker.main import build_worker
+from workflows.payment import PaymentWorkflow
+
+
+@pytest.fixture(scope="module")
+async def skipping_env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    # The test server starts with no custom search attributes: register ours.
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in search_attributes.ALL_KEYS
+            },
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+async def test_unfunded_payment_expires_and_releases_its_obligation(skipping_env, sessions, settings, credentials):
+    task_queue = f"expiry-{uuid.uuid4()}"
+    settings = settings.model_copy(update={"task_queue": task_queue, "payment_deadline_s": 3 * 24 * 3600})
+    new = NewPayment(
+        instructing_bic="EBILAEAD",
+        end_to_end_id=f"EXP-{uuid.uuid4().hex[:16]}",
+        amount=Decimal("750.00"),
+        currency="AED",
+        debtor_name="Al Noor Trading LLC",
+        debtor_iban=AE_IBAN,
+        debtor_account=None,
+        debtor_agent_bic="EBILAEAD",
+        creditor_name="Ganesh Textiles Pvt Ltd",
+        creditor_iban=None,
+        creditor_account="30001234567",
+        creditor_agent_bic="SBININBB",
+    )
+    async with build_worker(skipping_env.client, sessions, settings, task_queue):
+        async with sessions() as session:
+            intake = await submit_payment(session, skipping_env.client, settings, new)
+        handle = skipping_env.client.get_workflow_handle_for(PaymentWorkflow.run, intake.workflow_id)
+        await _until_awaiting_settlement(sessions, intake.payment_id)
+        # Jump past the deadline: three days in well under a second.
+        await skipping_env.sleep(timedelta(days=3, minutes=1))
+        state = await handle.result()
+    assert state.status == PaymentStatus.EXPIRED
+    assert state.rejection_code == "AB01"
+    async with sessions() as session:
+        payment = await session.get(Payment, intake.payment_id)
+        obligation = await session.scalar(select(Obligation).where(Obligation.payment_id == intake.payment_id))
+    assert payment.status == PaymentStatus.EXPIRED and payment.rejection_code == "AB01"
+    assert obligation.status == ObligationStatus.RELEASED and obligation.released_at is not None
+    assert obligation.settled_at is None
+
+
+async def _until_awaiting_settlement(sessions, payment_id) -> None:
+    for _ in range(300):
+        async with sessions() as session:
+            if (await session.get(Payment, payment_id)).status == PaymentStatus.AWAITING_SETTLEMENT:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the payment never reached AWAITING_SETTLEMENT")

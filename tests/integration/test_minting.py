@@ -1,0 +1,451 @@
+"""The token engine against the real PostgreSQL: validation before minting, the
+double-entry postings, idempotency, and the database constraints that are the last
+line of defence (unique token per obligation, no negative balance, no settled
+obligation without its references).
+
+Every test builds its own rows (fresh participants included), so balances are exact and
+nothing collides with other tests sharing the database.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from temporalio.exceptions import ApplicationError
+
+from activities import ledger
+from activities.errors import MINT_REFUSED
+from activities.tokens import TokenActivities
+from deltran.db.tables import (
+    Account,
+    BankNotification,
+    Camt054Message,
+    LedgerTransfer,
+    Obligation,
+    Participant,
+    Payment,
+    Token,
+)
+from deltran.shared import MintInput, ObligationStatus, PaymentStatus
+
+AMOUNT = Decimal("2500.00")
+CURRENCY = "AED"
+
+
+@dataclass
+class Scenario:
+    payer_id: uuid.UUID
+    payee_id: uuid.UUID
+    payment_id: uuid.UUID
+    obligation_id: uuid.UUID
+    entry_reference: str
+    notification_id: uuid.UUID | None
+
+    @property
+    def mint_input(self) -> MintInput:
+        return MintInput(payment_id=self.payment_id, obligation_id=self.obligation_id)
+
+
+def _unique_bic() -> str:
+    return "T" + uuid.uuid4().hex[:10].upper()
+
+
+async def _participant(session, country: str) -> uuid.UUID:
+    row = Participant(id=uuid.uuid4(), bic=_unique_bic(), name=f"Mint test bank {country}", country=country)
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def make_scenario(
+    sessions,
+    *,
+    settled: bool = True,
+    payment_status: str = PaymentStatus.SETTLED,
+    notification: bool = True,
+    booked_amount: Decimal = AMOUNT,
+    booked_currency: str = CURRENCY,
+    entry_status: str = "BOOK",
+    credit_debit: str = "CRDT",
+    outcome: str = "MATCHED",
+) -> Scenario:
+    """A payment from a fresh payer bank to a fresh payee bank, its obligation (SETTLED
+    with both references, or PENDING), and optionally the camt.054 entry behind it."""
+    e2e = f"MINT-{uuid.uuid4().hex[:16]}"
+    entry_reference = f"NTRY-{uuid.uuid4().hex}"
+    async with sessions() as session, session.begin():
+        payer_id = await _participant(session, "AE")
+        payee_id = await _participant(session, "IN")
+        await ledger.ensure_accounts(session, [payer_id, payee_id], CURRENCY)
+        payment = Payment(
+            id=uuid.uuid4(),
+            instructing_bic="EBILAEAD",
+            end_to_end_id=e2e,
+            fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
+            amount=AMOUNT,
+            currency=CURRENCY,
+            debtor_name="Al Noor Trading LLC",
+            debtor_iban="AE070331234567890123456",
+            debtor_agent_bic="EBILAEAD",
+            creditor_name="Ganesh Textiles Pvt Ltd",
+            creditor_account="30001234567",
+            creditor_agent_bic="SBININBB",
+            status=payment_status,
+            workflow_id=f"payment-test-mint-{uuid.uuid4()}",
+        )
+        session.add(payment)
+        await session.flush()
+        obligation = Obligation(
+            id=uuid.uuid4(),
+            payment_id=payment.id,
+            payer_id=payer_id,
+            payee_id=payee_id,
+            amount=AMOUNT,
+            currency=CURRENCY,
+            status=ObligationStatus.PENDING,
+        )
+        if settled:
+            obligation.status = ObligationStatus.SETTLED
+            obligation.settled_at = func.now()
+            obligation.bank_confirmation_reference = f"BR-{entry_reference}"
+            obligation.camt054_entry_reference = entry_reference
+        session.add(obligation)
+        notification_id = None
+        if notification:
+            message = Camt054Message(
+                id=uuid.uuid4(),
+                message_id=f"MSG-{uuid.uuid4().hex[:20]}",
+                body_sha256="0" * 64,
+                body="<Document/>",
+            )
+            session.add(message)
+            await session.flush()
+            row = BankNotification(
+                id=uuid.uuid4(),
+                message_row_id=message.id,
+                account="AE070331234567890123456",
+                entry_reference=entry_reference,
+                tx_index=0,
+                end_to_end_id=e2e,
+                bank_reference=f"BR-{entry_reference}",
+                amount=booked_amount,
+                currency=booked_currency,
+                credit_debit=credit_debit,
+                entry_status=entry_status,
+                reversal=False,
+                outcome=outcome,
+                payment_id=payment.id,
+            )
+            session.add(row)
+            notification_id = row.id
+    return Scenario(payer_id, payee_id, payment.id, obligation.id, entry_reference, notification_id)
+
+
+async def balances(sessions, s: Scenario) -> dict[str, Decimal]:
+    async with sessions() as session:
+        out = {}
+        for who, pid in (("payer", s.payer_id), ("payee", s.payee_id)):
+            for kind in ("fiat", "token"):
+                acct = await ledger.account_id(session, pid, CURRENCY, kind)
+                out[f"{who}_{kind}"] = await ledger.balance(session, acct)
+        return out
+
+
+async def transfer_count(sessions, s: Scenario) -> int:
+    """Ledger transfers touching this scenario's accounts."""
+    async with sessions() as session:
+        accounts = select(Account.id).where(Account.participant_id.in_([s.payer_id, s.payee_id]))
+        return await session.scalar(
+            select(func.count())
+            .select_from(LedgerTransfer)
+            .where(
+                or_(
+                    LedgerTransfer.debit_account_id.in_(accounts),
+                    LedgerTransfer.credit_account_id.in_(accounts),
+                )
+            )
+        )
+
+
+async def tokens_of(sessions, s: Scenario) -> list[Token]:
+    async with sessions() as session:
+        return list(await session.scalars(select(Token).where(Token.obligation_id == s.obligation_id)))
+
+
+async def payment_status(sessions, s: Scenario) -> str:
+    async with sessions() as session:
+        return await session.scalar(select(Payment.status).where(Payment.id == s.payment_id))
+
+
+ZERO = {"payer_fiat": 0, "payer_token": 0, "payee_fiat": 0, "payee_token": 0}
+
+
+async def assert_refused(sessions, s: Scenario, fragment: str) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        await TokenActivities(sessions).mint_token(s.mint_input)
+    assert caught.value.type == MINT_REFUSED == "MintRefused"
+    assert caught.value.non_retryable is True
+    assert fragment in str(caught.value)
+    # Nothing was minted or posted.
+    assert await tokens_of(sessions, s) == []
+    assert await transfer_count(sessions, s) == 0
+    assert await balances(sessions, s) == ZERO
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+async def test_mint_refused_while_obligation_is_pending(sessions):
+    s = await make_scenario(sessions, settled=False, payment_status=PaymentStatus.AWAITING_SETTLEMENT)
+    await assert_refused(sessions, s, "PENDING, not SETTLED")
+    assert await payment_status(sessions, s) == PaymentStatus.AWAITING_SETTLEMENT
+
+
+async def test_mint_refused_for_released_obligation(sessions):
+    s = await make_scenario(sessions, settled=False, payment_status=PaymentStatus.EXPIRED)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Obligation)
+            .where(Obligation.id == s.obligation_id)
+            .values(status=ObligationStatus.RELEASED, released_at=func.now())
+        )
+    await assert_refused(sessions, s, "RELEASED, not SETTLED")
+
+
+async def test_mint_refused_when_no_booked_camt054_backs_it(sessions):
+    s = await make_scenario(sessions, notification=False)
+    await assert_refused(sessions, s, "no booked camt.054 entry backs this obligation")
+    assert await payment_status(sessions, s) == PaymentStatus.SETTLED
+
+
+async def test_mint_refused_when_the_entry_was_not_matched(sessions):
+    # An entry with the right reference that intake did not match to the payment is no
+    # evidence at all.
+    s = await make_scenario(sessions, outcome="NOT_BOOKED", entry_status="PDNG")
+    await assert_refused(sessions, s, "no booked camt.054 entry backs this obligation")
+
+
+async def test_mint_refused_when_the_matched_entry_is_not_booked(sessions):
+    s = await make_scenario(sessions, entry_status="PDNG")
+    await assert_refused(sessions, s, "not a booked credit")
+
+
+async def test_mint_refused_when_booked_amount_differs(sessions):
+    s = await make_scenario(sessions, booked_amount=AMOUNT - Decimal("0.01"))
+    await assert_refused(sessions, s, "does not equal")
+    assert await payment_status(sessions, s) == PaymentStatus.SETTLED
+
+
+async def test_mint_refused_when_booked_currency_differs(sessions):
+    s = await make_scenario(sessions, booked_currency="USD")
+    await assert_refused(sessions, s, "does not equal")
+
+
+async def test_mint_refused_for_unknown_obligation(sessions):
+    with pytest.raises(ApplicationError) as caught:
+        await TokenActivities(sessions).mint_token(
+            MintInput(payment_id=uuid.uuid4(), obligation_id=uuid.uuid4())
+        )
+    assert caught.value.type == MINT_REFUSED
+    assert caught.value.non_retryable is True
+    assert "does not exist" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- minting
+
+
+async def test_mint_moves_the_amount_on_the_ledger_and_completes_the_payment(sessions):
+    s = await make_scenario(sessions)
+    result = await TokenActivities(sessions).mint_token(s.mint_input)
+
+    assert result.amount == AMOUNT
+    assert result.currency == CURRENCY
+    assert await balances(sessions, s) == {
+        "payer_fiat": AMOUNT,  # the payer's booked fiat (debit-normal)
+        "payer_token": 0,  # minted to the payer, then moved on: net zero
+        "payee_fiat": 0,
+        "payee_token": AMOUNT,  # the payee's credit: the token
+    }
+    (token,) = await tokens_of(sessions, s)
+    assert token.id == result.token_id
+    assert token.owner_id == s.payee_id
+    assert token.payment_id == s.payment_id
+    assert token.amount == AMOUNT and token.currency == CURRENCY
+    assert await payment_status(sessions, s) == PaymentStatus.COMPLETED
+
+    async with sessions() as session:
+        transfers = {
+            t.kind: t
+            for t in await session.scalars(
+                select(LedgerTransfer).where(
+                    or_(
+                        LedgerTransfer.obligation_id == s.obligation_id,
+                        LedgerTransfer.notification_id == s.notification_id,
+                    )
+                )
+            )
+        }
+        assert set(transfers) == {"fiat_booked", "obligation"}
+        payer_fiat = await ledger.account_id(session, s.payer_id, CURRENCY, "fiat")
+        payer_token = await ledger.account_id(session, s.payer_id, CURRENCY, "token")
+        payee_token = await ledger.account_id(session, s.payee_id, CURRENCY, "token")
+    booked, moved = transfers["fiat_booked"], transfers["obligation"]
+    assert (booked.debit_account_id, booked.credit_account_id) == (payer_fiat, payer_token)
+    assert booked.notification_id == s.notification_id and booked.amount == AMOUNT
+    assert (moved.debit_account_id, moved.credit_account_id) == (payer_token, payee_token)
+    assert moved.obligation_id == s.obligation_id and moved.amount == AMOUNT
+    assert token.transfer_id == moved.id
+
+
+async def test_mint_leaves_other_payment_statuses_alone(sessions):
+    # Only a SETTLED payment becomes COMPLETED; the conditional update touches nothing else.
+    s = await make_scenario(sessions, payment_status=PaymentStatus.AWAITING_SETTLEMENT)
+    await TokenActivities(sessions).mint_token(s.mint_input)
+    assert await payment_status(sessions, s) == PaymentStatus.AWAITING_SETTLEMENT
+
+
+async def test_second_mint_returns_the_same_token_and_posts_nothing(sessions):
+    s = await make_scenario(sessions)
+    engine = TokenActivities(sessions)
+    first = await engine.mint_token(s.mint_input)
+    transfers_after_first = await transfer_count(sessions, s)
+    balances_after_first = await balances(sessions, s)
+    assert transfers_after_first == 2
+
+    second = await engine.mint_token(s.mint_input)
+
+    assert second == first
+    assert await transfer_count(sessions, s) == transfers_after_first
+    assert await balances(sessions, s) == balances_after_first
+    assert len(await tokens_of(sessions, s)) == 1
+    assert await payment_status(sessions, s) == PaymentStatus.COMPLETED
+
+
+async def test_racing_mints_of_one_obligation_produce_one_token(sessions):
+    s = await make_scenario(sessions)
+    results = await asyncio.gather(
+        *(TokenActivities(sessions).mint_token(s.mint_input) for _ in range(4))
+    )
+    assert len({r.token_id for r in results}) == 1
+    assert len(await tokens_of(sessions, s)) == 1
+    assert await transfer_count(sessions, s) == 2
+    assert (await balances(sessions, s))["payee_token"] == AMOUNT
+    assert (await balances(sessions, s))["payer_fiat"] == AMOUNT
+
+
+# --------------------------------------------------------------------------- DB guards
+
+
+async def test_unique_index_refuses_a_second_token_for_an_obligation(sessions):
+    s = await make_scenario(sessions)
+    minted = await TokenActivities(sessions).mint_token(s.mint_input)
+    (token,) = await tokens_of(sessions, s)
+
+    with pytest.raises(IntegrityError, match="uq_tokens_obligation_id"):
+        async with sessions() as session, session.begin():
+            session.add(
+                Token(
+                    id=uuid.uuid4(),
+                    obligation_id=s.obligation_id,
+                    payment_id=s.payment_id,
+                    owner_id=s.payee_id,
+                    amount=AMOUNT,
+                    currency=CURRENCY,
+                    transfer_id=token.transfer_id,
+                )
+            )
+    assert [t.id for t in await tokens_of(sessions, s)] == [minted.token_id]
+
+
+async def test_no_transfer_may_take_a_token_account_below_zero(sessions):
+    s = await make_scenario(sessions)
+    await TokenActivities(sessions).mint_token(s.mint_input)
+    before = await balances(sessions, s)
+    transfers_before = await transfer_count(sessions, s)
+    key = f"test-overdraw:{uuid.uuid4()}"
+
+    with pytest.raises(IntegrityError, match="ck_accounts_balance_not_negative"):
+        async with sessions() as session, session.begin():
+            payee_token = await ledger.account_id(session, s.payee_id, CURRENCY, "token")
+            payer_token = await ledger.account_id(session, s.payer_id, CURRENCY, "token")
+            await ledger.post_transfer(
+                session,
+                idempotency_key=key,
+                debit_account_id=payee_token,
+                credit_account_id=payer_token,
+                amount=AMOUNT + Decimal("0.01"),  # one fils more than the payee holds
+                currency=CURRENCY,
+                kind="obligation",
+            )
+
+    assert await balances(sessions, s) == before
+    assert await transfer_count(sessions, s) == transfers_before
+    async with sessions() as session:
+        assert await session.scalar(
+            select(LedgerTransfer.id).where(LedgerTransfer.idempotency_key == key)
+        ) is None
+
+
+async def test_an_empty_token_account_cannot_pay(sessions):
+    # The payer's tokens exist only once its fiat is booked: without it, nothing moves.
+    s = await make_scenario(sessions, notification=False)
+    with pytest.raises(IntegrityError, match="ck_accounts_balance_not_negative"):
+        async with sessions() as session, session.begin():
+            await ledger.post_transfer(
+                session,
+                idempotency_key=f"test-unbacked:{uuid.uuid4()}",
+                debit_account_id=await ledger.account_id(session, s.payer_id, CURRENCY, "token"),
+                credit_account_id=await ledger.account_id(session, s.payee_id, CURRENCY, "token"),
+                amount=Decimal("0.01"),
+                currency=CURRENCY,
+                kind="obligation",
+            )
+    assert await balances(sessions, s) == ZERO
+
+
+async def test_db_refuses_settled_obligation_without_references(sessions):
+    s = await make_scenario(sessions, settled=False, notification=False)
+    for values in (
+        {"status": ObligationStatus.SETTLED},
+        {"status": ObligationStatus.SETTLED, "settled_at": func.now(), "bank_confirmation_reference": "BR-1"},
+        {"status": ObligationStatus.SETTLED, "settled_at": func.now(), "camt054_entry_reference": "NTRY-1"},
+        {"status": ObligationStatus.SETTLED, "bank_confirmation_reference": "BR-1", "camt054_entry_reference": "NTRY-1"},
+    ):
+        with pytest.raises(IntegrityError, match="ck_obligations_settled_has_references"):
+            async with sessions() as session, session.begin():
+                await session.execute(
+                    update(Obligation).where(Obligation.id == s.obligation_id).values(**values)
+                )
+    async with sessions() as session:
+        assert await session.scalar(
+            select(Obligation.status).where(Obligation.id == s.obligation_id)
+        ) == ObligationStatus.PENDING
+
+
+async def test_db_refuses_inserting_a_settled_obligation_without_references(sessions):
+    s = await make_scenario(sessions, settled=False, notification=False)
+    other = await make_scenario(sessions, settled=False, notification=False)
+    async with sessions() as session, session.begin():
+        # Free the other scenario's payment for a fresh obligation row.
+        await session.execute(
+            Obligation.__table__.delete().where(Obligation.id == other.obligation_id)
+        )
+    with pytest.raises(IntegrityError, match="ck_obligations_settled_has_references"):
+        async with sessions() as session, session.begin():
+            session.add(
+                Obligation(
+                    id=uuid.uuid4(),
+                    payment_id=other.payment_id,
+                    payer_id=s.payer_id,
+                    payee_id=s.payee_id,
+                    amount=AMOUNT,
+                    currency=CURRENCY,
+                    status=ObligationStatus.SETTLED,
+                )
+            )

@@ -1,0 +1,59 @@
+"""Replay tests: recorded payment histories must replay against today's workflow code.
+
+A change that would break payments already in flight (a reordered step, an extra
+activity without `workflow.patched`) fails here. Record a new history from the dev
+server as the README shows, and drop the JSON file into `histories/`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from deltran.shared import PaymentInput, PaymentState
+from workflows.payment import PaymentWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    text = path.read_text()
+    workflow_id = path.stem
+    assert json.loads(text)["events"], f"{path} holds no events"
+    return WorkflowHistory.from_json(workflow_id, text)
+
+
+def replayer(*workflows) -> Replayer:
+    return Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path):
+    result = await replayer(PaymentWorkflow).replay_workflow(load(path), raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+def test_histories_cover_completion_and_rejection():
+    names = {p.stem for p in HISTORIES}
+    assert {"payment_completed_gross", "payment_rejected_sanctions"} <= names
+
+
+@workflow.defn(name="PaymentWorkflow")
+class ReorderedPaymentWorkflow(PaymentWorkflow):
+    """The same workflow with its steps changed, as a careless edit would do."""
+
+    @workflow.run
+    async def run(self, data: PaymentInput) -> PaymentState:
+        await workflow.sleep(1)  # a timer where history has an activity
+        return await super().run(data)
+
+
+async def test_a_nondeterministic_change_is_caught():
+    completed = next(p for p in HISTORIES if p.stem == "payment_completed_gross")
+    result = await replayer(ReorderedPaymentWorkflow).replay_workflow(load(completed), raise_on_replay_failure=False)
+    assert result.replay_failure is not None

@@ -80,6 +80,8 @@ def _camt054(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic.runtime.plugins", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="deltran", description="DelTran clearing and settlement")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the whole local stack").set_defaults(run=_up)

@@ -33,7 +33,13 @@ def _child(role: str, settings: Settings, log_dir: Path) -> subprocess.Popen:
     env["DELTRAN_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
     log = open(log_dir / f"{role}.log", "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "deltran.cli", role], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "deltran.cli", role],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # Its own session: Ctrl-C reaches only `deltran up`, which stops the children
+        # in order (API first, worker next, servers last).
+        start_new_session=True,
     )
 
 

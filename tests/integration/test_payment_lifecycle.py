@@ -2,13 +2,16 @@
 obligation → camt.054 → settle → mint."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
 from activities import ledger
+from deltran import search_attributes
 from deltran.db.tables import BankNotification, ComplianceResult, Obligation, Participant, Payment, Token
+from workflows.payment import PaymentWorkflow
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
 
 
@@ -74,9 +77,7 @@ async def test_happy_path_reaches_completed_with_one_token(http, credentials, se
         )
     ]
     assert [wf.id for wf in found] == [done["workflow_id"]]
-    assert description.typed_search_attributes.get(
-        __import__("deltran.search_attributes", fromlist=["x"]).PAYMENT_STATUS
-    ) == "COMPLETED"
+    assert description.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == "COMPLETED"
 
 
 async def test_sanctions_hit_rejects_without_obligation(http, credentials, sessions, e2e_id):
@@ -153,3 +154,29 @@ async def test_pending_entry_is_stored_and_does_not_settle(http, credentials, e2
     assert wrong_amount.json()["entries"][0]["outcome"] == "AMOUNT_MISMATCH"
     state = (await http.get(f"/v1/payments/{payment_id}", headers=bank)).json()
     assert state["status"] == "AWAITING_SETTLEMENT" and state["obligation"]["status"] == "PENDING"
+
+
+async def test_concurrent_duplicates_make_one_workflow_and_one_token(http, credentials, sessions, temporal_env, e2e_id):
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    body = payment_body(e2e_id, amount="310.25")
+    submissions = await asyncio.gather(*(submit(http, credentials, body) for _ in range(5)))
+    assert {r.status_code for r in submissions} == {202}
+    assert len({r.json()["payment_id"] for r in submissions}) == 1
+    payment_id = submissions[0].json()["payment_id"]
+    await wait_for_status(http, payment_id, bank, {"AWAITING_SETTLEMENT"})
+
+    xml = camt054_for(e2e_id, "310.25", entry_reference=f"NTRY-{e2e_id}")
+    posts = await asyncio.gather(*(post_camt054(http, credentials, xml) for _ in range(4)))
+    assert {r.status_code for r in posts} == {200}
+    assert sorted(r.json()["entries"][0]["duplicate"] for r in posts) == [False, True, True, True]
+
+    done = await wait_for_status(http, payment_id, bank, {"COMPLETED"})
+    handle = temporal_env.client.get_workflow_handle_for(PaymentWorkflow.run, done["workflow_id"])
+    state = await handle.query(PaymentWorkflow.state)
+    assert state.status == "COMPLETED" and str(state.token_id) == done["token"]["id"]
+    runs = [wf async for wf in temporal_env.client.list_workflows(f"WorkflowId = '{done['workflow_id']}'")]
+    assert len(runs) == 1
+    async with sessions() as session:
+        pid = uuid.UUID(payment_id)
+        assert await session.scalar(select(func.count()).select_from(Token).where(Token.payment_id == pid)) == 1
+        assert await session.scalar(select(func.count()).select_from(BankNotification).where(BankNotification.payment_id == pid)) == 1

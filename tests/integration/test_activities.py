@@ -1,0 +1,121 @@
+"""Compliance and settlement activities on the real PostgreSQL: idempotent on retry,
+failing closed, and telling business outcomes (final) from faults (retried)."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from temporalio.exceptions import ApplicationError
+
+from activities.compliance import ComplianceActivities
+from activities.errors import OBLIGATION_RELEASED
+from activities.obligations import ObligationActivities
+from activities.settlement import SettlementActivities
+from deltran.db.tables import ComplianceResult, Obligation, Participant, Payment
+from deltran.shared import ExpireInput, FiatBooking, ObligationStatus, PaymentStatus, SettleInput
+
+
+async def new_payment(sessions, *, creditor_bic: str = "SBININBB", creditor_name: str = "Ganesh Textiles Pvt Ltd") -> uuid.UUID:
+    e2e = f"ACT-{uuid.uuid4().hex[:16]}"
+    payment_id = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        session.add(
+            Payment(
+                id=payment_id,
+                instructing_bic="EBILAEAD",
+                end_to_end_id=e2e,
+                fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
+                amount=Decimal("1200.00"),
+                currency="AED",
+                debtor_name="Al Noor Trading LLC",
+                debtor_iban="AE070331234567890123456",
+                debtor_agent_bic="EBILAEAD",
+                creditor_name=creditor_name,
+                creditor_account="30001234567",
+                creditor_agent_bic=creditor_bic,
+                status=PaymentStatus.SCREENING,
+                workflow_id=f"payment-test-{e2e}",
+            )
+        )
+    return payment_id
+
+
+def booking(reference: str) -> FiatBooking:
+    return FiatBooking(
+        notification_id=uuid.uuid4(),
+        camt054_entry_reference=reference,
+        bank_confirmation_reference=f"BR-{reference}",
+        amount=Decimal("1200.00"),
+        currency="AED",
+    )
+
+
+async def test_screening_is_idempotent(sessions, settings, credentials):
+    payment_id = await new_payment(sessions)
+    compliance = ComplianceActivities(sessions, settings)
+    first = await compliance.screen_payment(payment_id)
+    second = await compliance.screen_payment(payment_id)
+    assert first == second and first.passed
+    async with sessions() as session:
+        count = await session.scalar(select(func.count()).select_from(ComplianceResult).where(ComplianceResult.payment_id == payment_id))
+    assert count == 1
+
+
+async def test_screening_fails_closed_when_the_list_cannot_load(sessions, settings, credentials, tmp_path: Path):
+    payment_id = await new_payment(sessions)
+    broken = settings.model_copy(update={"sanctions_list_path": tmp_path / "missing.csv"})
+    with pytest.raises(ApplicationError) as raised:
+        await ComplianceActivities(sessions, broken).screen_payment(payment_id)
+    assert raised.value.non_retryable is False  # the payment waits and retries, never passes
+    async with sessions() as session:
+        assert (await session.get(Payment, payment_id)).status == PaymentStatus.SCREENING
+        assert await session.scalar(select(ComplianceResult).where(ComplianceResult.payment_id == payment_id)) is None
+
+
+async def test_a_suspended_creditor_bank_is_rejected(sessions, settings, credentials):
+    bic = "SUSPAEAD"
+    async with sessions() as session, session.begin():
+        session.add(Participant(bic=bic, name="Suspended Test Bank", country="AE", status="SUSPENDED"))
+    payment_id = await new_payment(sessions, creditor_bic=bic)
+    outcome = await ComplianceActivities(sessions, settings).screen_payment(payment_id)
+    assert not outcome.passed and outcome.reason_code == "AG01"
+    async with sessions() as session:
+        payment = await session.get(Payment, payment_id)
+    assert payment.status == PaymentStatus.REJECTED and payment.rejection_code == "AG01"
+
+
+async def test_settle_is_idempotent_and_keeps_the_first_references(sessions, settings, credentials):
+    payment_id = await new_payment(sessions)
+    obligation = await ObligationActivities(sessions).create_obligation(payment_id)
+    again = await ObligationActivities(sessions).create_obligation(payment_id)
+    assert again == obligation
+    settle = SettlementActivities(sessions)
+    await settle.settle_obligation(SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("FIRST")))
+    await settle.settle_obligation(SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("SECOND")))
+    async with sessions() as session:
+        row = await session.get(Obligation, obligation.obligation_id)
+        payment = await session.get(Payment, payment_id)
+    assert row.status == ObligationStatus.SETTLED and row.camt054_entry_reference == "FIRST"
+    assert payment.status == PaymentStatus.SETTLED
+
+
+async def test_a_released_obligation_never_settles(sessions, settings, credentials):
+    payment_id = await new_payment(sessions)
+    obligation = await ObligationActivities(sessions).create_obligation(payment_id)
+    expire = ExpireInput(payment_id=payment_id, obligation_id=obligation.obligation_id)
+    await ObligationActivities(sessions).expire_payment(expire)
+    await ObligationActivities(sessions).expire_payment(expire)  # a retry changes nothing
+    with pytest.raises(ApplicationError) as raised:
+        await SettlementActivities(sessions).settle_obligation(
+            SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("LATE"))
+        )
+    assert raised.value.type == OBLIGATION_RELEASED and raised.value.non_retryable
+    async with sessions() as session:
+        row = await session.get(Obligation, obligation.obligation_id)
+        payment = await session.get(Payment, payment_id)
+    assert row.status == ObligationStatus.RELEASED and row.settled_at is None
+    assert payment.status == PaymentStatus.EXPIRED

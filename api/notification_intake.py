@@ -63,13 +63,7 @@ async def receive_camt054(
 async def _store_entry(
     session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry
 ) -> EntryResult:
-    existing = await session.scalar(
-        select(BankNotification).where(
-            BankNotification.account == entry.account,
-            BankNotification.entry_reference == entry.entry_reference,
-            BankNotification.tx_index == entry.tx_index,
-        )
-    )
+    existing = await _stored(session, entry)
     if existing is not None:
         return await _duplicate(session, entry, existing)
     outcome, detail, payment = await _classify(session, entry)
@@ -99,13 +93,7 @@ async def _store_entry(
                 .returning(BankNotification.id)
             )
     except IntegrityError:
-        existing = await session.scalar(
-            select(BankNotification).where(
-                BankNotification.account == entry.account,
-                BankNotification.entry_reference == entry.entry_reference,
-                BankNotification.tx_index == entry.tx_index,
-            )
-        )
+        existing = await _stored(session, entry)
         if existing is not None:
             return await _duplicate(session, entry, existing)
         outcome, detail = "PAYMENT_NOT_AWAITING", "the payment is already funded by another entry"
@@ -125,6 +113,17 @@ async def _store_entry(
         duplicate=False,
         needs_signal=matched,
         workflow_id=payment.workflow_id if matched and payment else None,
+    )
+
+
+async def _stored(session: AsyncSession, entry: Camt054Entry) -> BankNotification | None:
+    """The entry as stored earlier: same account, entry reference and transaction."""
+    return await session.scalar(
+        select(BankNotification).where(
+            BankNotification.account == entry.account,
+            BankNotification.entry_reference == entry.entry_reference,
+            BankNotification.tx_index == entry.tx_index,
+        )
     )
 
 

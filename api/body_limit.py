@@ -1,6 +1,8 @@
 """Caps request bodies before anything parses them (Starlette has no cap of its own)."""
 from __future__ import annotations
 
+import json
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -46,12 +48,22 @@ class BodyLimitMiddleware:
 
 
 async def _too_large(send: Send, max_bytes: int) -> None:
-    body = f'{{"detail":"request body exceeds {max_bytes} bytes"}}'.encode()
+    body = json.dumps(
+        {
+            "type": "urn:deltran:problem:body-too-large",
+            "title": "Content Too Large",
+            "status": 413,
+            "detail": f"request body exceeds {max_bytes} bytes",
+        }
+    ).encode()
     await send(
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from api.problems import Problem
+from api.rate_limit import retry_after_header
 from deltran.api_keys import hash_key
 from deltran.config import Settings
 from deltran.db.tables import OperatorKey, Participant
@@ -25,6 +27,11 @@ class Caller:
     role: Role
     bic: str | None = None
     participant_id: uuid.UUID | None = None
+
+    @property
+    def identity(self) -> str:
+        """Who did it, as the audit log and the rate limiter name callers."""
+        return f"bank:{self.bic}" if self.role == "bank" else self.role
 
 
 def get_settings(request: Request) -> Settings:
@@ -57,7 +64,16 @@ async def get_caller(
     digest = hash_key(credentials.credentials)
     # Its own short session: the route's session stays free for the route's transaction.
     async with request.app.state.sessions() as session:
-        return await _caller_for(session, digest, unauthorized)
+        caller = await _caller_for(session, digest, unauthorized)
+    wait_s = request.app.state.rate_limiter.acquire(caller.identity)
+    if wait_s > 0:
+        raise Problem(
+            429,
+            f"rate limit of {request.app.state.rate_limiter.rate_per_s:g} requests/s exceeded for {caller.identity}",
+            kind="rate-limited",
+            headers={"Retry-After": retry_after_header(wait_s)},
+        )
+    return caller
 
 
 async def _caller_for(session: AsyncSession, digest: str, unauthorized: HTTPException) -> Caller:
@@ -98,4 +114,5 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 BankDep = Annotated[Caller, Depends(require("bank"))]
+AdminDep = Annotated[Caller, Depends(require("admin"))]
 SettlementAgentDep = Annotated[Caller, Depends(require("settlement_agent"))]

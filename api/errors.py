@@ -1,6 +1,8 @@
-"""Errors the API turns into clear HTTP answers."""
+"""Dependency outages: the API answers 503 with Retry-After, never 500 or a hang."""
 from fastapi import Request
 from fastapi.responses import JSONResponse
+
+from api.problems import problem_response
 
 RETRY_AFTER_S = 5
 
@@ -14,14 +16,18 @@ class ServiceUnavailable(Exception):
         self.detail = detail
 
 
-async def service_unavailable_handler(_: Request, exc: Exception) -> JSONResponse:
+async def service_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceUnavailable)
-    return JSONResponse(
-        status_code=503,
-        content={"detail": f"{exc.dependency} unavailable, retry later", "reason": exc.detail},
+    return problem_response(
+        request,
+        503,
+        f"{exc.dependency} is unavailable ({exc.detail}); nothing was lost, retry later",
+        kind="dependency-unavailable",
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 
-async def database_unavailable_handler(_: Request, exc: Exception) -> JSONResponse:
-    return await service_unavailable_handler(_, ServiceUnavailable("database", type(exc).__name__))
+async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    return await service_unavailable_handler(
+        request, ServiceUnavailable("database", type(exc).__name__)
+    )

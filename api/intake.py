@@ -6,11 +6,13 @@ and the resubmission (same identity, same content) starts the workflow then.
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import date
 from decimal import Decimal
 
-from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +22,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.errors import ServiceUnavailable
+from api.problems import Problem
+from deltran import audit
 from deltran.config import Settings
 from deltran.db.tables import Payment
 from deltran.identity import content_fingerprint, payment_id_for, workflow_id_for
 from deltran.shared import PaymentInput, PaymentStatus
 from workflows.payment import PaymentWorkflow, initial_search_attributes
+
+
+# Payments per message: a bound on one transaction's size (pacs.008 batches included).
+MAX_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,20 @@ class NewPayment:
     creditor_agent_bic: str
     remittance_info: str | None = None
     uetr: uuid.UUID | None = None
+    instruction_id: str | None = None
+    transaction_id: str | None = None
+    settlement_date: date | None = None
+    charge_bearer: str | None = None
+    # Where it came from; not part of the payment's content.
+    source_format: str = "json"
+    message_id: str | None = None
 
     def fingerprint(self) -> str:
-        return content_fingerprint(asdict(self))
+        """The content a resubmission must repeat: everything but the envelope, so the
+        same transaction resent in a new message (new MsgId) is still a duplicate."""
+        content = asdict(self)
+        del content["source_format"], content["message_id"]
+        return content_fingerprint(content)
 
 
 @dataclass(frozen=True)
@@ -58,47 +77,88 @@ class Intake:
     created: bool
 
 
-async def submit_payment(
-    session: AsyncSession, temporal: Client, settings: Settings, new: NewPayment
-) -> Intake:
+async def submit_payments(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    batch: Sequence[NewPayment],
+    *,
+    actor: str,
+) -> list[Intake]:
+    """Record every payment of one message in one transaction (all or none: a conflict
+    on any of them is a 409 for the message), audited in that same transaction, then
+    start their workflows."""
+    assert 0 < len(batch) <= MAX_BATCH
+    _refuse_repeated_end_to_end_ids(batch)
+    intakes: list[Intake] = []
+    async with session.begin():
+        for new in batch:
+            intakes.append(await _record(session, new))
+        created = [str(i.payment_id) for i in intakes if i.created]
+        if created:
+            await audit.record(
+                session,
+                actor=actor,
+                action="payment.submit",
+                subject=batch[0].message_id or created[0],
+                result="accepted",
+                details={"format": batch[0].source_format, "payments": created,
+                         "duplicates": len(intakes) - len(created)},
+            )
+    # A payment still SCREENING may be one whose workflow start failed earlier: start
+    # it (or find it running). Past SCREENING the workflow exists for sure.
+    await asyncio.gather(
+        *(
+            _start_workflow(temporal, settings, new, intake.payment_id, intake.workflow_id)
+            for new, intake in zip(batch, intakes)
+            if intake.status == PaymentStatus.SCREENING
+        )
+    )
+    return intakes
+
+
+def _refuse_repeated_end_to_end_ids(batch: Sequence[NewPayment]) -> None:
+    seen: set[str] = set()
+    errors = []
+    for index, new in enumerate(batch):
+        if new.end_to_end_id in seen:
+            errors.append({"field": f"CdtTrfTxInf[{index}]/PmtId/EndToEndId", "transaction": index,
+                           "message": f"EndToEndId {new.end_to_end_id!r} appears more than once in the message"})
+        seen.add(new.end_to_end_id)
+    if errors:
+        raise Problem(400, "each transaction of a message needs its own EndToEndId", kind="repeated-end-to-end-id", errors=errors)
+
+
+async def _record(session: AsyncSession, new: NewPayment) -> Intake:
     payment_id = payment_id_for(new.instructing_bic, new.end_to_end_id)
     workflow_id = workflow_id_for(new.instructing_bic, new.end_to_end_id)
     fingerprint = new.fingerprint()
-    async with session.begin():
-        inserted = await session.scalar(
-            insert(Payment)
-            .values(
-                id=payment_id,
-                fingerprint=fingerprint,
-                status=PaymentStatus.SCREENING,
-                workflow_id=workflow_id,
-                **asdict(new),
-            )
-            .on_conflict_do_nothing(constraint="uq_payments_sender_identity")
-            .returning(Payment.id)
+    inserted = await session.scalar(
+        insert(Payment)
+        .values(
+            id=payment_id,
+            fingerprint=fingerprint,
+            status=PaymentStatus.SCREENING,
+            workflow_id=workflow_id,
+            **asdict(new),
         )
-        if inserted is None:
-            existing = (
-                await session.execute(
-                    select(Payment.fingerprint, Payment.status).where(Payment.id == payment_id)
-                )
-            ).one()
-            if existing.fingerprint != fingerprint:
-                raise HTTPException(
-                    status_code=409,
-                    detail=(
-                        f"EndToEndId {new.end_to_end_id!r} was already used by"
-                        f" {new.instructing_bic} for a payment with different content"
-                    ),
-                )
-            status = existing.status
-        else:
-            status = PaymentStatus.SCREENING
-    # A payment still SCREENING may be one whose workflow start failed earlier: start
-    # it (or find it running). Past SCREENING the workflow exists for sure.
-    if status == PaymentStatus.SCREENING:
-        await _start_workflow(temporal, settings, new, payment_id, workflow_id)
-    return Intake(payment_id, workflow_id, status, created=inserted is not None)
+        .on_conflict_do_nothing(constraint="uq_payments_sender_identity")
+        .returning(Payment.id)
+    )
+    if inserted is not None:
+        return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)
+    existing = (
+        await session.execute(select(Payment.fingerprint, Payment.status).where(Payment.id == payment_id))
+    ).one()
+    if existing.fingerprint != fingerprint:
+        raise Problem(
+            409,
+            f"EndToEndId {new.end_to_end_id!r} was already used by"
+            f" {new.instructing_bic} for a payment with different content",
+            kind="end-to-end-id-conflict",
+            errors=[{"field": "end_to_end_id", "message": "already used with different content"}],
+        )
+    return Intake(payment_id, workflow_id, existing.status, created=False)
 
 
 async def _start_workflow(

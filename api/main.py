@@ -4,11 +4,16 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import InterfaceError
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import ServiceUnavailable, database_unavailable_handler, service_unavailable_handler
-from api.routes import health, notifications, payments
+from api.problems import Problem, http_exception_handler, problem_handler, validation_handler
+from api.rate_limit import RateLimiter
+from api.routes import admin, health, notifications, payments
+from api.schemas import PaymentIn
 from api.temporal_connection import TemporalConnection
 from deltran.config import Settings, get_settings
 from deltran.db.engine import make_engine, make_session_factory
@@ -23,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.sessions = make_session_factory(engine)
         app.state.temporal = TemporalConnection(settings)
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         try:
             await app.state.temporal.get()
         except ServiceUnavailable:
@@ -40,6 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(Problem, problem_handler)
+    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
+    app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(ServiceUnavailable, service_unavailable_handler)
     # A connection refused or dropped by Postgres is an outage, not a bug: 503, retry.
     app.add_exception_handler(OSError, database_unavailable_handler)
@@ -47,5 +56,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments.router)
     app.include_router(notifications.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
+    _document_payment_body(app)
     return app
+
+
+def _document_payment_body(app: FastAPI) -> None:
+    """POST /v1/payments reads its body itself (JSON or pacs.008 XML); put the JSON
+    model into the OpenAPI components so the docs and clients still see it."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            models = PaymentIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(models.pop("$defs", {}))
+            components["PaymentIn"] = models
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -20,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable
 from api.iso20022.camt054 import Camt054Entry, Camt054Message
+from deltran import audit
 from deltran.db.tables import BankNotification, Camt054Message as MessageRow, Payment
 from deltran.shared import FiatBooking, PaymentStatus
 from workflows.payment import PaymentWorkflow
@@ -41,7 +43,7 @@ class EntryResult:
 
 
 async def receive_camt054(
-    session: AsyncSession, temporal: Client, message: Camt054Message, body: bytes
+    session: AsyncSession, temporal: Client, message: Camt054Message, body: bytes, *, actor: str
 ) -> list[EntryResult]:
     async with session.begin():
         message_row_id = await session.scalar(
@@ -54,6 +56,16 @@ async def receive_camt054(
             .returning(MessageRow.id)
         )
         results = [await _store_entry(session, message_row_id, entry) for entry in message.entries]
+        outcomes = Counter(r.outcome for r in results if not r.duplicate)
+        await audit.record(
+            session,
+            actor=actor,
+            action="camt054.receive",
+            subject=message.message_id,
+            result="stored",
+            details={"entries": len(results), "duplicates": sum(r.duplicate for r in results),
+                     "outcomes": dict(outcomes)},
+        )
     for result in results:
         if result.needs_signal:
             await _signal(session, temporal, result)

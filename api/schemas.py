@@ -1,17 +1,28 @@
 """Request and response bodies of the HTTP API (separate from the table models)."""
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
-from schwifty import BIC, IBAN
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
-from deltran.money import AmountError, parse_amount
+from deltran.identity import normalize_bic
+from deltran.money import MINOR_UNITS, AmountError, parse_amount
 
+_UETR = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}$")
 Max35Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)]
 
@@ -42,7 +53,7 @@ class PartyIn(BaseModel):
     @classmethod
     def _bic(cls, value: str) -> str:
         try:
-            return str(BIC(value.strip()))
+            return normalize_bic(value)
         except SchwiftyException as exc:
             raise ValueError(f"invalid BIC: {exc}") from None
 
@@ -57,27 +68,54 @@ class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     end_to_end_id: Max35Text
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["AED"])
     amount: str = Field(
         description="Decimal string, at most the currency's minor units, e.g. \"100000.00\"",
         pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$",
         examples=["100000.00"],
     )
-    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["AED"])
     debtor: PartyIn
     creditor: PartyIn
     remittance_info: Name | None = None
+    uetr: uuid.UUID | None = Field(
+        default=None,
+        description="UETR: a UUID version 4 in lower case, as SWIFT gpi and ISO 20022 require",
+    )
 
-    @model_validator(mode="after")
-    def _amount_fits_currency(self) -> "PaymentIn":
-        try:
-            parse_amount(self.amount, self.currency)
-        except AmountError as exc:
-            raise ValueError(str(exc)) from None
-        return self
+    @field_validator("uetr", mode="before")
+    @classmethod
+    def _uetr(cls, value: object) -> object:
+        if value is not None and not (isinstance(value, str) and _UETR.match(value)):
+            raise ValueError("UETR must be a lower-case UUID version 4")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value not in MINOR_UNITS:
+            raise ValueError(f"currency {value} is not supported")
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_fits_currency(cls, value: str, info: ValidationInfo) -> str:
+        currency = info.data.get("currency")
+        if currency is not None:  # else the currency's own error says why
+            try:
+                parse_amount(value, currency)
+            except AmountError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @property
     def decimal_amount(self) -> Decimal:
         return parse_amount(self.amount, self.currency)
+
+
+class PacsTransactionAccepted(BaseModel):
+    end_to_end_id: str
+    payment_id: uuid.UUID
+    status: str
 
 
 class PaymentAccepted(BaseModel):

@@ -5,7 +5,9 @@
   deltran migrate [REV]      upgrade the database (default: head)
   deltran migrate --down REV downgrade it (e.g. -1, base)
   deltran seed               demo banks and keys into $DELTRAN_HOME/credentials.json
+  deltran bank ...           add | list | suspend | activate | rotate-key
   deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
+  deltran audit verify|seal  check the audit log's hash chain | seal pending records now
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 from datetime import date
 from decimal import Decimal
 
+from deltran import bank_cli
 from deltran.config import get_settings
 
 
@@ -78,6 +81,32 @@ def _camt054(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from deltran import audit
+    from deltran.db.engine import make_engine, make_session_factory
+
+    async def run() -> int:
+        engine = make_engine(get_settings().effective_database_url, pool_size=1)
+        try:
+            sessions = make_session_factory(engine)
+            if args.audit_command == "seal":
+                print(f"sealed {await audit.seal_pending(sessions)} audit record(s)")
+                return 0
+            report = await audit.verify_chain(sessions)
+        finally:
+            await engine.dispose()
+        print(f"sealed: {report.sealed}  unsealed: {report.unsealed}")
+        if report.head_seal_seq is not None:
+            print(f"head: seal_seq {report.head_seal_seq} hash {report.head_hash}")
+        if report.ok:
+            print("OK: the chain is unbroken")
+            return 0
+        print(f"BROKEN ({report.first_break['reason']}): {report.first_break['detail']}")
+        return 1
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("alembic.runtime.plugins", "httpx"):
@@ -92,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--down", metavar="REV", help="downgrade to REV instead (e.g. -1 or base)")
     migrate.set_defaults(run=_migrate)
     commands.add_parser("seed", help="seed demo banks and write their keys").set_defaults(run=_seed)
+    bank_cli.add_parser(commands)
     camt = commands.add_parser("camt054", help="print a camt.054.001.08 booking a payment's fiat")
     camt.add_argument("--end-to-end-id", required=True)
     camt.add_argument("--amount", required=True)
@@ -100,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     camt.add_argument("--bank-reference")
     camt.add_argument("--status", default="BOOK", choices=["BOOK", "PDNG", "INFO"])
     camt.set_defaults(run=_camt054)
+    audit = commands.add_parser("audit", help="the audit log: verify its hash chain, or seal now")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_commands.add_parser("verify", help="prove the chain unbroken (exit 1 at the first break)")
+    audit_commands.add_parser("seal", help="seal the committed, unsealed records now")
+    audit.set_defaults(run=_audit)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -49,7 +49,14 @@ class Settings(BaseSettings):
     supported_currencies: tuple[str, ...] = ("AED", "INR", "USD", "EUR")
 
     # Cap on request bodies (JSON and XML) before anything parses them.
-    max_body_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    # Per caller (bank or operator role) and API process: sustained rate and burst.
+    rate_limit_per_s: float = Field(default=1000.0, gt=0)
+    rate_limit_burst: int = Field(default=2000, ge=1)
+
+    # DelTran's own BIC: the reporter on the pacs.002 status reports it sends.
+    bic: str = "DLTRAEAD"
 
     @property
     def resolved_home(self) -> Path:

@@ -11,6 +11,8 @@ import json
 import uuid
 from typing import Any
 
+from schwifty import BIC
+
 # Fixed namespace: payment ids must be stable across processes and releases.
 _PAYMENT_NAMESPACE = uuid.UUID("6f1c0c4e-2d7a-4b8e-9a51-3c1f5d0e7a21")
 
@@ -28,3 +30,11 @@ def content_fingerprint(fields: dict[str, Any]) -> str:
     different fingerprint is a conflicting resubmission (409), not a duplicate."""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def normalize_bic(bic: str) -> str:
+    """A BIC as DelTran stores and compares it: upper case, and 8 characters for a head
+    office (the "XXX" branch code dropped), so EBILAEAD and EBILAEADXXX are one bank.
+    Raises a ValueError (schwifty's) for a BIC that is not valid."""
+    compact = str(BIC(bic.strip()))
+    return compact[:8] if compact.endswith("XXX") else compact

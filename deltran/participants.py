@@ -9,12 +9,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from schwifty import BIC
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deltran.api_keys import generate_key, hash_key
+from deltran.identity import normalize_bic
 from deltran.db.tables import OperatorKey, Participant
 
 
@@ -44,19 +44,78 @@ DEMO_BANKS: tuple[DemoBank, ...] = (
 )
 
 
-async def add_bank(session: AsyncSession, bic: str, name: str, country: str) -> str:
-    """Create a participant (or re-key an existing one) and return its new key."""
-    bic = str(BIC(bic))
+class UnknownBank(LookupError):
+    pass
+
+
+class BankExists(ValueError):
+    pass
+
+
+async def create_bank(session: AsyncSession, bic: str, name: str, country: str) -> str:
+    """Add a new participant; returns its API key, which is shown once and never stored."""
+    bic = normalize_bic(bic)
+    key = generate_key()
+    inserted = await session.scalar(
+        insert(Participant)
+        .values(bic=bic, name=name, country=country.upper(), api_key_hash=hash_key(key))
+        .on_conflict_do_nothing(index_elements=[Participant.bic])
+        .returning(Participant.id)
+    )
+    if inserted is None:
+        raise BankExists(f"participant {bic} already exists")
+    return key
+
+
+async def _upsert_demo_bank(session: AsyncSession, bank: DemoBank) -> str:
     key = generate_key()
     await session.execute(
         insert(Participant)
-        .values(bic=bic, name=name, country=country.upper(), api_key_hash=hash_key(key))
+        .values(bic=bank.bic, name=bank.name, country=bank.country, api_key_hash=hash_key(key))
         .on_conflict_do_update(
             index_elements=[Participant.bic],
-            set_={"name": name, "country": country.upper(), "api_key_hash": hash_key(key)},
+            set_={"name": bank.name, "country": bank.country, "api_key_hash": hash_key(key)},
         )
     )
     return key
+
+
+async def rotate_key(session: AsyncSession, bic: str) -> str:
+    """Issue a new key; the old one stops working when this commits."""
+    key = generate_key()
+    updated = await session.scalar(
+        update(Participant)
+        .where(Participant.bic == normalize_bic(bic))
+        .values(api_key_hash=hash_key(key))
+        .returning(Participant.id)
+    )
+    if updated is None:
+        raise UnknownBank(f"no participant {bic}")
+    return key
+
+
+async def set_status(session: AsyncSession, bic: str, status: str) -> None:
+    """ACTIVE or SUSPENDED. A suspended bank's new payments are rejected by compliance."""
+    assert status in ("ACTIVE", "SUSPENDED")
+    updated = await session.scalar(
+        update(Participant)
+        .where(Participant.bic == normalize_bic(bic))
+        .values(status=status)
+        .returning(Participant.id)
+    )
+    if updated is None:
+        raise UnknownBank(f"no participant {bic}")
+
+
+async def get_bank(session: AsyncSession, bic: str) -> Participant:
+    bank = await session.scalar(select(Participant).where(Participant.bic == normalize_bic(bic)))
+    if bank is None:
+        raise UnknownBank(f"no participant {bic}")
+    return bank
+
+
+async def list_banks(session: AsyncSession) -> list[Participant]:
+    return list((await session.scalars(select(Participant).order_by(Participant.bic))).all())
 
 
 async def add_operator_key(session: AsyncSession, role: str) -> str:
@@ -101,7 +160,7 @@ async def seed_demo(sessions: async_sessionmaker, credentials_path: Path) -> dic
     async with sessions() as session, session.begin():
         if current is not None and await credentials_valid(session, current):
             return current
-        banks = {b.bic: await add_bank(session, b.bic, b.name, b.country) for b in DEMO_BANKS}
+        banks = {b.bic: await _upsert_demo_bank(session, b) for b in DEMO_BANKS}
         await _revoke_demo_operator_keys(session, current)
         credentials = {
             "banks": banks,

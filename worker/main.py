@@ -18,6 +18,7 @@ from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
 from activities.settlement import SettlementActivities
 from activities.tokens import TokenActivities
+from deltran import audit
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.temporal_client import connect
@@ -58,16 +59,22 @@ def build_worker(
 
 
 async def run_worker(settings: Settings) -> None:
-    # The pool must cover every activity that may run at once.
+    # Each activity holds a connection only for one short transaction, so a quarter of
+    # the activity slots (plus overflow) keeps them fed; the rest wait briefly for one.
     engine = make_engine(settings.effective_database_url, pool_size=MAX_CONCURRENT_ACTIVITIES // 4)
     client = await connect(settings)
-    worker = build_worker(client, make_session_factory(engine), settings, settings.task_queue)
+    sessions = make_session_factory(engine)
+    worker = build_worker(client, sessions, settings, settings.task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling task queue %s at %s", settings.task_queue, settings.effective_temporal_address)
+    # Seals audit records into the hash chain shortly after they are written; with
+    # several workers an advisory lock lets one seal at a time.
+    sealer = asyncio.create_task(audit.run_sealer(sessions, stop=stop))
     async with worker:
         await stop.wait()
         log.info("worker shutting down")
+    await sealer
     await engine.dispose()

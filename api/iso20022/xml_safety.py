@@ -1,8 +1,10 @@
 """Hardened parsing of untrusted XML bodies and validation against the bundled ISO 20022 XSDs."""
 from __future__ import annotations
 
+import codecs
 import re
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,6 +14,12 @@ SCHEMA_DIR = Path(__file__).with_name("schemas")
 MAX_REPORTED_ERRORS = 20  # enough to fix a message; a hostile body must not yield megabytes of errors
 
 _QNAME = re.compile(r"\{[^}]*\}")
+# The encoding named by an XML declaration (which must open the body, after an optional BOM).
+_DECLARED_ENCODING = re.compile(
+    rb"\A(?:\xef\xbb\xbf)?<\?xml\s[^?>]*?\bencoding\s*=\s*[\"']([^\"']*)[\"']"
+)
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+_UTF16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # One XMLSchema object keeps a single error_log and lxml drops the GIL while validating:
 # serialise validations so concurrent threads never read each other's errors.
 _validate_lock = threading.Lock()
@@ -23,6 +31,57 @@ class XmlRejected(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _encoding_problem(body: bytes) -> tuple[str, str | None] | None:
+    """Why `body` is not UTF-8 (and the codec it seems to be in, if known), or None.
+
+    ISO 20022 messages are UTF-8. Anything else is refused before parsing rather than
+    transcoded: a body in another encoding is not the message the sender's systems signed
+    off, and UTF-16/32 would also hide markup from byte-level checks.
+    """
+    if body.startswith(_UTF16_32_BOMS):
+        return (
+            "body is UTF-16 or UTF-32 encoded (it starts with a byte order mark);"
+            " ISO 20022 messages must be UTF-8",
+            "utf-16/32",
+        )
+    if b"\x00" in body:  # never legal in XML 1.0: UTF-16/32 without a BOM, or binary data
+        return (
+            "body contains NUL bytes (UTF-16 or UTF-32 encoded, or not text);"
+            " ISO 20022 messages must be UTF-8",
+            "utf-16/32",
+        )
+    match = _DECLARED_ENCODING.match(body)
+    if match is not None:
+        declared = match.group(1).decode("ascii", "replace")
+        if declared.strip().lower() not in _UTF8_NAMES:
+            return (
+                f"the XML declaration names encoding {declared!r}; ISO 20022 messages must be UTF-8",
+                declared,
+            )
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"body is not valid UTF-8 (invalid byte at offset {exc.start});"
+            " ISO 20022 messages must be UTF-8",
+            None,
+        )
+    return None
+
+
+def _hidden_doctype(body: bytes, codec: str | None) -> bool:
+    """Whether a body that is not UTF-8 carries a DOCTYPE the byte scan could not see."""
+    if codec == "utf-16/32":
+        # ASCII markup in UTF-16/32 is the ASCII bytes interleaved with NULs.
+        return b"<!DOCTYPE" in body.replace(b"\x00", b"")
+    if codec:
+        try:
+            return "<!DOCTYPE" in body.decode(codec, "replace")
+        except LookupError:  # an encoding Python does not know
+            return False
+    return False
 
 
 def _parser() -> etree.XMLParser:
@@ -42,8 +101,9 @@ def _parser() -> etree.XMLParser:
 def parse_xml(body: bytes, max_bytes: int) -> etree._Element:
     """Parse an untrusted body into its root element, or raise XmlRejected.
 
-    The size cap is applied before parsing (the web layer does not cap bodies) and any
-    DOCTYPE is refused: DTDs are how XXE and entity-expansion attacks arrive, and an
+    The size cap is applied before parsing (the web layer does not cap bodies), a body
+    that is not UTF-8 (another declared encoding, UTF-16/32, invalid bytes) is refused, and
+    any DOCTYPE is refused: DTDs are how XXE and entity-expansion attacks arrive, and an
     unresolved entity reference makes XMLSchema.validate() raise instead of returning False.
     """
     body = bytes(body)
@@ -53,6 +113,13 @@ def parse_xml(body: bytes, max_bytes: int) -> etree._Element:
         raise XmlRejected("body is empty")
     if b"<!DOCTYPE" in body:  # fast path for ASCII-compatible encodings; re-checked after parsing
         raise XmlRejected("DOCTYPE declarations are not allowed")
+    problem = _encoding_problem(body)
+    if problem is not None:
+        reason, codec = problem
+        # A hostile DOCTYPE is reported as such, whatever encoding it hides in.
+        if _hidden_doctype(body, codec):
+            raise XmlRejected("DOCTYPE declarations are not allowed")
+        raise XmlRejected(reason)
     try:
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
@@ -62,7 +129,7 @@ def parse_xml(body: bytes, max_bytes: int) -> etree._Element:
     if root is None:
         raise XmlRejected("body has no root element")
     info = root.getroottree().docinfo
-    # Catches a DOCTYPE hidden by an encoding the byte scan cannot see (UTF-16, UTF-32...).
+    # Defence in depth: only UTF-8 gets here, where the byte scan above already sees a DOCTYPE.
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
         raise XmlRejected("DOCTYPE declarations are not allowed")
     return root
@@ -78,17 +145,40 @@ def load_schema(name: str) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(SCHEMA_DIR / file_name), _parser()))
 
 
-def schema_errors(schema: etree.XMLSchema, element: etree._Element) -> list[str]:
-    """Validate `element` (as the root of its tree); client-facing errors, empty when valid."""
+@dataclass(frozen=True)
+class SchemaError:
+    """One schema violation: `path` is an XPath (e.g. "/*/*/*[2]/*[3]") to the offending
+    element in the validated tree, or None; `message` has namespaces stripped."""
+
+    line: int | None
+    path: str | None
+    message: str
+
+
+def schema_violations(schema: etree.XMLSchema, element: etree._Element) -> tuple[list[SchemaError], int]:
+    """Validate `element` (as the root of its tree): the first MAX_REPORTED_ERRORS
+    violations and the total count; ([], 0) when valid."""
     with _validate_lock:
         try:
             if schema.validate(element):
-                return []
+                return [], 0
         except etree.XMLSchemaValidateError as exc:  # defence in depth: parse_xml refuses entities
-            return [f"schema validation could not run: {exc}"]
+            return [SchemaError(None, None, f"schema validation could not run: {exc}")], 1
         log = list(schema.error_log)
     # Namespaces in "{urn:...}Amt" only add noise for the reader of the error.
-    errors = [f"line {e.line}: {_QNAME.sub('', e.message)}" for e in log[:MAX_REPORTED_ERRORS]]
-    if len(log) > MAX_REPORTED_ERRORS:
-        errors.append(f"... and {len(log) - MAX_REPORTED_ERRORS} more errors")
+    violations = [
+        SchemaError(e.line, e.path or None, _QNAME.sub("", e.message))
+        for e in log[:MAX_REPORTED_ERRORS]
+    ]
+    return violations, len(log)
+
+
+def schema_errors(schema: etree.XMLSchema, element: etree._Element) -> list[str]:
+    """Validate `element` (as the root of its tree); client-facing errors, empty when valid."""
+    violations, total = schema_violations(schema, element)
+    errors = [
+        f"line {v.line}: {v.message}" if v.line is not None else v.message for v in violations
+    ]
+    if total > len(violations):
+        errors.append(f"... and {total - len(violations)} more errors")
     return errors

@@ -1,12 +1,13 @@
 """`/v1/notifications/camt054`: the settlement agent reports fiat bookings."""
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
 from api.deps import SessionDep, SettingsDep, SettlementAgentDep, TemporalDep
 from api.iso20022.camt054 import Camt054Invalid, parse_camt054
 from api.iso20022.xml_safety import XmlRejected
 from api.notification_intake import receive_camt054
+from api.problems import Problem
 from api.schemas import NotificationEntryOut, NotificationReceipt
 from deltran.money import format_amount
 
@@ -21,22 +22,27 @@ XML_TYPES = ("application/xml", "text/xml")
     openapi_extra={"requestBody": {"content": {"application/xml": {"schema": {"type": "string"}}}, "required": True}},
 )
 async def camt054(
-    request: Request, _: SettlementAgentDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+    request: Request, caller: SettlementAgentDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> NotificationReceipt:
     """Post a camt.054.001.08. Every entry is stored (matched or not); each booked credit
     is matched to its payment by UETR, else EndToEndId, and signals it. A repeated entry
     (same account, entry reference and transaction) is recognised and changes nothing."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in XML_TYPES:
-        raise HTTPException(status_code=415, detail="camt.054 must be sent as application/xml")
+        raise Problem(415, "camt.054 must be sent as application/xml", kind="unsupported-media-type")
     body = await request.body()
     try:
         message = parse_camt054(body, max_bytes=settings.max_body_bytes)
     except XmlRejected as exc:
-        raise HTTPException(status_code=400, detail=f"rejected XML: {exc.reason}") from None
+        raise Problem(400, f"rejected XML: {exc.reason}", kind="invalid-xml", errors=[{"field": "body", "message": exc.reason}]) from None
     except Camt054Invalid as exc:
-        raise HTTPException(status_code=400, detail={"message": "invalid camt.054.001.08", "errors": exc.errors}) from None
-    results = await receive_camt054(session, temporal, message, body)
+        raise Problem(
+            400,
+            "the body is not a valid camt.054.001.08",
+            kind="invalid-camt054",
+            errors=[{"field": "body", "message": error} for error in exc.errors],
+        ) from None
+    results = await receive_camt054(session, temporal, message, body, actor=caller.identity)
     return NotificationReceipt(
         message_id=message.message_id,
         entries=[

@@ -3,33 +3,101 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from api.deps import BankDep, CallerDep, SessionDep, SettingsDep, TemporalDep
-from api.intake import NewPayment, submit_payment
-from api.schemas import ObligationOut, PaymentAccepted, PaymentIn, PaymentOut, TokenOut
+from api.deps import BankDep, Caller, CallerDep, SessionDep, SettingsDep, TemporalDep
+from api.intake import NewPayment, submit_payments
+from api.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
+from api.iso20022.xml_safety import XmlRejected
+from api.pacs008_intake import payments_from_pacs008
+from api.problems import Problem
+from api.schemas import ObligationOut, PacsTransactionAccepted, PaymentAccepted, PaymentIn, PaymentOut, TokenOut
+from api.status_report import pacs002_for
 from deltran.db.tables import Obligation, Participant, Payment, Token
 from deltran.money import format_amount
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
+JSON_TYPES = ("application/json",)
+XML_TYPES = ("application/xml", "text/xml")
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=PaymentAccepted)
+_SUBMIT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/PaymentIn"}},
+        "application/xml": {
+            "schema": {"type": "string", "description": "pacs.008.001.08, bare or with its AppHdr"}
+        },
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PaymentAccepted | list[PacsTransactionAccepted],
+    openapi_extra={"requestBody": _SUBMIT_BODY},
+    responses={400: {"description": "invalid pacs.008 (reasons per transaction)"},
+               403: {"description": "not submitted as the authenticated bank"},
+               409: {"description": "EndToEndId already used with other content"},
+               413: {"description": "body too large"}, 415: {"description": "unsupported media type"},
+               422: {"description": "invalid JSON payment"}, 429: {"description": "rate limited"}},
+)
 async def submit(
-    body: PaymentIn, caller: BankDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
-) -> PaymentAccepted:
-    """Submit a payment. The same payment again returns the same `payment_id` and starts
-    nothing new; the same EndToEndId with different content is a 409."""
-    if body.debtor.agent_bic != caller.bic:
-        raise HTTPException(
-            status_code=403,
-            detail=f"debtor.agent_bic {body.debtor.agent_bic} is not the authenticated bank {caller.bic}",
-        )
+    request: Request, caller: BankDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> PaymentAccepted | list[PacsTransactionAccepted]:
+    """Submit a payment as JSON (`application/json`, one payment) or as ISO 20022
+    pacs.008.001.08 (`application/xml`, one payment per CdtTrfTxInf). The same payment
+    again returns the same `payment_id` and starts nothing new; the same EndToEndId with
+    different content is a 409. A pacs.008 with any invalid transaction is rejected
+    whole (400) with the reasons per transaction."""
     assert caller.bic is not None
-    new = NewPayment(
-        instructing_bic=caller.bic,
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if content_type in XML_TYPES:
+        message = _parse_pacs008(body, settings.max_body_bytes)
+        batch = payments_from_pacs008(message, caller.bic)
+        intakes = await submit_payments(session, temporal, settings, batch, actor=caller.identity)
+        return [
+            PacsTransactionAccepted(end_to_end_id=new.end_to_end_id, payment_id=i.payment_id, status=i.status)
+            for new, i in zip(batch, intakes)
+        ]
+    if content_type not in JSON_TYPES:
+        raise Problem(415, "send application/json or application/xml (pacs.008.001.08)", kind="unsupported-media-type")
+    try:
+        payment = PaymentIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    if payment.debtor.agent_bic != caller.bic:
+        raise Problem(
+            403,
+            f"debtor.agent_bic {payment.debtor.agent_bic} is not the authenticated bank {caller.bic}",
+            kind="not-your-bic",
+            errors=[{"field": "debtor.agent_bic", "message": f"must be {caller.bic}"}],
+        )
+    new = new_payment_from_json(payment, caller.bic)
+    [intake] = await submit_payments(session, temporal, settings, [new], actor=caller.identity)
+    return PaymentAccepted(payment_id=intake.payment_id, workflow_id=intake.workflow_id, status=intake.status)
+
+
+def _parse_pacs008(body: bytes, max_bytes: int):
+    try:
+        return parse_pacs008(body, max_bytes=max_bytes)
+    except XmlRejected as exc:
+        raise Problem(400, f"rejected XML: {exc.reason}", kind="invalid-xml",
+                      errors=[{"field": "body", "message": exc.reason}]) from None
+    except Pacs008Invalid as exc:
+        errors = [{"field": e.field, "message": e.message, "transaction": e.transaction} for e in exc.errors]
+        raise Problem(400, "the pacs.008.001.08 is invalid; nothing was accepted", kind="invalid-pacs008", errors=errors) from None
+
+
+def new_payment_from_json(body: PaymentIn, instructing_bic: str) -> NewPayment:
+    return NewPayment(
+        instructing_bic=instructing_bic,
         end_to_end_id=body.end_to_end_id,
         amount=body.decimal_amount,
         currency=body.currency,
@@ -42,20 +110,47 @@ async def submit(
         creditor_account=body.creditor.account,
         creditor_agent_bic=body.creditor.agent_bic,
         remittance_info=body.remittance_info,
+        uetr=body.uetr,
     )
-    intake = await submit_payment(session, temporal, settings, new)
-    return PaymentAccepted(payment_id=intake.payment_id, workflow_id=intake.workflow_id, status=intake.status)
 
 
-@router.get("/{payment_id}", response_model=PaymentOut)
-async def read(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> PaymentOut:
-    """A payment with its obligation and token. A bank sees only payments it sent or
-    receives; anything else is a 404, as if it did not exist."""
+async def _visible_payment(session, caller: Caller, payment_id: uuid.UUID) -> Payment:
+    """A bank sees only payments it sent or receives; anything else is a 404, as if it
+    did not exist."""
     payment = await session.get(Payment, payment_id)
     if payment is None or (
         caller.role == "bank" and caller.bic not in (payment.debtor_agent_bic, payment.creditor_agent_bic)
     ):
-        raise HTTPException(status_code=404, detail="payment not found")
+        raise Problem(404, f"payment {payment_id} not found", kind="payment-not-found")
+    return payment
+
+
+@router.get(
+    "/{payment_id}/pacs002",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}, "description": "pacs.002.001.10 status report"}},
+)
+async def pacs002(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
+    """The payment's status as an ISO 20022 pacs.002.001.10: PDNG while screening, ACSP
+    awaiting settlement, ACSC settled, RJCT with the ISO reason code when rejected or
+    expired."""
+    payment = await _visible_payment(session, caller, payment_id)
+    return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
+
+
+@router.get(
+    "/{payment_id}",
+    response_model=PaymentOut,
+    responses={200: {"content": {"application/xml": {}}, "description": "JSON, or pacs.002 with Accept: application/xml"}},
+)
+async def read(
+    payment_id: uuid.UUID, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> PaymentOut | Response:
+    """A payment with its obligation and token (JSON), or its pacs.002 status report
+    when the client asks for `Accept: application/xml`."""
+    payment = await _visible_payment(session, caller, payment_id)
+    if _wants_xml(request.headers.get("accept", "")):
+        return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
     payer, payee = aliased(Participant), aliased(Participant)
     row = (
         await session.execute(
@@ -101,3 +196,9 @@ async def read(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep) ->
         rejection_reason=payment.rejection_reason,
         rejection_code=payment.rejection_code,
     )
+
+
+def _wants_xml(accept: str) -> bool:
+    """True when the client asks for XML and not JSON (no Accept, */* or JSON → JSON)."""
+    types = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
+    return any(t in XML_TYPES for t in types) and "application/json" not in types

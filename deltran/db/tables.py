@@ -8,10 +8,13 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    CHAR,
+    BigInteger,
     CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -149,6 +152,13 @@ class Payment(Base):
     creditor_account: Mapped[str | None] = mapped_column(String(34))
     creditor_agent_bic: Mapped[str] = mapped_column(String(11), nullable=False)
     remittance_info: Mapped[str | None] = mapped_column(String(140))
+    # As received: "json" or the ISO message (e.g. "pacs.008.001.08") and its references.
+    source_format: Mapped[str] = mapped_column(String(20), nullable=False, server_default="json")
+    message_id: Mapped[str | None] = mapped_column(String(35))
+    instruction_id: Mapped[str | None] = mapped_column(String(35))
+    transaction_id: Mapped[str | None] = mapped_column(String(35))
+    settlement_date: Mapped[date | None] = mapped_column(Date)
+    charge_bearer: Mapped[str | None] = mapped_column(String(4))
     status: Mapped[str] = mapped_column(String(24), nullable=False)
     rejection_code: Mapped[str | None] = mapped_column(String(8))
     rejection_reason: Mapped[str | None] = mapped_column(Text)
@@ -341,3 +351,30 @@ class Token(Base):
     )
     minted_at: Mapped[datetime] = _created_at()
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+
+class AuditLog(Base):
+    """Append-only: who did what, when, with what result; written in the transaction of
+    the change it records, sealed into a hash chain afterwards (deltran/audit.py). A
+    trigger (migration 0002) refuses DELETE, TRUNCATE and any UPDATE but the sealing."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    recorded_at: Mapped[datetime] = _created_at()
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    subject: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'"))
+    # The seal: position in the chain and the link to the record sealed before it.
+    seal_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(CHAR(64))
+    hash: Mapped[str | None] = mapped_column(CHAR(64))
+    __table_args__ = (
+        CheckConstraint(
+            "(seal_seq IS NULL) = (prev_hash IS NULL) AND (seal_seq IS NULL) = (hash IS NULL)",
+            name="sealed_whole",
+        ),
+        # What the sealer looks for: stays tiny however long the log grows.
+        Index("ix_audit_log_unsealed", "id", postgresql_where=text("seal_seq IS NULL")),
+    )

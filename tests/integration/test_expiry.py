@@ -13,7 +13,7 @@ from sqlalchemy import select
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.intake import NewPayment, submit_payment
+from api.intake import NewPayment, submit_payments
 from deltran import search_attributes
 from deltran.db.tables import Obligation, Payment
 from deltran.shared import ObligationStatus, PaymentStatus
@@ -63,7 +63,7 @@ async def test_unfunded_payment_expires_and_releases_its_obligation(skipping_env
     )
     async with build_worker(skipping_env.client, sessions, settings, task_queue):
         async with sessions() as session:
-            intake = await submit_payment(session, skipping_env.client, settings, new)
+            [intake] = await submit_payments(session, skipping_env.client, settings, [new], actor="test")
         handle = skipping_env.client.get_workflow_handle_for(PaymentWorkflow.run, intake.workflow_id)
         await _until_awaiting_settlement(sessions, intake.payment_id)
         # Jump past the deadline: three days in well under a second.

@@ -1,0 +1,118 @@
+"""`/v1/admin`: participants and their keys (admin key only).
+
+Keys are random, returned once in the response that creates them, and stored as digests.
+Every change is audited in the same transaction.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field, field_validator
+from schwifty.exceptions import SchwiftyException
+
+from api.deps import AdminDep, SessionDep
+from api.problems import Problem
+from deltran import audit, participants
+from deltran.identity import normalize_bic
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class BankIn(BaseModel):
+    bic: str = Field(description="BIC of the bank (8 or 11 characters)", examples=["EBILAEAD"])
+    name: str = Field(min_length=1, max_length=140)
+    country: str = Field(pattern=r"^[A-Z]{2}$", examples=["AE"])
+
+    @field_validator("bic")
+    @classmethod
+    def _bic(cls, value: str) -> str:
+        try:
+            return normalize_bic(value)
+        except SchwiftyException as exc:
+            raise ValueError(f"invalid BIC: {exc}") from None
+
+
+class BankOut(BaseModel):
+    bic: str
+    name: str
+    country: str
+    status: str
+    created_at: datetime
+
+
+class BankKey(BaseModel):
+    bic: str
+    api_key: str = Field(description="Shown once: DelTran keeps only its SHA-256 digest")
+
+
+class BankList(BaseModel):
+    banks: list[BankOut]
+
+
+def _bic_or_404(bic: str) -> str:
+    try:
+        return normalize_bic(bic)
+    except SchwiftyException:
+        raise Problem(404, f"no participant {bic}", kind="unknown-bank") from None
+
+
+@router.get("/banks", response_model=BankList)
+async def list_banks(_: AdminDep, session: SessionDep) -> BankList:
+    banks = await participants.list_banks(session)
+    return BankList(
+        banks=[
+            BankOut(bic=b.bic, name=b.name, country=b.country, status=b.status, created_at=b.created_at)
+            for b in banks
+        ]
+    )
+
+
+@router.post("/banks", status_code=status.HTTP_201_CREATED, response_model=BankKey)
+async def add_bank(body: BankIn, caller: AdminDep, session: SessionDep) -> BankKey:
+    try:
+        async with session.begin():
+            key = await participants.create_bank(session, body.bic, body.name, body.country)
+            await audit.record(
+                session, actor=caller.identity, action="bank.add", subject=body.bic, result="ok",
+                details={"name": body.name, "country": body.country},
+            )
+    except participants.BankExists as exc:
+        raise Problem(409, str(exc), kind="bank-exists", errors=[{"field": "bic", "message": "already a participant"}]) from None
+    return BankKey(bic=body.bic, api_key=key)
+
+
+@router.post("/banks/{bic}/rotate-key", response_model=BankKey)
+async def rotate_key(bic: str, caller: AdminDep, session: SessionDep) -> BankKey:
+    bic = _bic_or_404(bic)
+    try:
+        async with session.begin():
+            key = await participants.rotate_key(session, bic)
+            await audit.record(session, actor=caller.identity, action="bank.rotate_key", subject=bic, result="ok")
+    except participants.UnknownBank as exc:
+        raise Problem(404, str(exc), kind="unknown-bank") from None
+    return BankKey(bic=bic, api_key=key)
+
+
+async def _set_status(bic: str, new_status: str, caller, session) -> BankOut:
+    bic = _bic_or_404(bic)
+    action = "bank.suspend" if new_status == "SUSPENDED" else "bank.activate"
+    try:
+        async with session.begin():
+            await participants.set_status(session, bic, new_status)
+            await audit.record(session, actor=caller.identity, action=action, subject=bic, result="ok")
+    except participants.UnknownBank as exc:
+        raise Problem(404, str(exc), kind="unknown-bank") from None
+    bank = await participants.get_bank(session, bic)
+    return BankOut(bic=bank.bic, name=bank.name, country=bank.country, status=bank.status, created_at=bank.created_at)
+
+
+@router.post("/banks/{bic}/suspend", response_model=BankOut)
+async def suspend(bic: str, caller: AdminDep, session: SessionDep) -> BankOut:
+    """New payments to or from a suspended bank are rejected by compliance (AG01)."""
+    return await _set_status(bic, "SUSPENDED", caller, session)
+
+
+@router.post("/banks/{bic}/activate", response_model=BankOut)
+async def activate(bic: str, caller: AdminDep, session: SessionDep) -> BankOut:
+    return await _set_status(bic, "ACTIVE", caller, session)

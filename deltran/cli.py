@@ -7,6 +7,8 @@
   deltran seed               demo banks and keys into $DELTRAN_HOME/credentials.json
   deltran bank ...           add | list | suspend | activate | rotate-key
   deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
+  deltran pacs008 ...        print a pacs.008 for one payment (a bank's tool)
+  deltran audit verify|seal  prove the audit log's hash chain unbroken / seal it now
   deltran audit verify|seal  check the audit log's hash chain | seal pending records now
 """
 from __future__ import annotations
@@ -107,6 +109,33 @@ def _audit(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _pacs008(args: argparse.Namespace) -> int:
+    from api.iso20022.pacs008 import Pacs008Spec, build_pacs008
+
+    spec = Pacs008Spec(
+        end_to_end_id=args.end_to_end_id,
+        amount=Decimal(args.amount),
+        currency=args.currency,
+        debtor_name=args.debtor_name,
+        debtor_agent_bic=args.debtor_bic,
+        debtor_iban=args.debtor_iban,
+        debtor_account=args.debtor_account,
+        creditor_name=args.creditor_name,
+        creditor_agent_bic=args.creditor_bic,
+        creditor_iban=args.creditor_iban,
+        creditor_account=args.creditor_account,
+        remittance_info=args.remittance_info,
+    )
+    xml = build_pacs008(
+        [spec],
+        message_id=f"MSG-{args.end_to_end_id}"[:35],
+        instructing_agent_bic=args.debtor_bic,
+        with_app_header=args.app_header,
+    )
+    sys.stdout.buffer.write(xml)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("alembic.runtime.plugins", "httpx"):
@@ -130,6 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     camt.add_argument("--bank-reference")
     camt.add_argument("--status", default="BOOK", choices=["BOOK", "PDNG", "INFO"])
     camt.set_defaults(run=_camt054)
+    pacs = commands.add_parser("pacs008", help="print a pacs.008.001.08 for one payment (a bank's tool)")
+    pacs.add_argument("--end-to-end-id", required=True)
+    pacs.add_argument("--amount", required=True)
+    pacs.add_argument("--currency", required=True)
+    pacs.add_argument("--debtor-name", required=True)
+    pacs.add_argument("--debtor-bic", required=True)
+    pacs.add_argument("--creditor-name", required=True)
+    pacs.add_argument("--creditor-bic", required=True)
+    for party in ("debtor", "creditor"):
+        account = pacs.add_mutually_exclusive_group(required=True)
+        account.add_argument(f"--{party}-iban")
+        account.add_argument(f"--{party}-account", help="domestic account number (no IBAN)")
+    pacs.add_argument("--remittance-info")
+    pacs.add_argument("--app-header", action="store_true", help="wrap with a head.001 AppHdr")
+    pacs.set_defaults(run=_pacs008)
     audit = commands.add_parser("audit", help="the audit log: verify its hash chain, or seal now")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="prove the chain unbroken (exit 1 at the first break)")

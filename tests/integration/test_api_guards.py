@@ -51,3 +51,36 @@ async def test_healthz_reports_both_dependencies(http):
     response = await http.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "temporal": "ok"}
+
+
+async def test_authorisation_matrix(http, credentials, e2e_id):
+    """Who may call what: each role gets through where it should and 403 elsewhere;
+    a bank never sees another bank's payment (404, as if it did not exist)."""
+    roles = {
+        "sender": credentials["banks"]["EBILAEAD"],
+        "receiver": credentials["banks"]["SBININBB"],
+        "outsider": credentials["banks"]["CITIUS33"],
+        "settlement_agent": credentials["settlement_agent"],
+        "admin": credentials["admin"],
+    }
+    payment_id = (await http.post("/v1/payments", json=payment_body(e2e_id), headers=auth(roles["sender"]))).json()["payment_id"]
+    reads = {"sender": 200, "receiver": 200, "outsider": 404, "settlement_agent": 200, "admin": 200}
+    for role, expected in reads.items():
+        for path in (f"/v1/payments/{payment_id}", f"/v1/payments/{payment_id}/pacs002"):
+            response = await http.get(path, headers=auth(roles[role]))
+            assert response.status_code == expected, (role, path, response.text)
+    writes = [
+        ("POST", "/v1/payments", {"sender", "receiver", "outsider"}),
+        ("POST", "/v1/notifications/camt054", {"settlement_agent"}),
+        ("GET", "/v1/admin/banks", {"admin"}),
+        ("POST", "/v1/admin/banks/EBILAEAD/suspend", {"admin"}),
+    ]
+    for method, path, allowed in writes:
+        for role, key in roles.items():
+            if role in allowed:
+                continue
+            response = await http.request(method, path, headers={**auth(key), "Content-Type": "application/json"}, content=b"{}")
+            assert response.status_code == 403, (role, method, path, response.status_code)
+    # As the sender, submitting in the name of another bank is refused too.
+    as_other = await http.post("/v1/payments", json=payment_body(f"{e2e_id}-X", debtor_bic="SBININBB"), headers=auth(roles["sender"]))
+    assert as_other.status_code == 403

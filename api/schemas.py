@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +23,15 @@ from schwifty.exceptions import SchwiftyException
 from deltran.identity import normalize_bic
 from deltran.money import MINOR_UNITS, AmountError, parse_amount
 
+def _valid_bic(value: str) -> str:
+    try:
+        return normalize_bic(value)
+    except SchwiftyException as exc:
+        raise ValueError(f"invalid BIC: {exc}") from None
+
+
+# A BIC checked by schwifty and normalised as DelTran stores it (EBILAEADXXX → EBILAEAD).
+Bic = Annotated[str, AfterValidator(_valid_bic)]
 _UETR = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}$")
 Max35Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)]
@@ -37,7 +47,7 @@ class PartyIn(BaseModel):
         description="Domestic account number, for countries without IBAN (e.g. India)",
         pattern=r"^[A-Za-z0-9]{4,34}$",
     )
-    agent_bic: str = Field(description="BIC of the party's bank (8 or 11 characters)")
+    agent_bic: Bic = Field(description="BIC of the party's bank (8 or 11 characters)")
 
     @field_validator("iban")
     @classmethod
@@ -48,14 +58,6 @@ class PartyIn(BaseModel):
             return IBAN(value).compact
         except SchwiftyException as exc:
             raise ValueError(f"invalid IBAN: {exc}") from None
-
-    @field_validator("agent_bic")
-    @classmethod
-    def _bic(cls, value: str) -> str:
-        try:
-            return normalize_bic(value)
-        except SchwiftyException as exc:
-            raise ValueError(f"invalid BIC: {exc}") from None
 
     @model_validator(mode="after")
     def _one_account(self) -> "PartyIn":

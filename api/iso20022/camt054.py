@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
-from api.iso20022.xml_safety import XmlRejected, load_schema, parse_xml, schema_errors
+from api.iso20022.xml_safety import XmlRejected, find_document, load_schema, parse_xml, schema_errors
 
 NS = "urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"
 SCHEMA = "camt.054.001.08.xsd"
@@ -111,15 +111,7 @@ def _datetime(el: etree._Element, path: str) -> datetime.datetime:
 
 
 def _find_document(root: etree._Element) -> etree._Element:
-    """The one camt.054.001.08 Document, bare or inside an envelope (AppHdr + Document)."""
-    docs = list(root.iter(_DOCUMENT))
-    if len(docs) > 1:
-        raise XmlRejected(f"found {len(docs)} camt.054.001.08 Document elements; expected one")
-    if not docs:
-        others = sorted({etree.QName(d).namespace or "no namespace" for d in root.iter("{*}Document")})
-        found = f"Document in {', '.join(others)}" if others else f"root element {root.tag}"
-        raise XmlRejected(f"not a camt.054.001.08 message (expected Document in {NS}; found {found})")
-    return docs[0]
+    return find_document(root, NS, "camt.054.001.08")
 
 
 def parse_camt054(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Camt054Message:

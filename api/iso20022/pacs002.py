@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from lxml import etree
 
-from api.iso20022.xml_safety import XmlRejected, load_schema, parse_xml, schema_errors
+from api.iso20022.xml_safety import XmlRejected, find_document, load_schema, parse_xml, schema_errors
 from deltran.money import MINOR_UNITS, AmountError, format_amount, parse_amount
 from deltran.reason_codes import ReasonCode
 from deltran.shared import PaymentStatus
@@ -255,15 +255,7 @@ def _text(el: etree._Element, path: str) -> str | None:
 
 
 def _find_document(root: etree._Element) -> etree._Element:
-    """The one pacs.002.001.10 Document, bare or inside an envelope (AppHdr + Document)."""
-    docs = list(root.iter(_DOCUMENT))
-    if len(docs) > 1:
-        raise XmlRejected(f"found {len(docs)} pacs.002.001.10 Document elements; expected one")
-    if not docs:
-        others = sorted({etree.QName(d).namespace or "no namespace" for d in root.iter("{*}Document")})
-        found = f"Document in {', '.join(others)}" if others else f"root element {root.tag}"
-        raise XmlRejected(f"not a pacs.002.001.10 message (expected Document in {NS}; found {found})")
-    return docs[0]
+    return find_document(root, NS, "pacs.002.001.10")
 
 
 def parse_pacs002_status(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:

@@ -30,6 +30,7 @@ from activities.compliance import check_account, check_bic
 from api.iso20022.xml_safety import (
     SchemaError,
     XmlRejected,
+    find_document,
     load_schema,
     parse_xml,
     schema_violations,
@@ -152,15 +153,7 @@ def parse_pacs008(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Pacs008Mes
 
 
 def _find_document(root: etree._Element) -> etree._Element:
-    """The one pacs.008.001.08 Document, bare or inside an envelope."""
-    docs = list(root.iter(_DOCUMENT))
-    if len(docs) > 1:
-        raise XmlRejected(f"found {len(docs)} {MESSAGE_TYPE} Document elements; expected one")
-    if not docs:
-        others = sorted({etree.QName(d).namespace or "no namespace" for d in root.iter("{*}Document")})
-        found = f"Document in {', '.join(others)}" if others else f"root element {root.tag}"
-        raise XmlRejected(f"not a {MESSAGE_TYPE} message (expected Document in {NS}; found {found})")
-    return docs[0]
+    return find_document(root, NS, MESSAGE_TYPE)
 
 
 def _find_app_header(root: etree._Element) -> etree._Element | None:

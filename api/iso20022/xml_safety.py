@@ -182,3 +182,16 @@ def schema_errors(schema: etree.XMLSchema, element: etree._Element) -> list[str]
     if total > len(violations):
         errors.append(f"... and {total - len(violations)} more errors")
     return errors
+
+
+def find_document(root: etree._Element, namespace: str, message_type: str) -> etree._Element:
+    """The one ISO 20022 Document of this message type, bare or inside an envelope
+    (AppHdr + Document). Messages are recognised by namespace, never by prefix."""
+    docs = list(root.iter(f"{{{namespace}}}Document"))
+    if len(docs) > 1:
+        raise XmlRejected(f"found {len(docs)} {message_type} Document elements; expected one")
+    if not docs:
+        others = sorted({etree.QName(d).namespace or "no namespace" for d in root.iter("{*}Document")})
+        found = f"Document in {', '.join(others)}" if others else f"root element {root.tag}"
+        raise XmlRejected(f"not a {message_type} message (expected Document in {namespace}; found {found})")
+    return docs[0]

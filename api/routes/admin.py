@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from schwifty.exceptions import SchwiftyException
 
 from api.deps import AdminDep, SessionDep
 from api.problems import Problem
+from api.schemas import Bic
 from deltran import audit, participants
 from deltran.identity import normalize_bic
 
@@ -20,17 +21,9 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 class BankIn(BaseModel):
-    bic: str = Field(description="BIC of the bank (8 or 11 characters)", examples=["EBILAEAD"])
+    bic: Bic = Field(description="BIC of the bank (8 or 11 characters)", examples=["EBILAEAD"])
     name: str = Field(min_length=1, max_length=140)
     country: str = Field(pattern=r"^[A-Z]{2}$", examples=["AE"])
-
-    @field_validator("bic")
-    @classmethod
-    def _bic(cls, value: str) -> str:
-        try:
-            return normalize_bic(value)
-        except SchwiftyException as exc:
-            raise ValueError(f"invalid BIC: {exc}") from None
 
 
 class BankOut(BaseModel):

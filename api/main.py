@@ -10,7 +10,14 @@ from sqlalchemy.exc import InterfaceError
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import ServiceUnavailable, database_unavailable_handler, service_unavailable_handler
-from api.problems import Problem, http_exception_handler, problem_handler, validation_handler
+from api.problems import (
+    Problem,
+    ProblemDocument,
+    http_exception_handler,
+    problem_handler,
+    unexpected_error_handler,
+    validation_handler,
+)
 from api.rate_limit import RateLimiter
 from api.routes import admin, health, notifications, payments
 from api.schemas import PaymentIn
@@ -53,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A connection refused or dropped by Postgres is an outage, not a bug: 503, retry.
     app.add_exception_handler(OSError, database_unavailable_handler)
     app.add_exception_handler(InterfaceError, database_unavailable_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
     app.include_router(payments.router)
     app.include_router(notifications.router)
     app.include_router(health.router)
@@ -63,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _document_payment_body(app: FastAPI) -> None:
     """POST /v1/payments reads its body itself (JSON or pacs.008 XML); put the JSON
-    model into the OpenAPI components so the docs and clients still see it."""
+    model, and the problem document every error carries, into the OpenAPI components."""
     build = app.openapi
 
     def openapi() -> dict:
@@ -73,6 +81,9 @@ def _document_payment_body(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(models.pop("$defs", {}))
             components["PaymentIn"] = models
+            problem = ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(problem.pop("$defs", {}))
+            components["ProblemDocument"] = problem
             app.openapi_schema = schema
         return app.openapi_schema
 

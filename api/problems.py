@@ -8,12 +8,58 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import logging
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("deltran.api")
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+    transaction: int | None = None
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem details, as every error response carries them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+_MEANING = {
+    400: "Invalid message (reasons per field or transaction)",
+    401: "No valid API key",
+    403: "Not allowed for this caller",
+    404: "Not found (or not visible to this caller)",
+    409: "Conflicts with what exists",
+    413: "Body too large",
+    415: "Unsupported media type",
+    422: "Invalid input (each field named)",
+    429: "Rate limited (see Retry-After)",
+    500: "Unexpected error",
+    503: "A dependency is down (see Retry-After); nothing was lost",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all problem documents. Every route
+    also gets 401, 413, 429, 500 and 503, which any call can meet."""
+    schema = {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}
+    return {
+        status: {"description": _MEANING[status], "content": {MEDIA_TYPE: schema}}
+        for status in sorted({*statuses, 401, 413, 429, 500, 503})
+    }
 
 
 class Problem(Exception):
@@ -90,3 +136,10 @@ def _field(loc: tuple | list) -> str:
     if len(parts) > 1 and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     return ".".join(parts) or "body"
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A bug, not the client's fault: logged with its traceback, answered as a problem
+    document that reveals nothing of the internals."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(request, 500, "an unexpected error occurred; it has been logged", kind="internal")

@@ -33,8 +33,20 @@ def _valid_bic(value: str) -> str:
 # A BIC checked by schwifty and normalised as DelTran stores it (EBILAEADXXX → EBILAEAD).
 Bic = Annotated[str, AfterValidator(_valid_bic)]
 _UETR = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}$")
-Max35Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)]
+def _printable(value: str) -> str:
+    """ISO 20022 text carries no control characters; PostgreSQL text cannot hold NUL."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+Max35Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35), AfterValidator(_printable)
+]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140), AfterValidator(_printable)
+]
 
 
 class PartyIn(BaseModel):

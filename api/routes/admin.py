@@ -12,17 +12,17 @@ from pydantic import BaseModel, Field
 from schwifty.exceptions import SchwiftyException
 
 from api.deps import AdminDep, SessionDep
-from api.problems import Problem
-from api.schemas import Bic
+from api.problems import Problem, problem_responses
+from api.schemas import Bic, Name
 from deltran import audit, participants
 from deltran.identity import normalize_bic
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(403, 404, 409, 422))
 
 
 class BankIn(BaseModel):
     bic: Bic = Field(description="BIC of the bank (8 or 11 characters)", examples=["EBILAEAD"])
-    name: str = Field(min_length=1, max_length=140)
+    name: Name
     country: str = Field(pattern=r"^[A-Z]{2}$", examples=["AE"])
 
 

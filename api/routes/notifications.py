@@ -7,11 +7,13 @@ from api.deps import SessionDep, SettingsDep, SettlementAgentDep, TemporalDep
 from api.iso20022.camt054 import Camt054Invalid, parse_camt054
 from api.iso20022.xml_safety import XmlRejected
 from api.notification_intake import receive_camt054
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import NotificationEntryOut, NotificationReceipt
 from deltran.money import format_amount
 
-router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+router = APIRouter(
+    prefix="/v1/notifications", tags=["notifications"], responses=problem_responses(400, 403, 415, 422)
+)
 
 XML_TYPES = ("application/xml", "text/xml")
 

@@ -14,13 +14,15 @@ from api.intake import NewPayment, submit_payments
 from api.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
 from api.iso20022.xml_safety import XmlRejected
 from api.pacs008_intake import payments_from_pacs008
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import ObligationOut, PacsTransactionAccepted, PaymentAccepted, PaymentIn, PaymentOut, TokenOut
 from api.status_report import pacs002_for
 from deltran.db.tables import Obligation, Participant, Payment, Token
 from deltran.money import format_amount
 
-router = APIRouter(prefix="/v1/payments", tags=["payments"])
+router = APIRouter(
+    prefix="/v1/payments", tags=["payments"], responses=problem_responses(400, 403, 404, 409, 415, 422)
+)
 
 JSON_TYPES = ("application/json",)
 XML_TYPES = ("application/xml", "text/xml")
@@ -41,11 +43,6 @@ _SUBMIT_BODY = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PaymentAccepted | list[PacsTransactionAccepted],
     openapi_extra={"requestBody": _SUBMIT_BODY},
-    responses={400: {"description": "invalid pacs.008 (reasons per transaction)"},
-               403: {"description": "not submitted as the authenticated bank"},
-               409: {"description": "EndToEndId already used with other content"},
-               413: {"description": "body too large"}, 415: {"description": "unsupported media type"},
-               422: {"description": "invalid JSON payment"}, 429: {"description": "rate limited"}},
 )
 async def submit(
     request: Request, caller: BankDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep

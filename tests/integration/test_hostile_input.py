@@ -74,6 +74,8 @@ def json_cases(e2e: str) -> dict[str, tuple[dict, str]]:
         "non-v4 UETR": (with_("uetr", str(uuid.uuid1())), "uetr"),
         "missing debtor name": (missing_name, "debtor.name"),
         "unknown field": (with_("debtor.nickname", "x"), "debtor.nickname"),
+        "NUL in a name": (with_("debtor.name", "Al Noor\u0000 Trading"), "debtor.name"),
+        "control character in remittance": (with_("remittance_info", "Invoice\u001b[2J"), "remittance_info"),
     }
 
 

@@ -1,0 +1,347 @@
+"""Schema-driven fuzzing of the OpenAPI spec (schemathesis): no input may cause a 5xx.
+
+Every operation the API documents is fuzzed by schemathesis in its examples, coverage
+(boundary and schema-violating values, unexpected methods and media types) and fuzzing
+(positive and negative data) phases, sent as each role that may call it; a second pass
+sends cases with no key, a garbage key and every role that is not granted, which must
+be refused and must not fail either. Random data rarely gets past IBAN/BIC validation,
+so in the fuzzing phase three cases in four are steered to where the data is stored: a
+payment with real accounts and agents (everything else fuzzed), a new bank (name and
+country fuzzed), the run's own bank, payments that exist.
+
+Bounded and reproducible: a fixed seed, derandomized Hypothesis, no example database,
+at most `MAX_EXAMPLES` random cases per operation: about 850 requests in 5-10 s, far
+under the per-caller rate limit.
+
+The test is synchronous (Hypothesis drives it), so it must not call the API fixture that
+lives in the pytest-asyncio session loop, which is idle meanwhile: it runs its own API
+server, in a thread with its own event loop, on the suite's PostgreSQL and Temporal. A
+small ASGI wrapper counts what that server answers (run with `-s` to see it); a 5xx's
+traceback is in the failing test's captured log (uvicorn.error).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+import schemathesis
+import uvicorn
+from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy import select
+from schwifty.exceptions import SchwiftyException
+
+from api.main import create_app
+from deltran.config import Settings
+from deltran.db.tables import Participant, Payment
+from deltran.devstack.ports import free_port
+from deltran.identity import normalize_bic
+from tests.support.payments import AE_IBAN, payment_body
+
+pytestmark = pytest.mark.integration
+
+# Hypothesis keeps caches (not examples: the database is off) in .hypothesis/ under the
+# working directory; keep the checkout clean.
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "deltran-hypothesis"))
+
+# The spec exactly as the application serves it at /openapi.json (building it needs no server).
+SPEC = create_app(Settings()).openapi()
+
+SEED = 20260514
+# Random cases per operation: more where a body carries the input, fewer where the only
+# input is a path parameter (a payment id, a BIC).
+MAX_EXAMPLES = 60
+MAX_EXAMPLES_PATH_ONLY = 15
+MAX_EXAMPLES_WITHOUT_ACCESS = 5
+
+BANK_BIC = "EBILAEAD"
+CREDITOR_BIC = "SBININBB"
+CREDITOR_ACCOUNT = "30001234567"
+# This run's own bank: the target of rotate-key/suspend/activate. "FZ…" is no demo BIC.
+FUZZ_BIC = "FZ" + "".join(chr(ord("A") + b % 26) for b in uuid.uuid4().bytes[:2]) + "AEAD"
+
+# Who may call what (api/deps.py), and how: each is one request per generated case.
+BANK, AGENT, ADMIN = "bank", "settlement_agent", "admin"
+XML = {"Accept": "application/xml"}
+CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
+    "POST /v1/payments": [(BANK, {})],
+    "GET /v1/payments/{payment_id}": [(BANK, {}), (ADMIN, {}), (AGENT, {}), (BANK, XML)],
+    "GET /v1/payments/{payment_id}/pacs002": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "POST /v1/notifications/camt054": [(AGENT, {})],
+    "GET /healthz": [(None, {})],
+    "GET /v1/admin/banks": [(ADMIN, {})],
+    "POST /v1/admin/banks": [(ADMIN, {})],
+    "POST /v1/admin/banks/{bic}/rotate-key": [(ADMIN, {})],
+    "POST /v1/admin/banks/{bic}/suspend": [(ADMIN, {})],
+    "POST /v1/admin/banks/{bic}/activate": [(ADMIN, {})],
+}
+ROLES = (BANK, AGENT, ADMIN)
+# No 5xx, and the answers are what the spec documents: status codes, media types
+# (every error is application/problem+json), body schemas and headers.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+
+
+def _config(max_examples: int, *, coverage: bool, path_only_examples: int | None = None) -> schemathesis.Config:
+    path_only = [
+        {"include-method": "GET", "generation": {"max-examples": path_only_examples}},
+        {"include-path-regex": r"\{bic\}", "generation": {"max-examples": path_only_examples}},
+    ]
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "operations": path_only if path_only_examples else [],
+            "suppress-health-check": ["all"],
+            "generation": {
+                "mode": "all",  # positive and negative (schema-violating) data
+                "max-examples": max_examples,
+                "deterministic": True,  # Hypothesis derandomize
+                "database": "none",  # nothing written to .hypothesis/
+            },
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": coverage},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": False},
+            },
+        }
+    )
+
+
+schema = schemathesis.openapi.from_dict(
+    SPEC, config=_config(MAX_EXAMPLES, coverage=True, path_only_examples=MAX_EXAMPLES_PATH_ONLY)
+)
+schema_without_access = schemathesis.openapi.from_dict(SPEC, config=_config(MAX_EXAMPLES_WITHOUT_ACCESS, coverage=False))
+
+# Payments that exist when the run starts (filled in by the fixture): where some of the
+# generated payment ids are pointed.
+EXISTING_PAYMENTS: list[str] = []
+
+
+def _digest(value: object) -> bytes:
+    return hashlib.sha256(repr(value).encode()).digest()
+
+
+def _is_uetr(value: object) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+    except ValueError:
+        return False
+
+
+def _reachable(case):
+    """Steer a generated case past the validation random data rarely passes, keeping the
+    rest of it as generated."""
+    label = case.operation.label
+    if label == "POST /v1/payments" and case.media_type == "application/json" and isinstance(case.body, dict):
+        debtor = case.body.get("debtor") if isinstance(case.body.get("debtor"), dict) else {}
+        creditor = case.body.get("creditor") if isinstance(case.body.get("creditor"), dict) else {}
+        uetr = case.body.get("uetr")
+        case.body = {
+            **{k: v for k, v in case.body.items() if k != "uetr" or _is_uetr(uetr)},
+            "currency": "AED",
+            "debtor": {"name": debtor.get("name", "Al Noor Trading LLC"), "iban": AE_IBAN, "agent_bic": BANK_BIC},
+            "creditor": {
+                "name": creditor.get("name", "Ganesh Textiles Pvt Ltd"),
+                "account": CREDITOR_ACCOUNT,
+                "agent_bic": CREDITOR_BIC,
+            },
+        }
+    elif label == "POST /v1/admin/banks" and isinstance(case.body, dict):
+        letters = "".join(chr(ord("A") + b % 26) for b in _digest(case.body)[:2])
+        case.body = {**case.body, "bic": f"FY{letters}AEAD"}  # a new bank; name and country as generated
+    elif "{bic}" in label:
+        case.path_parameters = {**(case.path_parameters or {}), "bic": FUZZ_BIC}
+    elif "{payment_id}" in label and EXISTING_PAYMENTS:
+        chosen = EXISTING_PAYMENTS[_digest(case.path_parameters)[0] % len(EXISTING_PAYMENTS)]
+        case.path_parameters = {**(case.path_parameters or {}), "payment_id": chosen}
+    return case
+
+
+def before_generate_case(context, strategy):
+    """Three cases in four steered, one left as generated (in the fuzzing phase; the
+    examples and coverage phases send what the schema alone gives)."""
+    return st.tuples(strategy, st.integers(0, 3)).map(lambda drawn: drawn[0] if drawn[1] == 3 else _reachable(drawn[0]))
+
+
+schema.hook(before_generate_case)
+schema_without_access.hook(before_generate_case)
+
+
+class _Recorder:
+    """ASGI wrapper: counts the requests the server answers, by status."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.statuses: Counter[int] = Counter()
+        self.server_errors: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def recording_send(message) -> None:
+            if message["type"] == "http.response.start":
+                self.statuses[message["status"]] += 1
+                if message["status"] >= 500:
+                    self.server_errors.append(f"{message['status']} {scope['method']} {scope['path']}")
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+
+class _ThreadedServer:
+    """uvicorn in its own thread and event loop (it installs no signal handlers there)."""
+
+    def __init__(self, app, port: int) -> None:
+        self.port = port
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, name="openapi-fuzz-api", daemon=True)
+
+    def __enter__(self) -> _ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive(), "the fuzz API failed to start"
+            assert time.monotonic() < deadline, "the fuzz API did not start within 30 s"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the fuzz API did not stop within 30 s"
+
+
+@dataclass
+class FuzzApi:
+    url: str
+    keys: dict[str, str]
+    seeded_bics: frozenset[str]
+    recorder: _Recorder
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def headers(self, role: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        auth = {} if role is None else {"Authorization": f"Bearer {self.keys[role]}"}
+        return {**auth, **(extra or {})}
+
+    def keep_seeded_banks_safe(self, case) -> None:
+        """Rotating the key of (or suspending) a bank the other tests use would break
+        them: such a case goes to this run's own bank instead."""
+        if "{bic}" not in case.operation.path:
+            return
+        bic = (case.path_parameters or {}).get("bic")
+        try:
+            normalized = normalize_bic(bic) if isinstance(bic, str) else None
+        except (SchwiftyException, ValueError):
+            return
+        if normalized in self.seeded_bics:
+            case.path_parameters = {**case.path_parameters, "bic": FUZZ_BIC}
+
+    def call(self, case, role: str | None, extra: dict[str, str] | None = None):
+        return case.call_and_validate(
+            base_url=self.url, session=self.session, headers=self.headers(role, extra), checks=CHECKS, timeout=30
+        )
+
+
+@pytest.fixture(scope="module")
+async def _database_state(sessions, credentials) -> tuple[frozenset[str], list[str]]:
+    """The banks that exist (never to be rotated or suspended by the fuzzer) and a few
+    payments in each status (to read)."""
+    async with sessions() as session:
+        bics = frozenset((await session.scalars(select(Participant.bic))).all())
+        recent = (await session.execute(select(Payment.status, Payment.id).order_by(Payment.created_at.desc()).limit(500))).all()
+    payments = {}
+    for status, payment_id in recent:
+        payments.setdefault(status, str(payment_id))
+    return bics, list(payments.values())
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(settings, credentials, _database_state):
+    seeded_bics, payments = _database_state
+    recorder = _Recorder(create_app(settings))
+    keys = {BANK: credentials["banks"][BANK_BIC], AGENT: credentials["settlement_agent"], ADMIN: credentials["admin"]}
+    with _ThreadedServer(recorder, free_port()) as server:
+        api = FuzzApi(url=f"http://127.0.0.1:{server.port}", keys=keys, seeded_bics=seeded_bics, recorder=recorder)
+        with api.session:
+            created = api.session.post(
+                f"{api.url}/v1/admin/banks",
+                json={"bic": FUZZ_BIC, "name": "Fuzz Bank", "country": "AE"},
+                headers=api.headers(ADMIN),
+                timeout=30,
+            )
+            assert created.status_code == 201, created.text
+            accepted = api.session.post(
+                f"{api.url}/v1/payments",
+                json=payment_body(f"FUZZ-{uuid.uuid4().hex[:16]}"),
+                headers=api.headers(BANK),
+                timeout=30,
+            )
+            assert accepted.status_code == 202, accepted.text
+            EXISTING_PAYMENTS[:] = [accepted.json()["payment_id"], *payments]
+            started = time.monotonic()
+            yield api
+            print(
+                f"\nOpenAPI fuzz: {recorder.requests} requests in {time.monotonic() - started:.1f} s,"
+                f" statuses {dict(sorted(recorder.statuses.items()))}"
+                + (f", server errors {recorder.server_errors}" if recorder.server_errors else "")
+            )
+
+
+@schema.parametrize()
+def test_no_input_causes_a_server_error(case, fuzz_api: FuzzApi):
+    fuzz_api.keep_seeded_banks_safe(case)
+    for role, extra in CALLS[case.operation.label]:
+        fuzz_api.call(case, role, extra)
+
+
+@schema_without_access.parametrize()
+def test_no_access_without_the_right_key(case, fuzz_api: FuzzApi):
+    """No key, a garbage key, or a role the operation does not grant: refused (never a
+    2xx or 3xx), and never a 5xx either."""
+    permitted = {role for role, _ in CALLS[case.operation.label]}
+    if None in permitted:
+        pytest.skip("a public operation")
+    fuzz_api.keep_seeded_banks_safe(case)
+    # The generated case may carry an Authorization header of its own (the spec names
+    # a bearer scheme): the first attempt sends none at all.
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+    attempts: list[tuple[str | None, dict[str, str]]] = [
+        (None, {}),
+        (None, {"Authorization": "Bearer not-a-key"}),
+    ]
+    attempts += [(role, {}) for role in ROLES if role not in permitted]
+    for role, extra in attempts:
+        response = fuzz_api.call(case, role, extra)
+        assert response.status_code >= 400, (
+            f"{case.operation.label} answered {response.status_code} to {role or extra.get('Authorization', 'no key')}"
+        )

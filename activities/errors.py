@@ -6,8 +6,9 @@ from temporalio.exceptions import ApplicationError
 MINT_REFUSED = "MintRefused"
 OBLIGATION_RELEASED = "ObligationReleased"
 PAYMENT_NOT_FOUND = "PaymentNotFound"
+OBLIGATION_NOT_IN_WINDOW = "ObligationNotInWindow"
 
-NON_RETRYABLE_ERROR_TYPES = [MINT_REFUSED, OBLIGATION_RELEASED, PAYMENT_NOT_FOUND]
+NON_RETRYABLE_ERROR_TYPES = [MINT_REFUSED, OBLIGATION_RELEASED, PAYMENT_NOT_FOUND, OBLIGATION_NOT_IN_WINDOW]
 
 
 def mint_refused(reason: str) -> ApplicationError:

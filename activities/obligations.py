@@ -1,91 +1,127 @@
 """Obligation engine: records what the payer bank owes the payee bank for a payment
-that passed compliance, and releases it when the payment expires unfunded.
-
-Until clearing windows exist every obligation settles gross, on its own camt.054.
+that passed compliance (routed NET into its currency's open window, or GROSS), and
+releases it when the payment expires unfunded.
 """
 from __future__ import annotations
 
 import uuid
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
+from activities import liquidity, risk
 from activities.errors import payment_not_found
 from activities.ledger import ensure_accounts
-from deltran.db.tables import Obligation, Participant, Payment
+from deltran.config import Settings
+from deltran.db.tables import ClearingWindow, Obligation, Participant, Payment
 from deltran.reason_codes import ReasonCode
 from deltran.shared import ExpireInput, ObligationRef, ObligationStatus, PaymentStatus
 
 
 class ObligationActivities:
-    def __init__(self, session_factory: async_sessionmaker) -> None:
+    def __init__(self, session_factory: async_sessionmaker, settings: Settings) -> None:
         self._sessions = session_factory
+        self._settings = settings
 
     @activity.defn(name="create_obligation")
     async def create_obligation(self, payment_id: uuid.UUID) -> ObligationRef:
-        """One obligation per payment (unique payment_id): a retry returns the same row."""
+        """Route, check risk and record the obligation, in one transaction: one
+        obligation per payment (unique payment_id), so a retry returns the same answer.
+        The liquidity router and the risk engine run here, inside the obligation's
+        transaction, so the window cut-off and the net debit cap hold under concurrency."""
         async with self._sessions() as session, session.begin():
             payment = await session.get(Payment, payment_id)
             if payment is None:
                 raise payment_not_found(payment_id)
+            existing = await session.scalar(select(Obligation).where(Obligation.payment_id == payment_id))
+            if existing is not None:
+                return _ref(existing)
+            if payment.status == PaymentStatus.REJECTED:  # refused by risk on an earlier attempt
+                return ObligationRef(accepted=False, reason_code=payment.rejection_code, reason=payment.rejection_reason)
             banks = dict(
                 (
                     await session.execute(
                         select(Participant.bic, Participant.id).where(
-                            Participant.bic.in_(
-                                [payment.debtor_agent_bic, payment.creditor_agent_bic]
-                            )
+                            Participant.bic.in_([payment.debtor_agent_bic, payment.creditor_agent_bic])
                         )
                     )
                 ).all()
             )
             payer_id = banks[payment.debtor_agent_bic]
             payee_id = banks[payment.creditor_agent_bic]
-            await ensure_accounts(session, [payer_id, payee_id], payment.currency)
-            await session.execute(
-                insert(Obligation)
-                .values(
-                    payment_id=payment.id,
-                    payer_id=payer_id,
-                    payee_id=payee_id,
-                    amount=payment.amount,
-                    currency=payment.currency,
-                    settlement_mode="GROSS",
+            settlement = liquidity.route(
+                amount=payment.amount,
+                currency=payment.currency,
+                urgent=payment.urgent,
+                gross_threshold=self._settings.gross_thresholds.get(payment.currency),
+                open_window_id=await liquidity.open_window_for_update_share(session, payment.currency),
+            )
+            assessment = await risk.assess(session, payment, payer_id, settlement.window_id, self._settings)
+            payment_update = {"risk_score": assessment.score, "risk_factors": assessment.factors, "updated_at": func.now()}
+            if assessment.breach is not None:
+                await session.execute(
+                    update(Payment)
+                    .where(Payment.id == payment.id, Payment.status == PaymentStatus.SCREENING)
+                    .values(
+                        status=PaymentStatus.REJECTED,
+                        rejection_code=ReasonCode.LIMIT_EXCEEDED,
+                        rejection_reason=assessment.breach,
+                        **payment_update,
+                    )
                 )
-                .on_conflict_do_nothing(index_elements=[Obligation.payment_id])
+                return ObligationRef(accepted=False, reason_code=ReasonCode.LIMIT_EXCEEDED, reason=assessment.breach)
+            await ensure_accounts(session, [payer_id, payee_id], payment.currency)
+            obligation = Obligation(
+                payment_id=payment.id,
+                payer_id=payer_id,
+                payee_id=payee_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                settlement_mode=settlement.mode,
+                routing_reason=settlement.reason,
+                clearing_window_id=settlement.window_id,
             )
-            obligation_id = await session.scalar(
-                select(Obligation.id).where(Obligation.payment_id == payment.id)
-            )
+            session.add(obligation)
+            await session.flush()
             await session.execute(
                 update(Payment)
                 .where(Payment.id == payment.id, Payment.status == PaymentStatus.SCREENING)
-                .values(status=PaymentStatus.AWAITING_SETTLEMENT, updated_at=func.now())
+                .values(status=PaymentStatus.AWAITING_SETTLEMENT, **payment_update)
             )
-        assert obligation_id is not None
-        return ObligationRef(obligation_id=obligation_id)
+            return _ref(obligation)
 
     @activity.defn(name="expire_payment")
-    async def expire_payment(self, data: ExpireInput) -> None:
+    async def expire_payment(self, data: ExpireInput) -> bool:
         """The deadline passed unfunded: release the obligation and expire the payment.
+        Returns False, changing nothing, for a net obligation whose window has already
+        closed: netting counted it, so only its window can settle it or roll it on.
         Conditional on both still being open, so a retry changes nothing."""
         async with self._sessions() as session, session.begin():
+            obligation = await session.get(Obligation, data.obligation_id)
+            if obligation is None:
+                raise payment_not_found(data.payment_id)
+            if obligation.status == ObligationStatus.RELEASED:
+                return True
+            if obligation.status != ObligationStatus.PENDING:
+                return False
+            if obligation.clearing_window_id is not None:
+                # FOR SHARE: the same cut-off as joining a window (see liquidity.py).
+                window_status = await session.scalar(
+                    select(ClearingWindow.status)
+                    .where(ClearingWindow.id == obligation.clearing_window_id)
+                    .with_for_update(read=True)
+                )
+                if window_status != "OPEN":
+                    return False
             await session.execute(
                 update(Obligation)
-                .where(
-                    Obligation.id == data.obligation_id,
-                    Obligation.status == ObligationStatus.PENDING,
-                )
+                .where(Obligation.id == data.obligation_id, Obligation.status == ObligationStatus.PENDING)
                 .values(status=ObligationStatus.RELEASED, released_at=func.now())
             )
             await session.execute(
                 update(Payment)
-                .where(
-                    Payment.id == data.payment_id,
-                    Payment.status == PaymentStatus.AWAITING_SETTLEMENT,
-                )
+                .where(Payment.id == data.payment_id, Payment.status == PaymentStatus.AWAITING_SETTLEMENT)
                 .values(
                     status=PaymentStatus.EXPIRED,
                     rejection_code=ReasonCode.CLEARING_TIMEOUT,
@@ -93,3 +129,13 @@ class ObligationActivities:
                     updated_at=func.now(),
                 )
             )
+            return True
+
+
+def _ref(obligation: Obligation) -> ObligationRef:
+    return ObligationRef(
+        obligation_id=obligation.id,
+        settlement_mode=obligation.settlement_mode,
+        routing_reason=obligation.routing_reason,
+        window_id=obligation.clearing_window_id,
+    )

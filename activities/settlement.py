@@ -5,11 +5,13 @@ references), so a replayed activity or a duplicate camt.054 changes nothing.
 """
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
-from activities.errors import obligation_released
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
 from deltran.db.tables import Obligation, Payment
 from deltran.shared import ObligationStatus, PaymentStatus, SettleInput
 
@@ -20,18 +22,30 @@ class SettlementActivities:
 
     @activity.defn(name="settle_obligation")
     async def settle_obligation(self, data: SettleInput) -> None:
+        """Gross: the payment's own booked camt.054 gives both references. Net: the
+        window's settlement reference stands for both; the window's funding entries,
+        each a booked camt.054, are on its funding instructions."""
+        if data.booking is not None:
+            bank_reference = data.booking.bank_confirmation_reference
+            entry_reference = data.booking.camt054_entry_reference
+            same_window = true()
+        else:
+            assert data.window is not None
+            bank_reference = entry_reference = data.window.settlement_reference
+            same_window = Obligation.clearing_window_id == data.window.window_id
         async with self._sessions() as session, session.begin():
             closed = await session.execute(
                 update(Obligation)
                 .where(
                     Obligation.id == data.obligation_id,
                     Obligation.status == ObligationStatus.PENDING,
+                    same_window,
                 )
                 .values(
                     status=ObligationStatus.SETTLED,
                     settled_at=func.now(),
-                    bank_confirmation_reference=data.booking.bank_confirmation_reference,
-                    camt054_entry_reference=data.booking.camt054_entry_reference,
+                    bank_confirmation_reference=bank_reference,
+                    camt054_entry_reference=entry_reference,
                 )
                 .returning(Obligation.id)
             )
@@ -41,7 +55,13 @@ class SettlementActivities:
                 )
                 if status == ObligationStatus.RELEASED:
                     raise obligation_released(data.obligation_id)
-                assert status == ObligationStatus.SETTLED, status
+                if status != ObligationStatus.SETTLED:
+                    raise ApplicationError(
+                        f"obligation {data.obligation_id} is {status} in another window than"
+                        f" {data.window.window_id if data.window else '?'}; it waits for its own",
+                        type=OBLIGATION_NOT_IN_WINDOW,
+                        non_retryable=True,
+                    )
                 # Settled by an earlier attempt: nothing more to do.
             await session.execute(
                 update(Payment)

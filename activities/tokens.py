@@ -20,7 +20,7 @@ from temporalio import activity
 
 from activities import ledger
 from activities.errors import mint_refused
-from deltran.db.tables import BankNotification, Obligation, Payment, Token
+from deltran.db.tables import BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
 from deltran.shared import MintInput, MintResult, ObligationStatus, PaymentStatus
 
 
@@ -56,6 +56,19 @@ def mint_refusal(obligation: Obligation, fiat: FiatEvidence | None) -> str | Non
     return None
 
 
+def net_mint_refusal(obligation: Obligation, window_status: str | None, transfer_posted: bool) -> str | None:
+    """Why a net obligation may not be minted, or None. Pure."""
+    if obligation.status != ObligationStatus.SETTLED:
+        return f"obligation is {obligation.status}, not SETTLED"
+    if not obligation.bank_confirmation_reference or not obligation.camt054_entry_reference:
+        return "the window settlement reference is missing"
+    if window_status not in ("SETTLED", "PARTIALLY_SETTLED"):
+        return f"its clearing window is {window_status}, not settled"
+    if not transfer_posted:
+        return "the window's settlement did not move this obligation's tokens"
+    return None
+
+
 class TokenActivities:
     def __init__(self, session_factory: async_sessionmaker) -> None:
         self._sessions = session_factory
@@ -73,29 +86,50 @@ class TokenActivities:
             existing = await _token_of(session, obligation.id)
             if existing is not None:
                 return existing
-            notification = await _fiat_entry(session, obligation)
-            fiat = (
-                None
-                if notification is None
-                else FiatEvidence(
-                    entry_status=notification.entry_status,
-                    credit_debit=notification.credit_debit,
-                    reversal=notification.reversal,
-                    amount=notification.amount,
-                    currency=notification.currency,
-                    outcome=notification.outcome,
-                )
-            )
-            if (refusal := mint_refusal(obligation, fiat)) is not None:
-                raise mint_refused(refusal)
-            assert notification is not None
-            result = await self._post(session, obligation, notification)
+            if obligation.settlement_mode == "NET":
+                result = await self._mint_net(session, obligation)
+            else:
+                result = await self._mint_gross(session, obligation)
             await session.execute(
                 update(Payment)
                 .where(Payment.id == obligation.payment_id, Payment.status == PaymentStatus.SETTLED)
                 .values(status=PaymentStatus.COMPLETED, updated_at=func.now())
             )
         return result
+
+    async def _mint_gross(self, session: AsyncSession, obligation: Obligation) -> MintResult:
+        notification = await _fiat_entry(session, obligation)
+        fiat = (
+            None
+            if notification is None
+            else FiatEvidence(
+                entry_status=notification.entry_status,
+                credit_debit=notification.credit_debit,
+                reversal=notification.reversal,
+                amount=notification.amount,
+                currency=notification.currency,
+                outcome=notification.outcome,
+            )
+        )
+        if (refusal := mint_refusal(obligation, fiat)) is not None:
+            raise mint_refused(refusal)
+        assert notification is not None
+        return await self._post(session, obligation, notification)
+
+    async def _mint_net(self, session: AsyncSession, obligation: Obligation) -> MintResult:
+        """Net: the window's settlement already moved the tokens (one transaction for
+        the whole window, backed by its booked fundings); the token records that
+        transfer for this obligation."""
+        window_status = await session.scalar(
+            select(ClearingWindow.status).where(ClearingWindow.id == obligation.clearing_window_id)
+        )
+        transfer_id = await session.scalar(
+            select(LedgerTransfer.id).where(LedgerTransfer.idempotency_key == f"obligation:{obligation.id}")
+        )
+        if (refusal := net_mint_refusal(obligation, window_status, transfer_id is not None)) is not None:
+            raise mint_refused(refusal)
+        assert transfer_id is not None
+        return await _insert_token(session, obligation, transfer_id)
 
     async def _post(
         self, session: AsyncSession, obligation: Obligation, notification: BankNotification
@@ -124,20 +158,7 @@ class TokenActivities:
             kind="obligation",
             obligation_id=obligation.id,
         )
-        token_id = await session.scalar(
-            insert(Token)
-            .values(
-                obligation_id=obligation.id,
-                payment_id=obligation.payment_id,
-                owner_id=obligation.payee_id,
-                amount=amount,
-                currency=currency,
-                transfer_id=transfer_id,
-            )
-            .returning(Token.id)
-        )
-        assert token_id is not None
-        return MintResult(token_id=token_id, amount=amount, currency=currency)
+        return await _insert_token(session, obligation, transfer_id)
 
 
 async def _token_of(session: AsyncSession, obligation_id) -> MintResult | None:
@@ -157,3 +178,20 @@ async def _fiat_entry(session: AsyncSession, obligation: Obligation) -> BankNoti
             BankNotification.outcome == "MATCHED",
         )
     )
+
+
+async def _insert_token(session: AsyncSession, obligation: Obligation, transfer_id) -> MintResult:
+    token_id = await session.scalar(
+        insert(Token)
+        .values(
+            obligation_id=obligation.id,
+            payment_id=obligation.payment_id,
+            owner_id=obligation.payee_id,
+            amount=obligation.amount,
+            currency=obligation.currency,
+            transfer_id=transfer_id,
+        )
+        .returning(Token.id)
+    )
+    assert token_id is not None
+    return MintResult(token_id=token_id, amount=obligation.amount, currency=obligation.currency)

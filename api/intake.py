@@ -57,6 +57,7 @@ class NewPayment:
     transaction_id: str | None = None
     settlement_date: date | None = None
     charge_bearer: str | None = None
+    urgent: bool = False
     # Where it came from; not part of the payment's content.
     source_format: str = "json"
     message_id: str | None = None

@@ -19,7 +19,7 @@ from api.problems import (
     validation_handler,
 )
 from api.rate_limit import RateLimiter
-from api.routes import admin, health, notifications, payments
+from api.routes import admin, clearing, health, notifications, payments
 from api.schemas import PaymentIn
 from api.temporal_connection import TemporalConnection
 from deltran.config import Settings, get_settings
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments.router)
     app.include_router(notifications.router)
     app.include_router(health.router)
+    app.include_router(clearing.router)
     app.include_router(admin.router)
     _document_payment_body(app)
     return app

@@ -22,8 +22,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ServiceUnavailable
 from api.iso20022.camt054 import Camt054Entry, Camt054Message
 from deltran import audit
-from deltran.db.tables import BankNotification, Camt054Message as MessageRow, Payment
+from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Payment
+from deltran.db.tables import Camt054Message as MessageRow
 from deltran.shared import FiatBooking, PaymentStatus
+from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
 
 # A booked credit can fund a payment that is still being screened or already waits.
@@ -40,6 +42,8 @@ class EntryResult:
     duplicate: bool
     needs_signal: bool = False
     workflow_id: str | None = None
+    # Set for a window funding: the instruction reference the window's workflow awaits.
+    funding_reference: str | None = None
 
 
 async def receive_camt054(
@@ -78,21 +82,11 @@ async def _store_entry(
     existing = await _stored(session, entry)
     if existing is not None:
         return await _duplicate(session, entry, existing)
+    instruction = await _funding_instruction(session, entry)
+    if instruction is not None:
+        return await _store_funding(session, message_row_id, entry, instruction)
     outcome, detail, payment = await _classify(session, entry)
-    values = dict(
-        message_row_id=message_row_id,
-        account=entry.account,
-        entry_reference=entry.entry_reference,
-        tx_index=entry.tx_index,
-        end_to_end_id=entry.end_to_end_id,
-        uetr=entry.uetr,
-        bank_reference=entry.bank_reference,
-        amount=entry.amount,
-        currency=entry.currency,
-        credit_debit=entry.credit_debit,
-        entry_status=entry.status,
-        reversal=entry.reversal,
-        booking_date=entry.booking_date,
+    values = _row(message_row_id, entry) | dict(
         payment_id=payment.id if payment else None,
     )
     try:
@@ -128,6 +122,85 @@ async def _store_entry(
     )
 
 
+def _row(message_row_id: uuid.UUID, entry: Camt054Entry) -> dict:
+    return dict(
+        message_row_id=message_row_id,
+        account=entry.account,
+        entry_reference=entry.entry_reference,
+        tx_index=entry.tx_index,
+        end_to_end_id=entry.end_to_end_id,
+        uetr=entry.uetr,
+        bank_reference=entry.bank_reference,
+        amount=entry.amount,
+        currency=entry.currency,
+        credit_debit=entry.credit_debit,
+        entry_status=entry.status,
+        reversal=entry.reversal,
+        booking_date=entry.booking_date,
+    )
+
+
+async def _funding_instruction(session: AsyncSession, entry: Camt054Entry) -> FundingInstruction | None:
+    """A window funding carries its instruction's reference as EndToEndId."""
+    if entry.end_to_end_id is None or not entry.end_to_end_id.startswith("FUND-"):
+        return None
+    return await session.scalar(
+        select(FundingInstruction).where(FundingInstruction.reference == entry.end_to_end_id).with_for_update()
+    )
+
+
+async def _store_funding(
+    session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry, instruction: FundingInstruction
+) -> EntryResult:
+    """A net debtor's funding: only a booked credit of exactly the instructed amount
+    funds the instruction (locked above, so two bookings cannot both fund it)."""
+    if entry.status != "BOOK":
+        outcome, detail = "NOT_BOOKED", f"entry status {entry.status} does not fund"
+    elif entry.credit_debit != "CRDT" or entry.reversal:
+        outcome, detail = "NOT_A_CREDIT", "only booked credits fund a window"
+    elif entry.amount != instruction.amount or entry.currency != instruction.currency:
+        outcome, detail = (
+            "AMOUNT_MISMATCH",
+            f"booked {entry.amount} {entry.currency}, instructed {instruction.amount} {instruction.currency}",
+        )
+    elif instruction.status != "PENDING":
+        outcome, detail = "PAYMENT_NOT_AWAITING", f"funding instruction is {instruction.status}"
+    else:
+        outcome, detail = "MATCHED", None
+    try:
+        async with session.begin_nested():  # the same entry posted concurrently: a duplicate
+            row_id = await session.scalar(
+                insert(BankNotification)
+                .values(
+                    outcome=outcome, outcome_detail=detail, funding_instruction_id=instruction.id,
+                    **_row(message_row_id, entry),
+                )
+                .returning(BankNotification.id)
+            )
+    except IntegrityError:
+        existing = await _stored(session, entry)
+        assert existing is not None
+        return await _duplicate(session, entry, existing)
+    if outcome == "MATCHED":
+        await session.execute(
+            update(FundingInstruction)
+            .where(FundingInstruction.id == instruction.id)
+            .values(status="FUNDED", notification_id=row_id, funded_at=func.now())
+        )
+    closed_by = await session.scalar(select(ClearingWindow.closed_by).where(ClearingWindow.id == instruction.window_id))
+    return EntryResult(
+        entry=entry,
+        notification_id=row_id,
+        outcome=outcome,
+        detail=detail,
+        payment_id=None,
+        duplicate=False,
+        needs_signal=outcome == "MATCHED" and closed_by is not None,
+        workflow_id=closed_by,
+        funding_reference=instruction.reference,
+    )
+
+
 async def _stored(session: AsyncSession, entry: Camt054Entry) -> BankNotification | None:
     """The entry as stored earlier: same account, entry reference and transaction."""
     return await session.scalar(
@@ -144,11 +217,20 @@ async def _duplicate(
 ) -> EntryResult:
     """A repeated entry changes nothing, except that a match whose signal never went
     out is signalled now."""
-    workflow_id = None
+    workflow_id = funding_reference = None
     if existing.outcome == "MATCHED" and existing.signalled_at is None:
-        workflow_id = await session.scalar(
-            select(Payment.workflow_id).where(Payment.id == existing.payment_id)
-        )
+        if existing.funding_instruction_id is not None:
+            workflow_id, funding_reference = (
+                await session.execute(
+                    select(ClearingWindow.closed_by, FundingInstruction.reference)
+                    .join(ClearingWindow, ClearingWindow.id == FundingInstruction.window_id)
+                    .where(FundingInstruction.id == existing.funding_instruction_id)
+                )
+            ).one()
+        else:
+            workflow_id = await session.scalar(
+                select(Payment.workflow_id).where(Payment.id == existing.payment_id)
+            )
     return EntryResult(
         entry=entry,
         notification_id=existing.id,
@@ -158,6 +240,7 @@ async def _duplicate(
         duplicate=True,
         needs_signal=workflow_id is not None,
         workflow_id=workflow_id,
+        funding_reference=funding_reference,
     )
 
 
@@ -211,11 +294,19 @@ async def _signal(session: AsyncSession, temporal: Client, result: EntryResult) 
         currency=entry.currency,
         booking_date=entry.booking_date,
     )
+    handle = temporal.get_workflow_handle(result.workflow_id)
     try:
-        await temporal.get_workflow_handle(result.workflow_id).signal(PaymentWorkflow.fiat_booked, booking)
+        if result.funding_reference is not None:
+            await handle.signal(ClearingWindowWorkflow.funding_booked, result.funding_reference)
+        else:
+            await handle.signal(PaymentWorkflow.fiat_booked, booking)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise ServiceUnavailable("temporal", exc.message) from exc
+        if result.funding_reference is not None:
+            # The window's run has ended; the funding is recorded for its settlement.
+            await _mark_signalled(session, result.notification_id)
+            return
         # The workflow closed meanwhile (e.g. it expired): keep the entry as an exception.
         result.outcome, result.detail = "PAYMENT_NOT_AWAITING", "the payment's workflow has closed"
         async with session.begin():
@@ -225,9 +316,11 @@ async def _signal(session: AsyncSession, temporal: Client, result: EntryResult) 
                 .values(outcome=result.outcome, outcome_detail=result.detail)
             )
         return
+    await _mark_signalled(session, result.notification_id)
+
+
+async def _mark_signalled(session: AsyncSession, notification_id: uuid.UUID) -> None:
     async with session.begin():
         await session.execute(
-            update(BankNotification)
-            .where(BankNotification.id == result.notification_id)
-            .values(signalled_at=func.now())
+            update(BankNotification).where(BankNotification.id == notification_id).values(signalled_at=func.now())
         )

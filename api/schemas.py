@@ -91,6 +91,7 @@ class PaymentIn(BaseModel):
     debtor: PartyIn
     creditor: PartyIn
     remittance_info: Name | None = None
+    urgent: bool = Field(default=False, description="Settle gross, alone, instead of in a clearing window")
     uetr: uuid.UUID | None = Field(
         default=None,
         description="UETR: a UUID version 4 in lower case, as SWIFT gpi and ISO 20022 require",
@@ -146,6 +147,10 @@ class ObligationOut(BaseModel):
     payer_bic: str
     payee_bic: str
     settlement_mode: str
+    routing_reason: str | None
+    clearing_window_id: uuid.UUID | None
+    rolled_from_window_id: uuid.UUID | None
+    fallback_reason: str | None
     created_at: datetime
     settled_at: datetime | None
     bank_confirmation_reference: str | None
@@ -172,6 +177,7 @@ class PaymentOut(BaseModel):
     token: TokenOut | None
     rejection_reason: str | None
     rejection_code: str | None
+    risk_score: str | None
 
 
 class NotificationEntryOut(BaseModel):

@@ -6,6 +6,7 @@
   deltran migrate --down REV downgrade it (e.g. -1, base)
   deltran seed               demo banks and keys into $DELTRAN_HOME/credentials.json
   deltran bank ...           add | list | suspend | activate | rotate-key
+  deltran schedules          create/update one clearing schedule per currency
   deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
   deltran pacs008 ...        print a pacs.008 for one payment (a bank's tool)
   deltran audit verify|seal  prove the audit log's hash chain unbroken / seal it now
@@ -58,6 +59,15 @@ def _seed(_: argparse.Namespace) -> int:
     settings = get_settings()
     asyncio.run(seed(settings))
     print(f"demo credentials in {settings.credentials_path}")
+    return 0
+
+
+def _schedules(_: argparse.Namespace) -> int:
+    from deltran.devstack.stack import schedule_clearing
+
+    settings = get_settings()
+    for schedule in asyncio.run(schedule_clearing(settings)):
+        print(f"{schedule}: every {settings.clearing_interval_s}s")
     return 0
 
 
@@ -151,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     migrate.set_defaults(run=_migrate)
     commands.add_parser("seed", help="seed demo banks and write their keys").set_defaults(run=_seed)
     bank_cli.add_parser(commands)
+    commands.add_parser(
+        "schedules", help="create or update the clearing schedule of every currency (idempotent)"
+    ).set_defaults(run=_schedules)
     camt = commands.add_parser("camt054", help="print a camt.054.001.08 booking a payment's fiat")
     camt.add_argument("--end-to-end-id", required=True)
     camt.add_argument("--amount", required=True)

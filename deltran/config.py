@@ -55,6 +55,22 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=1000.0, gt=0)
     rate_limit_burst: int = Field(default=2000, ge=1)
 
+    # Clearing: how often each currency's window closes, how long net debtors have to
+    # fund after a close before the fallback settles what the fundings cover, and the
+    # amount from which a payment settles gross (alone) rather than in a window.
+    clearing_interval_s: int = Field(default=60, gt=0)
+    window_funding_timeout_s: int = Field(default=600, gt=0)
+    gross_thresholds: dict[str, Decimal] = {
+        "AED": Decimal("5000000"),
+        "INR": Decimal("100000000"),
+        "USD": Decimal("1000000"),
+        "EUR": Decimal("1000000"),
+    }
+
+    # Risk score (0-100, stored with each payment): how its factors are weighed.
+    risk_velocity_window_s: int = Field(default=3600, gt=0)
+    risk_high_risk_corridors: tuple[str, ...] = ()  # e.g. ("AE-IR",): debtor-creditor country pairs
+
     # DelTran's own BIC: the reporter on the pacs.002 status reports it sends.
     bic: str = "DLTRAEAD"
 

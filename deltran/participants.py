@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import func, select, update
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deltran.api_keys import generate_key, hash_key
 from deltran.identity import normalize_bic
-from deltran.db.tables import OperatorKey, Participant
+from deltran.db.tables import NetDebitCap, OperatorKey, Participant
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,18 @@ async def get_bank(session: AsyncSession, bic: str) -> Participant:
     if bank is None:
         raise UnknownBank(f"no participant {bic}")
     return bank
+
+
+async def set_net_debit_cap(session: AsyncSession, bic: str, currency: str, cap: Decimal) -> None:
+    bank = await get_bank(session, bic)
+    await session.execute(
+        insert(NetDebitCap)
+        .values(participant_id=bank.id, currency=currency, cap=cap)
+        .on_conflict_do_update(
+            index_elements=[NetDebitCap.participant_id, NetDebitCap.currency],
+            set_={"cap": cap, "updated_at": func.now()},
+        )
+    )
 
 
 async def list_banks(session: AsyncSession) -> list[Participant]:

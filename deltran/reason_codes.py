@@ -11,6 +11,7 @@ class ReasonCode(StrEnum):
     CREDITOR_BANK_INVALID = "RC04"
     TRANSACTION_FORBIDDEN = "AG01"  # participant suspended
     AMOUNT_NOT_ALLOWED = "AM02"  # above the per-payment limit
+    LIMIT_EXCEEDED = "AM14"  # the payer's net debit cap in the window would be breached
     CURRENCY_NOT_ALLOWED = "AM03"
     DUPLICATE = "DUPL"
     CLEARING_TIMEOUT = "AB01"  # not funded before the deadline (AbortedClearingTimeout)

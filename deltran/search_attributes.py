@@ -15,6 +15,8 @@ PAYMENT_CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
 # amount of record: that is the NUMERIC column in Postgres and the Decimal in the workflow.
 PAYMENT_AMOUNT = SearchAttributeKey.for_float("PaymentAmount")
 PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
+# NET (in a clearing window) or GROSS, as the liquidity router chose.
+SETTLEMENT_MODE = SearchAttributeKey.for_keyword("SettlementMode")
 
 ALL_KEYS = (
     END_TO_END_ID,
@@ -23,6 +25,7 @@ ALL_KEYS = (
     PAYMENT_CURRENCY,
     PAYMENT_AMOUNT,
     PAYMENT_STATUS,
+    SETTLEMENT_MODE,
 )
 
 

@@ -57,7 +57,16 @@ class ComplianceOutcome(_Frozen):
 
 
 class ObligationRef(_Frozen):
-    obligation_id: UUID
+    """The obligation engine's answer: the obligation and how it settles, or why the
+    risk engine refused it (then no obligation exists)."""
+
+    obligation_id: UUID | None = None
+    accepted: bool = True
+    settlement_mode: str = "GROSS"
+    routing_reason: str | None = None
+    window_id: UUID | None = None
+    reason_code: str | None = None
+    reason: str | None = None
 
 
 class FiatBooking(_Frozen):
@@ -72,10 +81,75 @@ class FiatBooking(_Frozen):
     booking_date: date | None = None
 
 
+class WindowSettlement(_Frozen):
+    """A clearing window settled: every net debtor's funding was booked (or the
+    fallback settled what they covered). Signalled to each payment it settled."""
+
+    window_id: UUID
+    settlement_reference: str
+
+
 class SettleInput(_Frozen):
     payment_id: UUID
     obligation_id: UUID
-    booking: FiatBooking
+    # Exactly one: the payment's own booked camt.054 (gross) or its window (net).
+    booking: FiatBooking | None = None
+    window: WindowSettlement | None = None
+
+
+class ClearingInput(_Frozen):
+    """What a clearing-window run starts with (the schedule's action)."""
+
+    currency: str
+    funding_timeout_s: int
+
+
+class CloseInput(_Frozen):
+    currency: str
+    closed_by: str  # the clearing workflow's id: one close per run, retries included
+
+
+class NetInput(_Frozen):
+    window_id: UUID
+    funding_timeout_s: int
+
+
+class WindowRef(_Frozen):
+    window_id: UUID | None  # None: nothing was open (no schedule had opened a window)
+
+
+class FundingInstructionOut(_Frozen):
+    bic: str
+    amount: Decimal
+    reference: str
+
+
+class NettingSummary(_Frozen):
+    window_id: UUID
+    obligations_count: int
+    gross: Decimal
+    net: Decimal
+    efficiency: Decimal
+    liquidity_saved: Decimal
+    netting_ms: int
+    instructions: list[FundingInstructionOut]
+
+
+class WindowOutcome(_Frozen):
+    window_id: UUID
+    status: str  # SETTLED or PARTIALLY_SETTLED
+    settlement_reference: str
+    settled_obligations: int
+    rolled_obligations: int
+    fallback_method: str | None = None
+
+
+class ClearingState(_Frozen):
+    currency: str
+    window_id: UUID | None = None
+    status: str = "CLOSING"
+    funded_references: list[str] = []
+    instructions: list[FundingInstructionOut] = []
 
 
 class MintInput(_Frozen):
@@ -104,3 +178,5 @@ class PaymentState(_Frozen):
     rejection_code: str | None = None
     rejection_reason: str | None = None
     booking: FiatBooking | None = None
+    settlement_mode: str | None = None
+    window_id: UUID | None = None

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.clearing import ClearingActivities
 from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
 from activities.settlement import SettlementActivities
@@ -22,25 +23,31 @@ from deltran import audit
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.temporal_client import connect
+from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
 
 log = logging.getLogger("deltran.worker")
 
-WORKFLOWS = [PaymentWorkflow]
+WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow]
 MAX_CONCURRENT_ACTIVITIES = 100
 
 
-def activities_for(session_factory: async_sessionmaker, settings: Settings) -> list:
+def activities_for(client: Client, session_factory: async_sessionmaker, settings: Settings) -> list:
     compliance = ComplianceActivities(session_factory, settings)
-    obligations = ObligationActivities(session_factory)
+    obligations = ObligationActivities(session_factory, settings)
     settlement = SettlementActivities(session_factory)
     tokens = TokenActivities(session_factory)
+    clearing = ClearingActivities(session_factory, client)
     return [
         compliance.screen_payment,
         obligations.create_obligation,
         obligations.expire_payment,
         settlement.settle_obligation,
         tokens.mint_token,
+        clearing.close_window,
+        clearing.net_window,
+        clearing.settle_window,
+        clearing.signal_window_payments,
     ]
 
 
@@ -51,7 +58,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(session_factory, settings),
+        activities=activities_for(client, session_factory, settings),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         # Let running activities finish their transaction on shutdown (default 0 cancels them).
         graceful_shutdown_timeout=timedelta(seconds=10),

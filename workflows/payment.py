@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentState,
         PaymentStatus,
         SettleInput,
+        WindowSettlement,
     )
 
 # Transient faults (Postgres restarting, a dropped connection) are retried without a
@@ -63,6 +64,7 @@ class PaymentWorkflow:
         # Set before any handler runs: a camt.054 signal may arrive in the first task.
         self._state = PaymentState(payment_id=data.payment_id, status=PaymentStatus.SCREENING)
         self._booking: FiatBooking | None = None
+        self._window: WindowSettlement | None = None
 
     @workflow.run
     async def run(self, data: PaymentInput) -> PaymentState:
@@ -76,27 +78,45 @@ class PaymentWorkflow:
             return self._state
 
         obligation = await self._step(ObligationActivities.create_obligation, data.payment_id)
-        self._set(status=PaymentStatus.AWAITING_SETTLEMENT, obligation_id=obligation.obligation_id)
-
-        try:
-            await workflow.wait_condition(
-                lambda: self._booking is not None,
-                timeout=timedelta(seconds=data.deadline_s),
-                timeout_summary="settlement deadline",
+        if not obligation.accepted:  # the risk engine refused it (net debit cap)
+            self._set(
+                status=PaymentStatus.REJECTED,
+                rejection_code=obligation.reason_code,
+                rejection_reason=obligation.reason,
             )
-        except TimeoutError:
-            pass
-        if self._booking is None:
-            await self._step(
+            return self._state
+        assert obligation.obligation_id is not None
+        self._set(
+            status=PaymentStatus.AWAITING_SETTLEMENT,
+            obligation_id=obligation.obligation_id,
+            settlement_mode=obligation.settlement_mode,
+            window_id=obligation.window_id,
+        )
+
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._booking is not None or self._window is not None,
+                    timeout=timedelta(seconds=data.deadline_s),
+                    timeout_summary="settlement deadline",
+                )
+            except TimeoutError:
+                pass
+            if self._booking is not None or self._window is not None:
+                break
+            expired = await self._step(
                 ObligationActivities.expire_payment,
                 ExpireInput(payment_id=data.payment_id, obligation_id=obligation.obligation_id),
             )
-            self._set(
-                status=PaymentStatus.EXPIRED,
-                rejection_code=ReasonCode.CLEARING_TIMEOUT.value,
-                rejection_reason="not funded before the settlement deadline",
-            )
-            return self._state
+            if expired is not False:  # None: recorded before expiry could decline
+                self._set(
+                    status=PaymentStatus.EXPIRED,
+                    rejection_code=ReasonCode.CLEARING_TIMEOUT.value,
+                    rejection_reason="not funded before the settlement deadline",
+                )
+                return self._state
+            # A net obligation whose window has closed: only its window settles it (or
+            # rolls it into the next one); keep waiting for it.
 
         await self._step(
             SettlementActivities.settle_obligation,
@@ -104,6 +124,7 @@ class PaymentWorkflow:
                 payment_id=data.payment_id,
                 obligation_id=obligation.obligation_id,
                 booking=self._booking,
+                window=self._window if self._booking is None else None,
             ),
         )
         self._set(status=PaymentStatus.SETTLED)
@@ -123,6 +144,12 @@ class PaymentWorkflow:
             self._booking = booking
             self._state = self._state.model_copy(update={"booking": booking})
 
+    @workflow.signal(name="window_settled")
+    def window_settled(self, settlement: WindowSettlement) -> None:
+        """The payment's clearing window settled (net path)."""
+        if self._window is None and self._booking is None:
+            self._window = settlement
+
     @workflow.query(name="state")
     def state(self) -> PaymentState:
         return self._state
@@ -134,4 +161,7 @@ class PaymentWorkflow:
 
     def _set(self, *, status: PaymentStatus, **changes) -> None:
         self._state = self._state.model_copy(update={"status": status, **changes})
-        workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(status.value)])
+        updates = [sa.PAYMENT_STATUS.value_set(status.value)]
+        if "settlement_mode" in changes:
+            updates.append(sa.SETTLEMENT_MODE.value_set(changes["settlement_mode"]))
+        workflow.upsert_search_attributes(updates)

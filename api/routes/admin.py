@@ -6,6 +6,7 @@ Every change is audited in the same transaction.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
@@ -16,6 +17,7 @@ from api.problems import Problem, problem_responses
 from api.schemas import Bic, Name
 from deltran import audit, participants
 from deltran.identity import normalize_bic
+from deltran.money import AmountError, format_amount, parse_amount
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(403, 404, 409, 422))
 
@@ -109,3 +111,32 @@ async def suspend(bic: str, caller: AdminDep, session: SessionDep) -> BankOut:
 @router.post("/banks/{bic}/activate", response_model=BankOut)
 async def activate(bic: str, caller: AdminDep, session: SessionDep) -> BankOut:
     return await _set_status(bic, "ACTIVE", caller, session)
+
+
+class CapIn(BaseModel):
+    cap: str = Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$", description="Largest net debit, e.g. \"5000000.00\"")
+
+
+class CapOut(BaseModel):
+    bic: str
+    currency: str
+    cap: str
+
+
+@router.put("/banks/{bic}/net-debit-caps/{currency}", response_model=CapOut)
+async def set_net_debit_cap(bic: str, currency: str, body: CapIn, caller: AdminDep, session: SessionDep) -> CapOut:
+    """The most the bank may owe, net, in the currency's open window: a payment that
+    would take its net position past it is rejected (AM14)."""
+    bic = _bic_or_404(bic)
+    try:
+        cap = parse_amount(body.cap, currency) if Decimal(body.cap) > 0 else Decimal(0)
+    except AmountError as exc:
+        raise Problem(422, str(exc), kind="validation", errors=[{"field": "cap", "message": str(exc)}]) from None
+    try:
+        async with session.begin():
+            await participants.set_net_debit_cap(session, bic, currency, cap)
+            await audit.record(session, actor=caller.identity, action="bank.net_debit_cap", subject=bic, result="ok",
+                               details={"currency": currency, "cap": str(cap)})
+    except participants.UnknownBank as exc:
+        raise Problem(404, str(exc), kind="unknown-bank") from None
+    return CapOut(bic=bic, currency=currency, cap=format_amount(cap, currency))

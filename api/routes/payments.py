@@ -108,6 +108,7 @@ def new_payment_from_json(body: PaymentIn, instructing_bic: str) -> NewPayment:
         creditor_agent_bic=body.creditor.agent_bic,
         remittance_info=body.remittance_info,
         uetr=body.uetr,
+        urgent=body.urgent,
     )
 
 
@@ -169,6 +170,10 @@ async def read(
             payer_bic=payer_bic,
             payee_bic=payee_bic,
             settlement_mode=ob.settlement_mode,
+            routing_reason=ob.routing_reason,
+            clearing_window_id=ob.clearing_window_id,
+            rolled_from_window_id=ob.rolled_from_window_id,
+            fallback_reason=ob.fallback_reason,
             created_at=ob.created_at,
             settled_at=ob.settled_at,
             bank_confirmation_reference=ob.bank_confirmation_reference,
@@ -192,6 +197,7 @@ async def read(
         ),
         rejection_reason=payment.rejection_reason,
         rejection_code=payment.rejection_code,
+        risk_score=None if payment.risk_score is None else str(payment.risk_score),
     )
 
 

@@ -153,6 +153,9 @@ class Payment(Base):
     creditor_agent_bic: Mapped[str] = mapped_column(String(11), nullable=False)
     remittance_info: Mapped[str | None] = mapped_column(String(140))
     # As received: "json" or the ISO message (e.g. "pacs.008.001.08") and its references.
+    urgent: Mapped[bool] = mapped_column(nullable=False, server_default="false")
+    risk_score: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    risk_factors: Mapped[dict | None] = mapped_column(JSONB)
     source_format: Mapped[str] = mapped_column(String(20), nullable=False, server_default="json")
     message_id: Mapped[str | None] = mapped_column(String(35))
     instruction_id: Mapped[str | None] = mapped_column(String(35))
@@ -211,6 +214,17 @@ class ClearingWindow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     gross_amount: Mapped[Decimal | None] = mapped_column(Money)
     net_amount: Mapped[Decimal | None] = mapped_column(Money)
+    # Closing: the clearing workflow that closes it (one close per window, retries
+    # included), what netting found and how long it took, and how it settled.
+    closed_by: Mapped[str | None] = mapped_column(String(200), unique=True)
+    obligations_count: Mapped[int | None] = mapped_column(Integer)
+    netting_efficiency: Mapped[Decimal | None] = mapped_column(Numeric(9, 6))
+    liquidity_saved: Mapped[Decimal | None] = mapped_column(Money)
+    netting_ms: Mapped[int | None] = mapped_column(Integer)
+    funding_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settlement_reference: Mapped[str | None] = mapped_column(String(35))
+    fallback_method: Mapped[str | None] = mapped_column(String(16))
     __table_args__ = (
         CheckConstraint(
             "status IN ('OPEN', 'CLOSING', 'AWAITING_FUNDING', 'SETTLED', 'PARTIALLY_SETTLED')",
@@ -237,6 +251,39 @@ class NetPosition(Base):
     net_amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
 
 
+class FundingInstruction(Base):
+    """What a net debtor must fund for a window: its net debit, under a reference that
+    its camt.054 carries as EndToEndId so the booking finds its way to the window."""
+
+    __tablename__ = "funding_instructions"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    window_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clearing_windows.id"), nullable=False)
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    reference: Mapped[str] = mapped_column(String(35), unique=True, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="PENDING")
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_notifications.id"))
+    funded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    __table_args__ = (
+        UniqueConstraint("window_id", "participant_id", name="uq_funding_instructions_window_bank"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('PENDING', 'FUNDED', 'EXPIRED')", name="status"),
+    )
+
+
+class NetDebitCap(Base):
+    """The most a bank may owe, net, in one currency's open window (set by admin)."""
+
+    __tablename__ = "net_debit_caps"
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    cap: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    updated_at: Mapped[datetime] = _created_at()
+    __table_args__ = (CheckConstraint("cap >= 0", name="cap_not_negative"),)
+
+
 class Obligation(Base):
     """What the payer bank owes the payee bank for one payment, until it settles."""
 
@@ -251,9 +298,15 @@ class Obligation(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="PENDING")
     settlement_mode: Mapped[str] = mapped_column(String(8), nullable=False, server_default="GROSS")
+    routing_reason: Mapped[str | None] = mapped_column(Text)
     clearing_window_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("clearing_windows.id")
     )
+    # Set when a window's fallback could not settle it and rolled it into the next one.
+    rolled_from_window_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clearing_windows.id")
+    )
+    fallback_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -310,6 +363,9 @@ class BankNotification(Base):
     outcome: Mapped[str] = mapped_column(String(24), nullable=False)
     outcome_detail: Mapped[str | None] = mapped_column(Text)
     payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
+    funding_instruction_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("funding_instructions.id", use_alter=True)
+    )
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = _created_at()
     __table_args__ = (
@@ -326,6 +382,13 @@ class BankNotification(Base):
         Index(
             "uq_bank_notifications_matched_payment",
             "payment_id",
+            unique=True,
+            postgresql_where=text("outcome = 'MATCHED'"),
+        ),
+        # Likewise at most one entry funds a window's funding instruction.
+        Index(
+            "uq_bank_notifications_matched_funding",
+            "funding_instruction_id",
             unique=True,
             postgresql_where=text("outcome = 'MATCHED'"),
         ),

@@ -23,6 +23,8 @@ from deltran.db.engine import make_engine, make_session_factory
 from deltran.devstack.postgres import LocalPostgres
 from deltran.devstack.temporal import LocalTemporal
 from deltran.participants import seed_demo
+from deltran.temporal_client import connect
+from worker.schedules import ensure_schedules
 
 READY_TIMEOUT_S = 60
 
@@ -100,6 +102,8 @@ def run_stack(settings: Settings) -> int:
         print("applying migrations")
         migrate.upgrade(settings.effective_database_url)
         asyncio.run(seed(settings))
+        schedules = asyncio.run(schedule_clearing(settings))
+        print(f"clearing schedules: {', '.join(schedules)} (every {settings.clearing_interval_s}s)")
         children.append(_child("worker", settings, logs))
         api = _child("api", settings, logs)
         children.append(api)
@@ -128,6 +132,16 @@ async def seed(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url, pool_size=2)
     try:
         await seed_demo(make_session_factory(engine), settings.credentials_path)
+    finally:
+        await engine.dispose()
+
+
+async def schedule_clearing(settings: Settings) -> list[str]:
+    """One clearing schedule per currency (idempotent), each with an open window."""
+    engine = make_engine(settings.effective_database_url, pool_size=2)
+    try:
+        client = await connect(settings)
+        return await ensure_schedules(client, make_session_factory(engine), settings)
     finally:
         await engine.dispose()
 

@@ -90,8 +90,8 @@ async def test_a_suspended_creditor_bank_is_rejected(sessions, settings, credent
 
 async def test_settle_is_idempotent_and_keeps_the_first_references(sessions, settings, credentials):
     payment_id = await new_payment(sessions)
-    obligation = await ObligationActivities(sessions).create_obligation(payment_id)
-    again = await ObligationActivities(sessions).create_obligation(payment_id)
+    obligation = await ObligationActivities(sessions, settings).create_obligation(payment_id)
+    again = await ObligationActivities(sessions, settings).create_obligation(payment_id)
     assert again == obligation
     settle = SettlementActivities(sessions)
     await settle.settle_obligation(SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("FIRST")))
@@ -105,10 +105,10 @@ async def test_settle_is_idempotent_and_keeps_the_first_references(sessions, set
 
 async def test_a_released_obligation_never_settles(sessions, settings, credentials):
     payment_id = await new_payment(sessions)
-    obligation = await ObligationActivities(sessions).create_obligation(payment_id)
+    obligation = await ObligationActivities(sessions, settings).create_obligation(payment_id)
     expire = ExpireInput(payment_id=payment_id, obligation_id=obligation.obligation_id)
-    await ObligationActivities(sessions).expire_payment(expire)
-    await ObligationActivities(sessions).expire_payment(expire)  # a retry changes nothing
+    await ObligationActivities(sessions, settings).expire_payment(expire)
+    await ObligationActivities(sessions, settings).expire_payment(expire)  # a retry changes nothing
     with pytest.raises(ApplicationError) as raised:
         await SettlementActivities(sessions).settle_obligation(
             SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("LATE"))

@@ -1,0 +1,398 @@
+"""Clearing engine: close a currency's window, net it, settle it.
+
+- close: one short transaction turns the OPEN window into CLOSING and opens the next,
+  so payments keep flowing into the new window; obligations joined windows FOR SHARE,
+  so the close waits only for those already committing (see activities/liquidity.py).
+- net: one pass over the window's obligations in PostgreSQL (each obligation is two
+  legs, payee +amount and payer −amount, summed per bank) stores every bank's net
+  position, the gross, net, efficiency and liquidity saved, and a funding instruction
+  for every net debtor. It writes O(banks) rows, never one per obligation.
+- settle: in one transaction, the booked fundings are minted to their funders and the
+  window's obligations move their tokens payer → payee (one ledger transfer each,
+  balances updated once per account from the aggregate). If a debtor did not fund by the
+  deadline, the fallback (deltran/clearing/fallback.py) chooses the largest-value set of
+  obligations the fundings cover; the rest roll into the next window.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities import ledger
+from deltran.clearing.fallback import choose_settleable
+from deltran.clearing.netting import Obligation as NettingObligation
+from deltran.db.tables import ClearingWindow, FundingInstruction, Obligation, Participant, Payment
+from deltran.shared import (
+    CloseInput,
+    NetInput,
+    FundingInstructionOut,
+    NettingSummary,
+    WindowOutcome,
+    WindowRef,
+    WindowSettlement,
+)
+
+EFFICIENCY_PLACES = Decimal("0.000001")
+SIGNAL_CONCURRENCY = 50
+
+
+# -- close ---------------------------------------------------------------------------------
+
+
+async def ensure_open_window(session: AsyncSession, currency: str) -> uuid.UUID:
+    """The currency's open window, opening one if there is none (idempotent)."""
+    await session.execute(
+        text(
+            "INSERT INTO clearing_windows (id, currency, status) VALUES (:id, :c, 'OPEN')"
+            " ON CONFLICT (currency) WHERE status = 'OPEN' DO NOTHING"
+        ),
+        {"id": uuid.uuid4(), "c": currency},
+    )
+    window_id = await session.scalar(
+        select(ClearingWindow.id).where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
+    )
+    assert window_id is not None
+    return window_id
+
+
+async def close_window(session: AsyncSession, currency: str, closed_by: str) -> uuid.UUID | None:
+    """Close the open window and open the next, atomically. A retry by the same closer
+    returns the window it closed. None when no window was open."""
+    already = await session.scalar(select(ClearingWindow.id).where(ClearingWindow.closed_by == closed_by))
+    if already is not None:
+        return already
+    # Waits for obligations holding the window FOR SHARE: they commit into it first.
+    window_id = await session.scalar(
+        select(ClearingWindow.id)
+        .where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
+        .with_for_update()
+    )
+    if window_id is None:
+        return None
+    await session.execute(
+        update(ClearingWindow)
+        .where(ClearingWindow.id == window_id)
+        .values(status="CLOSING", closed_at=func.now(), closed_by=closed_by)
+    )
+    await session.execute(
+        text("INSERT INTO clearing_windows (id, currency, status) VALUES (:id, :c, 'OPEN')"),
+        {"id": uuid.uuid4(), "c": currency},
+    )
+    return window_id
+
+
+# -- net -----------------------------------------------------------------------------------
+
+_NET_POSITIONS = text(
+    """
+    WITH legs AS (
+        SELECT v.participant_id, v.amount
+        FROM obligations o
+        CROSS JOIN LATERAL (VALUES (o.payee_id, o.amount), (o.payer_id, -o.amount)) AS v(participant_id, amount)
+        WHERE o.clearing_window_id = :w AND o.status = 'PENDING'
+    ), positions AS (
+        SELECT participant_id,
+               sum(amount) AS net,
+               coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS received,
+               count(*) FILTER (WHERE amount > 0) AS obligations
+        FROM legs GROUP BY participant_id
+    ), stored AS (
+        INSERT INTO net_positions (window_id, participant_id, net_amount)
+        SELECT :w, participant_id, net FROM positions
+        RETURNING participant_id, net_amount
+    )
+    SELECT p.participant_id, p.net, p.received, p.obligations, pt.bic
+    FROM positions p JOIN participants pt ON pt.id = p.participant_id
+    ORDER BY pt.bic
+    """
+)
+
+
+def instruction_reference(window_id: uuid.UUID, bic: str) -> str:
+    """The EndToEndId a net debtor's funding camt.054 carries (≤ 35 characters)."""
+    return f"FUND-{window_id.hex[:12].upper()}-{bic}"
+
+
+async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeout_s: int) -> NettingSummary:
+    """Net a CLOSING window (idempotent: a netted window returns what was stored)."""
+    window = await session.scalar(select(ClearingWindow).where(ClearingWindow.id == window_id).with_for_update())
+    assert window is not None, window_id
+    if window.status != "CLOSING":
+        return await _stored_summary(session, window)
+    started = time.perf_counter()
+    rows = (await session.execute(_NET_POSITIONS, {"w": window_id})).all()
+    gross = sum((r.received for r in rows), Decimal(0))
+    net = sum((-r.net for r in rows if r.net < 0), Decimal(0))
+    count = sum(r.obligations for r in rows)
+    instructions = [
+        FundingInstructionOut(bic=r.bic, amount=-r.net, reference=instruction_reference(window_id, r.bic))
+        for r in rows
+        if r.net < 0
+    ]
+    if instructions:
+        await session.execute(
+            FundingInstruction.__table__.insert(),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "window_id": window_id,
+                    "participant_id": r.participant_id,
+                    "amount": -r.net,
+                    "currency": window.currency,
+                    "reference": instruction_reference(window_id, r.bic),
+                }
+                for r in rows
+                if r.net < 0
+            ],
+        )
+    # Positions sum to zero: the invariant netting must keep (TigerBeetle-style assert).
+    assert sum((r.net for r in rows), Decimal(0)) == 0, "net positions do not sum to zero"
+    efficiency = (Decimal(1) - net / gross).quantize(EFFICIENCY_PLACES) if gross else Decimal(0)
+    netting_ms = int((time.perf_counter() - started) * 1000)
+    await session.execute(
+        update(ClearingWindow)
+        .where(ClearingWindow.id == window_id)
+        .values(
+            status="AWAITING_FUNDING" if instructions else "SETTLED",
+            obligations_count=count,
+            gross_amount=gross,
+            net_amount=net,
+            netting_efficiency=efficiency,
+            liquidity_saved=gross - net,
+            netting_ms=netting_ms,
+            funding_deadline=func.now() + timedelta(seconds=funding_timeout_s),
+            settlement_reference=_settlement_reference(window_id),
+            settled_at=None if instructions else func.now(),
+        )
+    )
+    return NettingSummary(
+        window_id=window_id,
+        obligations_count=count,
+        gross=gross,
+        net=net,
+        efficiency=efficiency,
+        liquidity_saved=gross - net,
+        netting_ms=netting_ms,
+        instructions=instructions,
+    )
+
+
+def _settlement_reference(window_id: uuid.UUID) -> str:
+    return f"WIN-{window_id.hex[:16].upper()}"
+
+
+async def _stored_summary(session: AsyncSession, window: ClearingWindow) -> NettingSummary:
+    instructions = (
+        await session.execute(
+            select(Participant.bic, FundingInstruction.amount, FundingInstruction.reference)
+            .join(Participant, Participant.id == FundingInstruction.participant_id)
+            .where(FundingInstruction.window_id == window.id)
+            .order_by(Participant.bic)
+        )
+    ).all()
+    return NettingSummary(
+        window_id=window.id,
+        obligations_count=window.obligations_count or 0,
+        gross=window.gross_amount or Decimal(0),
+        net=window.net_amount or Decimal(0),
+        efficiency=window.netting_efficiency or Decimal(0),
+        liquidity_saved=window.liquidity_saved or Decimal(0),
+        netting_ms=window.netting_ms or 0,
+        instructions=[FundingInstructionOut(bic=b, amount=a, reference=r) for b, a, r in instructions],
+    )
+
+
+# -- settle --------------------------------------------------------------------------------
+
+_APPLY_TRANSFERS = text(
+    """
+    WITH moved AS (
+        INSERT INTO ledger_transfers
+            (id, idempotency_key, debit_account_id, credit_account_id, amount, currency, kind, obligation_id)
+        SELECT gen_random_uuid(), 'obligation:' || o.id, pa.id, pe.id, o.amount, o.currency, 'obligation', o.id
+        FROM obligations o
+        JOIN accounts pa ON pa.participant_id = o.payer_id AND pa.currency = o.currency AND pa.kind = 'token'
+        JOIN accounts pe ON pe.participant_id = o.payee_id AND pe.currency = o.currency AND pe.kind = 'token'
+        WHERE o.clearing_window_id = :w AND o.status = 'PENDING'
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING debit_account_id, credit_account_id, amount
+    ), per_account AS (
+        SELECT account_id, sum(debit) AS debit, sum(credit) AS credit FROM (
+            SELECT debit_account_id AS account_id, amount AS debit, 0 AS credit FROM moved
+            UNION ALL
+            SELECT credit_account_id, 0, amount FROM moved
+        ) legs GROUP BY account_id
+    )
+    UPDATE accounts a
+    SET debits_posted = a.debits_posted + p.debit, credits_posted = a.credits_posted + p.credit
+    FROM per_account p WHERE a.id = p.account_id
+    """
+)
+
+
+async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOutcome:
+    """Settle an AWAITING_FUNDING window with the fundings booked so far (idempotent)."""
+    window = await session.scalar(select(ClearingWindow).where(ClearingWindow.id == window_id).with_for_update())
+    assert window is not None, window_id
+    reference = window.settlement_reference or _settlement_reference(window_id)
+    if window.status in ("SETTLED", "PARTIALLY_SETTLED"):
+        return await _outcome(session, window)
+    assert window.status == "AWAITING_FUNDING", window.status
+    instructions = list(
+        (await session.scalars(select(FundingInstruction).where(FundingInstruction.window_id == window_id))).all()
+    )
+    funded = {i.participant_id: i.amount for i in instructions if i.status == "FUNDED"}
+    for instruction in instructions:
+        if instruction.status == "FUNDED":
+            await _mint_funding(session, instruction)
+    method = None
+    rolled = 0
+    if len(funded) < len(instructions):
+        method, rolled = await _fall_back(session, window, funded)
+        await session.execute(
+            update(FundingInstruction)
+            .where(FundingInstruction.window_id == window_id, FundingInstruction.status == "PENDING")
+            .values(status="EXPIRED")
+        )
+    await session.execute(_APPLY_TRANSFERS, {"w": window_id})
+    status = "PARTIALLY_SETTLED" if rolled else "SETTLED"
+    await session.execute(
+        update(ClearingWindow)
+        .where(ClearingWindow.id == window_id)
+        .values(status=status, settled_at=func.now(), settlement_reference=reference, fallback_method=method)
+    )
+    window.status, window.fallback_method, window.settlement_reference = status, method, reference
+    return await _outcome(session, window)
+
+
+async def _mint_funding(session: AsyncSession, instruction: FundingInstruction) -> None:
+    """A booked funding mints its amount to the funder: fiat[b] → token[b]."""
+    fiat = await ledger.account_id(session, instruction.participant_id, instruction.currency, "fiat")
+    token = await ledger.account_id(session, instruction.participant_id, instruction.currency, "token")
+    await ledger.post_transfer(
+        session,
+        idempotency_key=f"fiat-booked:{instruction.notification_id}",
+        debit_account_id=fiat,
+        credit_account_id=token,
+        amount=instruction.amount,
+        currency=instruction.currency,
+        kind="fiat_booked",
+        notification_id=instruction.notification_id,
+    )
+
+
+async def _fall_back(
+    session: AsyncSession, window: ClearingWindow, funded: dict[uuid.UUID, Decimal]
+) -> tuple[str, int]:
+    """Settle what the fundings cover; roll the rest into the currency's open window."""
+    rows = (
+        await session.execute(
+            select(Obligation.id, Obligation.payer_id, Obligation.payee_id, Obligation.amount).where(
+                Obligation.clearing_window_id == window.id, Obligation.status == "PENDING"
+            )
+        )
+    ).all()
+    choice = choose_settleable(
+        [NettingObligation(id=str(r.id), payer=str(r.payer_id), payee=str(r.payee_id), amount=r.amount) for r in rows],
+        {str(bank): amount for bank, amount in funded.items()},
+    )
+    if choice.roll:
+        next_window = await ensure_open_window(session, window.currency)
+        await session.execute(
+            update(Obligation)
+            .where(Obligation.id.in_([uuid.UUID(i) for i in choice.roll]))
+            .values(
+                clearing_window_id=next_window,
+                rolled_from_window_id=window.id,
+                fallback_reason=(
+                    f"window {window.id} fallback ({choice.method}): not covered by the fundings"
+                    " received by the deadline"
+                ),
+            )
+        )
+    return choice.method, len(choice.roll)
+
+
+async def _outcome(session: AsyncSession, window: ClearingWindow) -> WindowOutcome:
+    settled = await session.scalar(
+        select(func.count()).select_from(Obligation).where(Obligation.clearing_window_id == window.id)
+    )
+    rolled = await session.scalar(
+        select(func.count()).select_from(Obligation).where(Obligation.rolled_from_window_id == window.id)
+    )
+    return WindowOutcome(
+        window_id=window.id,
+        status=window.status,
+        settlement_reference=window.settlement_reference or _settlement_reference(window.id),
+        settled_obligations=int(settled or 0),
+        rolled_obligations=int(rolled or 0),
+        fallback_method=window.fallback_method,
+    )
+
+
+# -- activities ----------------------------------------------------------------------------
+
+
+class ClearingActivities:
+    def __init__(self, session_factory: async_sessionmaker, client: Client) -> None:
+        self._sessions = session_factory
+        self._client = client
+
+    @activity.defn(name="close_window")
+    async def close_window(self, data: CloseInput) -> WindowRef:
+        async with self._sessions() as session, session.begin():
+            return WindowRef(window_id=await close_window(session, data.currency, data.closed_by))
+
+    @activity.defn(name="net_window")
+    async def net_window(self, data: NetInput) -> NettingSummary:
+        async with self._sessions() as session, session.begin():
+            return await net_window(session, data.window_id, data.funding_timeout_s)
+
+    @activity.defn(name="settle_window")
+    async def settle_window(self, window_id: uuid.UUID) -> WindowOutcome:
+        async with self._sessions() as session, session.begin():
+            return await settle_window(session, window_id)
+
+    @activity.defn(name="signal_window_payments")
+    async def signal_window_payments(self, settlement: WindowSettlement) -> int:
+        """Tell every payment the window settled; resumes from its last heartbeat."""
+        details = activity.info().heartbeat_details
+        after = uuid.UUID(details[0]) if details else None
+        sent = 0
+        while True:
+            async with self._sessions() as session:
+                query = (
+                    select(Obligation.id, Payment.workflow_id)
+                    .join(Payment, Payment.id == Obligation.payment_id)
+                    .where(Obligation.clearing_window_id == settlement.window_id, Obligation.status == "PENDING")
+                    .order_by(Obligation.id)
+                    .limit(500)
+                )
+                if after is not None:
+                    query = query.where(Obligation.id > after)
+                batch = (await session.execute(query)).all()
+            if not batch:
+                return sent
+            semaphore = asyncio.Semaphore(SIGNAL_CONCURRENCY)
+
+            async def signal(workflow_id: str) -> None:
+                async with semaphore:
+                    try:
+                        await self._client.get_workflow_handle(workflow_id).signal("window_settled", settlement)
+                    except RPCError as exc:
+                        if exc.status != RPCStatusCode.NOT_FOUND:
+                            raise
+
+            await asyncio.gather(*(signal(w) for _, w in batch))
+            sent += len(batch)
+            after = batch[-1][0]
+            activity.heartbeat(str(after))

@@ -1,0 +1,76 @@
+"""Liquidity router: how an obligation settles.
+
+NET (the default) joins its currency's open clearing window and is funded only through
+the payer's net position. GROSS settles alone on its own camt.054: when the payment is
+flagged urgent, when its amount reaches the currency's gross threshold (one large
+payment should not hold a window's liquidity hostage), or when no clearing window is
+open for the currency (no schedule running for it). The choice and its reason are
+recorded on the obligation.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deltran.db.tables import ClearingWindow
+from deltran.money import format_amount
+
+
+@dataclass(frozen=True)
+class Route:
+    mode: str  # "NET" or "GROSS"
+    reason: str
+    window_id: uuid.UUID | None
+
+
+def route(
+    *,
+    amount: Decimal,
+    currency: str,
+    urgent: bool,
+    gross_threshold: Decimal | None,
+    open_window_id: uuid.UUID | None,
+) -> Route:
+    """The routing rules, pure."""
+    if urgent:
+        return Route("GROSS", "flagged urgent: settles alone", None)
+    if gross_threshold is not None and amount >= gross_threshold:
+        return Route(
+            "GROSS",
+            f"{format_amount(amount, currency)} {currency} reaches the gross threshold of"
+            f" {format_amount(gross_threshold, currency)} {currency}",
+            None,
+        )
+    if open_window_id is None:
+        return Route("GROSS", f"no clearing window is open for {currency}", None)
+    return Route("NET", f"joins the open {currency} clearing window", open_window_id)
+
+
+async def open_window_for_update_share(session: AsyncSession, currency: str) -> uuid.UUID | None:
+    """The currency's open window, locked FOR SHARE for the rest of the transaction.
+
+    The share lock is the cut-off: a close (which updates the row) waits for every
+    obligation that already chose the window to commit, and an obligation that comes
+    during the close waits the few milliseconds the close takes, then sees the next
+    window. So each obligation lands in exactly one window, and netting sees all of it.
+    """
+    for _ in range(3):
+        window_id = await session.scalar(
+            select(ClearingWindow.id)
+            .where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
+            .with_for_update(read=True)
+        )
+        if window_id is not None:
+            return window_id
+        # Either no schedule runs for the currency, or a close committed under us and
+        # its new window is not in this statement's snapshot yet: look once more.
+        exists = await session.scalar(
+            select(ClearingWindow.id).where(ClearingWindow.currency == currency).limit(1)
+        )
+        if exists is None:
+            return None
+    return None

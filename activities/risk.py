@@ -1,0 +1,126 @@
+"""Risk engine: the net debit cap, and a risk score for every payment.
+
+The cap is checked inside the obligation's own transaction, under an advisory lock per
+payer and currency, so two concurrent payments cannot both pass on the same headroom.
+The score (0-100) weighs the amount (against the currency's gross threshold), the
+corridor (cross-border, or a corridor configured as high-risk) and velocity (payments
+from the same debtor account in the recent window). It is stored with the payment for
+monitoring; it does not reject by itself.
+"""
+from __future__ import annotations
+
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import case, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deltran.config import Settings
+from deltran.db.tables import NetDebitCap, Obligation, Participant, Payment
+from deltran.money import format_amount
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    score: Decimal
+    factors: dict = field(default_factory=dict)
+    breach: str | None = None  # why the net debit cap refuses this payment
+
+
+def score(
+    *, amount: Decimal, gross_threshold: Decimal | None, cross_border: bool, high_risk_corridor: bool, recent_payments: int
+) -> tuple[Decimal, dict]:
+    """The risk score and its factors, pure."""
+    amount_factor = (
+        min(Decimal(50), Decimal(50) * amount / gross_threshold) if gross_threshold else Decimal(25)
+    )
+    corridor_factor = Decimal(25) if high_risk_corridor else Decimal(10) if cross_border else Decimal(0)
+    velocity_factor = min(Decimal(25), Decimal(5) * recent_payments)
+    total = (amount_factor + corridor_factor + velocity_factor).quantize(Decimal("0.01"))
+    factors = {
+        "amount": str(amount_factor.quantize(Decimal("0.01"))),
+        "corridor": str(corridor_factor),
+        "velocity": str(velocity_factor),
+        "recent_payments": recent_payments,
+    }
+    return min(total, Decimal(100)), factors
+
+
+async def assess(
+    session: AsyncSession,
+    payment: Payment,
+    payer_id: uuid.UUID,
+    window_id: uuid.UUID | None,
+    settings: Settings,
+) -> RiskAssessment:
+    countries = dict(
+        (
+            await session.execute(
+                select(Participant.bic, Participant.country).where(
+                    Participant.bic.in_([payment.debtor_agent_bic, payment.creditor_agent_bic])
+                )
+            )
+        ).all()
+    )
+    debtor_country = countries.get(payment.debtor_agent_bic, "")
+    creditor_country = countries.get(payment.creditor_agent_bic, "")
+    since = func.now() - timedelta(seconds=settings.risk_velocity_window_s)
+    account = payment.debtor_iban or payment.debtor_account
+    recent = await session.scalar(
+        select(func.count())
+        .select_from(Payment)
+        .where(
+            Payment.debtor_agent_bic == payment.debtor_agent_bic,
+            or_(Payment.debtor_iban == account, Payment.debtor_account == account),
+            Payment.created_at >= since,
+            Payment.id != payment.id,
+        )
+    )
+    total, factors = score(
+        amount=payment.amount,
+        gross_threshold=settings.gross_thresholds.get(payment.currency),
+        cross_border=debtor_country != creditor_country,
+        high_risk_corridor=f"{debtor_country}-{creditor_country}" in settings.risk_high_risk_corridors,
+        recent_payments=int(recent or 0),
+    )
+    breach = None
+    if window_id is not None:
+        breach = await _net_debit_cap_breach(session, payment, payer_id, window_id)
+    return RiskAssessment(score=total, factors=factors, breach=breach)
+
+
+async def _net_debit_cap_breach(
+    session: AsyncSession, payment: Payment, payer_id: uuid.UUID, window_id: uuid.UUID
+) -> str | None:
+    cap = await session.scalar(
+        select(NetDebitCap.cap).where(
+            NetDebitCap.participant_id == payer_id, NetDebitCap.currency == payment.currency
+        )
+    )
+    if cap is None:
+        return None
+    # Serialise the check per payer and currency until this transaction ends.
+    lock_key = zlib.crc32(f"net-debit-cap:{payer_id}:{payment.currency}".encode())
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+    position = await session.scalar(
+        select(
+            func.coalesce(
+                func.sum(case((Obligation.payee_id == payer_id, Obligation.amount), else_=-Obligation.amount)),
+                0,
+            )
+        ).where(
+            Obligation.clearing_window_id == window_id,
+            Obligation.status == "PENDING",
+            or_(Obligation.payer_id == payer_id, Obligation.payee_id == payer_id),
+        )
+    )
+    after = Decimal(position) - payment.amount
+    if -after > cap:
+        return (
+            f"net debit cap of {format_amount(cap, payment.currency)} {payment.currency} would be exceeded:"
+            f" net position {format_amount(after, payment.currency)} with this payment"
+        )
+    return None

@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: up test migrate clean
+.PHONY: up test migrate bench-clearing clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q -e '.[test]' && touch $@
@@ -15,6 +15,9 @@ test: $(VENV)/.installed
 
 migrate: $(VENV)/.installed
 	$(VENV)/bin/deltran migrate
+
+bench-clearing: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.clearing
 
 clean:
 	rm -rf .deltran .pytest_cache

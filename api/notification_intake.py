@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ServiceUnavailable
 from api.iso20022.camt054 import Camt054Entry, Camt054Message
 from deltran import audit
-from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Payment
+from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Obligation, Payment
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.shared import FiatBooking, PaymentStatus
 from workflows.clearing import ClearingWindowWorkflow
@@ -280,6 +280,13 @@ async def _classify(
         )
     if payment.status not in _FUNDABLE:
         return "PAYMENT_NOT_AWAITING", f"payment is {payment.status}", payment
+    mode = await session.scalar(select(Obligation.settlement_mode).where(Obligation.payment_id == payment.id))
+    if mode == "NET":
+        return (
+            "PAYMENT_NOT_AWAITING",
+            "the payment settles net in its clearing window: fund the window's instruction",
+            payment,
+        )
     return "MATCHED", None, payment
 
 

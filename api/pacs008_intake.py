@@ -46,6 +46,7 @@ def payments_from_pacs008(message: Pacs008Message, caller_bic: str) -> list[NewP
             transaction_id=tx.transaction_id,
             settlement_date=tx.settlement_date,
             charge_bearer=tx.charge_bearer,
+            urgent=tx.urgent,
             source_format=MESSAGE_NAME,
             message_id=message.message_id,
         )

@@ -7,6 +7,7 @@
   deltran seed               demo banks and keys into $DELTRAN_HOME/credentials.json
   deltran bank ...           add | list | suspend | activate | rotate-key
   deltran schedules          create/update one clearing schedule per currency
+  deltran demo window        a dozen payments netted in one window (against `make up`)
   deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
   deltran pacs008 ...        print a pacs.008 for one payment (a bank's tool)
   deltran audit verify|seal  prove the audit log's hash chain unbroken / seal it now
@@ -69,6 +70,12 @@ def _schedules(_: argparse.Namespace) -> int:
     for schedule in asyncio.run(schedule_clearing(settings)):
         print(f"{schedule}: every {settings.clearing_interval_s}s")
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from deltran.demo import run_window_demo
+
+    return run_window_demo(get_settings(), args.currency)
 
 
 def _up(_: argparse.Namespace) -> int:
@@ -135,6 +142,7 @@ def _pacs008(args: argparse.Namespace) -> int:
         creditor_iban=args.creditor_iban,
         creditor_account=args.creditor_account,
         remittance_info=args.remittance_info,
+        urgent=args.urgent,
     )
     xml = build_pacs008(
         [spec],
@@ -164,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "schedules", help="create or update the clearing schedule of every currency (idempotent)"
     ).set_defaults(run=_schedules)
+    demo = commands.add_parser("demo", help="demo scenarios against the running stack")
+    demo_kinds = demo.add_subparsers(dest="scenario", required=True)
+    window = demo_kinds.add_parser("window", help="a dozen payments net in one window, funded, completed")
+    window.add_argument("--currency", default="AED")
+    window.set_defaults(run=_demo)
     camt = commands.add_parser("camt054", help="print a camt.054.001.08 booking a payment's fiat")
     camt.add_argument("--end-to-end-id", required=True)
     camt.add_argument("--amount", required=True)
@@ -186,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         account.add_argument(f"--{party}-account", help="domestic account number (no IBAN)")
     pacs.add_argument("--remittance-info")
     pacs.add_argument("--app-header", action="store_true", help="wrap with a head.001 AppHdr")
+    pacs.add_argument("--urgent", action="store_true", help="InstrPrty HIGH: settle gross, alone")
     pacs.set_defaults(run=_pacs008)
     audit = commands.add_parser("audit", help="the audit log: verify its hash chain, or seal now")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)

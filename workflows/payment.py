@@ -93,16 +93,21 @@ class PaymentWorkflow:
             window_id=obligation.window_id,
         )
 
+        # Gross waits for its own booked camt.054, net for its window's settlement; the
+        # other kind of signal cannot settle it.
+        net = obligation.settlement_mode == "NET"
+
+        def funded() -> bool:
+            return (self._window if net else self._booking) is not None
+
         while True:
             try:
                 await workflow.wait_condition(
-                    lambda: self._booking is not None or self._window is not None,
-                    timeout=timedelta(seconds=data.deadline_s),
-                    timeout_summary="settlement deadline",
+                    funded, timeout=timedelta(seconds=data.deadline_s), timeout_summary="settlement deadline"
                 )
             except TimeoutError:
                 pass
-            if self._booking is not None or self._window is not None:
+            if funded():
                 break
             expired = await self._step(
                 ObligationActivities.expire_payment,
@@ -123,8 +128,8 @@ class PaymentWorkflow:
             SettleInput(
                 payment_id=data.payment_id,
                 obligation_id=obligation.obligation_id,
-                booking=self._booking,
-                window=self._window if self._booking is None else None,
+                booking=None if net else self._booking,
+                window=self._window if net else None,
             ),
         )
         self._set(status=PaymentStatus.SETTLED)
@@ -147,7 +152,7 @@ class PaymentWorkflow:
     @workflow.signal(name="window_settled")
     def window_settled(self, settlement: WindowSettlement) -> None:
         """The payment's clearing window settled (net path)."""
-        if self._window is None and self._booking is None:
+        if self._window is None:
             self._window = settlement
 
     @workflow.query(name="state")

@@ -81,6 +81,7 @@ class Pacs008Transaction:
     creditor_agent_bic: str
     instructing_agent_bic: str | None  # tx InstgAgt, else GrpHdr InstgAgt
     remittance_info: str | None  # RmtInf/Ustrd joined with " ", truncated to 140
+    urgent: bool = False  # PmtTpInf/InstrPrty (tx level, else GrpHdr) is HIGH: settle gross
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,8 @@ class _Reader:
     def __init__(self, msg: etree._Element, errors: list[FieldError]) -> None:
         self.msg = msg
         self.errors = errors
+        # GrpHdr/PmtTpInf applies to every transaction that does not say otherwise.
+        self.header_priority = _text(msg, "p:GrpHdr/p:PmtTpInf/p:InstrPrty")
 
     def error(self, field: str, message: str, transaction: int | None = None) -> None:
         self.errors.append(FieldError(field, message, transaction))
@@ -386,6 +389,7 @@ class _Reader:
             creditor_agent_bic=creditor_agent_bic,
             instructing_agent_bic=instructing_agent_bic or header_instg,
             remittance_info=remittance,
+            urgent=(_text(tx, "p:PmtTpInf/p:InstrPrty") or self.header_priority) == "HIGH",
         )
 
     @staticmethod
@@ -466,6 +470,7 @@ class Pacs008Spec:
     remittance_info: str | None = None
     charge_bearer: str = "SHAR"
     settlement_date: datetime.date | None = None  # today (UTC) when None
+    urgent: bool = False  # PmtTpInf/InstrPrty HIGH
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, ns: str = NS, **attrib: str) -> etree._Element:
@@ -527,6 +532,8 @@ def build_pacs008(
             _sub(pmt_id, "InstrId", spec.instruction_id)
         _sub(pmt_id, "EndToEndId", spec.end_to_end_id)
         _sub(pmt_id, "UETR", spec.uetr if spec.uetr is not None else str(uuid.uuid4()))
+        if spec.urgent:
+            _sub(_sub(tx, "PmtTpInf"), "InstrPrty", "HIGH")
         _sub(tx, "IntrBkSttlmAmt", _amount_text(spec.amount), Ccy=spec.currency)
         _sub(tx, "IntrBkSttlmDt", (spec.settlement_date or today).isoformat())
         _sub(tx, "ChrgBr", spec.charge_bearer)

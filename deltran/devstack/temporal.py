@@ -91,7 +91,9 @@ class LocalTemporal:
         try:
             self._spawn(with_search_attributes=True)
             try:
-                self._wait_ready(deadline, register_search_attributes=False)
+                # On an existing db file the CLI keeps the attributes it has and does not
+                # add new ones: register whatever is missing through the API.
+                self._wait_ready(deadline, register_search_attributes=True)
             except _SearchAttributesRejected:
                 # CLI 1.9.1 accepts re-registering on an existing db (tested), but other
                 # versions have refused: then start without the flags and add through the API.

@@ -660,3 +660,8 @@ def test_never_another_exception(with_app_header):
             assert exc.errors and all(e.field and e.message for e in exc.errors)
             outcomes["invalid"] += 1
     assert outcomes["invalid"] > 100 and outcomes["rejected"] > 10 and outcomes["ok"] > 0
+
+
+def test_high_instruction_priority_marks_the_payment_urgent():
+    message = parse_pacs008(_body(_spec(urgent=True), _spec(end_to_end_id="E2E-2", uetr="0f6e5d4c-3b2a-4c1d-8e9f-a0b1c2d3e4f5")))
+    assert [t.urgent for t in message.transactions] == [True, False]

@@ -183,13 +183,19 @@ async def load(engine: AsyncEngine, sessions: async_sessionmaker, n: int) -> dic
     async with engine.connect() as conn:
         await conn.execute(_BANK_INDEX)
         await conn.execute(_DRAW, {"n": n, "banks": BANKS})
+        t1 = time.perf_counter()
         await conn.execute(_PAYMENTS, {"tag": str(n)})
+        t2 = time.perf_counter()
         await conn.execute(
             _OBLIGATIONS, {"currencies": list(windows), "windows": [windows[c] for c in windows]}
         )
         await conn.execute(text("DROP TABLE bench_draw, bench_banks"))
         await conn.commit()
-    log(f"  {n:,} payments + obligations inserted in {time.perf_counter() - t0:.1f}s")
+    t3 = time.perf_counter()
+    log(
+        f"  {n:,} payments + obligations inserted in {t3 - t0:.1f}s"
+        f" (draw {t1 - t0:.1f}s, payments {t2 - t1:.1f}s, obligations {t3 - t2:.1f}s)"
+    )
     t0 = time.perf_counter()
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     async with autocommit.connect() as conn:

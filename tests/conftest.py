@@ -10,12 +10,14 @@ import asyncio
 import json
 import shutil
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from hypothesis.configuration import set_hypothesis_home_dir
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -28,6 +30,10 @@ from deltran.devstack.ports import free_port
 from deltran.devstack.postgres import LocalPostgres
 from deltran.participants import seed_demo
 from worker.main import build_worker
+
+
+# Hypothesis keeps caches in .hypothesis/ under the working directory: keep the checkout clean.
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "deltran-hypothesis"))
 
 
 def binary(name: str) -> str:

@@ -65,9 +65,9 @@ MAX_EXACT_OBLIGATIONS = 200_000
 # Free variables (after fixing) beyond which the MILP is not attempted.
 MAX_MILP_VARIABLES = 25_000
 # Relative optimality gap the solver must prove. Proving optimality to the last minor
-# unit is a subset-sum problem that can take HiGHS far longer than the deadline on large
-# windows with random amounts (10,000 obligations: > 5 s at 0, about 1 s at 1e-6), and
-# what is not settled only rolls into the next window.
+# unit is a subset-sum problem that can take HiGHS far longer than the deadline even on
+# windows of a few dozen obligations with random amounts, and what is not settled only
+# rolls into the next window (1e-6 of a 500M window is 500).
 MIP_REL_GAP = 1e-6
 _ZERO = Decimal(0)
 
@@ -91,10 +91,12 @@ def choose_settleable(
     mip_rel_gap: float = MIP_REL_GAP,
     method: Literal["auto", "greedy"] = "auto",
 ) -> FallbackResult:
-    """The largest-value set of obligations the fundings received can cover.
+    """The largest-value set of obligations the fundings received can cover (see the
+    module docstring). Amounts and fundings of one currency.
 
-    `mip_rel_gap=0` asks the solver to prove optimality to the minor unit (may time
-    out on large windows); `method="greedy"` skips the solver (tests, comparisons)."""
+    `time_limit_s` bounds the solver (HiGHS may overrun it somewhat; the Python work
+    around it adds a little). `mip_rel_gap=0` asks for optimality to the minor unit (may
+    time out). `method="greedy"` skips the solver (tests, comparisons)."""
     _check(obligations, funded)
     with localcontext() as ctx:
         ctx.prec = _PRECISION
@@ -151,7 +153,8 @@ def _value(obligations: Sequence[Obligation], chosen: Sequence[int]) -> Decimal:
 def _result(obligations: Sequence[Obligation], funded: Mapping[str, Decimal], chosen: Sequence[int], method: Method) -> FallbackResult:
     keep = set(chosen)
     balance = _balances(obligations, funded, sorted(keep))
-    assert all(b >= 0 for b in balance.values()), "never return an infeasible set"
+    if any(b < 0 for b in balance.values()):
+        raise RuntimeError("fallback: refusing to return a set the fundings do not cover")
     return FallbackResult(
         settle=tuple(o.id for i, o in enumerate(obligations) if i in keep),
         roll=tuple(o.id for i, o in enumerate(obligations) if i not in keep),

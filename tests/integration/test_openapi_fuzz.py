@@ -22,8 +22,6 @@ traceback is in the failing test's captured log (uvicorn.error).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -35,7 +33,6 @@ import requests
 import schemathesis
 import uvicorn
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -54,11 +51,6 @@ from deltran.identity import normalize_bic
 from tests.support.payments import AE_IBAN, payment_body
 
 pytestmark = pytest.mark.integration
-
-# Hypothesis keeps caches (not examples: the database is off) in .hypothesis/ under the
-# working directory; keep the checkout clean.
-if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
-    set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "deltran-hypothesis"))
 
 # The spec exactly as the application serves it at /openapi.json (building it needs no server).
 SPEC = create_app(Settings()).openapi()

@@ -3,9 +3,9 @@
 - close: one short transaction turns the OPEN window into CLOSING and opens the next,
   so payments keep flowing into the new window; obligations joined windows FOR SHARE,
   so the close waits only for those already committing (see activities/liquidity.py).
-- net: one pass over the window's obligations in PostgreSQL (each obligation is two
-  legs, payee +amount and payer −amount, summed per bank) stores every bank's net
-  position, the gross, net, efficiency and liquidity saved, and a funding instruction
+- net: one pass over the window's obligations in PostgreSQL (summed per payer-payee
+  pair, each pair two legs, payee +amount and payer −amount, summed per bank) stores
+  every bank's net position, the gross, net, efficiency and liquidity saved, and a funding instruction
   for every net debtor. It writes O(banks) rows, never one per obligation.
 - settle: in one transaction, the booked fundings are minted to their funders and the
   window's obligations move their tokens payer → payee (one ledger transfer each,
@@ -92,19 +92,26 @@ async def close_window(session: AsyncSession, currency: str, closed_by: str) -> 
 
 # -- net -----------------------------------------------------------------------------------
 
+# Sum per (payer, payee) pair first (at most banks² groups, one plain scan), then split
+# only those pairs into legs: payee +amount, payer −amount, summed per bank. Splitting
+# every obligation into two legs instead made the close 2.2× a plain GROUP BY; this is
+# about 1.3× (make bench-clearing).
 _NET_POSITIONS = text(
     """
-    WITH legs AS (
-        SELECT v.participant_id, v.amount
-        FROM obligations o
-        CROSS JOIN LATERAL (VALUES (o.payee_id, o.amount), (o.payer_id, -o.amount)) AS v(participant_id, amount)
-        WHERE o.clearing_window_id = :w AND o.status = 'PENDING'
+    WITH pairs AS (
+        SELECT payer_id, payee_id, sum(amount) AS amount, count(*) AS obligations
+        FROM obligations
+        WHERE clearing_window_id = :w AND status = 'PENDING'
+        GROUP BY payer_id, payee_id
     ), positions AS (
-        SELECT participant_id,
-               sum(amount) AS net,
-               coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS received,
-               count(*) FILTER (WHERE amount > 0) AS obligations
-        FROM legs GROUP BY participant_id
+        SELECT v.participant_id,
+               sum(v.amount) AS net,
+               sum(v.received) AS received,
+               sum(v.obligations)::bigint AS obligations
+        FROM pairs p
+        CROSS JOIN LATERAL (VALUES (p.payee_id, p.amount, p.amount, p.obligations),
+                                   (p.payer_id, -p.amount, 0, 0)) AS v(participant_id, amount, received, obligations)
+        GROUP BY v.participant_id
     ), stored AS (
         INSERT INTO net_positions (window_id, participant_id, net_amount)
         SELECT :w, participant_id, net FROM positions

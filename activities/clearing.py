@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import ledger
+from deltran import metrics
 from deltran.clearing.fallback import choose_settleable
 from deltran.clearing.netting import Obligation as NettingObligation
 from deltran.db.tables import ClearingWindow, FundingInstruction, Obligation, Participant, Payment
@@ -362,12 +363,24 @@ class ClearingActivities:
     @activity.defn(name="net_window")
     async def net_window(self, data: NetInput) -> NettingSummary:
         async with self._sessions() as session, session.begin():
-            return await net_window(session, data.window_id, data.funding_timeout_s)
+            currency = await session.scalar(select(ClearingWindow.currency).where(ClearingWindow.id == data.window_id))
+            summary = await net_window(session, data.window_id, data.funding_timeout_s)
+        assert currency is not None
+        metrics.windows_closed.labels(currency).inc()
+        metrics.netting_efficiency.labels(currency).set(float(summary.efficiency))
+        metrics.liquidity_saved.labels(currency).set(float(summary.liquidity_saved))
+        metrics.netting_seconds.labels(currency).observe(summary.netting_ms / 1000)
+        return summary
 
     @activity.defn(name="settle_window")
     async def settle_window(self, window_id: uuid.UUID) -> WindowOutcome:
         async with self._sessions() as session, session.begin():
-            return await settle_window(session, window_id)
+            currency = await session.scalar(select(ClearingWindow.currency).where(ClearingWindow.id == window_id))
+            outcome = await settle_window(session, window_id)
+        if outcome.rolled_obligations:
+            metrics.window_fallbacks.labels(currency).inc()
+            metrics.obligations_rolled.labels(currency).inc(outcome.rolled_obligations)
+        return outcome
 
     @activity.defn(name="signal_window_payments")
     async def signal_window_payments(self, settlement: WindowSettlement) -> int:

@@ -24,6 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import payment_not_found
+from deltran import metrics
 from deltran.config import Settings
 from deltran.db.tables import ComplianceResult, Participant, Payment
 from deltran.money import AmountError, parse_amount
@@ -136,6 +137,8 @@ class ComplianceActivities:
                 )
             rejection, details = await self._evaluate(session, payment)
             await self._record(session, payment, rejection, details)
+        if rejection is not None:
+            metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
         if rejection is None:
             return ComplianceOutcome(passed=True)
         return ComplianceOutcome(passed=False, reason_code=rejection.code, reason=rejection.reason)

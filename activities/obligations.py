@@ -13,6 +13,7 @@ from temporalio import activity
 from activities import liquidity, risk
 from activities.errors import payment_not_found
 from activities.ledger import ensure_accounts
+from deltran import metrics
 from deltran.config import Settings
 from deltran.db.tables import ClearingWindow, Obligation, Participant, Payment
 from deltran.reason_codes import ReasonCode
@@ -70,6 +71,7 @@ class ObligationActivities:
                         **payment_update,
                     )
                 )
+                metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
                 return ObligationRef(accepted=False, reason_code=ReasonCode.LIMIT_EXCEEDED, reason=assessment.breach)
             await ensure_accounts(session, [payer_id, payee_id], payment.currency)
             obligation = Obligation(
@@ -89,7 +91,8 @@ class ObligationActivities:
                 .where(Payment.id == payment.id, Payment.status == PaymentStatus.SCREENING)
                 .values(status=PaymentStatus.AWAITING_SETTLEMENT, **payment_update)
             )
-            return _ref(obligation)
+        metrics.obligations_created.labels(obligation.currency, obligation.settlement_mode).inc()
+        return _ref(obligation)
 
     @activity.defn(name="expire_payment")
     async def expire_payment(self, data: ExpireInput) -> bool:
@@ -129,7 +132,8 @@ class ObligationActivities:
                     updated_at=func.now(),
                 )
             )
-            return True
+        metrics.payments_final.labels(PaymentStatus.EXPIRED.value).inc()
+        return True
 
 
 def _ref(obligation: Obligation) -> ObligationRef:

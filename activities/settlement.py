@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
+from deltran import metrics
 from deltran.db.tables import Obligation, Payment
 from deltran.shared import ObligationStatus, PaymentStatus, SettleInput
 
@@ -47,9 +48,10 @@ class SettlementActivities:
                     bank_confirmation_reference=bank_reference,
                     camt054_entry_reference=entry_reference,
                 )
-                .returning(Obligation.id)
+                .returning(Obligation.currency, Obligation.settlement_mode, Obligation.settled_at - Obligation.created_at)
             )
-            if closed.scalar_one_or_none() is None:
+            settled = closed.one_or_none()
+            if settled is None:
                 status = await session.scalar(
                     select(Obligation.status).where(Obligation.id == data.obligation_id)
                 )
@@ -71,3 +73,7 @@ class SettlementActivities:
                 )
                 .values(status=PaymentStatus.SETTLED, updated_at=func.now())
             )
+        if settled is not None:  # counted once, after the commit
+            currency, mode, took = settled
+            metrics.settlements.labels(currency, mode).inc()
+            metrics.settlement_seconds.labels(currency, mode).observe(took.total_seconds())

@@ -18,8 +18,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger
+from activities import ledger, reconciliation
 from activities.errors import mint_refused
+from deltran import metrics
 from deltran.db.tables import BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
 from deltran.shared import MintInput, MintResult, ObligationStatus, PaymentStatus
 
@@ -69,33 +70,58 @@ def net_mint_refusal(obligation: Obligation, window_status: str | None, transfer
     return None
 
 
+class _BackingBroken(Exception):
+    def __init__(self, currency: str, problem: str) -> None:
+        super().__init__(problem)
+        self.currency = currency
+
+
 class TokenActivities:
     def __init__(self, session_factory: async_sessionmaker) -> None:
         self._sessions = session_factory
 
     @activity.defn(name="mint_token")
     async def mint_token(self, data: MintInput) -> MintResult:
-        async with self._sessions() as session, session.begin():
-            # The row lock serialises concurrent mints of one obligation; the unique
-            # index on tokens.obligation_id stays the last word.
-            obligation = await session.scalar(
-                select(Obligation).where(Obligation.id == data.obligation_id).with_for_update()
-            )
-            if obligation is None:
-                raise mint_refused(f"obligation {data.obligation_id} does not exist")
-            existing = await _token_of(session, obligation.id)
-            if existing is not None:
-                return existing
-            if obligation.settlement_mode == "NET":
-                result = await self._mint_net(session, obligation)
-            else:
-                result = await self._mint_gross(session, obligation)
-            await session.execute(
-                update(Payment)
-                .where(Payment.id == obligation.payment_id, Payment.status == PaymentStatus.SETTLED)
-                .values(status=PaymentStatus.COMPLETED, updated_at=func.now())
-            )
+        try:
+            async with self._sessions() as session, session.begin():
+                result, created = await self._mint(session, data)
+        except _BackingBroken as broken:
+            # Tier a of the account monitor: the mint rolled back; stop minting the
+            # currency and let this payment wait (retrying) with the others.
+            async with self._sessions() as session, session.begin():
+                await reconciliation.open_breaker(session, broken.currency, str(broken))
+            raise reconciliation.breaker_open_error(broken.currency) from None
+        if created:
+            metrics.tokens_minted.labels(result.currency).inc()
+            metrics.tokens_minted_amount.labels(result.currency).inc(float(result.amount))
+            metrics.payments_final.labels(PaymentStatus.COMPLETED.value).inc()
         return result
+
+    async def _mint(self, session: AsyncSession, data: MintInput) -> tuple[MintResult, bool]:
+        # The row lock serialises concurrent mints of one obligation; the unique
+        # index on tokens.obligation_id stays the last word.
+        obligation = await session.scalar(
+            select(Obligation).where(Obligation.id == data.obligation_id).with_for_update()
+        )
+        if obligation is None:
+            raise mint_refused(f"obligation {data.obligation_id} does not exist")
+        existing = await _token_of(session, obligation.id)
+        if existing is not None:
+            return existing, False
+        if await reconciliation.breaker_is_open(session, obligation.currency):
+            raise reconciliation.breaker_open_error(obligation.currency)
+        if obligation.settlement_mode == "NET":
+            result = await self._mint_net(session, obligation)
+        else:
+            result = await self._mint_gross(session, obligation)
+        if (problem := await reconciliation.supply_within_fiat(session, obligation.currency)) is not None:
+            raise _BackingBroken(obligation.currency, problem)
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == obligation.payment_id, Payment.status == PaymentStatus.SETTLED)
+            .values(status=PaymentStatus.COMPLETED, updated_at=func.now())
+        )
+        return result, True
 
     async def _mint_gross(self, session: AsyncSession, obligation: Obligation) -> MintResult:
         notification = await _fiat_entry(session, obligation)

@@ -7,6 +7,7 @@ and the resubmission (same identity, same content) starts the workflow then.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -15,6 +16,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -30,6 +32,8 @@ from deltran.identity import content_fingerprint, payment_id_for, workflow_id_fo
 from deltran.shared import PaymentInput, PaymentStatus
 from workflows.payment import PaymentWorkflow, initial_search_attributes
 
+
+log = logging.getLogger("deltran.api.intake")
 
 # Payments per message: a bound on one transaction's size (pacs.008 batches included).
 MAX_BATCH = 1000
@@ -115,6 +119,14 @@ async def submit_payments(
             if intake.status == PaymentStatus.SCREENING
         )
     )
+    for new, intake in zip(batch, intakes):
+        log.info(
+            "payment accepted",
+            extra={"payment_id": intake.payment_id, "end_to_end_id": new.end_to_end_id,
+                   "workflow_id": intake.workflow_id, "instructing_bic": new.instructing_bic,
+                   "result": "created" if intake.created else "duplicate", "status": str(intake.status),
+                   "format": new.source_format},
+        )
     return intakes
 
 
@@ -134,18 +146,29 @@ async def _record(session: AsyncSession, new: NewPayment) -> Intake:
     payment_id = payment_id_for(new.instructing_bic, new.end_to_end_id)
     workflow_id = workflow_id_for(new.instructing_bic, new.end_to_end_id)
     fingerprint = new.fingerprint()
-    inserted = await session.scalar(
-        insert(Payment)
-        .values(
-            id=payment_id,
-            fingerprint=fingerprint,
-            status=PaymentStatus.SCREENING,
-            workflow_id=workflow_id,
-            **asdict(new),
-        )
-        .on_conflict_do_nothing(constraint="uq_payments_sender_identity")
-        .returning(Payment.id)
-    )
+    try:
+        async with session.begin_nested():
+            inserted = await session.scalar(
+                insert(Payment)
+                .values(
+                    id=payment_id,
+                    fingerprint=fingerprint,
+                    status=PaymentStatus.SCREENING,
+                    workflow_id=workflow_id,
+                    **asdict(new),
+                )
+                # The id derives from the sender's identity (BIC + EndToEndId): a
+                # conflict on it, even with a concurrent twin, is the same payment.
+                .on_conflict_do_nothing(index_elements=[Payment.id])
+                .returning(Payment.id)
+            )
+    except IntegrityError:  # the only other unique key: the UETR
+        raise Problem(
+            409,
+            f"UETR {new.uetr} already identifies another payment",
+            kind="uetr-conflict",
+            errors=[{"field": "uetr", "message": "already used by another payment"}],
+        ) from None
     if inserted is not None:
         return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)
     existing = (
@@ -189,4 +212,9 @@ async def _start_workflow(
     except WorkflowAlreadyStartedError:
         pass  # it ran before and closed: this is a duplicate
     except RPCError as exc:
+        log.warning(
+            "payment workflow not started: Temporal unavailable (recorded; starts on resubmission)",
+            extra={"payment_id": payment_id, "end_to_end_id": new.end_to_end_id, "workflow_id": workflow_id,
+                   "error": exc.message},
+        )
         raise ServiceUnavailable("temporal", exc.message) from exc

@@ -5,12 +5,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy.exc import InterfaceError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyLimitMiddleware
-from api.observability import add_metrics
 from api.errors import ServiceUnavailable, database_unavailable_handler, service_unavailable_handler
+from api.observability import add_metrics
 from api.problems import (
     Problem,
     ProblemDocument,
@@ -20,11 +21,12 @@ from api.problems import (
     validation_handler,
 )
 from api.rate_limit import RateLimiter
-from api.routes import admin, clearing, health, notifications, payments
+from api.routes import admin, clearing, health, monitor, notifications, payments
 from api.schemas import PaymentIn
 from api.temporal_connection import TemporalConnection
 from deltran.config import Settings, get_settings
 from deltran.db.engine import make_engine, make_session_factory
+from deltran.tracing import setup_tracing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     add_metrics(app)
+    setup_tracing("deltran-api")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,metrics")
     app.add_exception_handler(Problem, problem_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(clearing.router)
     app.include_router(admin.router)
+    app.include_router(monitor.router)
     _document_payment_body(app)
     return app
 

@@ -8,6 +8,7 @@ settlement agent re-posts the message, which it does on our 503.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from deltran.db.tables import Camt054Message as MessageRow
 from deltran.shared import FiatBooking, PaymentStatus
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
+
+log = logging.getLogger("deltran.api.camt054")
+# Outcomes ops must look at (docs/runbook.md, "camt.054 exceptions"): logged at WARNING.
+_EXCEPTIONS = frozenset({"UNMATCHED", "AMBIGUOUS", "AMOUNT_MISMATCH", "PAYMENT_NOT_AWAITING"})
 
 # A booked credit can fund a payment that is still being screened or already waits.
 _FUNDABLE = (PaymentStatus.SCREENING, PaymentStatus.AWAITING_SETTLEMENT)
@@ -70,10 +75,28 @@ async def receive_camt054(
             details={"entries": len(results), "duplicates": sum(r.duplicate for r in results),
                      "outcomes": dict(outcomes)},
         )
-    for result in results:
-        if result.needs_signal:
-            await _signal(session, temporal, result)
+    try:
+        for result in results:
+            if result.needs_signal:
+                await _signal(session, temporal, result)
+    finally:  # each entry's final outcome (a signal may still turn it into an exception)
+        for result in results:
+            _log_entry(message.message_id, result)
     return results
+
+
+def _log_entry(message_id: str, result: EntryResult) -> None:
+    entry = result.entry
+    log.log(
+        logging.WARNING if result.outcome in _EXCEPTIONS and not result.duplicate else logging.INFO,
+        "camt054 entry %s", result.outcome,
+        extra={"outcome": result.outcome, "detail": result.detail, "duplicate": result.duplicate,
+               "notification_id": result.notification_id, "message_id": message_id,
+               "entry_reference": entry.entry_reference, "end_to_end_id": entry.end_to_end_id,
+               "uetr": entry.uetr, "amount": str(entry.amount), "currency": entry.currency,
+               "payment_id": result.payment_id, "workflow_id": result.workflow_id,
+               "funding_reference": result.funding_reference},
+    )
 
 
 async def _store_entry(

@@ -6,7 +6,9 @@
   deltran migrate --down REV downgrade it (e.g. -1, base)
   deltran seed               demo banks and keys into $DELTRAN_HOME/credentials.json
   deltran bank ...           add | list | suspend | activate | rotate-key
-  deltran schedules          create/update one clearing schedule per currency
+  deltran schedules          create/update the clearing and reconciliation schedules
+  deltran breaker ...        list | close CUR: the circuit breakers that stop minting
+  deltran reconcile TIER     run the account monitor now (intraday | end_of_day)
   deltran demo window        a dozen payments netted in one window (against `make up`)
   deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
   deltran pacs008 ...        print a pacs.008 for one payment (a bank's tool)
@@ -24,6 +26,7 @@ from decimal import Decimal
 
 from deltran import bank_cli
 from deltran.config import get_settings
+from deltran.logging_setup import configure_logging, log_settings_from_env
 
 
 def _api(_: argparse.Namespace) -> int:
@@ -32,7 +35,11 @@ def _api(_: argparse.Namespace) -> int:
     from api.main import create_app
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    # log_config=None: uvicorn's own loggers go through our handler (JSON lines).
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
+        log_level=logging.getLevelName(logging.getLogger().level).lower(),
+    )
     return 0
 
 
@@ -66,10 +73,21 @@ def _seed(_: argparse.Namespace) -> int:
 def _schedules(_: argparse.Namespace) -> int:
     from deltran.devstack.stack import schedule_clearing
 
-    settings = get_settings()
-    for schedule in asyncio.run(schedule_clearing(settings)):
-        print(f"{schedule}: every {settings.clearing_interval_s}s")
+    for schedule in asyncio.run(schedule_clearing(get_settings())):
+        print(schedule)
     return 0
+
+
+def _breaker(args: argparse.Namespace) -> int:
+    from deltran.monitor_cli import breaker
+
+    return breaker(args)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from deltran.monitor_cli import reconcile
+
+    return reconcile(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -155,9 +173,9 @@ def _pacs008(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("alembic.runtime.plugins", "httpx"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # JSON lines by default (DELTRAN_LOG_FORMAT=text for a terminal), at DELTRAN_LOG_LEVEL.
+    level, as_json = log_settings_from_env()
+    configure_logging(level, json=as_json)
     parser = argparse.ArgumentParser(prog="deltran", description="DelTran clearing and settlement")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the whole local stack").set_defaults(run=_up)
@@ -170,8 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("seed", help="seed demo banks and write their keys").set_defaults(run=_seed)
     bank_cli.add_parser(commands)
     commands.add_parser(
-        "schedules", help="create or update the clearing schedule of every currency (idempotent)"
+        "schedules", help="create or update the clearing and reconciliation schedules (idempotent)"
     ).set_defaults(run=_schedules)
+    breaker_cmd = commands.add_parser("breaker", help="the circuit breakers that stop minting per currency")
+    breaker_actions = breaker_cmd.add_subparsers(dest="breaker_command", required=True)
+    breaker_actions.add_parser("list", help="every currency's breaker")
+    breaker_actions.add_parser("close", help="close after the break is resolved").add_argument("currency")
+    breaker_cmd.set_defaults(run=_breaker)
+    reconcile_cmd = commands.add_parser("reconcile", help="run the account monitor now")
+    reconcile_cmd.add_argument("tier", choices=["intraday", "end_of_day"])
+    reconcile_cmd.set_defaults(run=_reconcile)
     demo = commands.add_parser("demo", help="demo scenarios against the running stack")
     demo_kinds = demo.add_subparsers(dest="scenario", required=True)
     window = demo_kinds.add_parser("window", help="a dozen payments net in one window, funded, completed")

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         "EUR": Decimal("1000000"),
     }
 
+    # Account monitor: the intraday reconciliation's cadence and the end-of-day run (cron, UTC).
+    reconciliation_interval_s: int = Field(default=60, gt=0)
+    end_of_day_cron: str = "0 0 * * *"
+
+    # The worker's own /metrics (deltran_ metrics and the Temporal SDK's worker metrics).
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
+
     # Risk score (0-100, stored with each payment): how its factors are weighed.
     risk_velocity_window_s: int = Field(default=3600, gt=0)
     risk_high_risk_corridors: tuple[str, ...] = ()  # e.g. ("AE-IR",): debtor-creditor country pairs

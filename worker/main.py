@@ -17,18 +17,23 @@ from temporalio.worker import Worker
 from activities.clearing import ClearingActivities
 from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.settlement import SettlementActivities
 from activities.tokens import TokenActivities
 from deltran import audit
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.temporal_client import connect
+from deltran.tracing import setup_tracing
+from worker.telemetry import start_worker_metrics
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
+from worker.logging_interceptor import LoggingInterceptor
+from workflows.reconciliation import ReconciliationWorkflow
 
 log = logging.getLogger("deltran.worker")
 
-WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow]
+WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow]
 MAX_CONCURRENT_ACTIVITIES = 100
 
 
@@ -38,6 +43,7 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
     settlement = SettlementActivities(session_factory)
     tokens = TokenActivities(session_factory)
     clearing = ClearingActivities(session_factory, client)
+    monitor = ReconciliationActivities(session_factory, settings)
     return [
         compliance.screen_payment,
         obligations.create_obligation,
@@ -48,6 +54,7 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
         clearing.net_window,
         clearing.settle_window,
         clearing.signal_window_payments,
+        monitor.reconcile,
     ]
 
 
@@ -60,6 +67,8 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=activities_for(client, session_factory, settings),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        # Log context (workflow, activity, payment, window) and one line per activity.
+        interceptors=[LoggingInterceptor()],
         # Let running activities finish their transaction on shutdown (default 0 cancels them).
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -69,14 +78,19 @@ async def run_worker(settings: Settings) -> None:
     # Each activity holds a connection only for one short transaction, so a quarter of
     # the activity slots (plus overflow) keeps them fed; the rest wait briefly for one.
     engine = make_engine(settings.effective_database_url, pool_size=MAX_CONCURRENT_ACTIVITIES // 4)
-    client = await connect(settings)
+    setup_tracing("deltran-worker")
+    runtime = start_worker_metrics(settings)
+    client = await connect(settings, runtime=runtime)
     sessions = make_session_factory(engine)
     worker = build_worker(client, sessions, settings, settings.task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker polling task queue %s at %s", settings.task_queue, settings.effective_temporal_address)
+    log.info(
+        "worker polling task queue %s at %s; metrics on %s:%d/metrics",
+        settings.task_queue, settings.effective_temporal_address, settings.worker_metrics_host, settings.worker_metrics_port,
+    )
     # Seals audit records into the hash chain shortly after they are written; with
     # several workers an advisory lock lets one seal at a time.
     sealer = asyncio.create_task(audit.run_sealer(sessions, stop=stop))

@@ -441,3 +441,35 @@ class AuditLog(Base):
         # What the sealer looks for: stays tiny however long the log grows.
         Index("ix_audit_log_unsealed", "id", postgresql_where=text("seal_seq IS NULL")),
     )
+
+
+class CircuitBreaker(Base):
+    """Per currency: OPEN stops minting (mints retry and wait) until an admin closes it
+    after the break that opened it is resolved."""
+
+    __tablename__ = "circuit_breakers"
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    state: Mapped[str] = mapped_column(String(8), nullable=False, server_default="CLOSED")
+    reason: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (CheckConstraint("state IN ('OPEN', 'CLOSED')", name="state"),)
+
+
+class ReconciliationRun(Base):
+    """One run of the account monitor, with its result and the breaks it found."""
+
+    __tablename__ = "reconciliation_runs"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tier: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ok: Mapped[bool] = mapped_column(nullable=False)
+    summary: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'"))
+    breaks: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'"))
+    break_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    __table_args__ = (
+        CheckConstraint("tier IN ('intraday', 'end_of_day')", name="tier"),
+        Index("ix_reconciliation_runs_tier_started", "tier", "started_at"),
+    )

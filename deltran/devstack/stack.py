@@ -24,7 +24,7 @@ from deltran.devstack.postgres import LocalPostgres
 from deltran.devstack.temporal import LocalTemporal
 from deltran.participants import seed_demo
 from deltran.temporal_client import connect
-from worker.schedules import ensure_schedules
+from worker.schedules import ensure_reconciliation_schedules, ensure_schedules
 
 READY_TIMEOUT_S = 60
 
@@ -103,7 +103,7 @@ def run_stack(settings: Settings) -> int:
         migrate.upgrade(settings.effective_database_url)
         asyncio.run(seed(settings))
         schedules = asyncio.run(schedule_clearing(settings))
-        print(f"clearing schedules: {', '.join(schedules)} (every {settings.clearing_interval_s}s)")
+        print(f"schedules: {', '.join(schedules)}")
         children.append(_child("worker", settings, logs))
         api = _child("api", settings, logs)
         children.append(api)
@@ -137,11 +137,13 @@ async def seed(settings: Settings) -> None:
 
 
 async def schedule_clearing(settings: Settings) -> list[str]:
-    """One clearing schedule per currency (idempotent), each with an open window."""
+    """One clearing schedule per currency (idempotent), each with an open window, and
+    the account monitor's reconciliation schedules."""
     engine = make_engine(settings.effective_database_url, pool_size=2)
     try:
         client = await connect(settings)
-        return await ensure_schedules(client, make_session_factory(engine), settings)
+        clearing = await ensure_schedules(client, make_session_factory(engine), settings)
+        return clearing + await ensure_reconciliation_schedules(client, settings)
     finally:
         await engine.dispose()
 

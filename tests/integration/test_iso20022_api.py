@@ -110,3 +110,12 @@ async def test_repeated_end_to_end_id_within_a_message_is_400(http, credentials,
     response = await http.post("/v1/payments", content=pacs008(spec(e2e_id), spec(e2e_id, amount="5.00")), headers={**bank, **XML})
     assert response.status_code == 400
     assert response.json()["errors"][0]["transaction"] == 1
+
+
+async def test_a_uetr_identifies_one_payment_only(http, credentials, e2e_id):
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    uetr = str(uuid.uuid4())
+    first = await http.post("/v1/payments", content=pacs008(spec(e2e_id, uetr=uetr)), headers={**bank, **XML})
+    assert first.status_code == 202
+    other = await http.post("/v1/payments", content=pacs008(spec(f"{e2e_id}-U", uetr=uetr)), headers={**bank, **XML})
+    assert other.status_code == 409 and other.json()["errors"][0]["field"] == "uetr"

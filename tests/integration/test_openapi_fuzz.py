@@ -89,6 +89,10 @@ CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     # As admin this closes a window for real: the suite keeps no AED window open, so
     # the spec's example currency finds nothing to close.
     "POST /v1/clearing/windows/close": [(ADMIN, {})],
+    "GET /v1/reconciliations/latest": [(ADMIN, {})],
+    "GET /v1/admin/circuit-breakers": [(ADMIN, {})],
+    # Closing refuses (409) while a currency's backing does not reconcile.
+    "POST /v1/admin/circuit-breakers/{currency}/close": [(ADMIN, {})],
 }
 ROLES = (BANK, AGENT, ADMIN)
 # No 5xx, and the answers are what the spec documents: status codes, media types

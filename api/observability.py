@@ -6,7 +6,6 @@ import time
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deltran import metrics
@@ -39,13 +38,9 @@ class MetricsMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", ()):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "unmatched")
-    return "unmatched"
+    """The matched route's template: the router records it in the (shared) scope."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
 
 
 def add_metrics(app: FastAPI) -> None:

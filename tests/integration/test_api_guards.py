@@ -1,6 +1,8 @@
 """Authentication, authorisation and bad input: a clear 4xx, and nothing changes."""
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import func, select
 
 from deltran.db.tables import Camt054Message, Payment
@@ -84,3 +86,9 @@ async def test_authorisation_matrix(http, credentials, e2e_id):
     # As the sender, submitting in the name of another bank is refused too.
     as_other = await http.post("/v1/payments", json=payment_body(f"{e2e_id}-X", debtor_bic="SBININBB"), headers=auth(roles["sender"]))
     assert as_other.status_code == 403
+
+
+async def test_metrics_count_requests_by_route_template(http, credentials):
+    await http.get(f"/v1/payments/{uuid.uuid4()}", headers=auth(credentials["admin"]))
+    text = (await http.get("/metrics")).text
+    assert 'route="/v1/payments/{payment_id}"' in text and 'status="404"' in text

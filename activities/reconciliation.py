@@ -231,8 +231,9 @@ async def run_reconciliation(session: AsyncSession, tier: str, settings: Setting
         await open_breaker(session, currency, f"{tier} reconciliation: backing mismatch")
     if tier == "end_of_day":
         breaks += await end_of_day_breaks(session, settings)
-    for currency, state in (await session.execute(select(CircuitBreaker.currency, CircuitBreaker.state))).all():
-        metrics.circuit_breaker_open.labels(currency).set(1 if state == "OPEN" else 0)
+    states = dict((await session.execute(select(CircuitBreaker.currency, CircuitBreaker.state))).all())
+    for currency in set(backing) | set(states):
+        metrics.circuit_breaker_open.labels(currency).set(1 if states.get(currency) == "OPEN" else 0)
     summary = {
         c: {
             "token_supply": str(b.token_supply),

@@ -7,19 +7,30 @@ fiat is verified on the account (a booked camt.054 credit of exactly this amount
 currency, matched to this payment). Then, in the same transaction, on the double-entry
 ledger: the booked fiat is minted to the payer (fiat[payer] → token[payer]) and the
 settled obligation moves it to the payee (token[payer] → token[payee]).
+
+Two ways to run a mint, with the same validations, results and errors:
+- `mint_one`: one mint, one transaction (row lock on the obligation, ORM queries);
+- `mint_batch`: many mints in one transaction, set-based (group commit, DESIGN.md
+  "Performance habits"). `mint_token`, the activity, goes through the worker process's
+  `MintBatcher` (activities/mint_batcher.py), which coalesces concurrent mints into
+  batches and falls back to `mint_one`, request by request, when a batch fails whole.
 """
 from __future__ import annotations
 
+import functools
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import ledger, reconciliation
 from activities.errors import mint_refused
+from activities.mint_batcher import MintBatcher, Outcome
 from deltran import metrics
 from deltran.db.tables import BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
 from deltran.shared import MintInput, MintResult, ObligationStatus, PaymentStatus
@@ -77,25 +88,49 @@ class _BackingBroken(Exception):
 
 
 class TokenActivities:
-    def __init__(self, session_factory: async_sessionmaker) -> None:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker,
+        *,
+        max_batch: int = 500,
+        linger_s: float = 0.002,
+        max_queue: int = 10_000,
+    ) -> None:
         self._sessions = session_factory
+        # One per worker process: the activity's concurrent mints share its batches.
+        self.batcher: MintBatcher[MintInput, MintResult] = MintBatcher(
+            flush=self.mint_batch,
+            one=self.mint_one,
+            key=lambda data: data.obligation_id,
+            on_created=_count_minted,
+            max_batch=max_batch,
+            linger_s=linger_s,
+            max_queue=max_queue,
+        )
 
     @activity.defn(name="mint_token")
     async def mint_token(self, data: MintInput) -> MintResult:
+        return await self.batcher.submit(data)
+
+    async def mint_one(self, data: MintInput) -> tuple[MintResult, bool]:
+        """One mint in its own transaction: (the token, whether this call minted it).
+        The batcher's fallback, and the benchmark's baseline. Metrics are the caller's."""
         try:
             async with self._sessions() as session, session.begin():
-                result, created = await self._mint(session, data)
+                return await self._mint(session, data)
         except _BackingBroken as broken:
             # Tier a of the account monitor: the mint rolled back; stop minting the
             # currency and let this payment wait (retrying) with the others.
             async with self._sessions() as session, session.begin():
                 await reconciliation.open_breaker(session, broken.currency, str(broken))
             raise reconciliation.breaker_open_error(broken.currency) from None
-        if created:
-            metrics.tokens_minted.labels(result.currency).inc()
-            metrics.tokens_minted_amount.labels(result.currency).inc(float(result.amount))
-            metrics.payments_final.labels(PaymentStatus.COMPLETED.value).inc()
-        return result
+
+    async def mint_batch(self, inputs: Sequence[MintInput]) -> dict[uuid.UUID, Outcome[MintResult]]:
+        """Many mints in one transaction; per obligation, what a `mint_one` would have
+        returned or raised. Raises (after rolling back whole) if the transaction fails:
+        IntegrityError, a broken backing (`_BackingBroken`), a database error."""
+        async with self._sessions() as session, session.begin():
+            return await mint_batch(session, inputs)
 
     async def _mint(self, session: AsyncSession, data: MintInput) -> tuple[MintResult, bool]:
         # The row lock serialises concurrent mints of one obligation; the unique
@@ -221,3 +256,176 @@ async def _insert_token(session: AsyncSession, obligation: Obligation, transfer_
     )
     assert token_id is not None
     return MintResult(token_id=token_id, amount=obligation.amount, currency=obligation.currency)
+
+
+def _count_minted(result: MintResult) -> None:
+    """Once per new token, whichever path minted it."""
+    metrics.tokens_minted.labels(result.currency).inc()
+    metrics.tokens_minted_amount.labels(result.currency).inc(float(result.amount))
+    metrics.payments_final.labels(PaymentStatus.COMPLETED.value).inc()
+
+
+# -- many mints in one transaction ---------------------------------------------------------
+
+# Row locks in id order: two batches (or a batch and a single mint) of different workers
+# never deadlock over their obligations.
+_LOCK_OBLIGATIONS = text(
+    """
+    SELECT id, payment_id, payer_id, payee_id, amount, currency, status, settlement_mode,
+           clearing_window_id, bank_confirmation_reference, camt054_entry_reference
+    FROM obligations WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+    """
+)
+
+# After the locks (a new snapshot: what a racing mint committed is visible): per
+# obligation, its token if any, the evidence each validation needs, the transfers
+# already posted under its keys, its currency's breaker, and the ledger accounts.
+_EVIDENCE = text(
+    """
+    SELECT o.id,
+           t.id AS token_id, t.amount AS token_amount, t.currency AS token_currency,
+           n.id AS notification_id, n.entry_status, n.credit_debit, n.reversal,
+           n.amount AS booked_amount, n.currency AS booked_currency, n.outcome,
+           w.status AS window_status,
+           moved.id AS moved_id, booked.id AS booked_id,
+           cb.state AS breaker,
+           pf.id AS payer_fiat, pt.id AS payer_token, qt.id AS payee_token
+    FROM obligations o
+    LEFT JOIN tokens t ON t.obligation_id = o.id
+    LEFT JOIN bank_notifications n
+           ON o.settlement_mode <> 'NET' AND n.payment_id = o.payment_id
+          AND n.entry_reference = o.camt054_entry_reference AND n.outcome = 'MATCHED'
+    LEFT JOIN clearing_windows w ON o.settlement_mode = 'NET' AND w.id = o.clearing_window_id
+    LEFT JOIN ledger_transfers moved ON moved.idempotency_key = 'obligation:' || o.id
+    LEFT JOIN ledger_transfers booked ON booked.idempotency_key = 'fiat-booked:' || n.id
+    LEFT JOIN circuit_breakers cb ON cb.currency = o.currency
+    LEFT JOIN accounts pf ON pf.participant_id = o.payer_id AND pf.currency = o.currency AND pf.kind = 'fiat'
+    LEFT JOIN accounts pt ON pt.participant_id = o.payer_id AND pt.currency = o.currency AND pt.kind = 'token'
+    LEFT JOIN accounts qt ON qt.participant_id = o.payee_id AND qt.currency = o.currency AND qt.kind = 'token'
+    WHERE o.id = ANY(CAST(:ids AS uuid[]))
+    """
+)
+
+_LOCK_ACCOUNTS = text("SELECT id FROM accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE")
+
+# The batch's postings, tokens and payments in one statement. Transfers already posted
+# under their key are skipped (ON CONFLICT), like ledger.post_transfer; the accounts get
+# ONE aggregated update (as clearing's _APPLY_TRANSFERS), so their CHECK constraints
+# still refuse any balance below zero; the unique index on tokens.obligation_id is the
+# final guard against a second token.
+_WRITE = text(
+    """
+    WITH posted AS (
+        INSERT INTO ledger_transfers
+            (id, idempotency_key, debit_account_id, credit_account_id, amount, currency, kind,
+             obligation_id, notification_id)
+        SELECT * FROM unnest(
+            CAST(:t_id AS uuid[]), CAST(:t_key AS varchar[]), CAST(:t_debit AS uuid[]),
+            CAST(:t_credit AS uuid[]), CAST(:t_amount AS numeric[]), CAST(:t_currency AS varchar[]),
+            CAST(:t_kind AS varchar[]), CAST(:t_obligation AS uuid[]), CAST(:t_notification AS uuid[]))
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING debit_account_id, credit_account_id, amount
+    ), per_account AS (
+        SELECT account_id, sum(debit) AS debit, sum(credit) AS credit FROM (
+            SELECT debit_account_id AS account_id, amount AS debit, 0 AS credit FROM posted
+            UNION ALL
+            SELECT credit_account_id, 0, amount FROM posted
+        ) AS legs GROUP BY account_id
+    ), applied AS (
+        UPDATE accounts a
+        SET debits_posted = a.debits_posted + p.debit, credits_posted = a.credits_posted + p.credit
+        FROM per_account p WHERE a.id = p.account_id
+        RETURNING a.id
+    ), minted AS (
+        INSERT INTO tokens (id, obligation_id, payment_id, owner_id, amount, currency, transfer_id)
+        SELECT * FROM unnest(
+            CAST(:k_id AS uuid[]), CAST(:k_obligation AS uuid[]), CAST(:k_payment AS uuid[]),
+            CAST(:k_owner AS uuid[]), CAST(:k_amount AS numeric[]), CAST(:k_currency AS varchar[]),
+            CAST(:k_transfer AS uuid[]))
+        RETURNING id
+    ), completed AS (
+        UPDATE payments SET status = 'COMPLETED', updated_at = now()
+        WHERE id = ANY(CAST(:k_payment AS uuid[])) AND status = 'SETTLED'
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM posted) AS posted, (SELECT count(*) FROM applied) AS applied,
+           (SELECT count(*) FROM minted) AS minted, (SELECT count(*) FROM completed) AS completed
+    """
+)
+
+
+class _Postings:
+    """Column arrays for _WRITE."""
+
+    def __init__(self) -> None:
+        self.transfers: dict[str, list] = {k: [] for k in ("t_id", "t_key", "t_debit", "t_credit", "t_amount", "t_currency", "t_kind", "t_obligation", "t_notification")}
+        self.tokens: dict[str, list] = {k: [] for k in ("k_id", "k_obligation", "k_payment", "k_owner", "k_amount", "k_currency", "k_transfer")}
+        self.accounts: set[uuid.UUID] = set()
+        self.currencies: set[str] = set()
+
+    def transfer(self, transfer_id, key, debit, credit, amount, currency, kind, obligation_id, notification_id) -> None:
+        for column, value in zip(self.transfers.values(), (transfer_id, key, debit, credit, amount, currency, kind, obligation_id, notification_id)):
+            column.append(value)
+        self.accounts.update((debit, credit))
+
+    def token(self, token_id, obligation, transfer_id) -> None:
+        for column, value in zip(
+            self.tokens.values(),
+            (token_id, obligation.id, obligation.payment_id, obligation.payee_id, obligation.amount, obligation.currency, transfer_id),
+        ):
+            column.append(value)
+        self.currencies.add(obligation.currency)
+
+
+async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict[uuid.UUID, Outcome[MintResult]]:
+    """`mint_one`'s checks and effects for every obligation of the batch, in the caller's
+    transaction, set-based: O(1) statements per batch (plus one per currency for the
+    backing check). Duplicates of one obligation get one outcome."""
+    ids = sorted({data.obligation_id for data in inputs})
+    obligations = {row.id: row for row in (await session.execute(_LOCK_OBLIGATIONS, {"ids": ids}))}
+    evidence = {row.id: row for row in (await session.execute(_EVIDENCE, {"ids": list(obligations)}))} if obligations else {}
+    outcomes: dict[uuid.UUID, Outcome[MintResult]] = {}
+    out = _Postings()
+    for oid in ids:
+        obligation = obligations.get(oid)
+        if obligation is None:
+            outcomes[oid] = Outcome(error=functools.partial(mint_refused, f"obligation {oid} does not exist"))
+            continue
+        ev = evidence[oid]
+        if ev.token_id is not None:
+            outcomes[oid] = Outcome(result=MintResult(token_id=ev.token_id, amount=ev.token_amount, currency=ev.token_currency))
+            continue
+        if ev.breaker == "OPEN":
+            outcomes[oid] = Outcome(error=functools.partial(reconciliation.breaker_open_error, obligation.currency))
+            continue
+        if obligation.settlement_mode == "NET":
+            refusal = net_mint_refusal(obligation, ev.window_status, ev.moved_id is not None)
+        else:
+            fiat = (
+                None
+                if ev.notification_id is None
+                else FiatEvidence(ev.entry_status, ev.credit_debit, ev.reversal, ev.booked_amount, ev.booked_currency, ev.outcome)
+            )
+            refusal = mint_refusal(obligation, fiat)
+        if refusal is not None:
+            outcomes[oid] = Outcome(error=functools.partial(mint_refused, refusal))
+            continue
+        transfer_id = ev.moved_id
+        if obligation.settlement_mode != "NET":
+            amount, currency = obligation.amount, obligation.currency
+            if ev.booked_id is None:
+                out.transfer(uuid.uuid4(), f"fiat-booked:{ev.notification_id}", ev.payer_fiat, ev.payer_token, amount, currency, "fiat_booked", None, ev.notification_id)
+            if transfer_id is None:
+                transfer_id = uuid.uuid4()
+                out.transfer(transfer_id, f"obligation:{oid}", ev.payer_token, ev.payee_token, amount, currency, "obligation", oid, None)
+        token_id = uuid.uuid4()
+        out.token(token_id, obligation, transfer_id)
+        outcomes[oid] = Outcome(result=MintResult(token_id=token_id, amount=obligation.amount, currency=obligation.currency), created=True)
+    if out.tokens["k_id"]:
+        if out.accounts:
+            await session.execute(_LOCK_ACCOUNTS, {"ids": sorted(out.accounts)})
+        await session.execute(_WRITE, {**out.transfers, **out.tokens})
+        for currency in sorted(out.currencies):
+            if (problem := await reconciliation.supply_within_fiat(session, currency)) is not None:
+                raise _BackingBroken(currency, problem)
+    return outcomes

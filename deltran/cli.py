@@ -9,7 +9,7 @@
   deltran schedules          create/update the clearing and reconciliation schedules
   deltran breaker ...        list | close CUR: the circuit breakers that stop minting
   deltran reconcile TIER     run the account monitor now (intraday | end_of_day)
-  deltran demo window        a dozen payments netted in one window (against `make up`)
+  deltran demo SCENARIO      uae-india | load | netting | reset | seed (against `make up`)
   deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
   deltran pacs008 ...        print a pacs.008 for one payment (a bank's tool)
   deltran audit verify|seal  prove the audit log's hash chain unbroken / seal it now
@@ -91,9 +91,17 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from deltran.demo import run_window_demo
+    from deltran import demo
 
-    return run_window_demo(get_settings(), args.currency)
+    settings = get_settings()
+    scenario = args.scenario
+    if scenario == "uae-india":
+        return demo.uae_india(settings)
+    if scenario == "load":
+        return demo.load(settings, args.seconds, args.concurrency)
+    if scenario == "netting":
+        return demo.netting(settings, args.payments, args.currency)
+    return demo.reset(settings) if scenario == "reset" else demo.seed(settings)
 
 
 def _up(_: argparse.Namespace) -> int:
@@ -200,9 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     reconcile_cmd.set_defaults(run=_reconcile)
     demo = commands.add_parser("demo", help="demo scenarios against the running stack")
     demo_kinds = demo.add_subparsers(dest="scenario", required=True)
-    window = demo_kinds.add_parser("window", help="a dozen payments net in one window, funded, completed")
-    window.add_argument("--currency", default="AED")
-    window.set_defaults(run=_demo)
+    demo_kinds.add_parser("uae-india", help="one 100,000 AED payment followed step by step").set_defaults(run=_demo)
+    load = demo_kinds.add_parser("load", help="payments with live throughput, p95 and error rate")
+    load.add_argument("--seconds", type=int, default=30)
+    load.add_argument("--concurrency", type=int, default=10)
+    load.set_defaults(run=_demo)
+    net = demo_kinds.add_parser("netting", help="many payments, one window: gross vs net per bank")
+    net.add_argument("--payments", type=int, default=100)
+    net.add_argument("--currency", default="AED")
+    net.set_defaults(run=_demo)
+    demo_kinds.add_parser("reset", help="remove payments, windows and tokens (banks and keys stay)").set_defaults(run=_demo)
+    demo_kinds.add_parser("seed", help="demo banks, keys and schedules").set_defaults(run=_demo)
     camt = commands.add_parser("camt054", help="print a camt.054.001.08 booking a payment's fiat")
     camt.add_argument("--end-to-end-id", required=True)
     camt.add_argument("--amount", required=True)

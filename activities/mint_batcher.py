@@ -1,0 +1,190 @@
+"""Group commit for minting (DESIGN.md, "Performance habits").
+
+Concurrent mint requests of one worker process queue up here; one flusher at a time takes
+up to `max_batch` of them (or whatever arrived within `linger_s` of the first) and mints
+them in ONE transaction (`flush`, set-based: activities/tokens.py `mint_batch`). Every
+validation of a single mint is kept; the unique index on tokens.obligation_id stays the
+final guard. If that transaction fails as a whole (an IntegrityError, a broken backing,
+a database error), it has rolled back and nothing of it is applied: the batch's requests
+are then retried one by one, each in its own transaction (`one`, the single-transaction
+mint), so one bad request fails alone and its neighbours mint exactly once.
+
+Bounded: at most `max_queue` requests wait (a caller beyond that waits for room), at most
+`max_batch` go into one transaction. No background task outlives the work: the flusher
+starts with the first request and ends when the queue is empty. A caller that is
+cancelled (an activity cancelled or timed out) leaves its request behind: if its batch
+has not started, the request is dropped; if it has, the mint completes (idempotent: the
+activity's retry gets the same token). If the flusher itself is cancelled, every request
+it holds or that still waits is failed, so no caller waits forever. `close()` stops
+taking new requests into batches (later ones go straight to `one`) and waits until the
+queued ones are done.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[Out]):
+    """What a batch decided for one request: a result (and whether this call created it),
+    or the error to raise — built per caller by `error()`, so callers never share one
+    exception object."""
+
+    result: Out | None = None
+    created: bool = False
+    error: Callable[[], BaseException] | None = None
+
+
+@dataclass(eq=False)
+class _Request(Generic[In, Out]):
+    data: In
+    future: asyncio.Future = field(repr=False)
+
+
+class MintBatcher(Generic[In, Out]):
+    def __init__(
+        self,
+        *,
+        flush: Callable[[Sequence[In]], Awaitable[dict[uuid.UUID, Outcome[Out]]]],
+        one: Callable[[In], Awaitable[tuple[Out, bool]]],
+        key: Callable[[In], uuid.UUID],
+        on_created: Callable[[Out], None] = lambda _: None,
+        max_batch: int = 500,
+        linger_s: float = 0.002,
+        max_queue: int = 10_000,
+    ) -> None:
+        assert max_batch >= 1 and max_queue >= max_batch and linger_s >= 0
+        self._flush_fn = flush
+        self._one = one
+        self._key = key
+        self._on_created = on_created
+        self.max_batch = max_batch
+        self.linger_s = linger_s
+        self.max_queue = max_queue
+        self._queue: collections.deque[_Request[In, Out]] = collections.deque()
+        self._room: asyncio.Semaphore | None = None
+        self._flusher: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        # What the batches did (benchmarks and tests read these).
+        self.batches = 0
+        self.batch_failures = 0
+        self.largest_batch = 0
+
+    # -- callers -------------------------------------------------------------------------
+
+    async def submit(self, data: In) -> Out:
+        """Mint through the next batch. `on_created` runs once per new token, whether or
+        not its caller is still waiting."""
+        if self._closed:
+            result, created = await self._one(data)
+            if created:
+                self._on_created(result)
+            return result
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new event loop (tests)
+            self._loop, self._room, self._queue, self._flusher = loop, asyncio.Semaphore(self.max_queue), collections.deque(), None
+        assert self._room is not None
+        await self._room.acquire()
+        request: _Request[In, Out] = _Request(data, loop.create_future())
+        self._queue.append(request)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._run(), name="mint-batcher")
+        return await request.future
+
+    async def close(self) -> None:
+        """Take no new requests into batches; wait for the queued ones."""
+        self._closed = True
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    # -- the flusher ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        batch: list[_Request[In, Out]] = []
+        try:
+            while self._queue:
+                if len(self._queue) < self.max_batch and self.linger_s:
+                    # Let the requests that are on their way join this batch.
+                    await asyncio.sleep(self.linger_s)
+                batch = self._take()
+                await self._process(batch)
+                batch = []
+        finally:
+            # Only reached with work left when the flusher was cancelled or broke.
+            stranded = batch + list(self._queue)
+            self._queue.clear()
+            for request in stranded:
+                if not request.future.done():
+                    request.future.set_exception(RuntimeError("the mint batcher stopped before this mint ran"))
+
+    def _take(self) -> list[_Request[In, Out]]:
+        batch = []
+        while self._queue and len(batch) < self.max_batch:
+            batch.append(self._queue.popleft())
+        assert self._room is not None
+        for _ in batch:
+            self._room.release()
+        return batch
+
+    async def _process(self, batch: list[_Request[In, Out]]) -> None:
+        # A caller that went away before its batch started: nothing to do for it.
+        live = [r for r in batch if not r.future.done()]
+        if not live:
+            return
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(live))
+        try:
+            outcomes = await self._flush_fn([r.data for r in live])
+        except Exception as failure:  # the batch rolled back whole: retry one by one
+            self.batch_failures += 1
+            log.warning(
+                "mint batch of %d failed (%s: %s); retrying its mints one by one",
+                len(live), type(failure).__name__, failure,
+            )
+            await self._one_by_one(live)
+            return
+        counted: set[uuid.UUID] = set()
+        for request in live:
+            key = self._key(request.data)
+            outcome = outcomes[key]
+            if outcome.error is not None:
+                _settle(request.future, error=outcome.error())
+                continue
+            if outcome.created and key not in counted:  # duplicates in a batch: count once
+                counted.add(key)
+                self._on_created(outcome.result)
+            _settle(request.future, result=outcome.result)
+
+    async def _one_by_one(self, requests: list[_Request[In, Out]]) -> None:
+        for request in requests:
+            if request.future.done():
+                continue  # its caller is gone; its retry will mint it
+            try:
+                result, created = await self._one(request.data)
+            except Exception as error:
+                _settle(request.future, error=error)
+            else:
+                if created:
+                    self._on_created(result)
+                _settle(request.future, result=result)
+
+
+def _settle(future: asyncio.Future, *, result=None, error: BaseException | None = None) -> None:
+    if future.done():  # the caller was cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

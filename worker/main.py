@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 
 from activities.clearing import ClearingActivities
@@ -68,10 +69,19 @@ def build_worker(
         activities=activities_for(client, session_factory, settings),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         # Log context (workflow, activity, payment, window) and one line per activity.
-        interceptors=[LoggingInterceptor()],
+        interceptors=_interceptors(client),
         # Let running activities finish their transaction on shutdown (default 0 cancels them).
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+def _interceptors(client: Client) -> list:
+    """Logging always; tracing unless the client already brings it (ours does, see
+    deltran.temporal_client), so every activity runs inside the request's trace."""
+    interceptors: list = [LoggingInterceptor()]
+    if not any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"]):
+        interceptors.insert(0, TracingInterceptor())
+    return interceptors
 
 
 async def run_worker(settings: Settings) -> None:

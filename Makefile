@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: up test migrate bench-clearing clean
+.PHONY: up test migrate bench-clearing bench-mint clean load bench-gateway
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q -e '.[test]' && touch $@
@@ -18,6 +18,15 @@ migrate: $(VENV)/.installed
 
 bench-clearing: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.clearing
+
+bench-mint: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.mint
+
+load: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.load
+
+bench-gateway: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.gateway
 
 clean:
 	rm -rf .deltran .pytest_cache

@@ -1,0 +1,1 @@
+"""`make load`: the end-to-end load test (see bench/load/run.py)."""

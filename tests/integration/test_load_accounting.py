@@ -1,0 +1,52 @@
+"""The load harness's accounting: a short `make load` run against the suite's own stack
+counts every payment it submitted (completed + in flight + rejected == submitted, none
+lost), and bench-results/load.json keeps exactly the contract keys.
+
+The harness runs as a subprocess (Locust is gevent; the suite's API and worker run in
+this event loop, which must keep serving while the harness drives them).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = ["seconds", "submitted_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms",
+        "error_rate", "baseline_per_s", "ratio"]
+
+
+async def test_a_short_load_run_accounts_for_every_payment(api_url, credentials, settings, tmp_path):
+    results = tmp_path / "load.json"
+    env = {
+        **os.environ,
+        "DELTRAN_HOME": str(settings.home),
+        "DELTRAN_DATABASE_URL": settings.effective_database_url,
+        "DELTRAN_TEMPORAL_ADDRESS": settings.effective_temporal_address,
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.load", "--seconds", "3", "--users", "2", "--in-flight", "6",
+        "--net-share", "0", "--drain-seconds", "8", "--results", str(results), "--api-url", api_url,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+
+    result = json.loads(results.read_text())
+    assert list(result) == KEYS
+    assert result["seconds"] == 3
+
+    details = json.loads((tmp_path / "load-accounting.json").read_text())
+    accounting = details["accounting"]
+    assert accounting["submitted"] > 0, text
+    assert accounting["lost"] == 0, accounting["lost_payments"]
+    assert accounting["rejected"] == 0, accounting["rejected_payments"]
+    assert accounting["completed"] + accounting["in_flight"] == accounting["submitted"]
+    assert len(accounting["in_flight_payments"]) == accounting["in_flight"]
+    # Every payment the journal saw accepted is one the database knows.
+    assert accounting["submitted"] >= accounting["attempted"] - details["errors"]
+    assert details["baseline"]["started"] > 0

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -32,7 +33,7 @@ from activities import ledger, reconciliation
 from activities.errors import mint_refused
 from activities.mint_batcher import MintBatcher, Outcome
 from deltran import metrics
-from deltran.db.tables import BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
+from deltran.db.tables import Account, BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
 from deltran.shared import MintInput, MintResult, ObligationStatus, PaymentStatus
 
 
@@ -196,9 +197,7 @@ class TokenActivities:
         self, session: AsyncSession, obligation: Obligation, notification: BankNotification
     ) -> MintResult:
         amount, currency = obligation.amount, obligation.currency
-        payer_fiat = await ledger.account_id(session, obligation.payer_id, currency, "fiat")
-        payer_token = await ledger.account_id(session, obligation.payer_id, currency, "token")
-        payee_token = await ledger.account_id(session, obligation.payee_id, currency, "token")
+        payer_fiat, payer_token, payee_token = await _lock_accounts(session, obligation)
         await ledger.post_transfer(
             session,
             idempotency_key=f"fiat-booked:{notification.id}",
@@ -220,6 +219,32 @@ class TokenActivities:
             obligation_id=obligation.id,
         )
         return await _insert_token(session, obligation, transfer_id)
+
+
+async def _lock_accounts(session: AsyncSession, obligation: Obligation) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """The payer's fiat and token accounts and the payee's token account, locked in id
+    order up front: two mints (or a mint and a batch, which locks its accounts in id
+    order too) sharing accounts then never deadlock over them."""
+    rows = (
+        await session.execute(
+            select(Account.id, Account.participant_id, Account.kind)
+            .where(
+                Account.currency == obligation.currency,
+                or_(
+                    Account.participant_id == obligation.payer_id,
+                    and_(Account.participant_id == obligation.payee_id, Account.kind == "token"),
+                ),
+            )
+            .order_by(Account.id)
+            .with_for_update()
+        )
+    ).all()
+    found = {(r.participant_id, r.kind): r.id for r in rows}
+    wanted = ((obligation.payer_id, "fiat"), (obligation.payer_id, "token"), (obligation.payee_id, "token"))
+    if missing := [w for w in wanted if w not in found]:
+        raise NoResultFound(f"no {missing[0][1]} account in {obligation.currency} for participant {missing[0][0]}")
+    payer_fiat, payer_token, payee_token = (found[w] for w in wanted)
+    return payer_fiat, payer_token, payee_token
 
 
 async def _token_of(session: AsyncSession, obligation_id) -> MintResult | None:
@@ -287,32 +312,37 @@ _EVIDENCE = text(
            n.id AS notification_id, n.entry_status, n.credit_debit, n.reversal,
            n.amount AS booked_amount, n.currency AS booked_currency, n.outcome,
            w.status AS window_status,
-           moved.id AS moved_id, booked.id AS booked_id,
-           cb.state AS breaker,
-           pf.id AS payer_fiat, pt.id AS payer_token, qt.id AS payee_token
+           (SELECT id FROM ledger_transfers WHERE idempotency_key = 'obligation:' || o.id) AS moved_id,
+           (SELECT id FROM ledger_transfers WHERE idempotency_key = 'fiat-booked:' || n.id) AS booked_id,
+           (SELECT state FROM circuit_breakers WHERE currency = o.currency) AS breaker,
+           (SELECT id FROM accounts WHERE participant_id = o.payer_id AND currency = o.currency AND kind = 'fiat') AS payer_fiat,
+           (SELECT id FROM accounts WHERE participant_id = o.payer_id AND currency = o.currency AND kind = 'token') AS payer_token,
+           (SELECT id FROM accounts WHERE participant_id = o.payee_id AND currency = o.currency AND kind = 'token') AS payee_token
     FROM obligations o
-    LEFT JOIN tokens t ON t.obligation_id = o.id
-    LEFT JOIN bank_notifications n
-           ON o.settlement_mode <> 'NET' AND n.payment_id = o.payment_id
-          AND n.entry_reference = o.camt054_entry_reference AND n.outcome = 'MATCHED'
-    LEFT JOIN clearing_windows w ON o.settlement_mode = 'NET' AND w.id = o.clearing_window_id
-    LEFT JOIN ledger_transfers moved ON moved.idempotency_key = 'obligation:' || o.id
-    LEFT JOIN ledger_transfers booked ON booked.idempotency_key = 'fiat-booked:' || n.id
-    LEFT JOIN circuit_breakers cb ON cb.currency = o.currency
-    LEFT JOIN accounts pf ON pf.participant_id = o.payer_id AND pf.currency = o.currency AND pf.kind = 'fiat'
-    LEFT JOIN accounts pt ON pt.participant_id = o.payer_id AND pt.currency = o.currency AND pt.kind = 'token'
-    LEFT JOIN accounts qt ON qt.participant_id = o.payee_id AND qt.currency = o.currency AND qt.kind = 'token'
+    LEFT JOIN LATERAL (
+        SELECT id, amount, currency FROM tokens WHERE obligation_id = o.id
+    ) AS t ON true
+    LEFT JOIN LATERAL (
+        SELECT id, entry_status, credit_debit, reversal, amount, currency, outcome FROM bank_notifications
+        WHERE o.settlement_mode <> 'NET' AND payment_id = o.payment_id
+          AND entry_reference = o.camt054_entry_reference AND outcome = 'MATCHED'
+        LIMIT 1
+    ) AS n ON true
+    LEFT JOIN LATERAL (
+        SELECT status FROM clearing_windows WHERE o.settlement_mode = 'NET' AND id = o.clearing_window_id
+    ) AS w ON true
     WHERE o.id = ANY(CAST(:ids AS uuid[]))
     """
 )
 
-_LOCK_ACCOUNTS = text("SELECT id FROM accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE")
+# FOR NO KEY UPDATE: what the UPDATE takes anyway; it does not block the foreign-key checks
+# (FOR KEY SHARE) of other transactions' postings.
+_LOCK_ACCOUNTS = text("SELECT id FROM accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR NO KEY UPDATE")
 
-# The batch's postings, tokens and payments in one statement. Transfers already posted
-# under their key are skipped (ON CONFLICT), like ledger.post_transfer; the accounts get
-# ONE aggregated update (as clearing's _APPLY_TRANSFERS), so their CHECK constraints
-# still refuse any balance below zero; the unique index on tokens.obligation_id is the
-# final guard against a second token.
+# The batch's postings, tokens and payments in one statement, returning what the postings
+# move per account. Transfers already posted under their key are skipped (ON CONFLICT),
+# like ledger.post_transfer, and move nothing; the unique index on tokens.obligation_id
+# is the final guard against a second token.
 _WRITE = text(
     """
     WITH posted AS (
@@ -325,33 +355,55 @@ _WRITE = text(
             CAST(:t_kind AS varchar[]), CAST(:t_obligation AS uuid[]), CAST(:t_notification AS uuid[]))
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING debit_account_id, credit_account_id, amount
-    ), per_account AS (
-        SELECT account_id, sum(debit) AS debit, sum(credit) AS credit FROM (
-            SELECT debit_account_id AS account_id, amount AS debit, 0 AS credit FROM posted
-            UNION ALL
-            SELECT credit_account_id, 0, amount FROM posted
-        ) AS legs GROUP BY account_id
-    ), applied AS (
-        UPDATE accounts a
-        SET debits_posted = a.debits_posted + p.debit, credits_posted = a.credits_posted + p.credit
-        FROM per_account p WHERE a.id = p.account_id
-        RETURNING a.id
     ), minted AS (
         INSERT INTO tokens (id, obligation_id, payment_id, owner_id, amount, currency, transfer_id)
         SELECT * FROM unnest(
             CAST(:k_id AS uuid[]), CAST(:k_obligation AS uuid[]), CAST(:k_payment AS uuid[]),
             CAST(:k_owner AS uuid[]), CAST(:k_amount AS numeric[]), CAST(:k_currency AS varchar[]),
             CAST(:k_transfer AS uuid[]))
-        RETURNING id
     ), completed AS (
+        -- (Data-modifying CTEs run to completion whether or not the query reads them.)
         UPDATE payments SET status = 'COMPLETED', updated_at = now()
         WHERE id = ANY(CAST(:k_payment AS uuid[])) AND status = 'SETTLED'
-        RETURNING id
     )
-    SELECT (SELECT count(*) FROM posted) AS posted, (SELECT count(*) FROM applied) AS applied,
-           (SELECT count(*) FROM minted) AS minted, (SELECT count(*) FROM completed) AS completed
+    SELECT account_id, sum(debit) AS debit, sum(credit) AS credit FROM (
+        SELECT debit_account_id AS account_id, amount AS debit, 0 AS credit FROM posted
+        UNION ALL
+        SELECT credit_account_id, 0, amount FROM posted
+    ) AS legs
+    GROUP BY account_id
     """
 )
+
+# What the batch posted, per account, in ONE update; the CHECK constraints refuse any
+# balance below zero. The rows are locked first, in id order (_LOCK_ACCOUNTS), and only
+# now — after the inserts — so concurrent batches hold the shared accounts briefly.
+_APPLY = text(
+    """
+    UPDATE accounts a
+    SET debits_posted = a.debits_posted + p.debit, credits_posted = a.credits_posted + p.credit
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:debits AS numeric[]), CAST(:credits AS numeric[])) AS p(id, debit, credit)
+    WHERE a.id = p.id
+    """
+)
+
+# Tier a of the account monitor (reconciliation.supply_within_fiat), for every currency
+# of the batch in one query.
+_SUPPLY_AND_FIAT = text(
+    """
+    SELECT currency,
+           coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token'), 0) AS supply,
+           coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0) AS fiat
+    FROM accounts WHERE currency = ANY(CAST(:currencies AS varchar[])) GROUP BY currency
+    """
+)
+
+
+async def _backing_problems(session: AsyncSession, currencies: list[str]) -> dict[str, str]:
+    """Per currency whose token supply exceeds its booked fiat, the problem (the same
+    words as reconciliation.supply_within_fiat)."""
+    rows = (await session.execute(_SUPPLY_AND_FIAT, {"currencies": currencies})).all()
+    return {r.currency: f"{r.currency} token supply {r.supply} exceeds booked fiat {r.fiat}" for r in rows if r.supply > r.fiat}
 
 
 class _Postings:
@@ -360,13 +412,11 @@ class _Postings:
     def __init__(self) -> None:
         self.transfers: dict[str, list] = {k: [] for k in ("t_id", "t_key", "t_debit", "t_credit", "t_amount", "t_currency", "t_kind", "t_obligation", "t_notification")}
         self.tokens: dict[str, list] = {k: [] for k in ("k_id", "k_obligation", "k_payment", "k_owner", "k_amount", "k_currency", "k_transfer")}
-        self.accounts: set[uuid.UUID] = set()
         self.currencies: set[str] = set()
 
     def transfer(self, transfer_id, key, debit, credit, amount, currency, kind, obligation_id, notification_id) -> None:
         for column, value in zip(self.transfers.values(), (transfer_id, key, debit, credit, amount, currency, kind, obligation_id, notification_id)):
             column.append(value)
-        self.accounts.update((debit, credit))
 
     def token(self, token_id, obligation, transfer_id) -> None:
         for column, value in zip(
@@ -422,10 +472,14 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
         out.token(token_id, obligation, transfer_id)
         outcomes[oid] = Outcome(result=MintResult(token_id=token_id, amount=obligation.amount, currency=obligation.currency), created=True)
     if out.tokens["k_id"]:
-        if out.accounts:
-            await session.execute(_LOCK_ACCOUNTS, {"ids": sorted(out.accounts)})
-        await session.execute(_WRITE, {**out.transfers, **out.tokens})
-        for currency in sorted(out.currencies):
-            if (problem := await reconciliation.supply_within_fiat(session, currency)) is not None:
-                raise _BackingBroken(currency, problem)
+        legs = sorted((await session.execute(_WRITE, {**out.transfers, **out.tokens})).all())
+        if legs:
+            ids = [leg.account_id for leg in legs]
+            await session.execute(_LOCK_ACCOUNTS, {"ids": ids})
+            await session.execute(
+                _APPLY, {"ids": ids, "debits": [leg.debit for leg in legs], "credits": [leg.credit for leg in legs]}
+            )
+        if problems := await _backing_problems(session, sorted(out.currencies)):
+            currency = min(problems)
+            raise _BackingBroken(currency, problems[currency])
     return outcomes

@@ -1,7 +1,7 @@
 """Group commit for minting (DESIGN.md, "Performance habits").
 
-Concurrent mint requests of one worker process queue up here; one flusher at a time takes
-up to `max_batch` of them (or whatever arrived within `linger_s` of the first) and mints
+Concurrent mint requests of one worker process queue up here; a flusher (two while a full
+batch waits, `max_in_flight`) takes up to `max_batch` of them (or whatever arrived within `linger_s` of the first) and mints
 them in ONE transaction (`flush`, set-based: activities/tokens.py `mint_batch`). Every
 validation of a single mint is kept; the unique index on tokens.obligation_id stays the
 final guard. If that transaction fails as a whole (an IntegrityError, a broken backing,
@@ -14,8 +14,9 @@ Bounded: at most `max_queue` requests wait (a caller beyond that waits for room)
 starts with the first request and ends when the queue is empty. A caller that is
 cancelled (an activity cancelled or timed out) leaves its request behind: if its batch
 has not started, the request is dropped; if it has, the mint completes (idempotent: the
-activity's retry gets the same token). If the flusher itself is cancelled, every request
-it holds or that still waits is failed, so no caller waits forever. `close()` stops
+activity's retry gets the same token). If a flusher itself is cancelled, every request it
+holds (and, if it was the last one, every request that still waits) is failed, so no
+caller waits forever. `close()` stops
 taking new requests into batches (later ones go straight to `one`) and waits until the
 queued ones are done.
 """
@@ -63,8 +64,9 @@ class MintBatcher(Generic[In, Out]):
         max_batch: int = 500,
         linger_s: float = 0.002,
         max_queue: int = 10_000,
+        max_in_flight: int = 2,
     ) -> None:
-        assert max_batch >= 1 and max_queue >= max_batch and linger_s >= 0
+        assert max_batch >= 1 and max_queue >= max_batch and linger_s >= 0 and max_in_flight >= 1
         self._flush_fn = flush
         self._one = one
         self._key = key
@@ -72,9 +74,13 @@ class MintBatcher(Generic[In, Out]):
         self.max_batch = max_batch
         self.linger_s = linger_s
         self.max_queue = max_queue
+        # Two batches in flight let one batch's Python work overlap the other's time in
+        # PostgreSQL. They cannot deadlock: each locks its obligations, then (last) the
+        # accounts, both in id order.
+        self.max_in_flight = max_in_flight
         self._queue: collections.deque[_Request[In, Out]] = collections.deque()
         self._room: asyncio.Semaphore | None = None
-        self._flusher: asyncio.Task | None = None
+        self._flushers: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         # What the batches did (benchmarks and tests read these).
@@ -94,20 +100,25 @@ class MintBatcher(Generic[In, Out]):
             return result
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use, or a new event loop (tests)
-            self._loop, self._room, self._queue, self._flusher = loop, asyncio.Semaphore(self.max_queue), collections.deque(), None
+            self._loop, self._room, self._queue = loop, asyncio.Semaphore(self.max_queue), collections.deque()
+            self._flushers = set()
         assert self._room is not None
         await self._room.acquire()
         request: _Request[In, Out] = _Request(data, loop.create_future())
         self._queue.append(request)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._run(), name="mint-batcher")
+        running = {f for f in self._flushers if not f.done()}
+        # A flusher while there is work; a second one once a full batch waits.
+        if not running or (len(running) < self.max_in_flight and len(self._queue) >= self.max_batch):
+            running.add(loop.create_task(self._run(), name="mint-batcher"))
+        self._flushers = running
         return await request.future
 
     async def close(self) -> None:
         """Take no new requests into batches; wait for the queued ones."""
         self._closed = True
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        running = [f for f in self._flushers if not f.done()]
+        if running:
+            await asyncio.shield(asyncio.gather(*running, return_exceptions=True))
 
     # -- the flusher ---------------------------------------------------------------------
 
@@ -122,9 +133,12 @@ class MintBatcher(Generic[In, Out]):
                 await self._process(batch)
                 batch = []
         finally:
-            # Only reached with work left when the flusher was cancelled or broke.
-            stranded = batch + list(self._queue)
-            self._queue.clear()
+            # Only reached with work left when the flusher was cancelled or broke; the
+            # last flusher standing also fails what is still queued.
+            others = [f for f in self._flushers if f is not asyncio.current_task() and not f.done()]
+            stranded = batch + ([] if others else list(self._queue))
+            if not others:
+                self._queue.clear()
             for request in stranded:
                 if not request.future.done():
                     request.future.set_exception(RuntimeError("the mint batcher stopped before this mint ran"))

@@ -373,7 +373,7 @@ async def test_cancelled_callers_are_dropped_and_nothing_is_stranded(sessions):
         else:
             assert [t.id for t in await tokens_of(sessions, s)] == [outcome.token_id]
     await engine.batcher.close()
-    assert engine.batcher._flusher is None or engine.batcher._flusher.done()
+    assert all(f.done() for f in engine.batcher._flushers)
     # After close, a mint still works (in its own transaction).
     result = await engine.mint_token(scenarios[0].mint_input)
     assert [t.id for t in await tokens_of(sessions, scenarios[0])] == [result.token_id]
@@ -387,7 +387,8 @@ async def test_a_cancelled_flusher_fails_its_waiting_mints(sessions):
 
     tasks = [asyncio.create_task(engine.mint_token(s.mint_input)) for s in scenarios]
     await asyncio.sleep(0.01)
-    engine.batcher._flusher.cancel()
+    for flusher in engine.batcher._flushers:
+        flusher.cancel()
     done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
 
     assert all(isinstance(e, RuntimeError) and "stopped" in str(e) for e in done), done

@@ -1,0 +1,87 @@
+"""While PostgreSQL is down the API answers 503 with Retry-After (not 500, not a hang),
+accepts nothing it cannot record, and /healthz names the dependency; once PostgreSQL is
+back, requests go through again by themselves."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+import uvicorn
+
+from api.main import create_app
+from deltran.db import migrate
+from deltran.db.engine import make_engine, make_session_factory
+from deltran.devstack.ports import free_port
+from deltran.devstack.postgres import LocalPostgres
+from deltran.participants import seed_demo
+from tests.support.payments import auth, payment_body
+
+
+@pytest.fixture
+async def own_database(tmp_path, settings):
+    """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
+    server = LocalPostgres(tmp_path / "pg", free_port(), durable=False)
+    await asyncio.to_thread(server.start)
+    await asyncio.to_thread(migrate.upgrade, server.url)
+    engine = make_engine(server.url, pool_size=2)
+    credentials = await seed_demo(make_session_factory(engine), tmp_path / "credentials.json")
+    await engine.dispose()
+    yield server, settings.model_copy(update={"database_url": server.url}), credentials
+    await asyncio.to_thread(server.stop)
+
+
+async def test_postgres_down_is_503_with_retry_after_and_recovers(own_database, worker):
+    server, settings, credentials = own_database
+    port = free_port()
+    api = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(api.serve())
+    while not api.started:
+        await asyncio.sleep(0.05)
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert (await http.post("/v1/payments", json=payment_body(f"UP-{uuid.uuid4().hex[:12]}"), headers=bank)).status_code == 202
+
+            await asyncio.to_thread(server.stop)
+            down = await http.post("/v1/payments", json=payment_body(f"DOWN-{uuid.uuid4().hex[:12]}"), headers=bank)
+            assert down.status_code == 503, down.text
+            assert int(down.headers["Retry-After"]) >= 1
+            assert down.headers["content-type"] == "application/problem+json"
+            health = await http.get("/healthz")
+            assert health.status_code == 503
+            assert health.json()["database"].startswith("down") and health.json()["temporal"] == "ok"
+
+            await asyncio.to_thread(server.start)
+            back = await http.post("/v1/payments", json=payment_body(f"BACK-{uuid.uuid4().hex[:12]}"), headers=bank)
+            assert back.status_code == 202, back.text
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        api.should_exit = True
+        await task
+
+
+async def test_temporal_down_is_503_and_stores_nothing(settings, credentials, sessions):
+    from sqlalchemy import func, select
+
+    from deltran.db.tables import Payment
+
+    unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    port = free_port()
+    api = uvicorn.Server(uvicorn.Config(create_app(unreachable), host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(api.serve())
+    while not api.started:
+        await asyncio.sleep(0.05)
+    e2e = f"NOTEMPORAL-{uuid.uuid4().hex[:10]}"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            down = await http.post("/v1/payments", json=payment_body(e2e), headers=auth(credentials["banks"]["EBILAEAD"]))
+            assert down.status_code == 503 and int(down.headers["Retry-After"]) >= 1
+            health = (await http.get("/healthz")).json()
+            assert health["temporal"].startswith("down") and health["database"] == "ok"
+    finally:
+        api.should_exit = True
+        await task
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id == e2e)) == 0

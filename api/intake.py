@@ -196,6 +196,7 @@ async def _start_workflow(
         debtor_agent_bic=new.debtor_agent_bic,
         creditor_agent_bic=new.creditor_agent_bic,
         deadline_s=settings.payment_deadline_s,
+        step_timeout_s=settings.activity_timeout_s,
     )
     try:
         await temporal.start_workflow(

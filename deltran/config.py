@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     # An unfunded payment expires this long after its obligation was recorded.
     payment_deadline_s: int = Field(default=2 * 24 * 3600, gt=0)
+    # One attempt of a payment's step may take this long; a worker that died mid-step
+    # is noticed after it, and the step is retried on another worker.
+    activity_timeout_s: int = Field(default=30, gt=0)
 
     sanctions_list_path: Path = DEMO_SANCTIONS_LIST
     # Similarity (0-100) at or above which a party name counts as a sanctions hit.

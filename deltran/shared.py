@@ -48,6 +48,9 @@ class PaymentInput(_Frozen):
     creditor_agent_bic: str
     # Fixed at start, so a change of configuration never alters a running payment.
     deadline_s: int
+    # How long one attempt of a step may take before Temporal retries it elsewhere
+    # (a worker that died mid-step is noticed after this long).
+    step_timeout_s: int = 30
 
 
 class ComplianceOutcome(_Frozen):

@@ -21,7 +21,7 @@ from activities.obligations import ObligationActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.settlement import SettlementActivities
 from activities.tokens import TokenActivities
-from deltran import audit
+from deltran import audit, faults
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.temporal_client import connect
@@ -79,6 +79,8 @@ def _interceptors(client: Client) -> list:
     """Logging always; tracing unless the client already brings it (ours does, see
     deltran.temporal_client), so every activity runs inside the request's trace."""
     interceptors: list = [LoggingInterceptor()]
+    if faults.enabled():  # crash tests only: DELTRAN_FAULT_CRASH
+        interceptors.append(faults.FaultInjectionInterceptor())
     if not any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"]):
         interceptors.insert(0, TracingInterceptor())
     return interceptors

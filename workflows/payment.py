@@ -65,6 +65,7 @@ class PaymentWorkflow:
         self._state = PaymentState(payment_id=data.payment_id, status=PaymentStatus.SCREENING)
         self._booking: FiatBooking | None = None
         self._window: WindowSettlement | None = None
+        self._step_timeout = timedelta(seconds=data.step_timeout_s)
 
     @workflow.run
     async def run(self, data: PaymentInput) -> PaymentState:
@@ -161,7 +162,7 @@ class PaymentWorkflow:
 
     async def _step(self, activity, arg):
         return await workflow.execute_activity_method(
-            activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
+            activity, arg, start_to_close_timeout=self._step_timeout, retry_policy=STEP_RETRY
         )
 
     def _set(self, *, status: PaymentStatus, **changes) -> None:

@@ -1,0 +1,95 @@
+"""Every activity is idempotent on retry, proven by crashing the worker process at the
+worst moments: just before an activity's transaction commits, and after it committed
+but before Temporal heard back (deltran/faults.py). A healthy worker then takes over the
+retry, and the payment completes with exactly one of everything."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from api.intake import NewPayment, submit_payments
+from deltran.db.tables import ComplianceResult, LedgerTransfer, Obligation, Payment, Token
+from deltran.devstack.ports import free_port
+from tests.support.payments import AE_IBAN, auth, camt054_for, wait_for_status
+from worker.main import build_worker
+
+CRASHES = [
+    ("screen_payment", "after_commit"),
+    ("create_obligation", "after_commit"),
+    ("settle_obligation", "before_commit"),
+    ("settle_obligation", "after_commit"),
+    ("mint_token", "before_commit"),
+    ("mint_token", "after_commit"),
+]
+
+
+def crashing_worker(settings, task_queue: str, point: str, fault_dir) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DELTRAN_DATABASE_URL": settings.effective_database_url,
+        "DELTRAN_TEMPORAL_ADDRESS": settings.effective_temporal_address,
+        "DELTRAN_TASK_QUEUE": task_queue,
+        "DELTRAN_WORKER_METRICS_PORT": str(free_port()),
+        "DELTRAN_FAULT_CRASH": point,
+        "DELTRAN_FAULT_DIR": str(fault_dir),
+        "DELTRAN_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "deltran.cli", "worker"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("activity,phase", CRASHES, ids=[f"{a}-{p}" for a, p in CRASHES])
+async def test_a_crash_at_the_worst_moment_changes_nothing(activity, phase, tmp_path, settings, sessions, temporal_env, http, credentials):
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    crash_settings = settings.model_copy(update={"task_queue": queue, "activity_timeout_s": 2})
+    worker = crashing_worker(crash_settings, queue, f"{activity}:{phase}", tmp_path)
+    e2e = f"CRASH-{uuid.uuid4().hex[:12]}"
+    new = NewPayment(
+        instructing_bic="EBILAEAD", end_to_end_id=e2e, amount=Decimal("321.00"), currency="AED",
+        debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_account=None, debtor_agent_bic="EBILAEAD",
+        creditor_name="Ganesh Textiles Pvt Ltd", creditor_iban=None, creditor_account="30001234567",
+        creditor_agent_bic="SBININBB", urgent=True,
+    )
+    try:
+        async with sessions() as session:
+            [intake] = await submit_payments(session, temporal_env.client, crash_settings, [new], actor="test")
+        bank = auth(credentials["banks"]["EBILAEAD"])
+
+        async def book_fiat() -> None:
+            await wait_for_status(http, str(intake.payment_id), bank, {"AWAITING_SETTLEMENT"})
+            await http.post("/v1/notifications/camt054", content=camt054_for(e2e, "321.00", entry_reference=f"N-{e2e}"),
+                            headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"})
+
+        late_step = activity in ("settle_obligation", "mint_token")
+        if late_step:
+            await book_fiat()
+        exit_code = await asyncio.to_thread(worker.wait, 60)
+        assert exit_code == 137, "the fault did not fire"
+        assert (tmp_path / f"{activity}.{phase}").exists()
+        async with build_worker(temporal_env.client, sessions, crash_settings, queue):
+            if not late_step:
+                await book_fiat()
+            done = await wait_for_status(http, str(intake.payment_id), bank, {"COMPLETED"}, timeout_s=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert done["token"]["amount"] == "321.00"
+    async with sessions() as session:
+        pid = intake.payment_id
+        oid = await session.scalar(select(Obligation.id).where(Obligation.payment_id == pid))
+        counts = [
+            await session.scalar(select(func.count()).select_from(ComplianceResult).where(ComplianceResult.payment_id == pid)),
+            await session.scalar(select(func.count()).select_from(Obligation).where(Obligation.payment_id == pid)),
+            await session.scalar(select(func.count()).select_from(Token).where(Token.payment_id == pid)),
+            await session.scalar(select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.obligation_id == oid)),
+        ]
+        status = await session.scalar(select(Payment.status).where(Payment.id == pid))
+    assert counts == [1, 1, 1, 1] and status == "COMPLETED"

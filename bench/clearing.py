@@ -51,30 +51,25 @@ Runs as root too (the server then runs as the `embedded_postgres` user).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from activities.clearing import close_window, ensure_open_window, net_window
-from deltran.db import migrate
+from bench.common import embedded_postgres, logger, write_json
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.devstack.ports import free_port
 from deltran.devstack.postgres import ADMIN_ROLE, LocalPostgres
 
 SIZES = (100_000, 1_000_000)
 BANKS = 50
 CURRENCIES = ("AED", "INR", "USD", "EUR")
 FUNDING_TIMEOUT_S = 3600
-RESULTS = Path(__file__).resolve().parents[1] / "bench-results" / "clearing.json"
+RESULTS_NAME = "clearing"
 
 # -- data ----------------------------------------------------------------------------------
 
@@ -171,8 +166,7 @@ _RECOMPUTED = text(
 )
 
 
-def log(message: str) -> None:
-    print(f"[bench-clearing {time.strftime('%H:%M:%S')}] {message}", flush=True)
+log = logger("bench-clearing")
 
 
 async def load(engine: AsyncEngine, sessions: async_sessionmaker, n: int) -> dict[str, uuid.UUID]:
@@ -366,25 +360,13 @@ async def run(pg: LocalPostgres) -> list[dict]:
 
 
 def write_results(results: list[dict]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(partial, RESULTS)
+    write_json(RESULTS_NAME, results)
 
 
 def main() -> None:
     started = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="deltran-bench-"))
-    pg = LocalPostgres(home / "data", free_port(), durable=True)
-    try:
-        log(f"starting PostgreSQL on 127.0.0.1:{pg.port} in {home} (durable)")
-        pg.start()
-        migrate.upgrade(pg.url)
+    with embedded_postgres("bench-clearing") as pg:
         results = asyncio.run(run(pg))
-    finally:
-        log("stopping PostgreSQL")
-        pg.stop()
-        shutil.rmtree(home, ignore_errors=True)
     print_table(results)
     write_results(results)
     largest = results[-1]
@@ -393,7 +375,7 @@ def main() -> None:
         f"{largest['obligations']:,} obligations close in {largest['ratio']:.2f}x the baseline:"
         f" {verdict} the 2x aim. {platform.python_implementation()} {platform.python_version()},"
         f" {os.cpu_count()} CPUs, PostgreSQL {largest['postgres']}."
-        f" Wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
+        f" Wrote bench-results/{RESULTS_NAME}.json"
         f" in {time.perf_counter() - started:.0f}s total."
     )
 

@@ -44,23 +44,18 @@ Output
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from activities import reconciliation
 from activities.tokens import TokenActivities
-from deltran.db import migrate
+from bench.common import embedded_postgres, logger, write_json
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.devstack.ports import free_port
 from deltran.devstack.postgres import ADMIN_ROLE, LocalPostgres
 from deltran.shared import MintInput, MintResult
 
@@ -71,7 +66,7 @@ BATCH_CALLERS = int(os.environ.get("BENCH_MINT_CALLERS", 1000))
 BANKS = 50
 CURRENCIES = ("AED", "INR", "USD", "EUR")
 TARGET = 10_000
-RESULTS = Path(__file__).resolve().parents[1] / "bench-results" / "mint.json"
+RESULTS_NAME = "mint"
 
 # -- data ----------------------------------------------------------------------------------
 
@@ -182,8 +177,7 @@ _CHECK = text(
 _TOKENS_OF = text("SELECT obligation_id, id FROM tokens")
 
 
-def log(message: str) -> None:
-    print(f"[bench-mint {time.strftime('%H:%M:%S')}] {message}", flush=True)
+log = logger("bench-mint")
 
 
 async def load(engine: AsyncEngine, n: int) -> list[MintInput]:
@@ -328,25 +322,13 @@ def print_table(r: dict) -> None:
 
 
 def write_results(result: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(partial, RESULTS)
+    write_json(RESULTS_NAME, result)
 
 
 def main() -> None:
     started = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="deltran-bench-mint-"))
-    pg = LocalPostgres(home / "data", free_port(), durable=True)
-    try:
-        log(f"starting PostgreSQL on 127.0.0.1:{pg.port} in {home} (durable)")
-        pg.start()
-        migrate.upgrade(pg.url)
+    with embedded_postgres("bench-mint") as pg:
         result = asyncio.run(run(pg))
-    finally:
-        log("stopping PostgreSQL")
-        pg.stop()
-        shutil.rmtree(home, ignore_errors=True)
     print_table(result)
     write_results(result)
     verdict = "reaches" if result["mints_per_s"] >= TARGET else "does NOT reach"
@@ -354,7 +336,7 @@ def main() -> None:
         f"Group commit mints {result['mints_per_s']:,.0f}/s, {result['ratio']:.1f}x one transaction per mint:"
         f" it {verdict} the plan's {TARGET:,} mints/s. {platform.python_implementation()} {platform.python_version()},"
         f" {os.cpu_count()} CPUs, PostgreSQL {result['postgres']} (durable)."
-        f" Wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
+        f" Wrote bench-results/{RESULTS_NAME}.json"
         f" in {time.perf_counter() - started:.0f}s total."
     )
 

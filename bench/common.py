@@ -1,0 +1,53 @@
+"""What the benchmarks that start their own PostgreSQL share: the server's life cycle,
+progress lines and the results file."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from deltran.db import migrate
+from deltran.devstack.ports import free_port
+from deltran.devstack.postgres import LocalPostgres
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "bench-results"
+
+
+def logger(name: str):
+    def log(message: str) -> None:
+        print(f"[{name} {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    return log
+
+
+@contextmanager
+def embedded_postgres(name: str) -> Iterator[LocalPostgres]:
+    """A durable embedded PostgreSQL, migrated, in a temporary directory that goes away
+    with it."""
+    log = logger(name)
+    home = Path(tempfile.mkdtemp(prefix=f"deltran-{name}-"))
+    pg = LocalPostgres(home / "data", free_port(), durable=True)
+    try:
+        log(f"starting PostgreSQL on 127.0.0.1:{pg.port} in {home} (durable)")
+        pg.start()
+        migrate.upgrade(pg.url)
+        yield pg
+    finally:
+        log("stopping PostgreSQL")
+        pg.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def write_json(name: str, data) -> Path:
+    """bench-results/<name>.json, written whole or not at all."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+    return path

@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: up test migrate bench-clearing bench-mint clean load bench-gateway
+.PHONY: up test migrate bench-clearing bench-mint clean load bench-gateway chaos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q -e '.[test]' && touch $@
@@ -27,6 +27,9 @@ load: $(VENV)/.installed
 
 bench-gateway: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.gateway
+
+chaos: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.chaos
 
 clean:
 	rm -rf .deltran .pytest_cache

@@ -188,34 +188,47 @@ async def _record(session: AsyncSession, new: NewPayment) -> Intake:
 async def _start_workflow(
     temporal: Client, settings: Settings, new: NewPayment, payment_id: uuid.UUID, workflow_id: str
 ) -> None:
-    data = PaymentInput(
+    data = payment_input(settings, payment_id, new.end_to_end_id, new.amount, new.currency,
+                         new.debtor_agent_bic, new.creditor_agent_bic)
+    try:
+        await start_payment_workflow(temporal, settings, data, workflow_id)
+    except RPCError as exc:
+        log.warning(
+            "payment workflow not started: Temporal unavailable (recorded; the sweeper or a resubmission starts it)",
+            extra={"payment_id": payment_id, "end_to_end_id": new.end_to_end_id, "workflow_id": workflow_id,
+                   "error": exc.message},
+        )
+        raise ServiceUnavailable("temporal", exc.message) from exc
+
+
+def payment_input(
+    settings: Settings, payment_id: uuid.UUID, end_to_end_id: str, amount: Decimal, currency: str,
+    debtor_agent_bic: str, creditor_agent_bic: str,
+) -> PaymentInput:
+    return PaymentInput(
         payment_id=payment_id,
-        end_to_end_id=new.end_to_end_id,
-        amount=new.amount,
-        currency=new.currency,
-        debtor_agent_bic=new.debtor_agent_bic,
-        creditor_agent_bic=new.creditor_agent_bic,
+        end_to_end_id=end_to_end_id,
+        amount=amount,
+        currency=currency,
+        debtor_agent_bic=debtor_agent_bic,
+        creditor_agent_bic=creditor_agent_bic,
         deadline_s=settings.payment_deadline_s,
         step_timeout_s=settings.activity_timeout_s,
     )
+
+
+async def start_payment_workflow(temporal: Client, settings: Settings, data: PaymentInput, workflow_id: str) -> None:
+    """Start the payment's workflow, or find it: a running one is joined, a closed one is
+    never started again (one payment, one workflow). Raises RPCError if Temporal is down."""
     try:
         await temporal.start_workflow(
             PaymentWorkflow.run,
             data,
             id=workflow_id,
             task_queue=settings.task_queue,
-            # One payment, one workflow: a running one is joined, a closed one is
-            # never started again.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(data),
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran before and closed: this is a duplicate
-    except RPCError as exc:
-        log.warning(
-            "payment workflow not started: Temporal unavailable (recorded; starts on resubmission)",
-            extra={"payment_id": payment_id, "end_to_end_id": new.end_to_end_id, "workflow_id": workflow_id,
-                   "error": exc.message},
-        )
-        raise ServiceUnavailable("temporal", exc.message) from exc

@@ -26,6 +26,7 @@ from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.temporal_client import connect
 from deltran.tracing import setup_tracing
+from worker.sweeper import run_sweeper
 from worker.telemetry import start_worker_metrics
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
@@ -106,8 +107,9 @@ async def run_worker(settings: Settings) -> None:
     # Seals audit records into the hash chain shortly after they are written; with
     # several workers an advisory lock lets one seal at a time.
     sealer = asyncio.create_task(audit.run_sealer(sessions, stop=stop))
+    sweeper = asyncio.create_task(run_sweeper(client, sessions, settings, stop))
     async with worker:
         await stop.wait()
         log.info("worker shutting down")
-    await sealer
+    await asyncio.gather(sealer, sweeper)
     await engine.dispose()

@@ -17,16 +17,17 @@ from pathlib import Path
 
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import payment_not_found
+from activities.payment_rows import agents_of, reject
 from deltran import metrics
 from deltran.config import Settings
-from deltran.db.tables import ComplianceResult, Participant, Payment
+from deltran.db.tables import ComplianceResult, Payment
 from deltran.money import AmountError, parse_amount
 from deltran.reason_codes import ReasonCode
 from deltran.screening import SanctionsList, SanctionsListError
@@ -175,12 +176,7 @@ class ComplianceActivities:
         return None, {"sanctions_entries_screened": len(sanctions.entries)}
 
     async def _participants(self, session: AsyncSession, payment: Payment) -> Rejection | None:
-        rows = await session.execute(
-            select(Participant.bic, Participant.status).where(
-                Participant.bic.in_([payment.debtor_agent_bic, payment.creditor_agent_bic])
-            )
-        )
-        status = {bic: st for bic, st in rows}
+        status = {bic: p.status for bic, p in (await agents_of(session, payment)).items()}
         for bic, code, role in (
             (payment.debtor_agent_bic, ReasonCode.DEBTOR_BANK_INVALID, "debtor agent"),
             (payment.creditor_agent_bic, ReasonCode.CREDITOR_BANK_INVALID, "creditor agent"),
@@ -208,14 +204,5 @@ class ComplianceActivities:
             .on_conflict_do_nothing(index_elements=[ComplianceResult.payment_id])
         )
         if rejection is not None:
-            await session.execute(
-                update(Payment)
-                .where(Payment.id == payment.id, Payment.status == PaymentStatus.SCREENING)
-                .values(
-                    status=PaymentStatus.REJECTED,
-                    rejection_code=rejection.code,
-                    rejection_reason=rejection.reason,
-                    updated_at=func.now(),
-                )
-            )
+            await reject(session, payment.id, rejection.code, rejection.reason)
 

@@ -13,9 +13,10 @@ from temporalio import activity
 from activities import liquidity, risk
 from activities.errors import payment_not_found
 from activities.ledger import ensure_accounts
+from activities.payment_rows import agents_of, reject
 from deltran import metrics
 from deltran.config import Settings
-from deltran.db.tables import ClearingWindow, Obligation, Participant, Payment
+from deltran.db.tables import ClearingWindow, Obligation, Payment
 from deltran.reason_codes import ReasonCode
 from deltran.shared import ExpireInput, ObligationRef, ObligationStatus, PaymentStatus
 
@@ -40,17 +41,9 @@ class ObligationActivities:
                 return _ref(existing)
             if payment.status == PaymentStatus.REJECTED:  # refused by risk on an earlier attempt
                 return ObligationRef(accepted=False, reason_code=payment.rejection_code, reason=payment.rejection_reason)
-            banks = dict(
-                (
-                    await session.execute(
-                        select(Participant.bic, Participant.id).where(
-                            Participant.bic.in_([payment.debtor_agent_bic, payment.creditor_agent_bic])
-                        )
-                    )
-                ).all()
-            )
-            payer_id = banks[payment.debtor_agent_bic]
-            payee_id = banks[payment.creditor_agent_bic]
+            agents = await agents_of(session, payment)
+            payer_id = agents[payment.debtor_agent_bic].id
+            payee_id = agents[payment.creditor_agent_bic].id
             settlement = liquidity.route(
                 amount=payment.amount,
                 currency=payment.currency,
@@ -58,19 +51,10 @@ class ObligationActivities:
                 gross_threshold=self._settings.gross_thresholds.get(payment.currency),
                 open_window_id=await liquidity.open_window_for_update_share(session, payment.currency),
             )
-            assessment = await risk.assess(session, payment, payer_id, settlement.window_id, self._settings)
+            assessment = await risk.assess(session, payment, agents, settlement.window_id, self._settings)
             payment_update = {"risk_score": assessment.score, "risk_factors": assessment.factors, "updated_at": func.now()}
             if assessment.breach is not None:
-                await session.execute(
-                    update(Payment)
-                    .where(Payment.id == payment.id, Payment.status == PaymentStatus.SCREENING)
-                    .values(
-                        status=PaymentStatus.REJECTED,
-                        rejection_code=ReasonCode.LIMIT_EXCEEDED,
-                        rejection_reason=assessment.breach,
-                        **payment_update,
-                    )
-                )
+                await reject(session, payment.id, ReasonCode.LIMIT_EXCEEDED, assessment.breach, **payment_update)
                 metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
                 return ObligationRef(accepted=False, reason_code=ReasonCode.LIMIT_EXCEEDED, reason=assessment.breach)
             await ensure_accounts(session, [payer_id, payee_id], payment.currency)

@@ -52,21 +52,14 @@ def score(
 async def assess(
     session: AsyncSession,
     payment: Payment,
-    payer_id: uuid.UUID,
+    agents: dict[str, Participant],
     window_id: uuid.UUID | None,
     settings: Settings,
 ) -> RiskAssessment:
-    countries = dict(
-        (
-            await session.execute(
-                select(Participant.bic, Participant.country).where(
-                    Participant.bic.in_([payment.debtor_agent_bic, payment.creditor_agent_bic])
-                )
-            )
-        ).all()
-    )
-    debtor_country = countries.get(payment.debtor_agent_bic, "")
-    creditor_country = countries.get(payment.creditor_agent_bic, "")
+    """`agents`: the payment's agents by BIC, as the obligation engine read them."""
+    debtor_country = agents[payment.debtor_agent_bic].country
+    creditor_country = agents[payment.creditor_agent_bic].country
+    payer_id = agents[payment.debtor_agent_bic].id
     since = func.now() - timedelta(seconds=settings.risk_velocity_window_s)
     account = payment.debtor_iban or payment.debtor_account
     recent = await session.scalar(

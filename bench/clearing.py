@@ -61,7 +61,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from activities.clearing import close_window, ensure_open_window, net_window
-from bench.common import embedded_postgres, logger, write_json
+from bench.common import embedded_postgres, insert_banks, logger, write_json
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.devstack.postgres import ADMIN_ROLE, LocalPostgres
 
@@ -72,18 +72,6 @@ FUNDING_TIMEOUT_S = 3600
 RESULTS_NAME = "clearing"
 
 # -- data ----------------------------------------------------------------------------------
-
-_BANKS = text(
-    """
-    INSERT INTO participants (id, bic, name, country)
-    SELECT gen_random_uuid(),
-           -- BAAKAE22, BABKIN22, ...: 4-letter bank code, country, location; unique per i.
-           'B' || chr(65 + i / 26) || chr(65 + i % 26) || 'K' || (ARRAY['AE','IN','US','DE'])[i % 4 + 1] || '22',
-           'Bench Bank ' || i,
-           (ARRAY['AE','IN','US','DE'])[i % 4 + 1]
-    FROM generate_series(0, :banks - 1) AS i
-    """
-)
 
 _BANK_INDEX = text(
     """
@@ -346,7 +334,7 @@ async def run(pg: LocalPostgres) -> list[dict]:
     sessions = make_session_factory(engine)
     try:
         async with engine.begin() as conn:
-            await conn.execute(_BANKS, {"banks": BANKS})
+            await insert_banks(conn, BANKS, letter="B", name="Bench Bank")
             server = await conn.scalar(text("SHOW server_version"))
         results = []
         for n in SIZES:

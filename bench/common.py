@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from deltran.db import migrate
 from deltran.devstack.ports import free_port
 from deltran.devstack.postgres import LocalPostgres
@@ -51,3 +54,21 @@ def write_json(name: str, data) -> Path:
     partial.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(partial, path)
     return path
+
+
+_BANKS = text(
+    """
+    INSERT INTO participants (id, bic, name, country)
+    SELECT gen_random_uuid(),
+           -- e.g. BAAKAE22, BABKIN22, ...: 4-letter bank code, country, location; unique per i.
+           :letter || chr(65 + i / 26) || chr(65 + i % 26) || 'K' || (ARRAY['AE','IN','US','DE'])[i % 4 + 1] || '22',
+           :name || ' ' || i,
+           (ARRAY['AE','IN','US','DE'])[i % 4 + 1]
+    FROM generate_series(0, :banks - 1) AS i
+    """
+)
+
+
+async def insert_banks(conn: AsyncConnection, count: int, *, letter: str, name: str) -> None:
+    """`count` participants across AE, IN, US and DE, BICs starting with `letter`."""
+    await conn.execute(_BANKS, {"banks": count, "letter": letter, "name": name})

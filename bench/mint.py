@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from activities import reconciliation
 from activities.tokens import TokenActivities
-from bench.common import embedded_postgres, logger, write_json
+from bench.common import embedded_postgres, insert_banks, logger, write_json
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.devstack.postgres import ADMIN_ROLE, LocalPostgres
 from deltran.shared import MintInput, MintResult
@@ -69,17 +69,6 @@ TARGET = 10_000
 RESULTS_NAME = "mint"
 
 # -- data ----------------------------------------------------------------------------------
-
-_BANKS = text(
-    """
-    INSERT INTO participants (id, bic, name, country)
-    SELECT gen_random_uuid(),
-           'M' || chr(65 + i / 26) || chr(65 + i % 26) || 'K' || (ARRAY['AE','IN','US','DE'])[i % 4 + 1] || '22',
-           'Mint Bench Bank ' || i,
-           (ARRAY['AE','IN','US','DE'])[i % 4 + 1]
-    FROM generate_series(0, :banks - 1) AS i
-    """
-)
 
 _ACCOUNTS = text(
     """
@@ -183,7 +172,7 @@ log = logger("bench-mint")
 async def load(engine: AsyncEngine, n: int) -> list[MintInput]:
     t0 = time.perf_counter()
     async with engine.begin() as conn:
-        await conn.execute(_BANKS, {"banks": BANKS})
+        await insert_banks(conn, BANKS, letter="M", name="Mint Bench Bank")
         await conn.execute(_ACCOUNTS, {"currencies": list(CURRENCIES)})
         await conn.execute(_DRAW, {"n": n, "banks": BANKS})
         await conn.execute(_PAYMENTS)

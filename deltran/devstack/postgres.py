@@ -70,6 +70,9 @@ class LocalPostgres:
         return f"postgresql://{ADMIN_ROLE}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
+        # The server user runs the binaries from our virtualenv, which may sit under a
+        # 0700 directory (a checkout in `mktemp -d`).
+        self._make_traversable(POSTGRES_BIN_PATH)
         self._prepare_dir(self.data_dir)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()

@@ -247,6 +247,11 @@ _APPLY_TRANSFERS = text(
 )
 
 
+_LOCK_CURRENCY_ACCOUNTS = text(
+    "SELECT id FROM accounts WHERE currency = :currency ORDER BY id FOR NO KEY UPDATE"
+)
+
+
 async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOutcome:
     """Settle an AWAITING_FUNDING window with the fundings booked so far (idempotent)."""
     window = await session.scalar(select(ClearingWindow).where(ClearingWindow.id == window_id).with_for_update())
@@ -255,6 +260,10 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     if window.status in ("SETTLED", "PARTIALLY_SETTLED"):
         return await _outcome(session, window)
     assert window.status == "AWAITING_FUNDING", window.status
+    # Every account this settlement may move, locked up front in id order, as mints do
+    # (activities/tokens.py): a settlement and a concurrent mint in its currency never
+    # deadlock over the accounts they share.
+    await session.execute(_LOCK_CURRENCY_ACCOUNTS, {"currency": window.currency})
     instructions = list(
         (await session.scalars(select(FundingInstruction).where(FundingInstruction.window_id == window_id))).all()
     )

@@ -1,8 +1,8 @@
 """Group commit for minting (DESIGN.md, "Performance habits").
 
-Concurrent mint requests of one worker process queue up here; a flusher (two while a full
-batch waits, `max_in_flight`) takes up to `max_batch` of them (or whatever arrived within `linger_s` of the first) and mints
-them in ONE transaction (`flush`, set-based: activities/tokens.py `mint_batch`). Every
+Concurrent mint requests of one worker process queue up here; a flusher (more, up to
+`max_in_flight`, while a full batch waits) takes up to `max_batch` of them (or whatever
+arrived within `linger_s` of the first) and mints them in ONE transaction (`flush`, set-based: activities/tokens.py `mint_batch`). Every
 validation of a single mint is kept; the unique index on tokens.obligation_id stays the
 final guard. If that transaction fails as a whole (an IntegrityError, a broken backing,
 a database error), it has rolled back and nothing of it is applied: the batch's requests
@@ -64,7 +64,7 @@ class MintBatcher(Generic[In, Out]):
         max_batch: int = 500,
         linger_s: float = 0.002,
         max_queue: int = 10_000,
-        max_in_flight: int = 2,
+        max_in_flight: int = 3,
     ) -> None:
         assert max_batch >= 1 and max_queue >= max_batch and linger_s >= 0 and max_in_flight >= 1
         self._flush_fn = flush
@@ -74,9 +74,10 @@ class MintBatcher(Generic[In, Out]):
         self.max_batch = max_batch
         self.linger_s = linger_s
         self.max_queue = max_queue
-        # Two batches in flight let one batch's Python work overlap the other's time in
-        # PostgreSQL. They cannot deadlock: each locks its obligations, then (last) the
-        # accounts, both in id order.
+        # Several batches in flight let one batch's Python work overlap the others' time
+        # in PostgreSQL (`make bench-mint`: 3 beat 2 by about 10 %, with 2,000 callers).
+        # They cannot deadlock: each locks its obligations, then (last) the accounts,
+        # both in id order.
         self.max_in_flight = max_in_flight
         self._queue: collections.deque[_Request[In, Out]] = collections.deque()
         self._room: asyncio.Semaphore | None = None

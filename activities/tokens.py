@@ -224,7 +224,8 @@ class TokenActivities:
 async def _lock_accounts(session: AsyncSession, obligation: Obligation) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     """The payer's fiat and token accounts and the payee's token account, locked in id
     order up front: two mints (or a mint and a batch, which locks its accounts in id
-    order too) sharing accounts then never deadlock over them."""
+    order too, or a window settlement, which locks its currency's accounts in id order)
+    sharing accounts then never deadlock over them."""
     rows = (
         await session.execute(
             select(Account.id, Account.participant_id, Account.kind)
@@ -236,7 +237,11 @@ async def _lock_accounts(session: AsyncSession, obligation: Obligation) -> tuple
                 ),
             )
             .order_by(Account.id)
-            .with_for_update()
+            # FOR NO KEY UPDATE (what its UPDATE needs): unlike FOR UPDATE it does not
+            # conflict with the FOR KEY SHARE locks that other transactions' foreign-key
+            # checks take on these accounts in their own order — with FOR UPDATE, a
+            # single mint and a concurrent batch could deadlock.
+            .with_for_update(key_share=True)
         )
     ).all()
     found = {(r.participant_id, r.kind): r.id for r in rows}
@@ -283,97 +288,126 @@ async def _insert_token(session: AsyncSession, obligation: Obligation, transfer_
     return MintResult(token_id=token_id, amount=obligation.amount, currency=obligation.currency)
 
 
+@functools.cache
+def _minted_counters(currency: str):
+    # Resolving a label set costs more than the increment: resolve once per currency.
+    return (
+        metrics.tokens_minted.labels(currency),
+        metrics.tokens_minted_amount.labels(currency),
+        metrics.payments_final.labels(PaymentStatus.COMPLETED.value),
+    )
+
+
 def _count_minted(result: MintResult) -> None:
     """Once per new token, whichever path minted it."""
-    metrics.tokens_minted.labels(result.currency).inc()
-    metrics.tokens_minted_amount.labels(result.currency).inc(float(result.amount))
-    metrics.payments_final.labels(PaymentStatus.COMPLETED.value).inc()
+    tokens, amount, completed = _minted_counters(result.currency)
+    tokens.inc()
+    amount.inc(float(result.amount))
+    completed.inc()
 
 
 # -- many mints in one transaction ---------------------------------------------------------
+#
+# Per batch: lock the obligations (id order), read the evidence, decide in Python (the
+# same pure checks as `mint_one`), write transfers + tokens + payments in one statement,
+# lock and update the accounts (id order), check the backing. Seven round trips whatever
+# the batch size; PostgreSQL draws the new ids (gen_random_uuid), and only the columns
+# the decisions need come back.
 
 # Row locks in id order: two batches (or a batch and a single mint) of different workers
-# never deadlock over their obligations.
+# never deadlock over their obligations. Only the count comes back: the evidence query,
+# a new snapshot taken after the locks, reads the rows (and what a racing mint committed).
 _LOCK_OBLIGATIONS = text(
     """
-    SELECT id, payment_id, payer_id, payee_id, amount, currency, status, settlement_mode,
-           clearing_window_id, bank_confirmation_reference, camt054_entry_reference
-    FROM obligations WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+    WITH locked AS (
+        SELECT id FROM obligations WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+    )
+    SELECT count(*) FROM locked
     """
 )
 
-# After the locks (a new snapshot: what a racing mint committed is visible): per
-# obligation, its token if any, the evidence each validation needs, the transfers
-# already posted under its keys, its currency's breaker, and the ledger accounts.
+# Per obligation: the fields the checks read, its token if any, the evidence each
+# validation needs, the transfers already posted under its keys, its currency's breaker
+# and the three ledger accounts (joined: a few hundred accounts hash-join in one pass).
 _EVIDENCE = text(
     """
-    SELECT o.id,
+    SELECT o.id, o.payment_id, o.payee_id, o.amount, o.currency, o.status, o.settlement_mode,
+           o.bank_confirmation_reference, o.camt054_entry_reference,
            t.id AS token_id, t.amount AS token_amount, t.currency AS token_currency,
            n.id AS notification_id, n.entry_status, n.credit_debit, n.reversal,
            n.amount AS booked_amount, n.currency AS booked_currency, n.outcome,
            w.status AS window_status,
            (SELECT id FROM ledger_transfers WHERE idempotency_key = 'obligation:' || o.id) AS moved_id,
            (SELECT id FROM ledger_transfers WHERE idempotency_key = 'fiat-booked:' || n.id) AS booked_id,
-           (SELECT state FROM circuit_breakers WHERE currency = o.currency) AS breaker,
-           (SELECT id FROM accounts WHERE participant_id = o.payer_id AND currency = o.currency AND kind = 'fiat') AS payer_fiat,
-           (SELECT id FROM accounts WHERE participant_id = o.payer_id AND currency = o.currency AND kind = 'token') AS payer_token,
-           (SELECT id FROM accounts WHERE participant_id = o.payee_id AND currency = o.currency AND kind = 'token') AS payee_token
+           b.state AS breaker,
+           payer_fiat.id AS payer_fiat, payer_token.id AS payer_token, payee_token.id AS payee_token
     FROM obligations o
-    LEFT JOIN LATERAL (
-        SELECT id, amount, currency FROM tokens WHERE obligation_id = o.id
-    ) AS t ON true
+    LEFT JOIN tokens t ON t.obligation_id = o.id
     LEFT JOIN LATERAL (
         SELECT id, entry_status, credit_debit, reversal, amount, currency, outcome FROM bank_notifications
         WHERE o.settlement_mode <> 'NET' AND payment_id = o.payment_id
           AND entry_reference = o.camt054_entry_reference AND outcome = 'MATCHED'
         LIMIT 1
     ) AS n ON true
-    LEFT JOIN LATERAL (
-        SELECT status FROM clearing_windows WHERE o.settlement_mode = 'NET' AND id = o.clearing_window_id
-    ) AS w ON true
+    LEFT JOIN clearing_windows w ON o.settlement_mode = 'NET' AND w.id = o.clearing_window_id
+    LEFT JOIN circuit_breakers b ON b.currency = o.currency
+    LEFT JOIN accounts payer_fiat
+           ON payer_fiat.participant_id = o.payer_id AND payer_fiat.currency = o.currency AND payer_fiat.kind = 'fiat'
+    LEFT JOIN accounts payer_token
+           ON payer_token.participant_id = o.payer_id AND payer_token.currency = o.currency AND payer_token.kind = 'token'
+    LEFT JOIN accounts payee_token
+           ON payee_token.participant_id = o.payee_id AND payee_token.currency = o.currency AND payee_token.kind = 'token'
     WHERE o.id = ANY(CAST(:ids AS uuid[]))
+    """
+)
+
+# The batch's postings, tokens and payments in one statement, returning each new token's
+# id. Per mint: the booked fiat to post (gross, unless posted already: `notification`
+# NULL), the obligation transfer (gross, unless posted already: `moved` is then its id —
+# for net, the window's), the token, the payment COMPLETED. The postings are plain
+# INSERTs: under the obligations' locks the evidence showed them unposted, so a conflict
+# on an idempotency key (or a second token: the unique index on tokens.obligation_id)
+# fails the batch, which is then retried one by one.
+_WRITE = text(
+    """
+    WITH mint AS (
+        SELECT * FROM unnest(
+            CAST(:obligation AS uuid[]), CAST(:payment AS uuid[]), CAST(:payee AS uuid[]),
+            CAST(:amount AS numeric[]), CAST(:currency AS varchar[]), CAST(:notification AS uuid[]),
+            CAST(:payer_fiat AS uuid[]), CAST(:payer_token AS uuid[]), CAST(:payee_token AS uuid[]),
+            CAST(:moved AS uuid[]))
+            AS m(obligation_id, payment_id, payee_id, amount, currency, notification_id,
+                 payer_fiat, payer_token, payee_token, moved_id)
+    ), posted AS (
+        INSERT INTO ledger_transfers
+            (id, idempotency_key, debit_account_id, credit_account_id, amount, currency, kind,
+             obligation_id, notification_id)
+        SELECT gen_random_uuid(), 'fiat-booked:' || notification_id, payer_fiat, payer_token, amount, currency,
+               'fiat_booked', NULL::uuid, notification_id
+        FROM mint WHERE notification_id IS NOT NULL
+        UNION ALL
+        SELECT gen_random_uuid(), 'obligation:' || obligation_id, payer_token, payee_token, amount, currency,
+               'obligation', obligation_id, NULL::uuid
+        FROM mint WHERE moved_id IS NULL
+        RETURNING id, obligation_id
+    ), minted AS (
+        INSERT INTO tokens (id, obligation_id, payment_id, owner_id, amount, currency, transfer_id)
+        SELECT gen_random_uuid(), m.obligation_id, m.payment_id, m.payee_id, m.amount, m.currency,
+               coalesce(m.moved_id, p.id)
+        FROM mint m LEFT JOIN posted p ON p.obligation_id = m.obligation_id
+        RETURNING obligation_id, id
+    ), completed AS (
+        -- (Data-modifying CTEs run to completion whether or not the query reads them.)
+        UPDATE payments SET status = 'COMPLETED', updated_at = now()
+        WHERE id IN (SELECT payment_id FROM mint) AND status = 'SETTLED'
+    )
+    SELECT obligation_id, id FROM minted
     """
 )
 
 # FOR NO KEY UPDATE: what the UPDATE takes anyway; it does not block the foreign-key checks
 # (FOR KEY SHARE) of other transactions' postings.
 _LOCK_ACCOUNTS = text("SELECT id FROM accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR NO KEY UPDATE")
-
-# The batch's postings, tokens and payments in one statement, returning what the postings
-# move per account. Transfers already posted under their key are skipped (ON CONFLICT),
-# like ledger.post_transfer, and move nothing; the unique index on tokens.obligation_id
-# is the final guard against a second token.
-_WRITE = text(
-    """
-    WITH posted AS (
-        INSERT INTO ledger_transfers
-            (id, idempotency_key, debit_account_id, credit_account_id, amount, currency, kind,
-             obligation_id, notification_id)
-        SELECT * FROM unnest(
-            CAST(:t_id AS uuid[]), CAST(:t_key AS varchar[]), CAST(:t_debit AS uuid[]),
-            CAST(:t_credit AS uuid[]), CAST(:t_amount AS numeric[]), CAST(:t_currency AS varchar[]),
-            CAST(:t_kind AS varchar[]), CAST(:t_obligation AS uuid[]), CAST(:t_notification AS uuid[]))
-        ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING debit_account_id, credit_account_id, amount
-    ), minted AS (
-        INSERT INTO tokens (id, obligation_id, payment_id, owner_id, amount, currency, transfer_id)
-        SELECT * FROM unnest(
-            CAST(:k_id AS uuid[]), CAST(:k_obligation AS uuid[]), CAST(:k_payment AS uuid[]),
-            CAST(:k_owner AS uuid[]), CAST(:k_amount AS numeric[]), CAST(:k_currency AS varchar[]),
-            CAST(:k_transfer AS uuid[]))
-    ), completed AS (
-        -- (Data-modifying CTEs run to completion whether or not the query reads them.)
-        UPDATE payments SET status = 'COMPLETED', updated_at = now()
-        WHERE id = ANY(CAST(:k_payment AS uuid[])) AND status = 'SETTLED'
-    )
-    SELECT account_id, sum(debit) AS debit, sum(credit) AS credit FROM (
-        SELECT debit_account_id AS account_id, amount AS debit, 0 AS credit FROM posted
-        UNION ALL
-        SELECT credit_account_id, 0, amount FROM posted
-    ) AS legs
-    GROUP BY account_id
-    """
-)
 
 # What the batch posted, per account, in ONE update; the CHECK constraints refuse any
 # balance below zero. The rows are locked first, in id order (_LOCK_ACCOUNTS), and only
@@ -407,24 +441,55 @@ async def _backing_problems(session: AsyncSession, currencies: list[str]) -> dic
 
 
 class _Postings:
-    """Column arrays for _WRITE."""
+    """Column arrays for _WRITE (one entry per mint), and what its postings move per
+    account."""
+
+    COLUMNS = ("obligation", "payment", "payee", "amount", "currency", "notification",
+               "payer_fiat", "payer_token", "payee_token", "moved")
 
     def __init__(self) -> None:
-        self.transfers: dict[str, list] = {k: [] for k in ("t_id", "t_key", "t_debit", "t_credit", "t_amount", "t_currency", "t_kind", "t_obligation", "t_notification")}
-        self.tokens: dict[str, list] = {k: [] for k in ("k_id", "k_obligation", "k_payment", "k_owner", "k_amount", "k_currency", "k_transfer")}
+        self.columns: dict[str, list] = {k: [] for k in self.COLUMNS}
+        self.debits: dict[uuid.UUID, Decimal] = {}
+        self.credits: dict[uuid.UUID, Decimal] = {}
         self.currencies: set[str] = set()
 
-    def transfer(self, transfer_id, key, debit, credit, amount, currency, kind, obligation_id, notification_id) -> None:
-        for column, value in zip(self.transfers.values(), (transfer_id, key, debit, credit, amount, currency, kind, obligation_id, notification_id)):
+    def mint(self, ev, *, book: bool) -> None:
+        """A token for this obligation (its row of the evidence); `book`: post its booked
+        fiat; its obligation transfer unless `ev.moved_id` shows it posted."""
+        amount = ev.amount
+        for column, value in zip(self.columns.values(), (
+            ev.id, ev.payment_id, ev.payee_id, amount, ev.currency, ev.notification_id if book else None,
+            ev.payer_fiat, ev.payer_token, ev.payee_token, ev.moved_id,
+        )):
             column.append(value)
+        if book:
+            self._move(ev.payer_fiat, ev.payer_token, amount)
+        if ev.moved_id is None:
+            self._move(ev.payer_token, ev.payee_token, amount)
+        self.currencies.add(ev.currency)
 
-    def token(self, token_id, obligation, transfer_id) -> None:
-        for column, value in zip(
-            self.tokens.values(),
-            (token_id, obligation.id, obligation.payment_id, obligation.payee_id, obligation.amount, obligation.currency, transfer_id),
-        ):
-            column.append(value)
-        self.currencies.add(obligation.currency)
+    def _move(self, debit: uuid.UUID, credit: uuid.UUID, amount: Decimal) -> None:
+        self.debits[debit] = self.debits.get(debit, 0) + amount
+        self.credits[credit] = self.credits.get(credit, 0) + amount
+
+    def legs(self) -> tuple[list[uuid.UUID], list[Decimal], list[Decimal]]:
+        """Per account (in id order: the lock order), the sums debited and credited."""
+        ids = sorted(self.debits.keys() | self.credits.keys())
+        zero = Decimal(0)
+        return ids, [self.debits.get(a, zero) for a in ids], [self.credits.get(a, zero) for a in ids]
+
+
+def _refusal(ev) -> str | None:
+    """`mint_one`'s refusal for this obligation, from its row of the batch's evidence
+    (which carries the obligation's own fields too)."""
+    if ev.settlement_mode == "NET":
+        return net_mint_refusal(ev, ev.window_status, ev.moved_id is not None)
+    fiat = (
+        None
+        if ev.notification_id is None
+        else FiatEvidence(ev.entry_status, ev.credit_debit, ev.reversal, ev.booked_amount, ev.booked_currency, ev.outcome)
+    )
+    return mint_refusal(ev, fiat)
 
 
 async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict[uuid.UUID, Outcome[MintResult]]:
@@ -432,53 +497,35 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
     transaction, set-based: O(1) statements per batch (plus one per currency for the
     backing check). Duplicates of one obligation get one outcome."""
     ids = sorted({data.obligation_id for data in inputs})
-    obligations = {row.id: row for row in (await session.execute(_LOCK_OBLIGATIONS, {"ids": ids}))}
-    evidence = {row.id: row for row in (await session.execute(_EVIDENCE, {"ids": list(obligations)}))} if obligations else {}
+    await session.execute(_LOCK_OBLIGATIONS, {"ids": ids})
+    evidence = {row.id: row for row in await session.execute(_EVIDENCE, {"ids": ids})}
     outcomes: dict[uuid.UUID, Outcome[MintResult]] = {}
     out = _Postings()
     for oid in ids:
-        obligation = obligations.get(oid)
-        if obligation is None:
+        ev = evidence.get(oid)
+        if ev is None:
             outcomes[oid] = Outcome(error=functools.partial(mint_refused, f"obligation {oid} does not exist"))
             continue
-        ev = evidence[oid]
         if ev.token_id is not None:
             outcomes[oid] = Outcome(result=MintResult(token_id=ev.token_id, amount=ev.token_amount, currency=ev.token_currency))
             continue
         if ev.breaker == "OPEN":
-            outcomes[oid] = Outcome(error=functools.partial(reconciliation.breaker_open_error, obligation.currency))
+            outcomes[oid] = Outcome(error=functools.partial(reconciliation.breaker_open_error, ev.currency))
             continue
-        if obligation.settlement_mode == "NET":
-            refusal = net_mint_refusal(obligation, ev.window_status, ev.moved_id is not None)
-        else:
-            fiat = (
-                None
-                if ev.notification_id is None
-                else FiatEvidence(ev.entry_status, ev.credit_debit, ev.reversal, ev.booked_amount, ev.booked_currency, ev.outcome)
-            )
-            refusal = mint_refusal(obligation, fiat)
-        if refusal is not None:
+        if (refusal := _refusal(ev)) is not None:
             outcomes[oid] = Outcome(error=functools.partial(mint_refused, refusal))
             continue
-        transfer_id = ev.moved_id
-        if obligation.settlement_mode != "NET":
-            amount, currency = obligation.amount, obligation.currency
-            if ev.booked_id is None:
-                out.transfer(uuid.uuid4(), f"fiat-booked:{ev.notification_id}", ev.payer_fiat, ev.payer_token, amount, currency, "fiat_booked", None, ev.notification_id)
-            if transfer_id is None:
-                transfer_id = uuid.uuid4()
-                out.transfer(transfer_id, f"obligation:{oid}", ev.payer_token, ev.payee_token, amount, currency, "obligation", oid, None)
-        token_id = uuid.uuid4()
-        out.token(token_id, obligation, transfer_id)
-        outcomes[oid] = Outcome(result=MintResult(token_id=token_id, amount=obligation.amount, currency=obligation.currency), created=True)
-    if out.tokens["k_id"]:
-        legs = sorted((await session.execute(_WRITE, {**out.transfers, **out.tokens})).all())
-        if legs:
-            ids = [leg.account_id for leg in legs]
-            await session.execute(_LOCK_ACCOUNTS, {"ids": ids})
-            await session.execute(
-                _APPLY, {"ids": ids, "debits": [leg.debit for leg in legs], "credits": [leg.credit for leg in legs]}
-            )
+        gross = ev.settlement_mode != "NET"
+        out.mint(ev, book=gross and ev.booked_id is None)
+    if out.columns["obligation"]:
+        minted = dict((await session.execute(_WRITE, out.columns)).all())
+        for oid in out.columns["obligation"]:
+            ev = evidence[oid]
+            outcomes[oid] = Outcome(result=MintResult(token_id=minted[oid], amount=ev.amount, currency=ev.currency), created=True)
+        accounts, debits, credits = out.legs()
+        if accounts:
+            await session.execute(_LOCK_ACCOUNTS, {"ids": accounts})
+            await session.execute(_APPLY, {"ids": accounts, "debits": debits, "credits": credits})
         if problems := await _backing_problems(session, sorted(out.currencies)):
             currency = min(problems)
             raise _BackingBroken(currency, problems[currency])

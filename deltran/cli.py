@@ -24,7 +24,7 @@ import sys
 from datetime import date
 from decimal import Decimal
 
-from deltran import bank_cli
+from deltran import bank_cli, gc_tuning
 from deltran.config import get_settings
 from deltran.logging_setup import configure_logging, log_settings_from_env
 
@@ -35,9 +35,11 @@ def _api(_: argparse.Namespace) -> int:
     from api.main import create_app
 
     settings = get_settings()
+    app = create_app(settings)
+    gc_tuning.tune(settings.gc_gen0_threshold)
     # log_config=None: uvicorn's own loggers go through our handler (JSON lines).
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
+        app, host=settings.api_host, port=settings.api_port, log_config=None,
         log_level=logging.getLevelName(logging.getLogger().level).lower(),
     )
     return 0

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # The worker's own /metrics (deltran_ metrics and the Temporal SDK's worker metrics).
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464
+    # Activities one worker runs at once. Concurrent mints share one transaction per
+    # batch (activities/mint_batcher.py), so a worker that mints thousands per second
+    # needs this in the thousands; the default suits a worker that does everything.
+    worker_max_concurrent_activities: int = Field(default=100, gt=0)
+    # The cyclic garbage collector's youngest-generation threshold in the worker and the
+    # API (deltran/gc_tuning.py); CPython's default is 700.
+    gc_gen0_threshold: int = Field(default=50_000, gt=0)
 
     # Risk score (0-100, stored with each payment): how its factors are weighed.
     risk_velocity_window_s: int = Field(default=3600, gt=0)

@@ -21,7 +21,7 @@ from activities.obligations import ObligationActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.settlement import SettlementActivities
 from activities.tokens import TokenActivities
-from deltran import audit, faults
+from deltran import audit, faults, gc_tuning
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.temporal_client import connect
@@ -36,7 +36,6 @@ from workflows.reconciliation import ReconciliationWorkflow
 log = logging.getLogger("deltran.worker")
 
 WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow]
-MAX_CONCURRENT_ACTIVITIES = 100
 
 
 def activities_for(client: Client, session_factory: async_sessionmaker, settings: Settings) -> list:
@@ -68,7 +67,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=activities_for(client, session_factory, settings),
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
         # Log context (workflow, activity, payment, window) and one line per activity.
         interceptors=_interceptors(client),
         # Let running activities finish their transaction on shutdown (default 0 cancels them).
@@ -90,7 +89,7 @@ def _interceptors(client: Client) -> list:
 async def run_worker(settings: Settings) -> None:
     # Each activity holds a connection only for one short transaction, so a quarter of
     # the activity slots (plus overflow) keeps them fed; the rest wait briefly for one.
-    engine = make_engine(settings.effective_database_url, pool_size=MAX_CONCURRENT_ACTIVITIES // 4)
+    engine = make_engine(settings.effective_database_url, pool_size=max(settings.worker_max_concurrent_activities // 4, 5))
     setup_tracing("deltran-worker")
     runtime = start_worker_metrics(settings)
     client = await connect(settings, runtime=runtime)
@@ -100,6 +99,7 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    gc_tuning.tune(settings.gc_gen0_threshold)
     log.info(
         "worker polling task queue %s at %s; metrics on %s:%d/metrics",
         settings.task_queue, settings.effective_temporal_address, settings.worker_metrics_host, settings.worker_metrics_port,

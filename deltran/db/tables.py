@@ -14,6 +14,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -127,7 +128,8 @@ class LedgerTransfer(Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
         CheckConstraint("kind IN ('fiat_booked', 'obligation')", name="kind"),
-        Index("ix_ledger_transfers_obligation", "obligation_id"),
+        # No index on obligation_id: an obligation's transfer is found by its
+        # idempotency key ('obligation:<id>'), and every index here is paid per posting.
     )
 
 
@@ -324,6 +326,8 @@ class Obligation(Base):
             name="settled_has_references",
         ),
         Index("ix_obligations_window", "clearing_window_id"),
+        # What a token's foreign key refers to (Token: fk_tokens_obligation_terms).
+        UniqueConstraint("id", "payment_id", "payee_id", "amount", "currency", name="uq_obligations_token_terms"),
     )
 
 
@@ -402,18 +406,26 @@ class Token(Base):
 
     __tablename__ = "tokens"
     id: Mapped[uuid.UUID] = _uuid_pk()
-    obligation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("obligations.id"), unique=True, nullable=False
-    )
-    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), nullable=False)
-    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    obligation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True, nullable=False)
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    owner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     transfer_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("ledger_transfers.id"), nullable=False
     )
     minted_at: Mapped[datetime] = _created_at()
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        # A token carries exactly its obligation's terms: payment, owner (the payee),
+        # amount and currency. One foreign key checks all of them (and, through the
+        # obligation's own keys, that the payment and the participant exist).
+        ForeignKeyConstraint(
+            ["obligation_id", "payment_id", "owner_id", "amount", "currency"],
+            ["obligations.id", "obligations.payment_id", "obligations.payee_id", "obligations.amount", "obligations.currency"],
+            name="fk_tokens_obligation_terms",
+        ),
+    )
 
 
 class AuditLog(Base):

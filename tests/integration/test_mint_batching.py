@@ -411,3 +411,55 @@ async def test_both_paths_return_the_same_for_an_existing_token(sessions, path):
         assert created is False
     assert again == first
     assert await balances(sessions, s) == {"payer_fiat": AMOUNT, "payer_token": 0, "payee_fiat": 0, "payee_token": AMOUNT}
+
+
+@pytest.mark.parametrize(
+    "column, wrong",
+    [("owner_id", "payer"), ("amount", Decimal("0.01")), ("currency", "QQQ"), ("payment_id", "other payment")],
+)
+async def test_a_token_must_carry_its_obligations_terms(sessions, column, wrong):
+    """One composite foreign key (fk_tokens_obligation_terms) ties every token to its
+    obligation's payment, payee, amount and currency: a token that differs in any of
+    them is refused by the database, whatever code wrote it."""
+    currency = private_currency()
+    s, other = await _scenarios(sessions, currency, 2)
+    engine = TokenActivities(sessions)
+    await engine.mint_token(other.mint_input)
+    (donor,) = await tokens_of(sessions, other)
+    values = {"obligation_id": s.obligation_id, "payment_id": s.payment_id, "owner_id": s.payee_id,
+              "amount": s.amount, "currency": currency, "transfer_id": donor.transfer_id}
+    values[column] = {"payer": s.payer_id, "other payment": other.payment_id}.get(wrong, wrong)
+
+    with pytest.raises(IntegrityError, match="fk_tokens_obligation_terms"):
+        async with sessions() as session, session.begin():
+            session.add(Token(id=uuid.uuid4(), **values))
+
+    values[column] = {"owner_id": s.payee_id, "amount": s.amount, "currency": currency, "payment_id": s.payment_id}[column]
+    async with sessions() as session, session.begin():
+        session.add(Token(id=uuid.uuid4(), **values))  # the same row with the obligation's terms is taken
+
+
+async def test_single_mints_and_batches_sharing_accounts_never_deadlock(sessions):
+    """Single mints (the fallback path) lock their accounts FOR NO KEY UPDATE, which does
+    not conflict with the FOR KEY SHARE locks a concurrent batch's foreign-key checks take
+    on the same accounts in posting order. With FOR UPDATE the two deadlocked; here every
+    mint of both paths succeeds the first time."""
+    currency = private_currency()
+    scenarios = await _scenarios(sessions, currency, 240)
+    batched = TokenActivities(sessions)
+    single = TokenActivities(sessions)
+
+    async def one(s):
+        result, created = await single.mint_one(s.mint_input)
+        assert created
+        return result
+
+    results = await asyncio.gather(
+        *(batched.mint_token(s.mint_input) if i % 2 else one(s) for i, s in enumerate(scenarios)),
+        return_exceptions=True,
+    )
+
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == [], failures[:3]
+    assert batched.batcher.batch_failures == 0
+    await _assert_backed(sessions, currency, len(scenarios))

@@ -335,13 +335,20 @@ async def _reset(settings: Settings) -> int:
     from deltran import audit
     from deltran.db.engine import make_engine, make_session_factory
     from deltran.devstack.stack import schedule_clearing
+    from temporalio.service import RPCError, RPCStatusCode
+
     from deltran.temporal_client import connect
 
     client = await connect(settings)
     terminated = 0
     query = "ExecutionStatus = 'Running' AND WorkflowType IN ('PaymentWorkflow', 'ClearingWindowWorkflow')"
     async for execution in client.list_workflows(query):
-        await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate(reason="deltran demo reset")
+        try:
+            await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate(reason="deltran demo reset")
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue  # it completed between the listing and the terminate: nothing to stop
         terminated += 1
     engine = make_engine(settings.effective_database_url, pool_size=1)
     try:

@@ -36,6 +36,7 @@ from workflows.reconciliation import ReconciliationWorkflow
 log = logging.getLogger("deltran.worker")
 
 WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow]
+MAX_POOL_SIZE = 50
 
 
 def activities_for(client: Client, session_factory: async_sessionmaker, settings: Settings) -> list:
@@ -89,7 +90,10 @@ def _interceptors(client: Client) -> list:
 async def run_worker(settings: Settings) -> None:
     # Each activity holds a connection only for one short transaction, so a quarter of
     # the activity slots (plus overflow) keeps them fed; the rest wait briefly for one.
-    engine = make_engine(settings.effective_database_url, pool_size=max(settings.worker_max_concurrent_activities // 4, 5))
+    # Capped: a minting worker runs thousands of activities, but its mints share a few
+    # batch transactions, and PostgreSQL's connections are the scarcer resource.
+    slots = settings.worker_max_concurrent_activities
+    engine = make_engine(settings.effective_database_url, pool_size=min(max(slots // 4, 5), MAX_POOL_SIZE))
     setup_tracing("deltran-worker")
     runtime = start_worker_metrics(settings)
     client = await connect(settings, runtime=runtime)

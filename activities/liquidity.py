@@ -3,9 +3,11 @@
 NET (the default) joins its currency's open clearing window and is funded only through
 the payer's net position. GROSS settles alone on its own camt.054: when the payment is
 flagged urgent, when its amount reaches the currency's gross threshold (one large
-payment should not hold a window's liquidity hostage), or when no clearing window is
-open for the currency (no schedule running for it). The choice and its reason are
-recorded on the obligation.
+payment should not hold a window's liquidity hostage), when no clearing window is open
+for the currency (no schedule running for it), or when the open window is stale: open
+for longer than any healthy schedule keeps one open (`Settings.clearing_window_stale_after_s`),
+so its schedule is paused, deleted or not running — a payment joining it would wait for
+a close that does not come. The choice and its reason are recorded on the obligation.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.db.tables import ClearingWindow
@@ -21,10 +23,17 @@ from deltran.money import format_amount
 
 
 @dataclass(frozen=True)
+class OpenWindow:
+    id: uuid.UUID
+    age_s: float  # since it opened
+
+
+@dataclass(frozen=True)
 class Route:
     mode: str  # "NET" or "GROSS"
     reason: str
     window_id: uuid.UUID | None
+    window_stale: bool = False  # GROSS because the open window is stale (ops must look)
 
 
 def route(
@@ -33,7 +42,8 @@ def route(
     currency: str,
     urgent: bool,
     gross_threshold: Decimal | None,
-    open_window_id: uuid.UUID | None,
+    open_window: OpenWindow | None,
+    stale_after_s: float,
 ) -> Route:
     """The routing rules, pure."""
     if urgent:
@@ -45,13 +55,22 @@ def route(
             f" {format_amount(gross_threshold, currency)} {currency}",
             None,
         )
-    if open_window_id is None:
+    if open_window is None:
         return Route("GROSS", f"no clearing window is open for {currency}", None)
-    return Route("NET", f"joins the open {currency} clearing window", open_window_id)
+    if open_window.age_s > stale_after_s:
+        return Route(
+            "GROSS",
+            f"the open {currency} clearing window has not closed for {open_window.age_s:.0f} s (more than"
+            f" {stale_after_s:.0f} s): its schedule is paused or not running",
+            None,
+            window_stale=True,
+        )
+    return Route("NET", f"joins the open {currency} clearing window", open_window.id)
 
 
-async def open_window_for_update_share(session: AsyncSession, currency: str) -> uuid.UUID | None:
-    """The currency's open window, locked FOR SHARE for the rest of the transaction.
+async def open_window_for_update_share(session: AsyncSession, currency: str) -> OpenWindow | None:
+    """The currency's open window (and how long it has been open), locked FOR SHARE for
+    the rest of the transaction.
 
     The share lock is the cut-off: a close (which updates the row) waits for every
     obligation that already chose the window to commit, and an obligation that comes
@@ -59,13 +78,15 @@ async def open_window_for_update_share(session: AsyncSession, currency: str) -> 
     window. So each obligation lands in exactly one window, and netting sees all of it.
     """
     for _ in range(3):
-        window_id = await session.scalar(
-            select(ClearingWindow.id)
-            .where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
-            .with_for_update(read=True)
-        )
-        if window_id is not None:
-            return window_id
+        window = (
+            await session.execute(
+                select(ClearingWindow.id, func.extract("epoch", func.now() - ClearingWindow.opened_at).label("age_s"))
+                .where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
+                .with_for_update(read=True)
+            )
+        ).one_or_none()
+        if window is not None:
+            return OpenWindow(window.id, float(window.age_s))
         # Either no schedule runs for the currency, or a close committed under us and
         # its new window is not in this statement's snapshot yet: look once more.
         exists = await session.scalar(

@@ -4,6 +4,7 @@ releases it when the payment expires unfunded.
 """
 from __future__ import annotations
 
+import logging
 import uuid
 
 from sqlalchemy import func, select, update
@@ -19,6 +20,8 @@ from deltran.config import Settings
 from deltran.db.tables import ClearingWindow, Obligation, Payment
 from deltran.reason_codes import ReasonCode
 from deltran.shared import ExpireInput, ObligationRef, ObligationStatus, PaymentStatus
+
+log = logging.getLogger(__name__)
 
 
 class ObligationActivities:
@@ -49,8 +52,12 @@ class ObligationActivities:
                 currency=payment.currency,
                 urgent=payment.urgent,
                 gross_threshold=self._settings.gross_thresholds.get(payment.currency),
-                open_window_id=await liquidity.open_window_for_update_share(session, payment.currency),
+                open_window=await liquidity.open_window_for_update_share(session, payment.currency),
+                stale_after_s=self._settings.clearing_window_stale_after_s,
             )
+            if settlement.window_stale:
+                metrics.stale_window_routings.labels(payment.currency).inc()
+                log.warning("payment routed gross: %s", settlement.reason, extra={"payment_id": str(payment.id)})
             assessment = await risk.assess(session, payment, agents, settlement.window_id, self._settings)
             payment_update = {"risk_score": assessment.score, "risk_factors": assessment.factors, "updated_at": func.now()}
             if assessment.breach is not None:

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     def payment_deadline(self) -> timedelta:
         return timedelta(seconds=self.payment_deadline_s)
 
+    @property
+    def clearing_window_stale_after_s(self) -> int:
+        """How long a healthy schedule can leave a window open: a close is skipped while
+        the previous run still waits for its fundings (overlap SKIP), so up to two
+        intervals plus the funding timeout. Older, the schedule is paused or not running
+        and the liquidity router settles new payments gross instead."""
+        return 2 * self.clearing_interval_s + self.window_funding_timeout_s
+
 
 @lru_cache
 def get_settings() -> Settings:

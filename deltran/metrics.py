@@ -33,6 +33,11 @@ settlement_seconds = Histogram(
 
 # -- clearing -------------------------------------------------------------------------------
 windows_closed = Counter("deltran_windows_closed", "Clearing windows closed and netted", ["currency"])
+stale_window_routings = Counter(
+    "deltran_stale_window_routings",
+    "Payments routed gross because their currency's open window outlived its schedule (paused or not running)",
+    ["currency"],
+)
 window_fallbacks = Counter(
     "deltran_window_fallbacks", "Windows settled by the fallback (a net debtor did not fund)", ["currency"]
 )

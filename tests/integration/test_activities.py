@@ -8,18 +8,21 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from prometheus_client import REGISTRY
+from sqlalchemy import delete, func, select, text
 from temporalio.exceptions import ApplicationError
 
 from activities.compliance import ComplianceActivities
 from activities.errors import OBLIGATION_RELEASED
 from activities.obligations import ObligationActivities
 from activities.settlement import SettlementActivities
-from deltran.db.tables import ComplianceResult, Obligation, Participant, Payment
+from deltran.db.tables import ClearingWindow, ComplianceResult, Obligation, Participant, Payment
 from deltran.shared import ExpireInput, FiatBooking, ObligationStatus, PaymentStatus, SettleInput
 
 
-async def new_payment(sessions, *, creditor_bic: str = "SBININBB", creditor_name: str = "Ganesh Textiles Pvt Ltd") -> uuid.UUID:
+async def new_payment(
+    sessions, *, creditor_bic: str = "SBININBB", creditor_name: str = "Ganesh Textiles Pvt Ltd", currency: str = "AED"
+) -> uuid.UUID:
     e2e = f"ACT-{uuid.uuid4().hex[:16]}"
     payment_id = uuid.uuid4()
     async with sessions() as session, session.begin():
@@ -30,7 +33,7 @@ async def new_payment(sessions, *, creditor_bic: str = "SBININBB", creditor_name
                 end_to_end_id=e2e,
                 fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
                 amount=Decimal("1200.00"),
-                currency="AED",
+                currency=currency,
                 debtor_name="Al Noor Trading LLC",
                 debtor_iban="AE070331234567890123456",
                 debtor_agent_bic="EBILAEAD",
@@ -119,3 +122,35 @@ async def test_a_released_obligation_never_settles(sessions, settings, credentia
         payment = await session.get(Payment, payment_id)
     assert row.status == ObligationStatus.RELEASED and row.settled_at is None
     assert payment.status == PaymentStatus.EXPIRED
+
+
+async def test_a_stale_open_window_routes_new_payments_gross(sessions, settings, credentials):
+    """A window open far longer than its schedule keeps one (the schedule paused): a new
+    payment in its currency settles gross, says why, and ops get a metric to alert on."""
+    currency = "Q" + uuid.uuid4().hex[:2].upper()  # its own currency: no schedule, no other window
+    window_id = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        session.add(ClearingWindow(id=window_id, currency=currency, status="OPEN"))
+        await session.flush()
+        await session.execute(
+            text("UPDATE clearing_windows SET opened_at = now() - make_interval(secs => :age) WHERE id = :id"),
+            {"age": settings.clearing_window_stale_after_s + 60, "id": window_id},
+        )
+    def routed_gross() -> float:
+        return REGISTRY.get_sample_value("deltran_stale_window_routings_total", {"currency": currency}) or 0.0
+
+    before = routed_gross()
+    try:
+        payment_id = await new_payment(sessions, currency=currency)
+        ref = await ObligationActivities(sessions, settings).create_obligation(payment_id)
+        async with sessions() as session:
+            obligation = await session.scalar(select(Obligation).where(Obligation.payment_id == payment_id))
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(ClearingWindow).where(ClearingWindow.id == window_id))
+
+    assert ref.accepted
+    assert (obligation.settlement_mode, obligation.clearing_window_id) == ("GROSS", None)
+    assert f"the open {currency} clearing window has not closed" in obligation.routing_reason
+    assert "paused or not running" in obligation.routing_reason
+    assert routed_gross() == before + 1

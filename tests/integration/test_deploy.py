@@ -44,7 +44,10 @@ PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD_DIR = REPO / "deploy" / "grafana" / "dashboards"
 DASHBOARDS = ("system-overview", "clearing", "tokens", "settlement")
 SDK_ONLY = "SDK-only"
-ALERTS = {"DeltranHighErrorRate", "DeltranHighLatencyP95", "DeltranCircuitBreakerOpen", "DeltranReconciliationBreak"}
+ALERTS = {
+    "DeltranHighErrorRate", "DeltranHighLatencyP95", "DeltranCircuitBreakerOpen", "DeltranReconciliationBreak",
+    "DeltranClearingWindowStale",
+}
 
 # What Grafana would put in for its variables when the test runs a panel's query.
 GRAFANA_VARIABLES = {

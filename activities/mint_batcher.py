@@ -61,7 +61,7 @@ class MintBatcher(Generic[In, Out]):
         one: Callable[[In], Awaitable[tuple[Out, bool]]],
         key: Callable[[In], uuid.UUID],
         on_created: Callable[[Out], None] = lambda _: None,
-        max_batch: int = 500,
+        max_batch: int = 1000,
         linger_s: float = 0.002,
         max_queue: int = 10_000,
         max_in_flight: int = 3,

@@ -93,7 +93,7 @@ class TokenActivities:
         self,
         session_factory: async_sessionmaker,
         *,
-        max_batch: int = 500,
+        max_batch: int = 1000,
         linger_s: float = 0.002,
         max_queue: int = 10_000,
     ) -> None:
@@ -326,19 +326,22 @@ _LOCK_OBLIGATIONS = text(
     """
 )
 
-# Per obligation: the fields the checks read, its token if any, the evidence each
-# validation needs, the transfers already posted under its keys, its currency's breaker
-# and the three ledger accounts (joined: a few hundred accounts hash-join in one pass).
+# Per obligation: the fields the checks read, its token if any (its amount and currency
+# are the obligation's: fk_tokens_obligation_terms), the evidence each validation needs,
+# for a net obligation the window's transfer that moved it, its currency's breaker and
+# the three ledger accounts (joined: a few hundred accounts hash-join in one pass). A
+# gross obligation's two postings are made in the same transaction as its token, so
+# they exist only with the token; the write's unique keys stay the guard.
 _EVIDENCE = text(
     """
     SELECT o.id, o.payment_id, o.payee_id, o.amount, o.currency, o.status, o.settlement_mode,
            o.bank_confirmation_reference, o.camt054_entry_reference,
-           t.id AS token_id, t.amount AS token_amount, t.currency AS token_currency,
+           t.id AS token_id,
            n.id AS notification_id, n.entry_status, n.credit_debit, n.reversal,
            n.amount AS booked_amount, n.currency AS booked_currency, n.outcome,
            w.status AS window_status,
-           (SELECT id FROM ledger_transfers WHERE idempotency_key = 'obligation:' || o.id) AS moved_id,
-           (SELECT id FROM ledger_transfers WHERE idempotency_key = 'fiat-booked:' || n.id) AS booked_id,
+           (SELECT id FROM ledger_transfers
+            WHERE o.settlement_mode = 'NET' AND idempotency_key = 'obligation:' || o.id) AS moved_id,
            b.state AS breaker,
            payer_fiat.id AS payer_fiat, payer_token.id AS payer_token, payee_token.id AS payee_token
     FROM obligations o
@@ -362,12 +365,11 @@ _EVIDENCE = text(
 )
 
 # The batch's postings, tokens and payments in one statement, returning each new token's
-# id. Per mint: the booked fiat to post (gross, unless posted already: `notification`
-# NULL), the obligation transfer (gross, unless posted already: `moved` is then its id —
-# for net, the window's), the token, the payment COMPLETED. The postings are plain
-# INSERTs: under the obligations' locks the evidence showed them unposted, so a conflict
-# on an idempotency key (or a second token: the unique index on tokens.obligation_id)
-# fails the batch, which is then retried one by one.
+# id. Per mint: the booked fiat to post (gross: `notification`; net: NULL), the
+# obligation transfer (gross; for net `moved` is the window's, posted at its settlement),
+# the token, the payment COMPLETED. The postings are plain INSERTs: a conflict on an
+# idempotency key (or a second token: the unique index on tokens.obligation_id) fails
+# the batch, which is then retried one by one — each mint on its own, idempotently.
 _WRITE = text(
     """
     WITH mint AS (
@@ -507,7 +509,7 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
             outcomes[oid] = Outcome(error=functools.partial(mint_refused, f"obligation {oid} does not exist"))
             continue
         if ev.token_id is not None:
-            outcomes[oid] = Outcome(result=MintResult(token_id=ev.token_id, amount=ev.token_amount, currency=ev.token_currency))
+            outcomes[oid] = Outcome(result=MintResult(token_id=ev.token_id, amount=ev.amount, currency=ev.currency))
             continue
         if ev.breaker == "OPEN":
             outcomes[oid] = Outcome(error=functools.partial(reconciliation.breaker_open_error, ev.currency))
@@ -515,8 +517,7 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
         if (refusal := _refusal(ev)) is not None:
             outcomes[oid] = Outcome(error=functools.partial(mint_refused, refusal))
             continue
-        gross = ev.settlement_mode != "NET"
-        out.mint(ev, book=gross and ev.booked_id is None)
+        out.mint(ev, book=ev.settlement_mode != "NET")
     if out.columns["obligation"]:
         minted = dict((await session.execute(_WRITE, out.columns)).all())
         for oid in out.columns["obligation"]:

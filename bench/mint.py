@@ -11,10 +11,10 @@ What it measures
       before group commit), BASELINE_CALLERS concurrent callers, BASELINE_N obligations;
     - batched: `TokenActivities.mint_token`, the activity itself, which coalesces the
       concurrent mints of the process into one transaction per batch (activities/
-      mint_batcher.py; max_batch 500, linger 2 ms, 3 batches in flight), BATCH_CALLERS
-      (2,000) concurrent callers, BATCH_N obligations. 2,000 is the concurrency a worker
-      needs for 10,000 mints/s when a mint takes ~0.2 s end to end (Little's law):
-      a minting worker runs with DELTRAN_WORKER_MAX_CONCURRENT_ACTIVITIES=2000 (the
+      mint_batcher.py; max_batch 1,000, linger 2 ms, 3 batches in flight), BATCH_CALLERS
+      (3,000) concurrent callers, BATCH_N obligations. 3,000 is the concurrency a worker
+      needs for 10,000 mints/s when a mint takes ~0.3 s end to end (Little's law):
+      a minting worker runs with DELTRAN_WORKER_MAX_CONCURRENT_ACTIVITIES=3000 (the
       default of 100 suits a worker that does everything). The process runs under the
       worker's garbage-collector settings (deltran/gc_tuning.py).
     mints/s = obligations / wall time from the first call to the last result, in the same
@@ -67,7 +67,7 @@ from deltran.shared import MintInput, MintResult
 BASELINE_N = int(os.environ.get("BENCH_MINT_BASELINE_N", 5_000))
 BATCH_N = int(os.environ.get("BENCH_MINT_N", 100_000))
 BASELINE_CALLERS = int(os.environ.get("BENCH_MINT_BASELINE_CALLERS", 50))
-BATCH_CALLERS = int(os.environ.get("BENCH_MINT_CALLERS", 2000))
+BATCH_CALLERS = int(os.environ.get("BENCH_MINT_CALLERS", 3000))
 BANKS = 50
 CURRENCIES = ("AED", "INR", "USD", "EUR")
 TARGET = 10_000

@@ -14,9 +14,9 @@ Bounded: at most `max_queue` requests wait (a caller beyond that waits for room)
 starts with the first request and ends when the queue is empty. A caller that is
 cancelled (an activity cancelled or timed out) leaves its request behind: if its batch
 has not started, the request is dropped; if it has, the mint completes (idempotent: the
-activity's retry gets the same token). If a flusher itself is cancelled, every request it
-holds (and, if it was the last one, every request that still waits) is failed, so no
-caller waits forever. `close()` stops
+activity's retry gets the same token). If a flusher itself is cancelled — even before its
+first step — every request it holds (and, if it was the last one, every request that
+still waits) is failed, so no caller waits forever. `close()` stops
 taking new requests into batches (later ones go straight to `one`) and waits until the
 queued ones are done.
 """
@@ -110,7 +110,9 @@ class MintBatcher(Generic[In, Out]):
         running = {f for f in self._flushers if not f.done()}
         # A flusher while there is work; a second one once a full batch waits.
         if not running or (len(running) < self.max_in_flight and len(self._queue) >= self.max_batch):
-            running.add(loop.create_task(self._run(), name="mint-batcher"))
+            flusher = loop.create_task(self._run(), name="mint-batcher")
+            flusher.add_done_callback(self._flusher_done)
+            running.add(flusher)
         self._flushers = running
         return await request.future
 
@@ -137,12 +139,23 @@ class MintBatcher(Generic[In, Out]):
             # Only reached with work left when the flusher was cancelled or broke; the
             # last flusher standing also fails what is still queued.
             others = [f for f in self._flushers if f is not asyncio.current_task() and not f.done()]
-            stranded = batch + ([] if others else list(self._queue))
+            _fail(batch)
             if not others:
-                self._queue.clear()
-            for request in stranded:
-                if not request.future.done():
-                    request.future.set_exception(RuntimeError("the mint batcher stopped before this mint ran"))
+                self._fail_queued()
+
+    def _flusher_done(self, flusher: asyncio.Task) -> None:
+        # A flusher cancelled before its first step never ran `_run` (nor its cleanup):
+        # fail what waits, unless another flusher is still there to take it.
+        if flusher.cancelled() and not any(f is not flusher and not f.done() for f in self._flushers):
+            self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        queued = list(self._queue)
+        self._queue.clear()
+        assert self._room is not None
+        for _ in queued:
+            self._room.release()
+        _fail(queued)
 
     def _take(self) -> list[_Request[In, Out]]:
         batch = []
@@ -194,6 +207,11 @@ class MintBatcher(Generic[In, Out]):
                 if created:
                     self._on_created(result)
                 _settle(request.future, result=result)
+
+
+def _fail(requests: list[_Request]) -> None:
+    for request in requests:
+        _settle(request.future, error=RuntimeError("the mint batcher stopped before this mint ran"))
 
 
 def _settle(future: asyncio.Future, *, result=None, error: BaseException | None = None) -> None:

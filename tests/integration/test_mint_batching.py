@@ -380,13 +380,17 @@ async def test_cancelled_callers_are_dropped_and_nothing_is_stranded(sessions):
     await _assert_backed(sessions, currency, 11)
 
 
-async def test_a_cancelled_flusher_fails_its_waiting_mints(sessions):
+@pytest.mark.parametrize("cancelled", ["while lingering", "before its first step"])
+async def test_a_cancelled_flusher_fails_its_waiting_mints(sessions, cancelled):
     currency = private_currency()
     scenarios = await _scenarios(sessions, currency, 5)
     engine = TokenActivities(sessions, linger_s=0.5)
 
     tasks = [asyncio.create_task(engine.mint_token(s.mint_input)) for s in scenarios]
-    await asyncio.sleep(0.01)
+    # sleep(0): the mint tasks queue their requests and create the flusher, which has not
+    # run yet when this test resumes; 10 ms: it is lingering for more requests.
+    await asyncio.sleep(0.01 if cancelled == "while lingering" else 0)
+    assert engine.batcher._flushers
     for flusher in engine.batcher._flushers:
         flusher.cancel()
     done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
@@ -394,6 +398,7 @@ async def test_a_cancelled_flusher_fails_its_waiting_mints(sessions):
     assert all(isinstance(e, RuntimeError) and "stopped" in str(e) for e in done), done
     for s in scenarios:
         assert await tokens_of(sessions, s) == []
+    assert engine.batcher._room._value == engine.batcher.max_queue  # their room is given back
     # The next mint starts a new flusher.
     await engine.mint_token(scenarios[0].mint_input)
     await _assert_backed(sessions, currency, 1)

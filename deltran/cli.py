@@ -100,7 +100,7 @@ def _demo(args: argparse.Namespace) -> int:
     if scenario == "uae-india":
         return demo.uae_india(settings)
     if scenario == "load":
-        return demo.load(settings, args.seconds, args.concurrency)
+        return demo.load(settings, args.seconds, args.concurrency, args.in_flight)
     if scenario == "netting":
         return demo.netting(settings, args.payments, args.currency)
     return demo.reset(settings) if scenario == "reset" else demo.seed(settings)
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     load = demo_kinds.add_parser("load", help="payments with live throughput, p95 and error rate")
     load.add_argument("--seconds", type=int, default=30)
     load.add_argument("--concurrency", type=int, default=10)
+    load.add_argument("--in-flight", type=int, default=100, help="most payments in processing at once (closed loop)")
     load.set_defaults(run=_demo)
     net = demo_kinds.add_parser("netting", help="many payments, one window: gross vs net per bank")
     net.add_argument("--payments", type=int, default=100)

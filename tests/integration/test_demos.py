@@ -48,6 +48,8 @@ async def test_load_counts_every_payment(demo_settings, sessions, capsys):
         after = await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like("LOAD-%")))
     out = capsys.readouterr().out
     assert after > before and "error rate" in out
+    # Closed loop: everything accepted in the 2 s completes within the drain.
+    assert f"every one of the {after - before} accepted payments COMPLETED" in out, out[-500:]
 
 
 async def test_netting_settles_a_window_and_reset_clears_it(demo_settings, sessions, temporal_env, capsys):

@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.effective_database_url)
         app.state.settings = settings
         app.state.sessions = make_session_factory(engine)
+        # Single-statement reads (the API-key lookup of every request): no BEGIN/ROLLBACK
+        # round trips around them. Same pool; the option is set per checkout.
+        app.state.reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         app.state.temporal = TemporalConnection(settings)
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         try:

@@ -130,18 +130,10 @@ class Stack:
         self.worker = self._child("worker")
 
     def start_api(self) -> None:
+        from deltran.devstack.stack import wait_healthy
+
         self.api = self._child("api")
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.api.poll() is not None:
-                raise RuntimeError(f"the API exited during start-up; see {self.logs / 'api.log'}")
-            try:
-                if httpx.get(f"{self.api_url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the API did not become healthy")
+        wait_healthy(self.api_url, self.api, READY_TIMEOUT_S)  # its log: self.logs / "api.log"
 
     def kill_worker(self) -> int | None:
         proc = self.worker

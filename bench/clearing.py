@@ -61,7 +61,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from activities.clearing import close_window, ensure_open_window, net_window
-from bench.common import embedded_postgres, insert_banks, logger, write_json
+from bench.common import embedded_postgres, insert_banks, logger, print_table, write_json
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.devstack.postgres import ADMIN_ROLE, LocalPostgres
 
@@ -305,7 +305,7 @@ async def bench_size(engine: AsyncEngine, admin: AsyncEngine, sessions: async_se
     }
 
 
-def print_table(results: list[dict]) -> None:
+def print_results(results: list[dict]) -> None:
     header = ("obligations", "close s", "baseline GROUP BY s", "ratio", "netting efficiency")
     rows = [
         (
@@ -317,13 +317,7 @@ def print_table(results: list[dict]) -> None:
         )
         for r in results
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print()
-    print(" | ".join(h.rjust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(c.rjust(w) for c, w in zip(row, widths)))
-    print(flush=True)
+    print_table(header, rows)
 
 
 async def run(pg: LocalPostgres) -> list[dict]:
@@ -355,7 +349,7 @@ def main() -> None:
     started = time.perf_counter()
     with embedded_postgres("bench-clearing") as pg:
         results = asyncio.run(run(pg))
-    print_table(results)
+    print_results(results)
     write_results(results)
     largest = results[-1]
     verdict = "within" if largest["ratio"] <= 2 else "NOT within"

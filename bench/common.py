@@ -1,5 +1,5 @@
 """What the benchmarks that start their own PostgreSQL share: the server's life cycle,
-progress lines and the results file."""
+progress lines, the printed table and the results file."""
 from __future__ import annotations
 
 import json
@@ -44,6 +44,22 @@ def embedded_postgres(name: str) -> Iterator[LocalPostgres]:
         log("stopping PostgreSQL")
         pg.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], *, label_first: bool = False) -> None:
+    """A plain text table, numbers right-aligned (and the first column left-aligned when
+    it labels the row)."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+
+    def line(cells) -> str:
+        return " | ".join(c.ljust(w) if label_first and i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    print()
+    print(line(header))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+    print(flush=True)
 
 
 def write_json(name: str, data) -> Path:

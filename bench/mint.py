@@ -57,7 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from activities import reconciliation
 from activities.tokens import TokenActivities
-from bench.common import embedded_postgres, insert_banks, logger, write_json
+from bench.common import embedded_postgres, insert_banks, logger, print_table, write_json
 from deltran import gc_tuning
 from deltran.config import get_settings
 from deltran.db.engine import make_engine, make_session_factory
@@ -300,7 +300,7 @@ async def run(pg: LocalPostgres) -> dict:
         await admin.dispose()
 
 
-def print_table(r: dict) -> None:
+def print_results(r: dict) -> None:
     header = ("path", "mints", "callers", "seconds", "mints/s", "vs baseline")
     rows = [
         ("one transaction per mint", f"{r['baseline']['mints']:,}", str(r["baseline"]["callers"]),
@@ -308,13 +308,7 @@ def print_table(r: dict) -> None:
         (f"group commit (mean batch {r['batched']['mean_batch']:.0f})", f"{r['batched']['mints']:,}",
          str(r["batched"]["callers"]), f"{r['batched']['seconds']:.2f}", f"{r['mints_per_s']:,.0f}", f"{r['ratio']:.2f}x"),
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print()
-    print(" | ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    print(flush=True)
+    print_table(header, rows, label_first=True)
 
 
 def write_results(result: dict) -> None:
@@ -325,7 +319,7 @@ def main() -> None:
     started = time.perf_counter()
     with embedded_postgres("bench-mint") as pg:
         result = asyncio.run(run(pg))
-    print_table(result)
+    print_results(result)
     write_results(result)
     verdict = "reaches" if result["mints_per_s"] >= TARGET else "does NOT reach"
     print(

@@ -45,8 +45,9 @@ def _child(role: str, settings: Settings, log_dir: Path) -> subprocess.Popen:
     )
 
 
-def _wait_healthy(url: str, api: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def wait_healthy(url: str, api: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until the API process at `url` answers /healthz with 200 (or exits, or time runs out)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if api.poll() is not None:
             raise RuntimeError("the API exited during start-up; see its log")
@@ -56,7 +57,7 @@ def _wait_healthy(url: str, api: subprocess.Popen) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the API at {url} did not become healthy in {READY_TIMEOUT_S}s")
+    raise RuntimeError(f"the API at {url} did not become healthy in {timeout_s:g}s")
 
 
 def _stop(proc: subprocess.Popen, timeout_s: float = 15) -> None:
@@ -108,7 +109,7 @@ def run_stack(settings: Settings) -> int:
         api = _child("api", settings, logs)
         children.append(api)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        _wait_healthy(api_url, api)
+        wait_healthy(api_url, api)
         _banner(settings, api_url, temporal, logs)
         while not stopping:
             for proc in children:

@@ -5,9 +5,7 @@ retry, and the payment completes with exactly one of everything."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import uuid
 from decimal import Decimal
 
@@ -16,8 +14,8 @@ from sqlalchemy import func, select
 
 from api.intake import NewPayment, submit_payments
 from deltran.db.tables import ComplianceResult, LedgerTransfer, Obligation, Payment, Token
-from deltran.devstack.ports import free_port
 from tests.support.payments import AE_IBAN, auth, camt054_for, wait_for_status
+from tests.support.workers import worker_process
 from worker.main import build_worker
 
 CRASHES = [
@@ -31,18 +29,10 @@ CRASHES = [
 
 
 def crashing_worker(settings, task_queue: str, point: str, fault_dir) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DELTRAN_DATABASE_URL": settings.effective_database_url,
-        "DELTRAN_TEMPORAL_ADDRESS": settings.effective_temporal_address,
-        "DELTRAN_TASK_QUEUE": task_queue,
-        "DELTRAN_WORKER_METRICS_PORT": str(free_port()),
-        "DELTRAN_FAULT_CRASH": point,
-        "DELTRAN_FAULT_DIR": str(fault_dir),
-        "DELTRAN_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "deltran.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return worker_process(
+        settings.model_copy(update={"task_queue": task_queue}),
+        DELTRAN_FAULT_CRASH=point, DELTRAN_FAULT_DIR=str(fault_dir),
+    )
 
 
 @pytest.mark.parametrize("activity,phase", CRASHES, ids=[f"{a}-{p}" for a, p in CRASHES])

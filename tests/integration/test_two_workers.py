@@ -5,9 +5,6 @@ COMPLETED — whichever worker ran which step."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -17,23 +14,10 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from deltran.db.tables import Obligation, Token
-from deltran.devstack.ports import free_port
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
+from tests.support.workers import worker_process
 
 PAYMENTS = 24
-
-
-def start_worker_process(settings) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DELTRAN_DATABASE_URL": settings.effective_database_url,
-        "DELTRAN_TEMPORAL_ADDRESS": settings.effective_temporal_address,
-        "DELTRAN_TASK_QUEUE": settings.task_queue,
-        "DELTRAN_WORKER_METRICS_PORT": str(free_port()),
-        "DELTRAN_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "deltran.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def wait_until_polling(client, task_queue: str, identity_prefix: str, timeout_s: float = 60) -> None:
@@ -54,7 +38,7 @@ async def test_two_workers_share_the_payments_and_each_completes_once(
 ):
     bank = auth(credentials["banks"]["EBILAEAD"])
     agent = {**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"}
-    process = start_worker_process(settings)
+    process = worker_process(settings)
     second = f"{process.pid}@"
     try:
         await wait_until_polling(temporal_env.client, settings.task_queue, second)

@@ -19,6 +19,7 @@ from api.iso20022.camt054 import (
     parse_camt054,
 )
 from api.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema, parse_xml
+from tests.support.hostile_xml import BILLION_LAUGHS, xxe
 
 FIXTURES = Path(__file__).with_name("fixtures")
 UTC = datetime.timezone.utc
@@ -162,24 +163,7 @@ def test_batch_entry_without_transaction_amounts_is_refused():
 
 # --------------------------------------------------------------------------- hostile and broken bodies
 
-XXE = f"""<?xml version="1.0"?>
-<!DOCTYPE Document [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<Document xmlns="{NS}"><BkToCstmrDbtCdtNtfctn><GrpHdr><MsgId>&xxe;</MsgId></GrpHdr></BkToCstmrDbtCdtNtfctn></Document>"""
-
-BILLION_LAUGHS = """<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<lolz>&lol9;</lolz>"""
+XXE = xxe(NS, "BkToCstmrDbtCdtNtfctn")
 
 
 @pytest.mark.parametrize(

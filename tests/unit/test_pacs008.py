@@ -27,6 +27,7 @@ from api.iso20022.pacs008 import (
     parse_pacs008,
 )
 from api.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema
+from tests.support.hostile_xml import BILLION_LAUGHS, xxe
 
 UTC = datetime.timezone.utc
 CREATED = datetime.datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
@@ -536,24 +537,7 @@ def test_wrong_namespace_version():
 
 # --------------------------------------------------------------------------- hostile and broken bodies
 
-XXE = f"""<?xml version="1.0"?>
-<!DOCTYPE Document [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<Document xmlns="{NS}"><FIToFICstmrCdtTrf><GrpHdr><MsgId>&xxe;</MsgId></GrpHdr></FIToFICstmrCdtTrf></Document>"""
-
-BILLION_LAUGHS = """<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<lolz>&lol9;</lolz>"""
+XXE = xxe(NS, "FIToFICstmrCdtTrf")
 
 
 @pytest.mark.parametrize(

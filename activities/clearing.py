@@ -31,7 +31,7 @@ from activities import ledger
 from deltran import metrics
 from deltran.clearing.fallback import choose_settleable
 from deltran.clearing.netting import Obligation as NettingObligation
-from deltran.db.tables import ClearingWindow, FundingInstruction, Obligation, Participant, Payment
+from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Obligation, ObligationRoll, Participant, Payment
 from deltran.shared import (
     CloseInput,
     NetInput,
@@ -170,7 +170,9 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
         update(ClearingWindow)
         .where(ClearingWindow.id == window_id)
         .values(
-            status="AWAITING_FUNDING" if instructions else "SETTLED",
+            # Obligations whose positions all net to zero still settle (their tokens move
+            # and their payments are told); only an empty window is settled here.
+            status="AWAITING_FUNDING" if count else "SETTLED",
             obligations_count=count,
             gross_amount=gross,
             net_amount=net,
@@ -179,7 +181,7 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
             netting_ms=netting_ms,
             funding_deadline=func.now() + timedelta(seconds=funding_timeout_s),
             settlement_reference=_settlement_reference(window_id),
-            settled_at=None if instructions else func.now(),
+            settled_at=None if count else func.now(),
         )
     )
     return NettingSummary(
@@ -264,13 +266,25 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     # (activities/tokens.py): a settlement and a concurrent mint in its currency never
     # deadlock over the accounts they share.
     await session.execute(_LOCK_CURRENCY_ACCOUNTS, {"currency": window.currency})
+    # Locked: the cut-off is this one decision. A funding committed before it is
+    # minted here; one that comes while it runs waits, then finds its instruction
+    # EXPIRED and is stored as an exception to return — never FUNDED and left unminted.
     instructions = list(
-        (await session.scalars(select(FundingInstruction).where(FundingInstruction.window_id == window_id))).all()
+        (await session.scalars(
+            select(FundingInstruction).where(FundingInstruction.window_id == window_id)
+            .order_by(FundingInstruction.id).with_for_update()
+        )).all()
     )
-    funded = {i.participant_id: i.amount for i in instructions if i.status == "FUNDED"}
+    # What each funder booked: the instructed amount, or more (the excess stays on its
+    # token balance); the fallback may spend all of it.
+    booked = dict((await session.execute(
+        select(BankNotification.id, BankNotification.amount)
+        .where(BankNotification.id.in_([i.notification_id for i in instructions if i.status == "FUNDED"]))
+    )).all())
+    funded = {i.participant_id: booked[i.notification_id] for i in instructions if i.status == "FUNDED"}
     for instruction in instructions:
         if instruction.status == "FUNDED":
-            await _mint_funding(session, instruction)
+            await _mint_funding(session, instruction, booked[instruction.notification_id])
     method = None
     rolled = 0
     if len(funded) < len(instructions):
@@ -291,8 +305,8 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     return await _outcome(session, window)
 
 
-async def _mint_funding(session: AsyncSession, instruction: FundingInstruction) -> None:
-    """A booked funding mints its amount to the funder: fiat[b] → token[b]."""
+async def _mint_funding(session: AsyncSession, instruction: FundingInstruction, amount: Decimal) -> None:
+    """A booked funding mints what was booked to the funder: fiat[b] → token[b]."""
     fiat = await ledger.account_id(session, instruction.participant_id, instruction.currency, "fiat")
     token = await ledger.account_id(session, instruction.participant_id, instruction.currency, "token")
     await ledger.post_transfer(
@@ -300,7 +314,7 @@ async def _mint_funding(session: AsyncSession, instruction: FundingInstruction) 
         idempotency_key=f"fiat-booked:{instruction.notification_id}",
         debit_account_id=fiat,
         credit_account_id=token,
-        amount=instruction.amount,
+        amount=amount,
         currency=instruction.currency,
         kind="fiat_booked",
         notification_id=instruction.notification_id,
@@ -324,17 +338,21 @@ async def _fall_back(
     )
     if choice.roll:
         next_window = await ensure_open_window(session, window.currency)
+        rolled = [uuid.UUID(i) for i in choice.roll]
+        reason = (
+            f"window {window.id} fallback ({choice.method}): not covered by the fundings"
+            " received by the deadline"
+        )
         await session.execute(
             update(Obligation)
-            .where(Obligation.id.in_([uuid.UUID(i) for i in choice.roll]))
-            .values(
-                clearing_window_id=next_window,
-                rolled_from_window_id=window.id,
-                fallback_reason=(
-                    f"window {window.id} fallback ({choice.method}): not covered by the fundings"
-                    " received by the deadline"
-                ),
-            )
+            .where(Obligation.id.in_(rolled))
+            .values(clearing_window_id=next_window, rolled_from_window_id=window.id, fallback_reason=reason)
+        )
+        # Every roll is kept: an obligation rolled twice has both windows on record.
+        await session.execute(
+            ObligationRoll.__table__.insert(),
+            [{"obligation_id": o, "from_window_id": window.id, "to_window_id": next_window, "reason": reason}
+             for o in rolled],
         )
     return choice.method, len(choice.roll)
 
@@ -344,7 +362,7 @@ async def _outcome(session: AsyncSession, window: ClearingWindow) -> WindowOutco
         select(func.count()).select_from(Obligation).where(Obligation.clearing_window_id == window.id)
     )
     rolled = await session.scalar(
-        select(func.count()).select_from(Obligation).where(Obligation.rolled_from_window_id == window.id)
+        select(func.count()).select_from(ObligationRoll).where(ObligationRoll.from_window_id == window.id)
     )
     return WindowOutcome(
         window_id=window.id,

@@ -1,8 +1,9 @@
 """Liquidity router: how an obligation settles.
 
 NET (the default) joins its currency's open clearing window and is funded only through
-the payer's net position. GROSS settles alone on its own camt.054: when the payment is
-flagged urgent, when its amount reaches the currency's gross threshold (one large
+the payer's net position. GROSS settles alone on its own camt.054: when its fiat is already
+booked (the camt.054 came while it was being screened: that booking settles it), when
+the payment is flagged urgent, when its amount reaches the currency's gross threshold (one large
 payment should not hold a window's liquidity hostage), when no clearing window is open
 for the currency (no schedule running for it), or when the open window is stale: open
 for longer than any healthy schedule keeps one open (`Settings.clearing_window_stale_after_s`),
@@ -44,8 +45,11 @@ def route(
     gross_threshold: Decimal | None,
     open_window: OpenWindow | None,
     stale_after_s: float,
+    prefunded: bool = False,
 ) -> Route:
     """The routing rules, pure."""
+    if prefunded:
+        return Route("GROSS", "its fiat is already booked (camt.054 received during screening): settles alone", None)
     if urgent:
         return Route("GROSS", "flagged urgent: settles alone", None)
     if gross_threshold is not None and amount >= gross_threshold:

@@ -14,6 +14,7 @@ from temporalio import activity
 from activities import liquidity, risk
 from activities.errors import payment_not_found
 from activities.ledger import ensure_accounts
+from activities import payment_rows
 from activities.payment_rows import agents_of, reject
 from deltran import metrics
 from deltran.config import Settings
@@ -36,7 +37,9 @@ class ObligationActivities:
         The liquidity router and the risk engine run here, inside the obligation's
         transaction, so the window cut-off and the net debit cap hold under concurrency."""
         async with self._sessions() as session, session.begin():
-            payment = await session.get(Payment, payment_id)
+            # Locked: a camt.054 booking this payment either committed before (and is
+            # seen below) or waits and then sees the route chosen here.
+            payment = await payment_rows.lock(session, payment_id)
             if payment is None:
                 raise payment_not_found(payment_id)
             existing = await session.scalar(select(Obligation).where(Obligation.payment_id == payment_id))
@@ -51,6 +54,7 @@ class ObligationActivities:
                 amount=payment.amount,
                 currency=payment.currency,
                 urgent=payment.urgent,
+                prefunded=await payment_rows.has_booking(session, payment.id),
                 gross_threshold=self._settings.gross_thresholds.get(payment.currency),
                 open_window=await liquidity.open_window_for_update_share(session, payment.currency),
                 stale_after_s=self._settings.clearing_window_stale_after_s,
@@ -89,9 +93,12 @@ class ObligationActivities:
     async def expire_payment(self, data: ExpireInput) -> bool:
         """The deadline passed unfunded: release the obligation and expire the payment.
         Returns False, changing nothing, for a net obligation whose window has already
-        closed: netting counted it, so only its window can settle it or roll it on.
+        closed (netting counted it, so only its window can settle it or roll it on), and
+        for a gross one whose camt.054 is already booked (its signal is on its way: the
+        payment settles; expiring it would strand the booked fiat).
         Conditional on both still being open, so a retry changes nothing."""
         async with self._sessions() as session, session.begin():
+            await payment_rows.lock(session, data.payment_id)  # the cut-off against a booking
             obligation = await session.get(Obligation, data.obligation_id)
             if obligation is None:
                 raise payment_not_found(data.payment_id)
@@ -108,6 +115,8 @@ class ObligationActivities:
                 )
                 if window_status != "OPEN":
                     return False
+            elif await payment_rows.has_booking(session, data.payment_id):
+                return False
             await session.execute(
                 update(Obligation)
                 .where(Obligation.id == data.obligation_id, Obligation.status == ObligationStatus.PENDING)
@@ -123,6 +132,7 @@ class ObligationActivities:
                     updated_at=func.now(),
                 )
             )
+            await payment_rows.return_bookings(session, data.payment_id, PaymentStatus.EXPIRED)
         metrics.payments_final.labels(PaymentStatus.EXPIRED.value).inc()
         return True
 

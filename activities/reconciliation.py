@@ -174,13 +174,15 @@ _EOD_CHECKS: dict[str, str] = {
         FROM bank_notifications WHERE outcome = 'AMOUNT_MISMATCH'
     """,
     "booked_entry_not_minted": """
-        SELECT n.id::text AS ref, n.currency, n.amount, 'booked and matched, but its fiat was never minted' AS detail
+        SELECT n.id::text AS ref, n.currency, n.amount, 'booked and matched, but its fiat was never minted: '
+               || coalesce('payment is ' || p.status, 'window is ' || w.status) AS detail
         FROM bank_notifications n
         LEFT JOIN payments p ON p.id = n.payment_id
         LEFT JOIN funding_instructions f ON f.id = n.funding_instruction_id
         LEFT JOIN clearing_windows w ON w.id = f.window_id
         WHERE n.outcome = 'MATCHED'
-          AND (p.status = 'COMPLETED' OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))
+          AND (p.status IN ('COMPLETED', 'REJECTED', 'EXPIRED') OR f.status = 'EXPIRED'
+               OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))
           AND NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.notification_id = n.id)
     """,
     "payment_stuck_past_deadline": """

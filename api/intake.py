@@ -16,7 +16,6 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -24,6 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.errors import ServiceUnavailable
+from api.iso20022.pacs008 import MAX_TRANSACTIONS
 from api.problems import Problem
 from deltran import audit
 from deltran.config import Settings
@@ -35,8 +35,8 @@ from workflows.payment import PaymentWorkflow, initial_search_attributes
 
 log = logging.getLogger("deltran.api.intake")
 
-# Payments per message: a bound on one transaction's size (pacs.008 batches included).
-MAX_BATCH = 1000
+# Payments per message: a bound on one transaction's size (the pacs.008 reader refuses more).
+MAX_BATCH = MAX_TRANSACTIONS
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ async def submit_payments(
     start their workflows."""
     assert 0 < len(batch) <= MAX_BATCH
     _refuse_repeated_end_to_end_ids(batch)
+    _refuse_self_payments(batch)
     intakes: list[Intake] = []
     async with session.begin():
         for new in batch:
@@ -142,38 +143,55 @@ def _refuse_repeated_end_to_end_ids(batch: Sequence[NewPayment]) -> None:
         raise Problem(400, "each transaction of a message needs its own EndToEndId", kind="repeated-end-to-end-id", errors=errors)
 
 
+def _refuse_self_payments(batch: Sequence[NewPayment]) -> None:
+    """A bank cannot pay itself through DelTran: such an obligation has no counterparty
+    to net against, and its transfer would debit and credit one account."""
+    errors = [
+        {"field": "creditor.agent_bic" if new.source_format == "json" else f"CdtTrfTxInf[{index}]/CdtrAgt/FinInstnId/BICFI",
+         **({} if new.source_format == "json" else {"transaction": index}),
+         "message": f"{new.creditor_agent_bic} is also the debtor agent: a bank cannot pay itself"}
+        for index, new in enumerate(batch)
+        if new.debtor_agent_bic == new.creditor_agent_bic
+    ]
+    if errors:
+        raise Problem(422, "the debtor agent and the creditor agent must be different banks",
+                      kind="same-agent", errors=errors)
+
+
 async def _record(session: AsyncSession, new: NewPayment) -> Intake:
     payment_id = payment_id_for(new.instructing_bic, new.end_to_end_id)
     workflow_id = workflow_id_for(new.instructing_bic, new.end_to_end_id)
     fingerprint = new.fingerprint()
-    try:
-        async with session.begin_nested():
-            inserted = await session.scalar(
-                insert(Payment)
-                .values(
-                    id=payment_id,
-                    fingerprint=fingerprint,
-                    status=PaymentStatus.SCREENING,
-                    workflow_id=workflow_id,
-                    **asdict(new),
-                )
-                # The id derives from the sender's identity (BIC + EndToEndId): a
-                # conflict on it, even with a concurrent twin, is the same payment.
-                .on_conflict_do_nothing(index_elements=[Payment.id])
-                .returning(Payment.id)
-            )
-    except IntegrityError:  # the only other unique key: the UETR
+    inserted = await session.scalar(
+        insert(Payment)
+        .values(
+            id=payment_id,
+            fingerprint=fingerprint,
+            status=PaymentStatus.SCREENING,
+            workflow_id=workflow_id,
+            **asdict(new),
+        )
+        # Untargeted: a conflict on any unique key (id, workflow id, BIC + EndToEndId,
+        # UETR) stores nothing and raises nothing; what it collided with is read below.
+        # (Targeted at the id alone, a concurrent twin could first hit another of the
+        # twin's keys and be mistaken for a UETR clash.)
+        .on_conflict_do_nothing()
+        .returning(Payment.id)
+    )
+    if inserted is not None:
+        return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)
+    existing = (
+        await session.execute(select(Payment.fingerprint, Payment.status).where(Payment.id == payment_id))
+    ).one_or_none()
+    if existing is None:
+        # The id derives from the sender's identity (BIC + EndToEndId), and so do the
+        # workflow id and that pair: a payment with another identity holds the UETR.
         raise Problem(
             409,
             f"UETR {new.uetr} already identifies another payment",
             kind="uetr-conflict",
             errors=[{"field": "uetr", "message": "already used by another payment"}],
-        ) from None
-    if inserted is not None:
-        return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)
-    existing = (
-        await session.execute(select(Payment.fingerprint, Payment.status).where(Payment.id == payment_id))
-    ).one()
+        )
     if existing.fingerprint != fingerprint:
         raise Problem(
             409,

@@ -3,7 +3,8 @@
 Every entry is stored, matched or not, in the same transaction as the raw message.
 Only after that commit are matched payments signalled; an entry whose signal did not go
 out (Temporal down) keeps `signalled_at` empty and is signalled again when the
-settlement agent re-posts the message, which it does on our 503.
+settlement agent re-posts the message, which it does on our 503, or by the worker's
+sweeper (`signal_unsent`) if it never does.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -79,7 +81,7 @@ async def receive_camt054(
         for result in results:
             if result.needs_signal:
                 await _signal(session, temporal, result)
-    finally:  # each entry's final outcome (a signal may still turn it into an exception)
+    finally:  # each entry's outcome as stored (re-read when its workflow had closed)
         for result in results:
             _log_entry(message.message_id, result)
     return results
@@ -175,19 +177,24 @@ async def _funding_instruction(session: AsyncSession, entry: Camt054Entry) -> Fu
 async def _store_funding(
     session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry, instruction: FundingInstruction
 ) -> EntryResult:
-    """A net debtor's funding: only a booked credit of exactly the instructed amount
-    funds the instruction (locked above, so two bookings cannot both fund it)."""
+    """A net debtor's funding: a booked credit of at least the instructed amount funds
+    the instruction (locked above, so two bookings cannot both fund it, and the window's
+    settlement cut-off either counts this funding or makes it late); the whole booked
+    amount is minted to the funder, so any excess stays on its token balance."""
     if entry.status != "BOOK":
         outcome, detail = "NOT_BOOKED", f"entry status {entry.status} does not fund"
     elif entry.credit_debit != "CRDT" or entry.reversal:
         outcome, detail = "NOT_A_CREDIT", "only booked credits fund a window"
-    elif entry.amount != instruction.amount or entry.currency != instruction.currency:
+    elif entry.amount < instruction.amount or entry.currency != instruction.currency:
         outcome, detail = (
             "AMOUNT_MISMATCH",
             f"booked {entry.amount} {entry.currency}, instructed {instruction.amount} {instruction.currency}",
         )
     elif instruction.status != "PENDING":
-        outcome, detail = "PAYMENT_NOT_AWAITING", f"funding instruction is {instruction.status}"
+        outcome, detail = "PAYMENT_NOT_AWAITING", f"funding instruction is {instruction.status}: the booked fiat is to be returned"
+    elif entry.amount > instruction.amount:
+        outcome, detail = "MATCHED", (f"over-funded by {entry.amount - instruction.amount} {entry.currency}:"
+                                      " the excess stays on the funder's token balance")
     else:
         outcome, detail = "MATCHED", None
     try:
@@ -282,10 +289,16 @@ async def _classify(
         if entry.uetr is not None
         else Payment.end_to_end_id == entry.end_to_end_id
     )
-    candidates = list((await session.scalars(select(Payment).where(key))).all())
+    # FOR SHARE: the payment's own transitions (routing, rejection, expiry) lock its row
+    # too (activities/payment_rows.lock), so a booking and a transition never interleave:
+    # either this entry is stored first and the transition accounts for it, or this
+    # sees the status the transition committed.
+    candidates = list((await session.scalars(select(Payment).where(key).with_for_update(read=True))).all())
     if entry.uetr is not None and not candidates and entry.end_to_end_id is not None:
         candidates = list(
-            (await session.scalars(select(Payment).where(Payment.end_to_end_id == entry.end_to_end_id))).all()
+            (await session.scalars(
+                select(Payment).where(Payment.end_to_end_id == entry.end_to_end_id).with_for_update(read=True)
+            )).all()
         )
     if not candidates:
         return "UNMATCHED", "no payment has this reference", None
@@ -333,20 +346,52 @@ async def _signal(session: AsyncSession, temporal: Client, result: EntryResult) 
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise ServiceUnavailable("temporal", exc.message) from exc
-        if result.funding_reference is not None:
-            # The window's run has ended; the funding is recorded for its settlement.
-            await _mark_signalled(session, result.notification_id)
-            return
-        # The workflow closed meanwhile (e.g. it expired): keep the entry as an exception.
-        result.outcome, result.detail = "PAYMENT_NOT_AWAITING", "the payment's workflow has closed"
+        # The workflow has closed: it settled with this booking (a duplicate post racing
+        # the first), or the payment's own final transition already turned the entry
+        # into an exception to return (activities/payment_rows.return_bookings). Either
+        # way the stored outcome stands; a signal never rewrites it.
+        await _mark_signalled(session, result.notification_id)
         async with session.begin():
-            await session.execute(
-                update(BankNotification)
+            stored = (await session.execute(
+                select(BankNotification.outcome, BankNotification.outcome_detail)
                 .where(BankNotification.id == result.notification_id)
-                .values(outcome=result.outcome, outcome_detail=result.detail)
-            )
+            )).one()
+        result.outcome, result.detail = stored.outcome, stored.outcome_detail
         return
     await _mark_signalled(session, result.notification_id)
+
+
+async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelta, limit: int = 500) -> int:
+    """Signal the matched entries whose signal never went out, older than `grace`: the
+    API stopped between its commit and the signal, and the agent never re-posted. A
+    booked payment does not expire (its booking is on record), so without this it
+    would wait for a signal that nobody sends. Returns how many were signalled."""
+    async with session.begin():
+        rows = list((await session.scalars(
+            select(BankNotification)
+            .where(BankNotification.outcome == "MATCHED", BankNotification.signalled_at.is_(None),
+                   BankNotification.received_at < func.now() - grace)
+            .order_by(BankNotification.received_at)
+            .limit(limit)
+        )).all())
+    sent = 0
+    for row in rows:
+        async with session.begin():
+            result = await _duplicate(session, _entry_of(row), row)
+        if result.needs_signal:
+            await _signal(session, temporal, result)
+            sent += 1
+    return sent
+
+
+def _entry_of(row: BankNotification) -> Camt054Entry:
+    """A stored entry as the reader gave it (what a signal carries)."""
+    return Camt054Entry(
+        notification_id="", account=row.account, entry_reference=row.entry_reference, tx_index=row.tx_index,
+        amount=row.amount, currency=row.currency, credit_debit=row.credit_debit, status=row.entry_status,
+        reversal=row.reversal, booking_date=row.booking_date, value_date=None, end_to_end_id=row.end_to_end_id,
+        uetr=row.uetr, instruction_id=None, transaction_id=None, bank_reference=row.bank_reference,
+    )
 
 
 async def _mark_signalled(session: AsyncSession, notification_id: uuid.UUID) -> None:

@@ -34,13 +34,15 @@ def _valid_bic(value: str) -> str:
 Bic = Annotated[str, AfterValidator(_valid_bic)]
 _UETR = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}$")
 def _printable(value: str) -> str:
-    """ISO 20022 text carries no control characters; PostgreSQL text cannot hold NUL."""
+    """ISO 20022 text carries no control characters; PostgreSQL text cannot hold NUL;
+    and what XML 1.0 cannot carry (surrogates, U+FFFE, U+FFFF) would make the payment's
+    own pacs.002 unwritable."""
     if _CONTROL.search(value):
-        raise ValueError("control characters are not allowed")
+        raise ValueError("control characters and non-characters are not allowed")
     return value
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 Max35Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35), AfterValidator(_printable)
 ]
@@ -104,6 +106,14 @@ class PaymentIn(BaseModel):
             raise ValueError("UETR must be a lower-case UUID version 4")
         return value
 
+    @field_validator("end_to_end_id")
+    @classmethod
+    def _real_end_to_end_id(cls, value: str) -> str:
+        # With the instructing bank it is the payment's identity (as for pacs.008).
+        if value.upper() == "NOTPROVIDED":
+            raise ValueError("NOTPROVIDED is not accepted: give the payment its own EndToEndId")
+        return value
+
     @field_validator("currency")
     @classmethod
     def _known_currency(cls, value: str) -> str:
@@ -139,6 +149,16 @@ class PaymentAccepted(BaseModel):
     status: str
 
 
+class RollOut(BaseModel):
+    """One roll by a window's fallback: the window that could not settle the
+    obligation, and the window it joined."""
+
+    from_window_id: uuid.UUID
+    to_window_id: uuid.UUID
+    reason: str
+    rolled_at: datetime
+
+
 class ObligationOut(BaseModel):
     id: uuid.UUID
     status: str
@@ -149,8 +169,9 @@ class ObligationOut(BaseModel):
     settlement_mode: str
     routing_reason: str | None
     clearing_window_id: uuid.UUID | None
-    rolled_from_window_id: uuid.UUID | None
+    rolled_from_window_id: uuid.UUID | None  # the latest roll's window; every roll is in `rolls`
     fallback_reason: str | None
+    rolls: list[RollOut] = []
     created_at: datetime
     settled_at: datetime | None
     bank_confirmation_reference: str | None

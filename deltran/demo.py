@@ -337,7 +337,7 @@ def _window_of(http: httpx.Client, api: Api, payment: tuple[str, str], timeout_s
 # audit log is append-only by design; the reset itself is audited).
 _RESET_TABLES = (
     "tokens", "ledger_transfers", "funding_instructions", "bank_notifications", "camt054_messages",
-    "net_positions", "obligations", "compliance_results", "payments", "clearing_windows",
+    "net_positions", "obligation_rolls", "obligations", "compliance_results", "payments", "clearing_windows",
     "accounts", "reconciliation_runs", "circuit_breakers",
 )
 

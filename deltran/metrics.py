@@ -51,6 +51,12 @@ netting_seconds = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
 )
 
+activity_failed_permanently = Counter(
+    "deltran_activity_failed_permanently",
+    "Activity executions failed without retry: an invariant or integrity constraint no retry can change",
+    ["activity", "kind"],
+)
+
 # -- tokens and backing ---------------------------------------------------------------------
 tokens_minted = Counter("deltran_tokens_minted", "Tokens minted (one per settled obligation)", ["currency"])
 tokens_minted_amount = Counter("deltran_tokens_minted_amount", "Amount minted in tokens", ["currency"])

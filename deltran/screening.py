@@ -4,9 +4,13 @@ Pure Python (no Temporal, no database). `SanctionsList.load` fails closed: anyth
 wrong with the file raises `SanctionsListError`, never an empty or partial list.
 
 Names on both sides go through `normalize_name`-style processing (see `_tokens`):
-NFKC, invisible/format characters and combining marks dropped, look-alike letters
-inside Latin words mapped to Latin, other scripts transliterated with anyascii,
-lower-cased, punctuation removed, honorifics and legal forms stripped.
+NFKC, text under a right-to-left override put back in the order it is displayed in,
+invisible/format characters and combining marks dropped, look-alike letters inside
+Latin words mapped to Latin, other scripts transliterated with anyascii, lower-cased,
+digits and @/$ standing for letters inside a word read as those letters ("V1kt0r"),
+"vv" read as "w", punctuation removed, honorifics and legal forms stripped. A query is
+also tried with "1" read as "l" and with runs of single letters joined into one word
+("V.i.k.t.o.r", "B l a c k"): the best of these readings is its score.
 
 Scoring (0-100) is Levenshtein-based: every inserted, deleted or substituted letter
 counts as one edit, so at the default threshold of 88 a name may differ from a
@@ -109,12 +113,35 @@ _CONFUSABLES = str.maketrans({
     "ν": "v", "ρ": "p", "ι": "i", "κ": "k", "υ": "u", "χ": "x", "γ": "y",
 })
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
+# Digits and symbols written for letters inside a word ("V1kt0r Bl4ckl1st0v"); a word
+# of digits only (a number) is left alone. "1" is read as "i" here; the query is also
+# tried as "l" (see SanctionsList.screen).
+_LEET = {"0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
+         "@": "a", "$": "s"}
+_LEET_I, _LEET_L = str.maketrans(_LEET), str.maketrans(_LEET | {"1": "l"})
+_LETTER = re.compile(r"[a-z]")
+_DIGIT_OR_SYMBOL = re.compile(r"[0-9@$]")
 _APOSTROPHES = re.compile(r"['`]")  # O'Brien -> obrien; anyascii writes Arabic ayn as `
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+_RLO, _PDF = "\u202e", "\u202c"
+
+
+def _displayed_order(text: str) -> str:
+    """Text after a right-to-left override (U+202E, up to its U+202C or the end) is shown
+    reversed: "\u202evotsilkcalB rotkiV" reads as "Viktor Blacklistov". Put it in the
+    order a reader sees, so dropping the invisible override does not hide the name."""
+    while (start := text.find(_RLO)) != -1:
+        end = text.find(_PDF, start)
+        end = len(text) if end == -1 else end
+        text = text[:start] + text[start + 1:end][::-1] + text[end + 1:]
+    return text
+
+
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)  # fullwidth, ligatures, math letters
+    text = _displayed_order(text)
     out = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -124,20 +151,41 @@ def _clean(text: str) -> str:
     return "".join(out)
 
 
-def _raw_tokens(text: str) -> list[tuple[str, bool]]:
+def _raw_tokens(text: str, one_as_l: bool = False) -> list[tuple[str, bool]]:
     """Lower-case ASCII tokens of `text`, each flagged if it was written in Latin script.
 
     Noise words are still present; the flag keeps a transliteration from being taken
     for one (Arabic "عمر", Omar, transliterates to "mr").
     """
+    leet = _LEET_L if one_as_l else _LEET_I
     tokens = []
     for word in _clean(text).split():
         latin = bool(_ASCII_LETTER.search(word))
         if latin:
             word = word.translate(_CONFUSABLES)
         ascii_word = _APOSTROPHES.sub("", anyascii(word).lower())
-        tokens += [(t, latin) for t in _NON_ALNUM.sub(" ", ascii_word).split()]
+        if _LETTER.search(ascii_word) and _DIGIT_OR_SYMBOL.search(ascii_word):
+            ascii_word = ascii_word.translate(leet)
+        tokens += [(t.replace("vv", "w"), latin) for t in _NON_ALNUM.sub(" ", ascii_word).split()]
     return _merge_dotted(tokens)
+
+
+def _join_single_letters(tokens: list[str], run: int = 3) -> list[str]:
+    """Runs of `run` or more one-letter tokens joined into one word: a name spelt out
+    letter by letter ("V.i.k.t.o.r", "B l a c k"). Shorter runs stay: they are initials."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and len(tokens[j]) == 1:
+            j += 1
+        if j - i >= run:
+            out.append("".join(tokens[i:j]))
+            i = j
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
 
 
 def _merge_dotted(tokens: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
@@ -164,10 +212,21 @@ def _keep(tokens: list[tuple[str, bool]]) -> list[int]:
     return kept or list(range(len(tokens)))
 
 
-def normalize_name(name: str) -> str:
+def normalize_name(name: str, *, one_as_l: bool = False) -> str:
     """The comparable form of a name: lower-case ASCII words, noise removed, order kept."""
-    tokens = _raw_tokens(name)
+    tokens = _raw_tokens(name, one_as_l)
     return " ".join(tokens[i][0] for i in _keep(tokens))
+
+
+def query_readings(name: str) -> list[str]:
+    """The ways a screened name may be read (see the module docstring), most literal first."""
+    readings: list[str] = []
+    for one_as_l in (False, True):
+        q = normalize_name(name, one_as_l=one_as_l)
+        for reading in (q, " ".join(_join_single_letters(q.split()))):
+            if reading and reading not in readings:
+                readings.append(reading)
+    return readings
 
 
 # --- scoring -----------------------------------------------------------------------
@@ -326,10 +385,16 @@ class SanctionsList:
         return cls(entries)
 
     def screen(self, name: str, threshold: float) -> ScreeningHit | None:
-        """The best-scoring listed name at or above `threshold` (0-100), else None."""
-        q = normalize_name(name or "")
-        if not q:
-            return None
+        """The best-scoring listed name at or above `threshold` (0-100), else None: the
+        best over every reading of the name (almost always just one)."""
+        best: ScreeningHit | None = None
+        for q in query_readings(name or ""):
+            hit = self._screen_reading(q, threshold)
+            if hit is not None and (best is None or hit.score > best.score):
+                best = hit
+        return best
+
+    def _screen_reading(self, q: str, threshold: float) -> ScreeningHit | None:
         exact = self._exact.get(q)
         if exact is not None and threshold <= 100.0:
             return ScreeningHit(exact.entry.entry_id, exact.listed, 100.0)

@@ -30,6 +30,7 @@ from worker.sweeper import run_sweeper
 from worker.telemetry import start_worker_metrics
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
+from worker.fail_fast import FailFastInterceptor
 from worker.logging_interceptor import LoggingInterceptor
 from workflows.reconciliation import ReconciliationWorkflow
 
@@ -79,7 +80,8 @@ def build_worker(
 def _interceptors(client: Client) -> list:
     """Logging always; tracing unless the client already brings it (ours does, see
     deltran.temporal_client), so every activity runs inside the request's trace."""
-    interceptors: list = [LoggingInterceptor()]
+    # Logging outside fail-fast: the failure it logs is the non-retryable one Temporal sees.
+    interceptors: list = [LoggingInterceptor(), FailFastInterceptor()]
     if faults.enabled():  # crash tests only: DELTRAN_FAULT_CRASH
         interceptors.append(faults.FaultInjectionInterceptor())
     if not any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"]):

@@ -1,6 +1,6 @@
 """Nothing accepted is lost: a payment whose row was committed while Temporal was down
 (the API answered 503) gets its workflow from this sweeper, even if the bank never
-resubmits. Every `interval_s` it starts (or finds: the start is idempotent) the workflow
+resubmits; likewise a matched camt.054 entry whose signal never went out is signalled. Every `interval_s` it starts (or finds: the start is idempotent) the workflow
 of each payment still SCREENING after a grace period — in a healthy system those are
 payments whose compliance step is running or retrying, and the start just finds them."""
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
 from api.intake import payment_input, start_payment_workflow
+from api.notification_intake import signal_unsent
 from deltran.config import Settings
 from deltran.db.tables import Payment
 from deltran.shared import PaymentStatus
@@ -50,6 +51,9 @@ async def run_sweeper(client: Client, sessions: async_sessionmaker, settings: Se
         try:
             if started := await start_orphans(client, sessions, settings):
                 log.info("sweeper: started or found %d payment workflow(s) still SCREENING", started)
+            async with sessions() as session:
+                if signalled := await signal_unsent(session, client, GRACE):
+                    log.info("sweeper: signalled %d matched camt.054 entr(ies) whose signal never went out", signalled)
         except Exception:  # Temporal or PostgreSQL down: try again next round
             log.exception("sweeper: round failed; retrying in %.0fs", interval_s)
         try:

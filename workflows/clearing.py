@@ -55,10 +55,15 @@ class ClearingWindowWorkflow:
             retry_policy=STEP_RETRY,
         )
         references = {i.reference for i in summary.instructions}
+        # A window whose positions all net to zero has no instruction to wait for, but
+        # its obligations must still settle and their payments be told. Runs recorded
+        # before this rule returned here; they replay unchanged.
+        settle_zero_net = bool(summary.obligations_count) and workflow.patched("settle-zero-net-window")
         self._state = self._state.model_copy(
-            update={"status": "AWAITING_FUNDING" if references else "SETTLED", "instructions": summary.instructions}
+            update={"status": "AWAITING_FUNDING" if references or settle_zero_net else "SETTLED",
+                    "instructions": summary.instructions}
         )
-        if not references:
+        if not references and not settle_zero_net:
             return self._state
         try:
             await workflow.wait_condition(

@@ -151,12 +151,13 @@ def _entries(ntry: etree._Element, notification_id: str, account: str, entry_ind
         booking_date=_date(ntry, "c:BookgDt"),
         value_date=_date(ntry, "c:ValDt"),
     )
+    entry_total, entry_currency = _amount(entry_amount)
+    entry_direction = _required(ntry, "c:CdtDbtInd")
     if not txs:
-        amount, currency = _amount(entry_amount)
         return [
             Camt054Entry(
-                **common, tx_index=0, amount=amount, currency=currency,
-                credit_debit=_required(ntry, "c:CdtDbtInd"), end_to_end_id=None, uetr=None,
+                **common, tx_index=0, amount=entry_total, currency=entry_currency,
+                credit_debit=entry_direction, end_to_end_id=None, uetr=None,
                 instruction_id=None, transaction_id=None, bank_reference=_text(ntry, "c:AcctSvcrRef"),
             )
         ]
@@ -185,7 +186,31 @@ def _entries(ntry: etree._Element, notification_id: str, account: str, entry_ind
                 bank_reference=_text(tx, "c:Refs/c:AcctSvcrRef") or _text(ntry, "c:AcctSvcrRef"),
             )
         )
+    _check_entry_agrees(ntry, common["entry_reference"], entry_total, entry_currency, entry_direction, result)
     return result
+
+
+def _check_entry_agrees(
+    ntry: etree._Element, reference: str, total: Decimal, currency: str, direction: str,
+    transactions: list[Camt054Entry],
+) -> None:
+    """The Ntry's own amount and direction are the booking; its TxDtls only split it.
+    Details that disagree with their entry (other currency or direction, parts that do
+    not add up to the total) would let the details book what the entry did not: the
+    whole message is refused, naming the entry."""
+    where = f"line {ntry.sourceline}: Ntry {reference}"
+    errors = [
+        f"{where}: TxDtls[{t.tx_index}] is {t.currency}, the entry is {currency}"
+        for t in transactions if t.currency != currency
+    ] + [
+        f"{where}: TxDtls[{t.tx_index}] is {t.credit_debit}, the entry is {direction}"
+        for t in transactions if t.credit_debit != direction
+    ]
+    parts = sum((t.amount for t in transactions), Decimal(0))
+    if not errors and parts != total:
+        errors.append(f"{where}: its TxDtls add up to {format(parts, 'f')} {currency}, the entry books {format(total, 'f')}")
+    if errors:
+        raise Camt054Invalid(errors)
 
 
 # --------------------------------------------------------------------------- writer

@@ -45,6 +45,8 @@ HEAD_SCHEMA = "head.001.001.02.xsd"
 # The writer's envelope: ISO 20022 standardises no envelope for AppHdr + Document.
 ENVELOPE_NS = "urn:deltran:envelope"
 DELTRAN_BIC = "DLTRAEAD"
+# Transactions per message: a bound on one intake transaction's size.
+MAX_TRANSACTIONS = 1000
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 MAX_FIELD_ERRORS = 1000  # every error of a real message; a hostile one cannot yield megabytes
@@ -266,6 +268,9 @@ class _Reader:
         self.errors.append(FieldError(field, message, transaction))
 
     def message(self, app_header_from_bic: str | None) -> Pacs008Message:
+        # Schema-valid is not valid: the pattern admits a BIC of a country that does not exist.
+        if app_header_from_bic is not None and (problem := check_bic(app_header_from_bic)):
+            self.error("AppHdr/Fr/FIId/FinInstnId/BICFI", problem)
         hdr = self.msg.find("p:GrpHdr", _N)
         message_id = _text(hdr, "p:MsgId")
         if message_id is None:
@@ -281,6 +286,9 @@ class _Reader:
             for i, tx in enumerate(self.msg.iterfind("p:CdtTrfTxInf", _N))
         ]
         number = int(_text(hdr, "p:NbOfTxs") or "0")  # the schema's pattern: 1 to 15 digits
+        if len(transactions) > MAX_TRANSACTIONS:
+            self.error("GrpHdr/NbOfTxs", f"the message has {len(transactions)} CdtTrfTxInf;"
+                       f" DelTran accepts at most {MAX_TRANSACTIONS} per message")
         if number != len(transactions):
             self.error("GrpHdr/NbOfTxs", f"is {number} but the message has {len(transactions)} CdtTrfTxInf")
 

@@ -15,11 +15,14 @@ from schwifty.exceptions import SchwiftyException
 from api.deps import AdminDep, SessionDep
 from api.problems import Problem, problem_responses
 from api.schemas import Bic, Name
+from api.strict_json import StrictJSONRoute
 from deltran import audit, participants
 from deltran.identity import normalize_bic
-from deltran.money import AmountError, format_amount, parse_amount
+from deltran.money import MINOR_UNITS, AmountError, format_amount, parse_amount
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(403, 404, 409, 422))
+router = APIRouter(
+    prefix="/v1/admin", tags=["admin"], responses=problem_responses(403, 404, 409, 422), route_class=StrictJSONRoute
+)
 
 
 class BankIn(BaseModel):
@@ -128,6 +131,9 @@ async def set_net_debit_cap(bic: str, currency: str, body: CapIn, caller: AdminD
     """The most the bank may owe, net, in the currency's open window: a payment that
     would take its net position past it is rejected (AM14)."""
     bic = _bic_or_404(bic)
+    if currency not in MINOR_UNITS:  # "aed", "0", "ABCDEF": stored, it would never apply
+        raise Problem(422, f"currency {currency[:8]!r} is not supported", kind="validation",
+                      errors=[{"field": "currency", "message": f"one of {', '.join(sorted(MINOR_UNITS))}"}])
     try:
         cap = parse_amount(body.cap, currency) if Decimal(body.cap) > 0 else Decimal(0)
     except AmountError as exc:

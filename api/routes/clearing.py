@@ -14,12 +14,15 @@ from sqlalchemy import select, true
 
 from api.deps import AdminDep, Caller, CallerDep, SessionDep, SettingsDep, TemporalDep
 from api.problems import Problem, problem_responses
+from api.strict_json import StrictJSONRoute
 from deltran.db.tables import ClearingWindow, FundingInstruction, NetPosition, Participant
 from deltran.money import MINOR_UNITS, format_amount
 from deltran.shared import ClearingInput
 from workflows.clearing import ClearingWindowWorkflow
 
-router = APIRouter(prefix="/v1/clearing", tags=["clearing"], responses=problem_responses(403, 404, 422))
+router = APIRouter(
+    prefix="/v1/clearing", tags=["clearing"], responses=problem_responses(403, 404, 422), route_class=StrictJSONRoute
+)
 
 Currency = Query(pattern=r"^[A-Z]{3}$", examples=["AED"])
 CLOSE_WAIT_S = 10.0

@@ -5,9 +5,11 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
+from api.strict_json import StrictJSONRoute
 from sqlalchemy import text
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=StrictJSONRoute, tags=["health"])
 
 CHECK_TIMEOUT_S = 2.0
 

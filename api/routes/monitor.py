@@ -10,11 +10,14 @@ from sqlalchemy import select
 from activities import reconciliation
 from api.deps import AdminDep, SessionDep
 from api.problems import Problem, problem_responses
+from api.strict_json import StrictJSONRoute
 from deltran import audit
 from deltran.db.tables import CircuitBreaker, ReconciliationRun
 from deltran.money import MINOR_UNITS
 
-router = APIRouter(tags=["account monitor"], responses=problem_responses(403, 404, 409, 422))
+router = APIRouter(
+    tags=["account monitor"], responses=problem_responses(403, 404, 409, 422), route_class=StrictJSONRoute
+)
 
 
 class RunOut(BaseModel):

@@ -9,9 +9,11 @@ from api.iso20022.xml_safety import XmlRejected
 from api.notification_intake import receive_camt054
 from api.problems import Problem, problem_responses
 from api.schemas import NotificationEntryOut, NotificationReceipt
+from api.strict_json import StrictJSONRoute
 from deltran.money import format_amount
 
 router = APIRouter(
+    route_class=StrictJSONRoute,
     prefix="/v1/notifications", tags=["notifications"], responses=problem_responses(400, 403, 415, 422)
 )
 

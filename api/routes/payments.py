@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -15,12 +15,22 @@ from api.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
 from api.iso20022.xml_safety import XmlRejected
 from api.pacs008_intake import payments_from_pacs008
 from api.problems import Problem, problem_responses
-from api.schemas import ObligationOut, PacsTransactionAccepted, PaymentAccepted, PaymentIn, PaymentOut, TokenOut
+from api.schemas import (
+    ObligationOut,
+    PacsTransactionAccepted,
+    PaymentAccepted,
+    PaymentIn,
+    PaymentOut,
+    RollOut,
+    TokenOut,
+)
 from api.status_report import pacs002_for
-from deltran.db.tables import Obligation, Participant, Payment, Token
+from api.strict_json import StrictJSONRoute
+from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, Token
 from deltran.money import format_amount
 
 router = APIRouter(
+    route_class=StrictJSONRoute,
     prefix="/v1/payments", tags=["payments"], responses=problem_responses(400, 403, 404, 409, 415, 422)
 )
 
@@ -114,7 +124,9 @@ def new_payment_from_json(body: PaymentIn, instructing_bic: str) -> NewPayment:
 
 async def _visible_payment(session, caller: Caller, payment_id: uuid.UUID) -> Payment:
     """A bank sees only payments it sent or receives; anything else is a 404, as if it
-    did not exist."""
+    did not exist. The settlement agent books fiat, it is not party to payments: 403."""
+    if caller.role not in ("bank", "admin"):
+        raise HTTPException(status_code=403, detail="payments are visible to their banks and to admin only")
     payment = await session.get(Payment, payment_id)
     if payment is None or (
         caller.role == "bank" and caller.bic not in (payment.debtor_agent_bic, payment.creditor_agent_bic)
@@ -174,6 +186,13 @@ async def read(
             clearing_window_id=ob.clearing_window_id,
             rolled_from_window_id=ob.rolled_from_window_id,
             fallback_reason=ob.fallback_reason,
+            rolls=[
+                RollOut(from_window_id=r.from_window_id, to_window_id=r.to_window_id, reason=r.reason,
+                        rolled_at=r.rolled_at)
+                for r in await session.scalars(
+                    select(ObligationRoll).where(ObligationRoll.obligation_id == ob.id).order_by(ObligationRoll.rolled_at)
+                )
+            ],
             created_at=ob.created_at,
             settled_at=ob.settled_at,
             bank_confirmation_reference=ob.bank_confirmation_reference,

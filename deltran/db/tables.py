@@ -187,6 +187,8 @@ class Payment(Base):
             "(creditor_iban IS NOT NULL) <> (creditor_account IS NOT NULL)",
             name="creditor_account",
         ),
+        # A bank cannot pay itself (the intake refuses it with a 422 first).
+        CheckConstraint("debtor_agent_bic <> creditor_agent_bic", name="distinct_agents"),
         Index("ix_payments_end_to_end_id", "end_to_end_id"),
         Index("ix_payments_status", "status"),
     )
@@ -304,7 +306,8 @@ class Obligation(Base):
     clearing_window_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("clearing_windows.id")
     )
-    # Set when a window's fallback could not settle it and rolled it into the next one.
+    # Set when a window's fallback could not settle it and rolled it into the next one:
+    # the latest such window (every roll is kept in obligation_rolls).
     rolled_from_window_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("clearing_windows.id")
     )
@@ -318,6 +321,7 @@ class Obligation(Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN ('PENDING', 'SETTLED', 'RELEASED')", name="status"),
         CheckConstraint("settlement_mode IN ('GROSS', 'NET')", name="settlement_mode"),
+        CheckConstraint("payer_id <> payee_id", name="distinct_parties"),
         # A settled obligation always carries its closure: time and both references.
         CheckConstraint(
             "status <> 'SETTLED' OR (settled_at IS NOT NULL"
@@ -329,6 +333,19 @@ class Obligation(Base):
         # What a token's foreign key refers to (Token: fk_tokens_obligation_terms).
         UniqueConstraint("id", "payment_id", "payee_id", "amount", "currency", name="uq_obligations_token_terms"),
     )
+
+
+class ObligationRoll(Base):
+    """One roll of a net obligation by a window's fallback: from the window that could
+    not settle it into the next. An obligation rolled twice has two rows."""
+
+    __tablename__ = "obligation_rolls"
+    obligation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("obligations.id"), primary_key=True)
+    from_window_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clearing_windows.id"), primary_key=True)
+    to_window_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clearing_windows.id"), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    rolled_at: Mapped[datetime] = _created_at()
+    __table_args__ = (Index("ix_obligation_rolls_from_window", "from_window_id"),)
 
 
 class Camt054Message(Base):
@@ -361,7 +378,7 @@ class BankNotification(Base):
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     credit_debit: Mapped[str] = mapped_column(String(4), nullable=False)
-    entry_status: Mapped[str] = mapped_column(String(8), nullable=False)
+    entry_status: Mapped[str] = mapped_column(String(35), nullable=False)  # Sts/Cd or Sts/Prtry (Max35Text)
     reversal: Mapped[bool] = mapped_column(nullable=False, server_default="false")
     booking_date: Mapped[date | None] = mapped_column(Date)
     outcome: Mapped[str] = mapped_column(String(24), nullable=False)

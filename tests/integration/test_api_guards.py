@@ -66,7 +66,7 @@ async def test_authorisation_matrix(http, credentials, e2e_id):
         "admin": credentials["admin"],
     }
     payment_id = (await http.post("/v1/payments", json=payment_body(e2e_id), headers=auth(roles["sender"]))).json()["payment_id"]
-    reads = {"sender": 200, "receiver": 200, "outsider": 404, "settlement_agent": 200, "admin": 200}
+    reads = {"sender": 200, "receiver": 200, "outsider": 404, "settlement_agent": 403, "admin": 200}
     for role, expected in reads.items():
         for path in (f"/v1/payments/{payment_id}", f"/v1/payments/{payment_id}/pacs002"):
             response = await http.get(path, headers=auth(roles[role]))

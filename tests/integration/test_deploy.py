@@ -46,7 +46,7 @@ DASHBOARDS = ("system-overview", "clearing", "tokens", "settlement")
 SDK_ONLY = "SDK-only"
 ALERTS = {
     "DeltranHighErrorRate", "DeltranHighLatencyP95", "DeltranCircuitBreakerOpen", "DeltranReconciliationBreak",
-    "DeltranClearingWindowStale",
+    "DeltranClearingWindowStale", "DeltranStepFailedPermanently",
 }
 
 # What Grafana would put in for its variables when the test runs a panel's query.

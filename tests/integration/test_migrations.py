@@ -111,6 +111,8 @@ def test_upgrade_downgrade_upgrade(fresh_url):
         "uq_ledger_transfers_idempotency_key",
         "uq_bank_notifications_entry",
         "uq_accounts_owner",
+        "ck_payments_distinct_agents",
+        "ck_obligations_distinct_parties",
     } <= constraints(fresh_url)
     assert {
         "uq_bank_notifications_matched_payment",

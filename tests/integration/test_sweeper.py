@@ -7,9 +7,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from deltran.db.tables import Payment
+from sqlalchemy import select, text
+
+from api.notification_intake import signal_unsent
+from deltran.db.tables import BankNotification, Payment
 from deltran.identity import payment_id_for, workflow_id_for
-from tests.support.payments import AE_IBAN, auth, wait_for_status
+from tests.support.payments import AE_IBAN, auth, payment_body, wait_for_status
 from worker.sweeper import start_orphans
 
 
@@ -29,3 +32,27 @@ async def test_an_orphaned_payment_gets_exactly_one_workflow(http, credentials, 
     await start_orphans(temporal_env.client, sessions, settings)  # again: finds it, starts nothing
     runs = [wf async for wf in temporal_env.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
     assert len(runs) == 1
+
+
+async def test_a_booking_whose_signal_never_went_out_is_signalled(http, credentials, sessions, settings, temporal_env, worker):
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    e2e = f"UNSENT-{uuid.uuid4().hex[:12]}"
+    payment_id = (await http.post("/v1/payments", json=payment_body(e2e, amount="43.00"), headers=bank)).json()["payment_id"]
+    await wait_for_status(http, payment_id, bank, {"AWAITING_SETTLEMENT"})
+    # Stored MATCHED as the intake would, but the API stopped before signalling.
+    async with sessions() as session, session.begin():
+        message = await session.scalar(text(
+            "INSERT INTO camt054_messages (id, message_id, body_sha256, body) VALUES (gen_random_uuid(), 'UNSENT', '0', '')"
+            " RETURNING id"))
+        await session.execute(BankNotification.__table__.insert().values(
+            message_row_id=message, account="DELTRAN-NOSTRO", entry_reference=f"U-{e2e}", tx_index=0,
+            end_to_end_id=e2e, amount=Decimal("43.00"), currency="AED", credit_debit="CRDT", entry_status="BOOK",
+            outcome="MATCHED", payment_id=uuid.UUID(payment_id),
+            received_at=datetime.now(timezone.utc) - timedelta(minutes=5),
+        ))
+    async with sessions() as session:
+        assert await signal_unsent(session, temporal_env.client, timedelta(seconds=30)) >= 1
+    await wait_for_status(http, payment_id, bank, {"COMPLETED"})
+    async with sessions() as session:
+        entry = await session.scalar(select(BankNotification).where(BankNotification.entry_reference == f"U-{e2e}"))
+    assert entry.signalled_at is not None  # the next round leaves it alone

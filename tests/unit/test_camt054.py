@@ -122,8 +122,8 @@ def test_several_notifications_entries_and_transactions():
         ("NTF-A", "AE070331234567890123456", "BATCH-001", 2, Decimal("0.05"), "AED", "CRDT"),  # 2nd NtryDtls
         ("NTF-A", "AE070331234567890123456", "NREF-2", 0, Decimal("250"), "USD", "CRDT"),  # no TxDtls
         ("NTF-B", "DELTRAN-NOSTRO-USD", "NTF-B:0", 0, Decimal("99.99"), "USD", "DBIT"),  # Ntry/Amt fallback
-        ("NTF-B", "DELTRAN-NOSTRO-USD", "NOSTRO-77", 0, Decimal("40"), "USD", "CRDT"),
-        ("NTF-B", "DELTRAN-NOSTRO-USD", "NOSTRO-77", 1, Decimal("10"), "USD", "DBIT"),  # TxDtls/CdtDbtInd wins
+        ("NTF-B", "DELTRAN-NOSTRO-USD", "NOSTRO-77", 0, Decimal("20"), "USD", "CRDT"),
+        ("NTF-B", "DELTRAN-NOSTRO-USD", "NOSTRO-77", 1, Decimal("10"), "USD", "CRDT"),
     ]
     first, second, third, pending, reversal, prtry, _ = msg.entries
     assert (first.end_to_end_id, first.uetr, first.instruction_id, first.transaction_id, first.bank_reference) == (
@@ -156,8 +156,49 @@ def test_any_prefix(prefix):
 
 def test_batch_entry_without_transaction_amounts_is_refused():
     body = (FIXTURES / "camt054_multi.xml").read_bytes()
-    body = body.replace(b'<n:Amt Ccy="USD">40</n:Amt>', b"").replace(b'<n:Amt Ccy="USD">10</n:Amt>', b"")
+    body = body.replace(b'<n:Amt Ccy="USD">20</n:Amt>', b"").replace(b'<n:Amt Ccy="USD">10</n:Amt>', b"")
     with pytest.raises(Camt054Invalid, match="no amount"):
+        parse_camt054(body)
+
+
+def _nostro_77(first: bytes, second: bytes) -> bytes:
+    """The fixture with NOSTRO-77's two TxDtls (20 CRDT, 10 CRDT under a 30 CRDT entry) replaced."""
+    body = (FIXTURES / "camt054_multi.xml").read_bytes()
+    tx = b'<n:Amt Ccy="USD">%s</n:Amt>\n            <n:CdtDbtInd>CRDT</n:CdtDbtInd>'
+    for old, new in ((b"20", first), (b"10", second)):
+        assert tx % old in body
+        body = body.replace(tx % old, new)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "why"),
+    [
+        # 100 + 100 under a 30 entry would book 200 of fiat the bank never booked.
+        (b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+         b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>', "add up to 40 USD, the entry books 30"),
+        (b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+         b'<n:Amt Ccy="USD">5</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>', "add up to 25 USD"),
+        # A debit entry whose details call themselves credits must not read as a credit.
+        (b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+         b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>DBIT</n:CdtDbtInd>', r"TxDtls\[1\] is DBIT, the entry is CRDT"),
+        (b'<n:Amt Ccy="EUR">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+         b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>', r"TxDtls\[0\] is EUR, the entry is USD"),
+    ],
+    ids=["parts-exceed-entry", "parts-short-of-entry", "debit-detail-under-credit", "other-currency"],
+)
+def test_details_that_disagree_with_their_entry_refuse_the_message(first, second, why):
+    with pytest.raises(Camt054Invalid, match=why) as refused:
+        parse_camt054(_nostro_77(first, second))
+    assert "Ntry NOSTRO-77" in str(refused.value)
+
+
+def test_debit_entry_with_credit_details_is_refused():
+    body = _nostro_77(b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+                      b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>')
+    body = body.replace(b'<n:Amt Ccy="USD">30</n:Amt>\n        <n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+                        b'<n:Amt Ccy="USD">30</n:Amt>\n        <n:CdtDbtInd>DBIT</n:CdtDbtInd>')
+    with pytest.raises(Camt054Invalid, match="TxDtls.0. is CRDT, the entry is DBIT"):
         parse_camt054(body)
 
 

@@ -515,8 +515,26 @@ def test_group_header_schema_error_is_message_level():
 def test_errors_are_capped():
     specs = [_spec(end_to_end_id=f"E-{i}", uetr=None, amount=Decimal("1.001")) for i in range(1005)]
     errors = _invalid(_body(*specs))
-    assert len(errors) == 1001 and errors[-1].message == "... and 5 more errors"
+    # 1,005 amount errors and the message's own: more than 1,000 transactions.
+    assert len(errors) == 1001 and errors[-1].message == "... and 6 more errors"
     assert errors[999].transaction == 999
+
+
+def test_more_transactions_than_one_message_may_carry_are_refused():
+    ok = parse_pacs008(_body(*[_spec(end_to_end_id=f"E-{i}", uetr=None) for i in range(1000)]))
+    assert len(ok.transactions) == 1000
+    errors = _invalid(_body(*[_spec(end_to_end_id=f"E-{i}", uetr=None) for i in range(1001)]))
+    assert [(e.field, e.transaction) for e in errors] == [("GrpHdr/NbOfTxs", None)]
+    assert "at most 1000" in errors[0].message
+
+
+def test_app_header_sender_bic_of_no_country_is_refused():
+    body = _body(with_app_header=True)
+    first = body.index(b"<BICFI>EBILAEAD</BICFI>")
+    assert first < body.index(b"<Document")  # the AppHdr's Fr comes first
+    body = body[:first] + b"<BICFI>EBILQQAD</BICFI>" + body[first + len(b"<BICFI>EBILAEAD</BICFI>"):]
+    errors = _invalid(body)
+    assert [(e.field, e.transaction) for e in errors] == [("AppHdr/Fr/FIId/FinInstnId/BICFI", None)]
 
 
 # --------------------------------------------------------------------------- not a pacs.008.001.08

@@ -52,3 +52,11 @@ def test_risk_score_weighs_amount_corridor_and_velocity():
     assert high == Decimal(100) and factors["velocity"] == "25" and factors["corridor"] == "25"
     cross, _ = score(amount=Decimal("100"), gross_threshold=Decimal("1000000"), cross_border=True, high_risk_corridor=False, recent_payments=0)
     assert cross - low == Decimal(10)
+
+
+def test_a_payment_whose_fiat_is_already_booked_settles_gross_on_that_booking():
+    # Netted, its early camt.054 would stay booked with nothing ever to mint it.
+    r = route(amount=Decimal("100"), currency="AED", urgent=False, gross_threshold=None, open_window=FRESH,
+              stale_after_s=STALE_AFTER_S, prefunded=True)
+    assert (r.mode, r.window_id) == ("GROSS", None)
+    assert "already booked" in r.reason

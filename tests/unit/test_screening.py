@@ -353,3 +353,53 @@ def test_load_good_file(tmp_path: Path) -> None:
     assert hit_id(sl, "Alias Two") == "X-1"
     assert hit_id(sl, "J. Doe") == "X-2"  # surname from the part before the comma
     assert hit_id(sl, "Jane D.") is None
+
+
+# --- evasions: each class of disguise still hits, and near misses still pass ----------
+
+
+@pytest.mark.parametrize(
+    ("name", "entry_id"),
+    [
+        # digits and symbols for letters ("1" read as i and as l)
+        ("V1kt0r Bl4ckl1st0v", "DEMO-001"),
+        ("B1ackl1stov, Viktor", "DEMO-001"),
+        ("J0hn $m1th", "DEMO-003"),
+        ("Sh4d0w Tr4d1ng", "DEMO-010"),
+        # "vv" for "w"
+        ("Omar Darkvvater", "DEMO-005"),
+        ("Shadovv Trading", "DEMO-010"),
+        # letters split by dots or spaces, in part or whole
+        ("V.i.k.t.o.r B.l.a.c.k.l.i.s.t.o.v", "DEMO-001"),
+        ("V i k t o r  B l a c k l i s t o v", "DEMO-001"),
+        ("Viktor B-l-a-c-k-l-i-s-t-o-v", "DEMO-001"),
+        # a right-to-left override with the name stored reversed (displays as the name)
+        ("\u202evotsilkcalB rotkiV", "DEMO-001"),
+        ("Viktor \u202evotsilkcalB\u202c", "DEMO-001"),
+    ],
+)
+def test_disguised_names_hit(demo: SanctionsList, name: str, entry_id: str) -> None:
+    assert hit_id(demo, name) == entry_id
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Route 66 Trading",  # a number is not letters in disguise
+        "7 Seas Shipping",
+        "A B C Trading",  # a short run of initials is not a spelt-out word
+        "V1ctor B1ackwell",  # still a different person
+        "Savvas Petrakis",  # a real "vv"
+        "\u202eworroM nhoJ",  # reversed, but not a listed name
+    ],
+)
+def test_disguise_rules_do_not_make_near_misses_hit(demo: SanctionsList, name: str) -> None:
+    assert demo.screen(name, THRESHOLD) is None
+
+
+def test_readings_of_a_plain_name_are_just_one() -> None:
+    from deltran.screening import query_readings
+
+    # The extra readings cost nothing for ordinary names.
+    assert query_readings("Viktor Blacklistov") == ["viktor blacklistov"]
+    assert query_readings("B1ack") == ["biack", "black"]

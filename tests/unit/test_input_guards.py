@@ -1,0 +1,52 @@
+"""Pure guards on what may come in and what may be retried."""
+from __future__ import annotations
+
+import pytest
+from asyncpg.exceptions import CheckViolationError, UniqueViolationError
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from api.problems import Problem
+from api.schemas import PaymentIn
+from api.strict_json import refuse_duplicate_keys
+from worker.fail_fast import permanent_failure
+from tests.support.payments import payment_body
+
+
+def _integrity(orig: Exception) -> IntegrityError:
+    return IntegrityError("INSERT ...", {}, orig)
+
+
+def test_invariant_and_constraint_failures_are_permanent_but_a_unique_race_is_not():
+    assert permanent_failure(AssertionError("a transfer moves a positive amount")) == "assertion"
+    assert permanent_failure(_integrity(CheckViolationError("ck_ledger_transfers_distinct_accounts"))) == "integrity:23514"
+    # A unique violation can be a lost race the next attempt reads as done: retried.
+    assert permanent_failure(_integrity(UniqueViolationError("uq_tokens_obligation_id"))) is None
+    assert permanent_failure(ConnectionResetError()) is None
+
+
+@pytest.mark.parametrize("body", [
+    b'{"amount": "1.00", "amount": "1000000.00"}',
+    b'{"debtor": {"name": "A", "name": "B"}}',
+    b'[{"x": 1}, {"y": 2, "y": 3}]',
+])
+def test_a_json_key_given_twice_is_refused_naming_it(body):
+    with pytest.raises(Problem) as refused:
+        refuse_duplicate_keys(body)
+    assert refused.value.status == 422 and refused.value.kind == "duplicate-json-key"
+    assert refused.value.errors[0]["field"] in ("amount", "name", "y")
+
+
+@pytest.mark.parametrize("body", [b'{"a": {"a": 1}, "b": [{"a": 2}]}', b"not json", b"\xff"])
+def test_distinct_keys_and_malformed_json_are_left_to_the_route(body):
+    refuse_duplicate_keys(body)  # nothing raised: equal keys in different objects are fine
+
+
+@pytest.mark.parametrize("e2e", ["bad\ufffe", "bad\uffff", "bad\u0085x", "NOTPROVIDED", "notprovided"])
+def test_end_to_end_ids_that_cannot_identify_a_payment_or_be_written_as_xml_are_refused(e2e):
+    with pytest.raises(ValidationError, match="end_to_end_id"):
+        PaymentIn.model_validate(payment_body(e2e))
+
+
+def test_an_ordinary_end_to_end_id_with_unicode_letters_passes():
+    assert PaymentIn.model_validate(payment_body("ÜBERWEISUNG-é-1")).end_to_end_id == "ÜBERWEISUNG-é-1"

@@ -223,37 +223,6 @@ async def _stored_summary(session: AsyncSession, window: ClearingWindow) -> Nett
 
 # -- settle --------------------------------------------------------------------------------
 
-_APPLY_TRANSFERS = text(
-    """
-    WITH moved AS (
-        INSERT INTO ledger_transfers
-            (id, idempotency_key, debit_account_id, credit_account_id, amount, currency, kind, obligation_id)
-        SELECT gen_random_uuid(), 'obligation:' || o.id, pa.id, pe.id, o.amount, o.currency, 'obligation', o.id
-        FROM obligations o
-        JOIN accounts pa ON pa.participant_id = o.payer_id AND pa.currency = o.currency AND pa.kind = 'token'
-        JOIN accounts pe ON pe.participant_id = o.payee_id AND pe.currency = o.currency AND pe.kind = 'token'
-        WHERE o.clearing_window_id = :w AND o.status = 'PENDING'
-        ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING debit_account_id, credit_account_id, amount
-    ), per_account AS (
-        SELECT account_id, sum(debit) AS debit, sum(credit) AS credit FROM (
-            SELECT debit_account_id AS account_id, amount AS debit, 0 AS credit FROM moved
-            UNION ALL
-            SELECT credit_account_id, 0, amount FROM moved
-        ) legs GROUP BY account_id
-    )
-    UPDATE accounts a
-    SET debits_posted = a.debits_posted + p.debit, credits_posted = a.credits_posted + p.credit
-    FROM per_account p WHERE a.id = p.account_id
-    """
-)
-
-
-_LOCK_CURRENCY_ACCOUNTS = text(
-    "SELECT id FROM accounts WHERE currency = :currency ORDER BY id FOR NO KEY UPDATE"
-)
-
-
 async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOutcome:
     """Settle an AWAITING_FUNDING window with the fundings booked so far (idempotent)."""
     window = await session.scalar(select(ClearingWindow).where(ClearingWindow.id == window_id).with_for_update())
@@ -265,7 +234,7 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     # Every account this settlement may move, locked up front in id order, as mints do
     # (activities/tokens.py): a settlement and a concurrent mint in its currency never
     # deadlock over the accounts they share.
-    await session.execute(_LOCK_CURRENCY_ACCOUNTS, {"currency": window.currency})
+    await ledger.lock_currency_accounts(session, window.currency)
     # Locked: the cut-off is this one decision. A funding committed before it is
     # minted here; one that comes while it runs waits, then finds its instruction
     # EXPIRED and is stored as an exception to return — never FUNDED and left unminted.
@@ -294,7 +263,7 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
             .where(FundingInstruction.window_id == window_id, FundingInstruction.status == "PENDING")
             .values(status="EXPIRED")
         )
-    await session.execute(_APPLY_TRANSFERS, {"w": window_id})
+    await ledger.post_window_transfers(session, window_id)
     status = "PARTIALLY_SETTLED" if rolled else "SETTLED"
     await session.execute(
         update(ClearingWindow)
@@ -311,12 +280,12 @@ async def _mint_funding(session: AsyncSession, instruction: FundingInstruction, 
     token = await ledger.account_id(session, instruction.participant_id, instruction.currency, "token")
     await ledger.post_transfer(
         session,
-        idempotency_key=f"fiat-booked:{instruction.notification_id}",
+        idempotency_key=ledger.fiat_booked_key(instruction.notification_id),
         debit_account_id=fiat,
         credit_account_id=token,
         amount=amount,
         currency=instruction.currency,
-        kind="fiat_booked",
+        kind=ledger.FIAT_BOOKED,
         notification_id=instruction.notification_id,
     )
 

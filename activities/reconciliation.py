@@ -2,7 +2,8 @@
 
 Three tiers (MISSION.md, "Tokens and 1:1 backing"):
 - at every mint, inside the mint's transaction: the currency's token supply (the sum of
-  token balances) must not exceed its booked fiat (the sum of fiat balances) — O(banks);
+  token balances) must not exceed its booked fiat (the sum of fiat balances) — O(banks),
+  the ledger's backing rule (activities/ledger.backing_problems);
 - intraday, on a schedule: per currency, token supply (everything minted), the sum of
   token balances, the fiat ledger and the fiat booked by camt.054 entries must agree;
 - end of day: transaction by transaction — every booked camt.054 entry ↔ its obligation
@@ -27,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from deltran import metrics
 from deltran.config import Settings
-from deltran.db.tables import Account, CircuitBreaker, ReconciliationRun
+from deltran.db.tables import CircuitBreaker, ReconciliationRun
 
 CIRCUIT_BREAKER_OPEN = "CircuitBreakerOpen"
 BREAKS_LISTED_MAX = 1000
@@ -107,24 +108,6 @@ def breaker_open_error(currency: str) -> ApplicationError:
 
 
 # -- tier a: at every mint -----------------------------------------------------------------
-
-
-async def supply_within_fiat(session: AsyncSession, currency: str) -> str | None:
-    """Inside the mint's transaction: why the supply exceeds booked fiat, or None."""
-    totals = dict(
-        (
-            await session.execute(
-                select(Account.kind, func.sum(Account.credits_posted - Account.debits_posted))
-                .where(Account.currency == currency)
-                .group_by(Account.kind)
-            )
-        ).all()
-    )
-    supply = totals.get("token") or Decimal(0)
-    fiat = -(totals.get("fiat") or Decimal(0))
-    if supply > fiat:
-        return f"{currency} token supply {supply} exceeds booked fiat {fiat}"
-    return None
 
 
 # -- tier b: intraday ----------------------------------------------------------------------

@@ -150,8 +150,8 @@ class TokenActivities:
             result = await self._mint_net(session, obligation)
         else:
             result = await self._mint_gross(session, obligation)
-        if (problem := await reconciliation.supply_within_fiat(session, obligation.currency)) is not None:
-            raise _BackingBroken(obligation.currency, problem)
+        if problems := await ledger.backing_problems(session, [obligation.currency]):
+            raise _BackingBroken(obligation.currency, problems[obligation.currency])
         await session.execute(
             update(Payment)
             .where(Payment.id == obligation.payment_id, Payment.status == PaymentStatus.SETTLED)
@@ -186,7 +186,7 @@ class TokenActivities:
             select(ClearingWindow.status).where(ClearingWindow.id == obligation.clearing_window_id)
         )
         transfer_id = await session.scalar(
-            select(LedgerTransfer.id).where(LedgerTransfer.idempotency_key == f"obligation:{obligation.id}")
+            select(LedgerTransfer.id).where(LedgerTransfer.idempotency_key == ledger.obligation_key(obligation.id))
         )
         if (refusal := net_mint_refusal(obligation, window_status, transfer_id is not None)) is not None:
             raise mint_refused(refusal)
@@ -200,22 +200,22 @@ class TokenActivities:
         payer_fiat, payer_token, payee_token = await _lock_accounts(session, obligation)
         await ledger.post_transfer(
             session,
-            idempotency_key=f"fiat-booked:{notification.id}",
+            idempotency_key=ledger.fiat_booked_key(notification.id),
             debit_account_id=payer_fiat,
             credit_account_id=payer_token,
             amount=amount,
             currency=currency,
-            kind="fiat_booked",
+            kind=ledger.FIAT_BOOKED,
             notification_id=notification.id,
         )
         transfer_id = await ledger.post_transfer(
             session,
-            idempotency_key=f"obligation:{obligation.id}",
+            idempotency_key=ledger.obligation_key(obligation.id),
             debit_account_id=payer_token,
             credit_account_id=payee_token,
             amount=amount,
             currency=currency,
-            kind="obligation",
+            kind=ledger.OBLIGATION,
             obligation_id=obligation.id,
         )
         return await _insert_token(session, obligation, transfer_id)
@@ -333,7 +333,7 @@ _LOCK_OBLIGATIONS = text(
 # gross obligation's two postings are made in the same transaction as its token, so
 # they exist only with the token; the write's unique keys stay the guard.
 _EVIDENCE = text(
-    """
+    f"""
     SELECT o.id, o.payment_id, o.payee_id, o.amount, o.currency, o.status, o.settlement_mode,
            o.bank_confirmation_reference, o.camt054_entry_reference,
            t.id AS token_id,
@@ -341,7 +341,7 @@ _EVIDENCE = text(
            n.amount AS booked_amount, n.currency AS booked_currency, n.outcome,
            w.status AS window_status,
            (SELECT id FROM ledger_transfers
-            WHERE o.settlement_mode = 'NET' AND idempotency_key = 'obligation:' || o.id) AS moved_id,
+            WHERE o.settlement_mode = 'NET' AND idempotency_key = {ledger.obligation_key_sql("o.id")}) AS moved_id,
            b.state AS breaker,
            payer_fiat.id AS payer_fiat, payer_token.id AS payer_token, payee_token.id AS payee_token
     FROM obligations o
@@ -371,7 +371,7 @@ _EVIDENCE = text(
 # idempotency key (or a second token: the unique index on tokens.obligation_id) fails
 # the batch, which is then retried one by one — each mint on its own, idempotently.
 _WRITE = text(
-    """
+    f"""
     WITH mint AS (
         SELECT * FROM unnest(
             CAST(:obligation AS uuid[]), CAST(:payment AS uuid[]), CAST(:payee AS uuid[]),
@@ -384,12 +384,12 @@ _WRITE = text(
         INSERT INTO ledger_transfers
             (id, idempotency_key, debit_account_id, credit_account_id, amount, currency, kind,
              obligation_id, notification_id)
-        SELECT gen_random_uuid(), 'fiat-booked:' || notification_id, payer_fiat, payer_token, amount, currency,
-               'fiat_booked', NULL::uuid, notification_id
+        SELECT gen_random_uuid(), {ledger.fiat_booked_key_sql("notification_id")}, payer_fiat, payer_token, amount,
+               currency, '{ledger.FIAT_BOOKED}', NULL::uuid, notification_id
         FROM mint WHERE notification_id IS NOT NULL
         UNION ALL
-        SELECT gen_random_uuid(), 'obligation:' || obligation_id, payer_token, payee_token, amount, currency,
-               'obligation', obligation_id, NULL::uuid
+        SELECT gen_random_uuid(), {ledger.obligation_key_sql("obligation_id")}, payer_token, payee_token, amount,
+               currency, '{ledger.OBLIGATION}', obligation_id, NULL::uuid
         FROM mint WHERE moved_id IS NULL
         RETURNING id, obligation_id
     ), minted AS (
@@ -406,41 +406,6 @@ _WRITE = text(
     SELECT obligation_id, id FROM minted
     """
 )
-
-# FOR NO KEY UPDATE: what the UPDATE takes anyway; it does not block the foreign-key checks
-# (FOR KEY SHARE) of other transactions' postings.
-_LOCK_ACCOUNTS = text("SELECT id FROM accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR NO KEY UPDATE")
-
-# What the batch posted, per account, in ONE update; the CHECK constraints refuse any
-# balance below zero. The rows are locked first, in id order (_LOCK_ACCOUNTS), and only
-# now — after the inserts — so concurrent batches hold the shared accounts briefly.
-_APPLY = text(
-    """
-    UPDATE accounts a
-    SET debits_posted = a.debits_posted + p.debit, credits_posted = a.credits_posted + p.credit
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:debits AS numeric[]), CAST(:credits AS numeric[])) AS p(id, debit, credit)
-    WHERE a.id = p.id
-    """
-)
-
-# Tier a of the account monitor (reconciliation.supply_within_fiat), for every currency
-# of the batch in one query.
-_SUPPLY_AND_FIAT = text(
-    """
-    SELECT currency,
-           coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token'), 0) AS supply,
-           coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0) AS fiat
-    FROM accounts WHERE currency = ANY(CAST(:currencies AS varchar[])) GROUP BY currency
-    """
-)
-
-
-async def _backing_problems(session: AsyncSession, currencies: list[str]) -> dict[str, str]:
-    """Per currency whose token supply exceeds its booked fiat, the problem (the same
-    words as reconciliation.supply_within_fiat)."""
-    rows = (await session.execute(_SUPPLY_AND_FIAT, {"currencies": currencies})).all()
-    return {r.currency: f"{r.currency} token supply {r.supply} exceeds booked fiat {r.fiat}" for r in rows if r.supply > r.fiat}
-
 
 class _Postings:
     """Column arrays for _WRITE (one entry per mint), and what its postings move per
@@ -525,9 +490,8 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
             outcomes[oid] = Outcome(result=MintResult(token_id=minted[oid], amount=ev.amount, currency=ev.currency), created=True)
         accounts, debits, credits = out.legs()
         if accounts:
-            await session.execute(_LOCK_ACCOUNTS, {"ids": accounts})
-            await session.execute(_APPLY, {"ids": accounts, "debits": debits, "credits": credits})
-        if problems := await _backing_problems(session, sorted(out.currencies)):
+            await ledger.apply_legs(session, accounts, debits, credits)
+        if problems := await ledger.backing_problems(session, sorted(out.currencies)):
             currency = min(problems)
             raise _BackingBroken(currency, problems[currency])
     return outcomes

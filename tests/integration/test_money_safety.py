@@ -34,7 +34,6 @@ from deltran.db.tables import (
     ClearingWindow,
     FundingInstruction,
     LedgerTransfer,
-    Obligation,
     Participant,
     Payment,
     Token,

@@ -30,6 +30,7 @@ bench-gateway: $(VENV)/.installed
 
 chaos: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.chaos
+	DELTRAN_AUDIT_STEPS=$${DELTRAN_AUDIT_STEPS:-500} $(VENV)/bin/pytest -q -s tests/integration/test_auditor.py
 
 clean:
 	rm -rf .deltran .pytest_cache

@@ -1,0 +1,271 @@
+"""An independent auditor: random sequences of bank and settlement-agent operations
+against the real stack, and after each one the money's invariants, read only from plain
+SQL and the Temporal visibility API — never from DelTran's own code.
+
+The operations are drawn from a seeded `random.Random`, so a failure names its seed and
+the same sequence runs again with `DELTRAN_AUDIT_SEED` (the timing of concurrent calls
+is the servers', so a race may need a few replays). Used by
+tests/integration/test_auditor.py: short in `make test`, long in `make chaos`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio.client import Client
+
+from activities.clearing import ensure_open_window
+from api.intake import payment_input, start_payment_workflow
+from deltran.config import Settings
+from deltran.db.tables import Payment
+from deltran.shared import ClearingInput
+from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body
+from workflows.clearing import ClearingWindowWorkflow
+
+XML = {"Content-Type": "application/xml"}
+SANCTIONED = "Viktor Blacklistov"
+# Net banks per currency (each a participant of the demo seed with accounts there).
+NET_BANKS = {"EUR": ("DEUTDEFF", "BNPAFRPP", "INGBNL2A"), "USD": ("CHASUS33", "CITIUS33")}
+STUCK_ATTEMPTS = 4  # a step retried this often is stuck: nothing here may fail that long
+
+# Each query lists violations of one invariant; a row is one violation.
+INVARIANTS: dict[str, str] = {
+    "supply equals booked fiat per currency": """
+        SELECT currency || ': tokens ' || sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token')
+               || ', fiat ' || sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat')
+        FROM accounts GROUP BY currency
+        HAVING sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token')
+            <> sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat')
+    """,
+    "every minted amount is a booked, matched credit of that amount": """
+        SELECT 'transfer ' || t.id || ' mints ' || t.amount || ' from entry ' || coalesce(n.outcome, 'none')
+        FROM ledger_transfers t LEFT JOIN bank_notifications n ON n.id = t.notification_id
+        WHERE t.kind = 'fiat_booked'
+          AND (n.id IS NULL OR n.outcome <> 'MATCHED' OR n.amount <> t.amount OR n.currency <> t.currency
+               OR n.credit_debit <> 'CRDT' OR n.entry_status <> 'BOOK' OR n.reversal)
+    """,
+    "net positions sum to zero per window": """
+        SELECT 'window ' || window_id || ': ' || sum(net_amount) FROM net_positions
+        GROUP BY window_id HAVING sum(net_amount) <> 0
+    """,
+    "one token per obligation, only for a settled one": """
+        SELECT 'obligation ' || o.id || ' is ' || o.status || ' with ' || count(t.id) || ' token(s)'
+        FROM tokens t JOIN obligations o ON o.id = t.obligation_id
+        GROUP BY o.id, o.status HAVING count(t.id) > 1 OR o.status <> 'SETTLED'
+    """,
+    "a completed payment has its token": """
+        SELECT 'payment ' || p.id FROM payments p
+        WHERE p.status = 'COMPLETED' AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.payment_id = p.id)
+    """,
+    "no balance below zero": """
+        SELECT kind || ' account ' || id FROM accounts
+        WHERE (kind = 'token' AND credits_posted < debits_posted) OR (kind = 'fiat' AND debits_posted < credits_posted)
+    """,
+    "every booked entry is accountable (settled, funding, or an exception to return)": """
+        SELECT 'entry ' || n.id || ' MATCHED, unminted, ' || coalesce('payment ' || p.status, 'window ' || w.status, 'instruction ' || f.status)
+        FROM bank_notifications n
+        LEFT JOIN payments p ON p.id = n.payment_id
+        LEFT JOIN funding_instructions f ON f.id = n.funding_instruction_id
+        LEFT JOIN clearing_windows w ON w.id = f.window_id
+        WHERE n.outcome = 'MATCHED'
+          AND NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.notification_id = n.id)
+          AND (p.status IN ('COMPLETED', 'REJECTED', 'EXPIRED') OR f.status = 'EXPIRED'
+               OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))
+    """,
+}
+
+
+async def violations(sessions: async_sessionmaker, client: Client, workflow_ids: set[str]) -> list[str]:
+    """Every invariant that does not hold now, one line per violation."""
+    found: list[str] = []
+    async with sessions() as session:
+        for name, query in INVARIANTS.items():
+            found += [f"{name}: {row[0]}" for row in (await session.execute(text(query))).all()]
+    # No workflow failed, and none keeps retrying a step that can never succeed.
+    async for wf in client.list_workflows(
+        "ExecutionStatus = 'Failed' AND WorkflowType IN ('PaymentWorkflow', 'ClearingWindowWorkflow')"
+    ):
+        found.append(f"workflow {wf.id} failed")
+    for workflow_id in sorted(workflow_ids):
+        description = await client.get_workflow_handle(workflow_id).describe()
+        for pending in description.raw_description.pending_activities:
+            if pending.attempt >= STUCK_ATTEMPTS:
+                found.append(f"workflow {workflow_id}: {pending.activity_type.name} at attempt {pending.attempt}:"
+                             f" {pending.last_failure.message}")
+    return found
+
+
+@dataclass
+class Auditor:
+    rng: random.Random
+    http: httpx.AsyncClient
+    credentials: dict
+    sessions: async_sessionmaker
+    settings: Settings
+    client: Client
+    payments: list[tuple[str, str, str]] = field(default_factory=list)  # (payment id, e2e, amount)
+    workflow_ids: set[str] = field(default_factory=set)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    counter: int = 0
+
+    def _e2e(self) -> str:
+        self.counter += 1
+        return f"AUD-{self.tag}-{self.counter}"
+
+    def _amount(self) -> str:
+        return f"{self.rng.randint(1, 5000)}.{self.rng.randint(0, 99):02d}"
+
+    async def step(self) -> str:
+        """One operation, chosen at random; returns what it did (for the failure report)."""
+        operation = self.rng.choices(
+            [self.submit, self.book, self.short_deadline, self.net_cycle], weights=[40, 40, 10, 10]
+        )[0]
+        return await operation()
+
+    # -- banks ---------------------------------------------------------------------------
+
+    async def submit(self) -> str:
+        e2e, amount = self._e2e(), self._amount()
+        bank = auth(self.credentials["banks"]["EBILAEAD"])
+        kind = self.rng.choices(["plain", "sanctioned", "self-paying", "concurrent"], weights=[55, 15, 10, 20])[0]
+        body = {**payment_body(e2e, amount=amount), "urgent": True}
+        if kind == "sanctioned":
+            body["creditor"]["name"] = SANCTIONED
+        if kind == "self-paying":
+            body["creditor"]["agent_bic"] = "EBILAEAD"
+            refused = await self.http.post("/v1/payments", json=body, headers=bank)
+            assert refused.status_code == 422, refused.text
+            return f"submit {e2e} self-paying: 422"
+        copies = self.rng.randint(2, 8) if kind == "concurrent" else 1
+        responses = await asyncio.gather(*(self.http.post("/v1/payments", json=body, headers=bank) for _ in range(copies)))
+        assert [r.status_code for r in responses] == [202] * copies, [r.text for r in responses]
+        ids = {r.json()["payment_id"] for r in responses}
+        assert len(ids) == 1, ids
+        self.payments.append((ids.pop(), e2e, amount))
+        self.workflow_ids.add(responses[0].json()["workflow_id"])
+        return f"submit {e2e} {amount} AED {kind} x{copies}"
+
+    async def short_deadline(self) -> str:
+        """A payment whose deadline is a second or two, booked (or not) around it."""
+        e2e, amount = self._e2e(), self._amount()
+        payment = Payment(
+            id=uuid.uuid4(), instructing_bic="EBILAEAD", end_to_end_id=e2e,
+            fingerprint=hashlib.sha256(e2e.encode()).hexdigest(), amount=Decimal(amount), currency="AED",
+            debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_agent_bic="EBILAEAD",
+            creditor_name="Ganesh Textiles Pvt Ltd", creditor_account="30001234567", creditor_agent_bic="SBININBB",
+            status="SCREENING", workflow_id=f"payment-audit-{e2e}",
+        )
+        async with self.sessions() as session, session.begin():
+            session.add(payment)
+        deadline_s = self.rng.randint(1, 2)
+        short = self.settings.model_copy(update={"payment_deadline_s": deadline_s})
+        data = payment_input(short, payment.id, e2e, payment.amount, "AED", "EBILAEAD", "SBININBB")
+        await start_payment_workflow(self.client, short, data, payment.workflow_id)
+        self.workflow_ids.add(payment.workflow_id)
+        self.payments.append((str(payment.id), e2e, amount))
+        delay = self.rng.uniform(0.5, deadline_s + 1.5)
+        await asyncio.sleep(delay)
+        posted = await self._post(camt054_for(e2e, amount, entry_reference=f"D{e2e}"))
+        return f"short deadline {e2e} ({deadline_s}s), booked after {delay:.2f}s: {posted}"
+
+    # -- the settlement agent ------------------------------------------------------------
+
+    async def _post(self, body: bytes, expect: int = 200) -> str:
+        response = await self.http.post(
+            "/v1/notifications/camt054", content=body, headers={**auth(self.credentials["settlement_agent"]), **XML}
+        )
+        assert response.status_code == expect, response.text
+        return response.json()["entries"][0]["outcome"] if expect == 200 else str(expect)
+
+    async def book(self) -> str:
+        if not self.payments:
+            return await self.submit()
+        _, e2e, amount = self.rng.choice(self.payments)
+        reference = f"B{uuid.uuid4().hex[:16]}"
+        kind = self.rng.choices(
+            ["exact", "concurrent", "wrong-amount", "debit", "pending", "split-mismatch"], weights=[40, 25, 10, 10, 5, 10]
+        )[0]
+        if kind == "split-mismatch":  # details add up to twice the entry: refused whole
+            body = camt054_for(e2e, amount, entry_reference=reference).decode()
+            detail = body[body.index("<TxDtls>"):body.index("</TxDtls>") + len("</TxDtls>")]
+            outcome = await self._post(body.replace(detail, detail * 2).encode(), expect=400)
+            return f"camt054 {e2e} split-mismatch: {outcome}"
+        if kind == "wrong-amount":
+            amount = str(Decimal(amount) + Decimal("0.01"))
+        body = camt054_for(e2e, amount, entry_reference=reference, status="PDNG" if kind == "pending" else "BOOK")
+        if kind == "debit":
+            body = body.replace(b"<CdtDbtInd>CRDT</CdtDbtInd>", b"<CdtDbtInd>DBIT</CdtDbtInd>")
+        copies = self.rng.randint(2, 12) if kind == "concurrent" else 1
+        outcomes = await asyncio.gather(*(self._post(body) for _ in range(copies)))
+        return f"camt054 {e2e} {kind} x{copies}: {sorted(set(outcomes))}"
+
+    async def net_cycle(self) -> str:
+        """Net payments, a window closed with a short funding deadline, and each debtor
+        funding exactly, more, less, late or not at all."""
+        currency = self.rng.choice(sorted(NET_BANKS))
+        banks = NET_BANKS[currency]
+        async with self.sessions() as session, session.begin():
+            await ensure_open_window(session, currency)  # as its schedule would have
+        ids = []
+        for _ in range(self.rng.randint(2, 4)):
+            payer, payee = self.rng.sample(banks, 2)
+            e2e = self._e2e()
+            body = payment_body(e2e, amount=self._amount(), currency=currency, debtor_bic=payer, creditor_bic=payee)
+            body["debtor"] = {"name": f"Customer of {payer}", "account": "30001234567", "agent_bic": payer}
+            response = await self.http.post("/v1/payments", json=body, headers=auth(self.credentials["banks"][payer]))
+            assert response.status_code == 202, response.text
+            ids.append((response.json()["payment_id"], payer))
+            self.workflow_ids.add(response.json()["workflow_id"])
+        for payment_id, payer in ids:  # each has joined a window (or been routed gross)
+            for _ in range(100):
+                state = (await self.http.get(f"/v1/payments/{payment_id}", headers=auth(self.credentials["banks"][payer]))).json()
+                if state["status"] != "SCREENING":
+                    break
+                await asyncio.sleep(0.1)
+        handle = await self.client.start_workflow(
+            ClearingWindowWorkflow.run, ClearingInput(currency=currency, funding_timeout_s=self.rng.randint(1, 3)),
+            id=f"clearing-{currency}-audit-{uuid.uuid4().hex[:8]}", task_queue=self.settings.task_queue,
+        )
+        self.workflow_ids.add(handle.id)
+        instructions = []
+        for _ in range(100):
+            state = await handle.query(ClearingWindowWorkflow.state)
+            if state.status != "CLOSING":  # netted (or nothing to close)
+                instructions = state.instructions
+                break
+            await asyncio.sleep(0.05)
+        choices = []
+        late = []
+        for instruction in instructions:
+            choice = self.rng.choice(["exact", "exact", "over", "under", "late", "none"])
+            choices.append(choice)
+            amount = instruction.amount + {"over": Decimal("7.00"), "under": Decimal("-0.01")}.get(choice, Decimal(0))
+            body = camt054_for(instruction.reference, str(amount), currency, entry_reference=f"F{uuid.uuid4().hex[:16]}")
+            if choice == "late":
+                late.append(body)
+            elif choice != "none" and amount > 0:
+                await self._post(body)
+        await asyncio.wait_for(handle.result(), timeout=60)
+        for body in late:
+            await self._post(body)
+        return f"net cycle {currency}: {len(ids)} payments, fundings {choices}"
+
+
+async def wait_until_quiet(sessions: async_sessionmaker, timeout_s: float = 60) -> None:
+    """Until no payment of the audit is between a booking and its token (SETTLED)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        async with sessions() as session:
+            busy = await session.scalar(text(
+                "SELECT count(*) FROM payments WHERE end_to_end_id LIKE 'AUD-%' AND status = 'SETTLED'"))
+        if not busy:
+            return
+        await asyncio.sleep(0.2)
+

@@ -25,6 +25,7 @@ async def test_random_operations_never_break_the_money(http, credentials, sessio
             raise AssertionError(f"step {step} of seed {seed} failed: {exc}\n{replay}\n" + "\n".join(done)) from exc
         found = await violations(sessions, temporal_env.client, auditor.workflow_ids)
         assert not found, f"after step {step} of seed {seed} ({done[-1]}): {found}\n{replay}\n" + "\n".join(done)
+    await auditor.drain()
     await wait_until_quiet(sessions)
     found = await violations(sessions, temporal_env.client, auditor.workflow_ids)
     assert not found, f"at the end of seed {seed}: {found}"

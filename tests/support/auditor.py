@@ -206,6 +206,30 @@ class Auditor:
         outcomes = await asyncio.gather(*(self._post(body) for _ in range(copies)))
         return f"camt054 {e2e} {kind} x{copies}: {sorted(set(outcomes))}"
 
+    async def _close(self, currency: str, funding_timeout_s: int):
+        handle = await self.client.start_workflow(
+            ClearingWindowWorkflow.run, ClearingInput(currency=currency, funding_timeout_s=funding_timeout_s),
+            id=f"clearing-{currency}-audit-{uuid.uuid4().hex[:8]}", task_queue=self.settings.task_queue,
+        )
+        self.workflow_ids.add(handle.id)
+        for _ in range(200):
+            state = await handle.query(ClearingWindowWorkflow.state)
+            if state.status != "CLOSING":  # netted (or nothing to close)
+                return handle, state.instructions
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{handle.id} did not net its window in 10 s")
+
+    async def drain(self) -> None:
+        """Settle what the audit left in its currencies' open windows (rolled
+        obligations), every debtor funding exactly, so later tests find them empty."""
+        for currency in sorted(NET_BANKS):
+            handle, instructions = await self._close(currency, funding_timeout_s=30)
+            for instruction in instructions:
+                await self._post(camt054_for(instruction.reference, str(instruction.amount), currency,
+                                             entry_reference=f"F{uuid.uuid4().hex[:16]}"))
+            state = await asyncio.wait_for(handle.result(), timeout=60)
+            assert state.status in ("SETTLED", "NO_WINDOW"), state
+
     async def net_cycle(self) -> str:
         """Net payments, a window closed with a short funding deadline, and each debtor
         funding exactly, more, less, late or not at all."""
@@ -229,18 +253,7 @@ class Auditor:
                 if state["status"] != "SCREENING":
                     break
                 await asyncio.sleep(0.1)
-        handle = await self.client.start_workflow(
-            ClearingWindowWorkflow.run, ClearingInput(currency=currency, funding_timeout_s=self.rng.randint(1, 3)),
-            id=f"clearing-{currency}-audit-{uuid.uuid4().hex[:8]}", task_queue=self.settings.task_queue,
-        )
-        self.workflow_ids.add(handle.id)
-        instructions = []
-        for _ in range(100):
-            state = await handle.query(ClearingWindowWorkflow.state)
-            if state.status != "CLOSING":  # netted (or nothing to close)
-                instructions = state.instructions
-                break
-            await asyncio.sleep(0.05)
+        handle, instructions = await self._close(currency, funding_timeout_s=self.rng.randint(1, 3))
         choices = []
         late = []
         for instruction in instructions:

@@ -29,6 +29,13 @@ from deltran.db.engine import make_engine, make_session_factory
 from deltran.tracing import setup_tracing
 
 
+# Seconds a kept-alive connection may idle before the server closes it: longer than any
+# client's or proxy's own idle limit (httpx 5 s, load balancers typically 60 s). At an
+# equal limit the server closes a connection just as the client reuses it, and that
+# client's request fails with a read error.
+KEEP_ALIVE_S = 75
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 

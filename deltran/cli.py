@@ -32,14 +32,14 @@ from deltran.logging_setup import configure_logging, log_settings_from_env
 def _api(_: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.main import create_app
+    from api.main import KEEP_ALIVE_S, create_app
 
     settings = get_settings()
     app = create_app(settings)
     gc_tuning.tune(settings.gc_gen0_threshold)
     # log_config=None: uvicorn's own loggers go through our handler (JSON lines).
     uvicorn.run(
-        app, host=settings.api_host, port=settings.api_port, log_config=None,
+        app, host=settings.api_host, port=settings.api_port, log_config=None, timeout_keep_alive=KEEP_ALIVE_S,
         log_level=logging.getLevelName(logging.getLogger().level).lower(),
     )
     return 0

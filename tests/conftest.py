@@ -21,7 +21,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
+from api.main import KEEP_ALIVE_S, create_app
 from deltran import search_attributes
 from deltran.config import Settings
 from deltran.db import migrate
@@ -103,7 +103,8 @@ async def worker(temporal_env, sessions, settings):
 async def api_url(settings, worker, credentials):
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                       timeout_keep_alive=KEEP_ALIVE_S)
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -14,14 +14,21 @@ through one function:
 - the postings: one transfer (`post_transfer`), a window's obligations in one statement
   (`post_window_transfers`), a mint batch's per-account sums (`apply_legs`; its rows
   are inserted with the batch's tokens in activities/tokens.py, with these keys);
-- the backing rule: token supply never above booked fiat (`backing_problems`).
+- the backing rule: token supply never above booked fiat (`backing_problems`,
+  `check_backing`);
+- the answer when a posting cannot be made: one `Refusal` per failure, raised as
+  `LedgerRefused`, whichever path (and whichever CHECK constraint) found it.
 """
 from __future__ import annotations
 
+import contextlib
+import enum
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +37,63 @@ from deltran.db.tables import Account, LedgerTransfer
 
 FIAT_BOOKED = "fiat_booked"  # transfer kinds (ck_ledger_transfers_kind)
 OBLIGATION = "obligation"
+
+
+class Refusal(enum.Enum):
+    """Why the ledger refuses a posting: one name per failure. Every one but
+    SUPPLY_EXCEEDS_FIAT is a property of the posting itself, so no retry can change it."""
+
+    AMOUNT_NOT_POSITIVE = "amount_not_positive"
+    SAME_ACCOUNT = "same_account"
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    CURRENCY_MISMATCH = "currency_mismatch"  # an account is not in the posting's currency
+    BALANCE_BELOW_ZERO = "balance_below_zero"  # the debit account does not hold the amount
+    KEY_REUSED = "key_reused"  # the key was posted before, as a different transfer
+    # Token supply above booked fiat after the postings: the books are wrong, not the
+    # posting; the caller opens the currency's breaker (activities/tokens.py).
+    SUPPLY_EXCEEDS_FIAT = "supply_exceeds_fiat"
+
+    @property
+    def permanent(self) -> bool:
+        return self is not Refusal.SUPPLY_EXCEEDS_FIAT
+
+
+class LedgerRefused(Exception):
+    """A posting the ledger did not make; the caller's transaction rolls back whole."""
+
+    def __init__(self, refusal: Refusal, detail: str, *, currency: str | None = None) -> None:
+        super().__init__(f"{refusal.value}: {detail}")
+        self.refusal = refusal
+        self.currency = currency
+
+
+# The constraints that guard postings (deltran/db/tables.py), and the refusal each means.
+_CONSTRAINTS = {
+    "ck_accounts_balance_not_negative": Refusal.BALANCE_BELOW_ZERO,
+    "ck_ledger_transfers_amount_positive": Refusal.AMOUNT_NOT_POSITIVE,
+    "ck_ledger_transfers_distinct_accounts": Refusal.SAME_ACCOUNT,
+    "fk_ledger_transfers_debit_account_id_accounts": Refusal.ACCOUNT_NOT_FOUND,
+    "fk_ledger_transfers_credit_account_id_accounts": Refusal.ACCOUNT_NOT_FOUND,
+}
+
+
+def refusal_of(exc: IntegrityError) -> Refusal | None:
+    """The refusal a constraint violation raised by a posting statement means, if any. Pure."""
+    constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+    if constraint is None:  # the driver did not say: look for the name in the message
+        constraint = next((name for name in _CONSTRAINTS if name in str(exc.orig)), None)
+    return _CONSTRAINTS.get(constraint)
+
+
+@contextlib.contextmanager
+def _refusing(detail: str, currency: str | None = None) -> Iterator[None]:
+    """Name a posting statement's constraint violation as its refusal."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if (refusal := refusal_of(exc)) is None:
+            raise
+        raise LedgerRefused(refusal, detail, currency=currency) from exc
 
 
 def fiat_booked_key(notification_id: object) -> str:
@@ -90,41 +154,74 @@ async def post_transfer(
     notification_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Post one transfer at most once. Returns the transfer id (the earlier one when the
-    key was already posted). Raises IntegrityError if a balance would go below zero;
-    the caller's transaction then rolls back whole."""
-    assert amount > 0, "a transfer moves a positive amount"
-    assert debit_account_id != credit_account_id
-    inserted = await session.execute(
-        insert(LedgerTransfer)
-        .values(
-            idempotency_key=idempotency_key,
-            debit_account_id=debit_account_id,
-            credit_account_id=credit_account_id,
-            amount=amount,
-            currency=currency,
-            kind=kind,
-            obligation_id=obligation_id,
-            notification_id=notification_id,
+    key was already posted as this same transfer). Raises LedgerRefused, naming why, for
+    a posting it cannot make; the caller's transaction then rolls back whole."""
+    what = f"{kind} {idempotency_key}: {amount} {currency}"
+    if not amount > 0:
+        raise LedgerRefused(Refusal.AMOUNT_NOT_POSITIVE, what, currency=currency)
+    if debit_account_id == credit_account_id:
+        raise LedgerRefused(Refusal.SAME_ACCOUNT, what, currency=currency)
+    with _refusing(what, currency):
+        inserted = await session.execute(
+            insert(LedgerTransfer)
+            .values(
+                idempotency_key=idempotency_key,
+                debit_account_id=debit_account_id,
+                credit_account_id=credit_account_id,
+                amount=amount,
+                currency=currency,
+                kind=kind,
+                obligation_id=obligation_id,
+                notification_id=notification_id,
+            )
+            .on_conflict_do_nothing(index_elements=[LedgerTransfer.idempotency_key])
+            .returning(LedgerTransfer.id)
         )
-        .on_conflict_do_nothing(index_elements=[LedgerTransfer.idempotency_key])
-        .returning(LedgerTransfer.id)
-    )
-    transfer_id = inserted.scalar_one_or_none()
-    if transfer_id is None:
-        existing = await session.execute(
-            select(LedgerTransfer.id).where(LedgerTransfer.idempotency_key == idempotency_key)
-        )
-        return existing.scalar_one()
-    # Update in a fixed (id) order so concurrent transfers never deadlock.
-    for acct_id, column in sorted(
-        [(debit_account_id, "debits_posted"), (credit_account_id, "credits_posted")]
-    ):
-        await session.execute(
-            update(Account)
-            .where(Account.id == acct_id)
-            .values({column: getattr(Account, column) + amount})
-        )
+        transfer_id = inserted.scalar_one_or_none()
+        if transfer_id is None:
+            return await _posted_before(
+                session, idempotency_key, (debit_account_id, credit_account_id, amount, currency, kind), what
+            )
+        # Update in a fixed (id) order so concurrent transfers never deadlock.
+        for acct_id, column in sorted(
+            [(debit_account_id, "debits_posted"), (credit_account_id, "credits_posted")]
+        ):
+            account_currency = await session.scalar(
+                update(Account)
+                .where(Account.id == acct_id)
+                .values({column: getattr(Account, column) + amount})
+                .returning(Account.currency)
+            )
+            if account_currency != currency:
+                raise LedgerRefused(
+                    Refusal.CURRENCY_MISMATCH, f"{what}: account {acct_id} is in {account_currency}", currency=currency
+                )
     return transfer_id
+
+
+async def _posted_before(
+    session: AsyncSession, key: str, transfer: tuple[object, ...], what: str
+) -> uuid.UUID:
+    """The transfer posted earlier under this key, if it is this same transfer."""
+    row = (
+        await session.execute(
+            select(
+                LedgerTransfer.id,
+                LedgerTransfer.debit_account_id,
+                LedgerTransfer.credit_account_id,
+                LedgerTransfer.amount,
+                LedgerTransfer.currency,
+                LedgerTransfer.kind,
+            ).where(LedgerTransfer.idempotency_key == key)
+        )
+    ).one()
+    if tuple(row[1:]) != transfer:
+        raise LedgerRefused(
+            Refusal.KEY_REUSED,
+            f"{what}: the key was posted as {row.amount} {row.currency} {row.debit_account_id} → {row.credit_account_id}",
+            currency=row.currency,
+        )
+    return row.id
 
 
 async def balance(session: AsyncSession, account: uuid.UUID) -> Decimal:
@@ -196,7 +293,8 @@ async def lock_currency_accounts(session: AsyncSession, currency: str) -> None:
 
 async def post_window_transfers(session: AsyncSession, window_id: uuid.UUID) -> None:
     """Move the tokens of every pending obligation of the window (idempotent)."""
-    await session.execute(_WINDOW_TRANSFERS, {"w": window_id})
+    with _refusing(f"window {window_id}"):
+        await session.execute(_WINDOW_TRANSFERS, {"w": window_id})
 
 
 async def apply_legs(session: AsyncSession, ids: list[uuid.UUID], debits: list[Decimal], credits: list[Decimal]) -> None:
@@ -205,7 +303,8 @@ async def apply_legs(session: AsyncSession, ids: list[uuid.UUID], debits: list[D
     concurrent batches hold the shared accounts briefly. `LOCK_ACCOUNTS` is looked up
     at call time (tests inject a statement there)."""
     await session.execute(LOCK_ACCOUNTS, {"ids": ids})
-    await session.execute(_APPLY_LEGS, {"ids": ids, "debits": debits, "credits": credits})
+    with _refusing(f"a batch over {len(ids)} accounts"):
+        await session.execute(_APPLY_LEGS, {"ids": ids, "debits": debits, "credits": credits})
 
 
 # -- the backing rule ------------------------------------------------------------------------
@@ -226,3 +325,11 @@ async def backing_problems(session: AsyncSession, currencies: list[str]) -> dict
     rows = (await session.execute(_SUPPLY_AND_FIAT, {"currencies": currencies})).all()
     return {r.currency: f"{r.currency} token supply {r.supply} exceeds booked fiat {r.fiat}"
             for r in rows if r.supply > r.fiat}
+
+
+async def check_backing(session: AsyncSession, currencies: list[str]) -> None:
+    """Raise LedgerRefused(SUPPLY_EXCEEDS_FIAT) for the first currency (by code) whose
+    supply exceeds its booked fiat. `backing_problems` is looked up at call time."""
+    if problems := await backing_problems(session, currencies):
+        currency = min(problems)
+        raise LedgerRefused(Refusal.SUPPLY_EXCEEDS_FIAT, problems[currency], currency=currency)

@@ -82,12 +82,6 @@ def net_mint_refusal(obligation: Obligation, window_status: str | None, transfer
     return None
 
 
-class _BackingBroken(Exception):
-    def __init__(self, currency: str, problem: str) -> None:
-        super().__init__(problem)
-        self.currency = currency
-
-
 class TokenActivities:
     def __init__(
         self,
@@ -119,9 +113,12 @@ class TokenActivities:
         try:
             async with self._sessions() as session, session.begin():
                 return await self._mint(session, data)
-        except _BackingBroken as broken:
+        except ledger.LedgerRefused as broken:
+            if broken.refusal is not ledger.Refusal.SUPPLY_EXCEEDS_FIAT:
+                raise
             # Tier a of the account monitor: the mint rolled back; stop minting the
             # currency and let this payment wait (retrying) with the others.
+            assert broken.currency is not None
             async with self._sessions() as session, session.begin():
                 await reconciliation.open_breaker(session, broken.currency, str(broken))
             raise reconciliation.breaker_open_error(broken.currency) from None
@@ -129,7 +126,7 @@ class TokenActivities:
     async def mint_batch(self, inputs: Sequence[MintInput]) -> dict[uuid.UUID, Outcome[MintResult]]:
         """Many mints in one transaction; per obligation, what a `mint_one` would have
         returned or raised. Raises (after rolling back whole) if the transaction fails:
-        IntegrityError, a broken backing (`_BackingBroken`), a database error."""
+        a refused posting or a broken backing (`ledger.LedgerRefused`), a database error."""
         async with self._sessions() as session, session.begin():
             return await mint_batch(session, inputs)
 
@@ -150,8 +147,7 @@ class TokenActivities:
             result = await self._mint_net(session, obligation)
         else:
             result = await self._mint_gross(session, obligation)
-        if problems := await ledger.backing_problems(session, [obligation.currency]):
-            raise _BackingBroken(obligation.currency, problems[obligation.currency])
+        await ledger.check_backing(session, [obligation.currency])
         await session.execute(
             update(Payment)
             .where(Payment.id == obligation.payment_id, Payment.status == PaymentStatus.SETTLED)
@@ -491,7 +487,5 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
         accounts, debits, credits = out.legs()
         if accounts:
             await ledger.apply_legs(session, accounts, debits, credits)
-        if problems := await ledger.backing_problems(session, sorted(out.currencies)):
-            currency = min(problems)
-            raise _BackingBroken(currency, problems[currency])
+        await ledger.check_backing(session, sorted(out.currencies))
     return outcomes

@@ -1,10 +1,12 @@
 """Fail fast: an activity error that no retry can change ends the step at once.
 
-Temporal retries every error it is not told is permanent. Two kinds never heal:
-an AssertionError (one of our own invariants does not hold for this input) and a
-PostgreSQL integrity violation other than a unique one (a CHECK, NOT NULL or foreign
-key the data breaks: the same rows fail the same way on every attempt). A unique
-violation can be a lost race that the next attempt reads as done, so it is retried.
+Temporal retries every error it is not told is permanent. Three kinds never heal:
+an AssertionError (one of our own invariants does not hold for this input), a posting
+the ledger refuses for what it is (`LedgerRefused` with a permanent `Refusal`: an
+overdraw, a reused key…), and a PostgreSQL integrity violation other than a unique one
+(a CHECK, NOT NULL or foreign key the data breaks: the same rows fail the same way on
+every attempt). A unique violation can be a lost race that the next attempt reads as
+done, so it is retried.
 
 Converted to a non-retryable ApplicationError (type `InvariantViolated`), such a step
 fails visibly — in the workflow's history and the Temporal UI, in the worker's log and
@@ -21,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from activities.ledger import LedgerRefused
 from deltran import metrics
 
 log = logging.getLogger("deltran.worker.fail_fast")
@@ -33,6 +36,8 @@ def permanent_failure(exc: BaseException) -> str | None:
     """Why no retry can make this error go away (its kind), or None. Pure."""
     if isinstance(exc, AssertionError):
         return "assertion"
+    if isinstance(exc, LedgerRefused):
+        return f"ledger:{exc.refusal.value}" if exc.refusal.permanent else None
     if isinstance(exc, IntegrityError):
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         if sqlstate and sqlstate.startswith("23") and sqlstate != _UNIQUE_VIOLATION:
@@ -44,7 +49,7 @@ class _FailFast(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
             return await self.next.execute_activity(input)
-        except (AssertionError, IntegrityError) as exc:
+        except (AssertionError, IntegrityError, LedgerRefused) as exc:
             kind = permanent_failure(exc)
             if kind is None:
                 raise

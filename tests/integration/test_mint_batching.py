@@ -197,7 +197,7 @@ async def test_a_batch_failing_on_the_balance_check_retries_one_by_one(sessions)
     """The bad mint's payer already had its fiat booked and has spent those tokens: its
     obligation transfer would take the payer's token account below zero. The batch's
     aggregated UPDATE hits the CHECK, the batch rolls back whole, and the retry mints every
-    other request exactly once while the bad one fails alone with the IntegrityError."""
+    other request exactly once while the bad one fails alone, refused as an overdraw."""
     currency = private_currency()
     good = await _scenarios(sessions, currency, 30)
     bad = await make_scenario(sessions, currency=currency)
@@ -222,7 +222,7 @@ async def test_a_batch_failing_on_the_balance_check_retries_one_by_one(sessions)
 
     assert engine.batcher.batch_failures >= 1
     failure = results[15]
-    assert isinstance(failure, IntegrityError) and "ck_accounts_balance_not_negative" in str(failure)
+    assert isinstance(failure, ledger.LedgerRefused) and failure.refusal is ledger.Refusal.BALANCE_BELOW_ZERO
     assert await tokens_of(sessions, bad) == []
     minted = results[:15] + results[16:]
     assert all(not isinstance(r, BaseException) for r in minted), minted

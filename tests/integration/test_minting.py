@@ -208,7 +208,7 @@ async def test_no_transfer_may_take_a_token_account_below_zero(sessions):
     transfers_before = await transfer_count(sessions, s)
     key = f"test-overdraw:{uuid.uuid4()}"
 
-    with pytest.raises(IntegrityError, match="ck_accounts_balance_not_negative"):
+    with pytest.raises(ledger.LedgerRefused, match="balance_below_zero"):
         async with sessions() as session, session.begin():
             payee_token = await ledger.account_id(session, s.payee_id, CURRENCY, "token")
             payer_token = await ledger.account_id(session, s.payer_id, CURRENCY, "token")
@@ -233,7 +233,7 @@ async def test_no_transfer_may_take_a_token_account_below_zero(sessions):
 async def test_an_empty_token_account_cannot_pay(sessions):
     # The payer's tokens exist only once its fiat is booked: without it, nothing moves.
     s = await make_scenario(sessions, notification=False)
-    with pytest.raises(IntegrityError, match="ck_accounts_balance_not_negative"):
+    with pytest.raises(ledger.LedgerRefused, match="balance_below_zero"):
         async with sessions() as session, session.begin():
             await ledger.post_transfer(
                 session,
@@ -245,6 +245,72 @@ async def test_an_empty_token_account_cannot_pay(sessions):
                 kind="obligation",
             )
     assert await balances(sessions, s) == ZERO
+
+
+async def _post(sessions, s, *, key, debit, credit, amount, currency=CURRENCY):
+    async with sessions() as session, session.begin():
+        accounts = {
+            who: await ledger.account_id(session, pid, CURRENCY, kind)
+            for who, pid, kind in (("payer_token", s.payer_id, "token"), ("payee_token", s.payee_id, "token"))
+        }
+        return await ledger.post_transfer(
+            session, idempotency_key=key, debit_account_id=accounts[debit], credit_account_id=accounts[credit],
+            amount=amount, currency=currency, kind="obligation",
+        )
+
+
+@pytest.mark.parametrize("posting, refusal", [
+    ({"debit": "payee_token", "credit": "payer_token", "amount": Decimal("0.00")}, ledger.Refusal.AMOUNT_NOT_POSITIVE),
+    ({"debit": "payee_token", "credit": "payer_token", "amount": Decimal("-1.00")}, ledger.Refusal.AMOUNT_NOT_POSITIVE),
+    ({"debit": "payee_token", "credit": "payee_token", "amount": Decimal("1.00")}, ledger.Refusal.SAME_ACCOUNT),
+    ({"debit": "payee_token", "credit": "payer_token", "amount": Decimal("1.00"), "currency": "USD"},
+     ledger.Refusal.CURRENCY_MISMATCH),
+])
+async def test_the_ledger_names_each_posting_it_refuses_and_posts_nothing(sessions, posting, refusal):
+    s = await make_scenario(sessions)
+    await TokenActivities(sessions).mint_token(s.mint_input)
+    before, transfers_before = await balances(sessions, s), await transfer_count(sessions, s)
+    key = f"test-refused:{uuid.uuid4()}"
+
+    with pytest.raises(ledger.LedgerRefused) as refused:
+        await _post(sessions, s, key=key, **posting)
+
+    assert refused.value.refusal is refusal and refusal.permanent
+    assert await balances(sessions, s) == before
+    assert await transfer_count(sessions, s) == transfers_before
+
+
+async def test_a_key_posted_again_as_the_same_transfer_is_that_transfer_and_as_another_is_refused(sessions):
+    s = await make_scenario(sessions)
+    await TokenActivities(sessions).mint_token(s.mint_input)
+    key = f"test-key:{uuid.uuid4()}"
+    first = await _post(sessions, s, key=key, debit="payee_token", credit="payer_token", amount=Decimal("10.00"))
+    after_first = await balances(sessions, s)
+
+    again = await _post(sessions, s, key=key, debit="payee_token", credit="payer_token", amount=Decimal("10.00"))
+    for changed in (
+        {"debit": "payee_token", "credit": "payer_token", "amount": Decimal("10.01")},
+        {"debit": "payer_token", "credit": "payee_token", "amount": Decimal("10.00")},
+    ):
+        with pytest.raises(ledger.LedgerRefused) as refused:
+            await _post(sessions, s, key=key, **changed)
+        assert refused.value.refusal is ledger.Refusal.KEY_REUSED
+
+    assert again == first
+    assert await balances(sessions, s) == after_first
+
+
+async def test_a_posting_to_an_account_that_does_not_exist_is_refused(sessions):
+    s = await make_scenario(sessions)
+    await TokenActivities(sessions).mint_token(s.mint_input)
+    with pytest.raises(ledger.LedgerRefused) as refused:
+        async with sessions() as session, session.begin():
+            await ledger.post_transfer(
+                session, idempotency_key=f"test-nowhere:{uuid.uuid4()}",
+                debit_account_id=await ledger.account_id(session, s.payee_id, CURRENCY, "token"),
+                credit_account_id=uuid.uuid4(), amount=Decimal("1.00"), currency=CURRENCY, kind="obligation",
+            )
+    assert refused.value.refusal is ledger.Refusal.ACCOUNT_NOT_FOUND
 
 
 async def test_db_refuses_settled_obligation_without_references(sessions):

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.problems import Problem
 from api.schemas import PaymentIn
+from activities.ledger import LedgerRefused, Refusal, refusal_of
 from api.strict_json import refuse_duplicate_keys
 from worker.fail_fast import permanent_failure
 from tests.support.payments import payment_body
@@ -23,6 +24,22 @@ def test_invariant_and_constraint_failures_are_permanent_but_a_unique_race_is_no
     # A unique violation can be a lost race the next attempt reads as done: retried.
     assert permanent_failure(_integrity(UniqueViolationError("uq_tokens_obligation_id"))) is None
     assert permanent_failure(ConnectionResetError()) is None
+
+
+def test_a_refused_posting_is_permanent_but_a_broken_backing_waits_for_the_breaker():
+    assert permanent_failure(LedgerRefused(Refusal.BALANCE_BELOW_ZERO, "x")) == "ledger:balance_below_zero"
+    assert permanent_failure(LedgerRefused(Refusal.KEY_REUSED, "x")) == "ledger:key_reused"
+    assert permanent_failure(LedgerRefused(Refusal.SUPPLY_EXCEEDS_FIAT, "x", currency="AED")) is None
+
+
+@pytest.mark.parametrize("constraint, refusal", [
+    ("ck_accounts_balance_not_negative", Refusal.BALANCE_BELOW_ZERO),
+    ("ck_ledger_transfers_distinct_accounts", Refusal.SAME_ACCOUNT),
+    ("ck_ledger_transfers_amount_positive", Refusal.AMOUNT_NOT_POSITIVE),
+    ("ck_payments_distinct_agents", None),  # not a posting's constraint: not the ledger's to name
+])
+def test_a_posting_constraint_is_named_as_its_refusal(constraint, refusal):
+    assert refusal_of(_integrity(CheckViolationError(f'violates check constraint "{constraint}"'))) is refusal
 
 
 @pytest.mark.parametrize("body", [

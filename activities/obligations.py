@@ -2,6 +2,7 @@
 that passed compliance (routed NET into its currency's open window, or GROSS), and
 releases it when the payment expires unfunded.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,15 +13,16 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
 from activities import liquidity, risk
-from activities.errors import payment_not_found
-from activities.ledger import ensure_accounts
-from activities import payment_rows
-from activities.payment_rows import agents_of, reject
-from deltran import metrics
 from deltran.config import Settings
+from deltran.db import payment_rows
+from deltran.db.payment_rows import agents_of, reject
 from deltran.db.tables import ClearingWindow, Obligation, Payment
+from deltran.domain import liquidity as routing
+from deltran.ledger import ensure_accounts
+from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
 from deltran.shared import ExpireInput, ObligationRef, ObligationStatus, PaymentStatus
+from deltran.temporal.errors import payment_not_found
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,13 @@ class ObligationActivities:
             if existing is not None:
                 return _ref(existing)
             if payment.status == PaymentStatus.REJECTED:  # refused by risk on an earlier attempt
-                return ObligationRef(accepted=False, reason_code=payment.rejection_code, reason=payment.rejection_reason)
+                return ObligationRef(
+                    accepted=False, reason_code=payment.rejection_code, reason=payment.rejection_reason
+                )
             agents = await agents_of(session, payment)
             payer_id = agents[payment.debtor_agent_bic].id
             payee_id = agents[payment.creditor_agent_bic].id
-            settlement = liquidity.route(
+            settlement = routing.route(
                 amount=payment.amount,
                 currency=payment.currency,
                 urgent=payment.urgent,
@@ -63,7 +67,11 @@ class ObligationActivities:
                 metrics.stale_window_routings.labels(payment.currency).inc()
                 log.warning("payment routed gross: %s", settlement.reason, extra={"payment_id": str(payment.id)})
             assessment = await risk.assess(session, payment, agents, settlement.window_id, self._settings)
-            payment_update = {"risk_score": assessment.score, "risk_factors": assessment.factors, "updated_at": func.now()}
+            payment_update = {
+                "risk_score": assessment.score,
+                "risk_factors": assessment.factors,
+                "updated_at": func.now(),
+            }
             if assessment.breach is not None:
                 await reject(session, payment.id, ReasonCode.LIMIT_EXCEEDED, assessment.breach, **payment_update)
                 metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()

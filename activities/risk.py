@@ -7,11 +7,11 @@ corridor (cross-border, or a corridor configured as high-risk) and velocity (pay
 from the same debtor account in the recent window). It is stored with the payment for
 monitoring; it does not reject by itself.
 """
+
 from __future__ import annotations
 
 import uuid
 import zlib
-from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -20,33 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.config import Settings
 from deltran.db.tables import NetDebitCap, Obligation, Participant, Payment
+from deltran.domain.risk import RiskAssessment, score
 from deltran.money import format_amount
-
-
-@dataclass(frozen=True)
-class RiskAssessment:
-    score: Decimal
-    factors: dict = field(default_factory=dict)
-    breach: str | None = None  # why the net debit cap refuses this payment
-
-
-def score(
-    *, amount: Decimal, gross_threshold: Decimal | None, cross_border: bool, high_risk_corridor: bool, recent_payments: int
-) -> tuple[Decimal, dict]:
-    """The risk score and its factors, pure."""
-    amount_factor = (
-        min(Decimal(50), Decimal(50) * amount / gross_threshold) if gross_threshold else Decimal(25)
-    )
-    corridor_factor = Decimal(25) if high_risk_corridor else Decimal(10) if cross_border else Decimal(0)
-    velocity_factor = min(Decimal(25), Decimal(5) * recent_payments)
-    total = (amount_factor + corridor_factor + velocity_factor).quantize(Decimal("0.01"))
-    factors = {
-        "amount": str(amount_factor.quantize(Decimal("0.01"))),
-        "corridor": str(corridor_factor),
-        "velocity": str(velocity_factor),
-        "recent_payments": recent_payments,
-    }
-    return min(total, Decimal(100)), factors
 
 
 async def assess(
@@ -89,9 +64,7 @@ async def _net_debit_cap_breach(
     session: AsyncSession, payment: Payment, payer_id: uuid.UUID, window_id: uuid.UUID
 ) -> str | None:
     cap = await session.scalar(
-        select(NetDebitCap.cap).where(
-            NetDebitCap.participant_id == payer_id, NetDebitCap.currency == payment.currency
-        )
+        select(NetDebitCap.cap).where(NetDebitCap.participant_id == payer_id, NetDebitCap.currency == payment.currency)
     )
     if cap is None:
         return None
@@ -110,7 +83,7 @@ async def _net_debit_cap_breach(
             or_(Obligation.payer_id == payer_id, Obligation.payee_id == payer_id),
         )
     )
-    after = Decimal(position) - payment.amount
+    after = Decimal(position or 0) - payment.amount  # coalesce: never None
     if -after > cap:
         return (
             f"net debit cap of {format_amount(cap, payment.currency)} {payment.currency} would be exceeded:"

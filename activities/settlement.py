@@ -3,18 +3,18 @@
 The closure is one conditional UPDATE (PENDING → SETTLED with `settled_at` and both
 references), so a replayed activity or a duplicate camt.054 changes nothing.
 """
+
 from __future__ import annotations
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import ColumnElement, func, select, true, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
-
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
-from deltran import metrics
 from deltran.db.tables import Obligation, Payment
+from deltran.observability import metrics
 from deltran.shared import ObligationStatus, PaymentStatus, SettleInput
+from deltran.temporal.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
 
 
 class SettlementActivities:
@@ -29,7 +29,7 @@ class SettlementActivities:
         if data.booking is not None:
             bank_reference = data.booking.bank_confirmation_reference
             entry_reference = data.booking.camt054_entry_reference
-            same_window = true()
+            same_window: ColumnElement[bool] = true()
         else:
             assert data.window is not None
             bank_reference = entry_reference = data.window.settlement_reference
@@ -48,13 +48,13 @@ class SettlementActivities:
                     bank_confirmation_reference=bank_reference,
                     camt054_entry_reference=entry_reference,
                 )
-                .returning(Obligation.currency, Obligation.settlement_mode, Obligation.settled_at - Obligation.created_at)
+                .returning(
+                    Obligation.currency, Obligation.settlement_mode, Obligation.settled_at - Obligation.created_at
+                )
             )
             settled = closed.one_or_none()
             if settled is None:
-                status = await session.scalar(
-                    select(Obligation.status).where(Obligation.id == data.obligation_id)
-                )
+                status = await session.scalar(select(Obligation.status).where(Obligation.id == data.obligation_id))
                 if status == ObligationStatus.RELEASED:
                     raise obligation_released(data.obligation_id)
                 if status != ObligationStatus.SETTLED:

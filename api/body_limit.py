@@ -1,4 +1,5 @@
 """Caps request bodies before anything parses them (Starlette has no cap of its own)."""
+
 from __future__ import annotations
 
 import json

@@ -1,11 +1,12 @@
 """FastAPI dependencies: the database session, the Temporal client and the caller."""
+
 from __future__ import annotations
 
 import hmac
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -83,10 +84,10 @@ async def _caller_for(session: AsyncSession, digest: str, unauthorized: HTTPExce
     banks = select(
         literal("bank").label("role"), Participant.id, Participant.bic, Participant.api_key_hash.label("key_hash")
     ).where(Participant.api_key_hash == digest)
-    operators = select(
-        OperatorKey.role, null().label("id"), null().label("bic"), OperatorKey.key_hash
-    ).where(OperatorKey.key_hash == digest, OperatorKey.revoked_at.is_(None))
-    found = (await session.execute(union_all(banks, operators))).first()
+    operators = select(OperatorKey.role, null().label("id"), null().label("bic"), OperatorKey.key_hash).where(
+        OperatorKey.key_hash == digest, OperatorKey.revoked_at.is_(None)
+    )
+    found: Any = (await session.execute(union_all(banks, operators))).first()  # a Row of the union, or None
     if found is None or not hmac.compare_digest(found.key_hash, digest):
         raise unauthorized
     if found.role == "bank":

@@ -1,19 +1,21 @@
-"""Dependency outages: the API answers 503 with Retry-After, never 500 or a hang."""
+"""The core's errors at the HTTP edge: each domain error becomes a problem document
+with its status; a dependency outage a 503 with Retry-After, never a 500 or a hang."""
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from api.problems import problem_response
+from deltran.errors import Conflict, DomainError, Forbidden, Malformed, NotFound, Refused, ServiceUnavailable
 
 RETRY_AFTER_S = 5
 
+STATUS = {Malformed: 400, Forbidden: 403, NotFound: 404, Conflict: 409, Refused: 422}
 
-class ServiceUnavailable(Exception):
-    """A dependency (Postgres, Temporal) is down: the client should retry later."""
 
-    def __init__(self, dependency: str, detail: str) -> None:
-        super().__init__(f"{dependency}: {detail}")
-        self.dependency = dependency
-        self.detail = detail
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = next(code for cls, code in STATUS.items() if isinstance(exc, cls))
+    return problem_response(request, status, exc.detail, kind=exc.kind, errors=exc.errors)
 
 
 async def service_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -28,6 +30,4 @@ async def service_unavailable_handler(request: Request, exc: Exception) -> JSONR
 
 
 async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
-    return await service_unavailable_handler(
-        request, ServiceUnavailable("database", type(exc).__name__)
-    )
+    return await service_unavailable_handler(request, ServiceUnavailable("database", type(exc).__name__))

@@ -1,4 +1,5 @@
 """The DelTran HTTP API (FastAPI). `create_app` is what uvicorn and the tests run."""
+
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from sqlalchemy.exc import InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyLimitMiddleware
-from api.errors import ServiceUnavailable, database_unavailable_handler, service_unavailable_handler
+from api.errors import database_unavailable_handler, domain_error_handler, service_unavailable_handler
 from api.observability import add_metrics
 from api.problems import (
     Problem,
@@ -26,8 +27,8 @@ from api.schemas import PaymentIn
 from api.temporal_connection import TemporalConnection
 from deltran.config import Settings, get_settings
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.tracing import setup_tracing
-
+from deltran.errors import DomainError, ServiceUnavailable
+from deltran.observability.tracing import setup_tracing
 
 # Seconds a kept-alive connection may idle before the server closes it: longer than any
 # client's or proxy's own idle limit (httpx 5 s, load balancers typically 60 s). At an
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     setup_tracing("deltran-api")
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,metrics")
     app.add_exception_handler(Problem, problem_handler)
+    app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(ServiceUnavailable, service_unavailable_handler)
@@ -105,5 +107,4 @@ def _document_payment_body(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi
-
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema

@@ -1,5 +1,6 @@
 """The API's metrics: request counts and latency per route template (never per raw
 path, which would make one series per payment id), and the /metrics endpoint."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deltran import metrics
+from deltran.observability import metrics
 
 
 class MetricsMiddleware:

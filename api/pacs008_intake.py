@@ -1,12 +1,13 @@
 """pacs.008 → payments: one per CdtTrfTxInf, each from the authenticated bank only."""
+
 from __future__ import annotations
 
 import uuid
 
-from api.intake import NewPayment
-from api.iso20022.pacs008 import Pacs008Message
 from api.problems import Problem
 from deltran.identity import normalize_bic
+from deltran.intake.payments import NewPayment
+from deltran.iso20022.pacs008 import Pacs008Message
 
 MESSAGE_NAME = "pacs.008.001.08"
 
@@ -21,11 +22,16 @@ def payments_from_pacs008(message: Pacs008Message, caller_bic: str) -> list[NewP
         for field, bic in (("InstgAgt", tx.instructing_agent_bic), ("DbtrAgt", tx.debtor_agent_bic)):
             if bic is not None and normalize_bic(bic) != caller_bic:
                 wrong.append(
-                    {"field": f"CdtTrfTxInf[{tx.index}]/{field}", "transaction": tx.index,
-                     "message": f"{bic} is not the authenticated bank {caller_bic}"}
+                    {
+                        "field": f"CdtTrfTxInf[{tx.index}]/{field}",
+                        "transaction": tx.index,
+                        "message": f"{bic} is not the authenticated bank {caller_bic}",
+                    }
                 )
     if wrong:
-        raise Problem(403, f"a bank may only instruct payments as itself ({caller_bic})", kind="not-your-bic", errors=wrong)
+        raise Problem(
+            403, f"a bank may only instruct payments as itself ({caller_bic})", kind="not-your-bic", errors=wrong
+        )
     return [
         NewPayment(
             instructing_bic=caller_bic,

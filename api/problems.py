@@ -3,12 +3,12 @@
 Every 4xx and 5xx the API sends has the same shape: `type`, `title`, `status`,
 `detail`, `instance`, and for input errors an `errors` list that names each field.
 """
+
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
-
-import logging
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -107,9 +107,7 @@ def problem_response(
 
 async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
-    return problem_response(
-        request, exc.status, exc.detail, kind=exc.kind, errors=exc.errors, headers=exc.headers
-    )
+    return problem_response(request, exc.status, exc.detail, kind=exc.kind, errors=exc.errors, headers=exc.headers)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -120,14 +118,9 @@ async def http_exception_handler(request: Request, exc: Exception) -> JSONRespon
 
 async def validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": _field(error.get("loc", ())), "message": error.get("msg", "invalid")}
-        for error in exc.errors()
-    ]
+    errors = [{"field": _field(error.get("loc", ())), "message": error.get("msg", "invalid")} for error in exc.errors()]
     fields = ", ".join(e["field"] for e in errors) or "the request body"
-    return problem_response(
-        request, 422, f"invalid request: check {fields}", kind="validation", errors=errors
-    )
+    return problem_response(request, 422, f"invalid request: check {fields}", kind="validation", errors=errors)
 
 
 def _field(loc: tuple | list) -> str:

@@ -3,6 +3,7 @@
 Each API process limits on its own; with N processes behind a balancer a bank gets up
 to N × the rate. That bounds abuse without a shared store on the hot path.
 """
+
 from __future__ import annotations
 
 import math

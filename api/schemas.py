@@ -1,4 +1,5 @@
 """Request and response bodies of the HTTP API (separate from the table models)."""
+
 from __future__ import annotations
 
 import re
@@ -23,6 +24,7 @@ from schwifty.exceptions import SchwiftyException
 from deltran.identity import normalize_bic
 from deltran.money import MINOR_UNITS, AmountError, parse_amount
 
+
 def _valid_bic(value: str) -> str:
     try:
         return normalize_bic(value)
@@ -33,6 +35,8 @@ def _valid_bic(value: str) -> str:
 # A BIC checked by schwifty and normalised as DelTran stores it (EBILAEADXXX → EBILAEAD).
 Bic = Annotated[str, AfterValidator(_valid_bic)]
 _UETR = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}$")
+
+
 def _printable(value: str) -> str:
     """ISO 20022 text carries no control characters; PostgreSQL text cannot hold NUL;
     and what XML 1.0 cannot carry (surrogates, U+FFFE, U+FFFF) would make the payment's
@@ -74,7 +78,7 @@ class PartyIn(BaseModel):
             raise ValueError(f"invalid IBAN: {exc}") from None
 
     @model_validator(mode="after")
-    def _one_account(self) -> "PartyIn":
+    def _one_account(self) -> PartyIn:
         if (self.iban is None) == (self.account is None):
             raise ValueError("give exactly one of 'iban' or 'account'")
         return self
@@ -86,7 +90,7 @@ class PaymentIn(BaseModel):
     end_to_end_id: Max35Text
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["AED"])
     amount: str = Field(
-        description="Decimal string, at most the currency's minor units, e.g. \"100000.00\"",
+        description='Decimal string, at most the currency\'s minor units, e.g. "100000.00"',
         pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$",
         examples=["100000.00"],
     )

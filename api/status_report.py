@@ -1,11 +1,12 @@
 """pacs.002 for a stored payment: its status as an ISO 20022 status report."""
+
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from api.iso20022.pacs002 import StatusReport, build_pacs002, transaction_status_for
 from deltran.db.tables import Payment
+from deltran.iso20022.pacs002 import StatusReport, build_pacs002, transaction_status_for
 
 
 def pacs002_for(payment: Payment, reporter_bic: str) -> bytes:

@@ -5,6 +5,7 @@ Python's json (and so FastAPI) keeps the last of two equal keys: `{"amount": "1"
 first. A payment instruction must mean one thing, so such a body is a 422 that names
 the key, before any route reads it. Every router uses this route class.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,12 @@ def refuse_duplicate_keys(body: bytes) -> None:
         json.loads(body, object_pairs_hook=_pairs)
     except _DuplicateKey as dup:
         key = dup.key[:64]
-        raise Problem(422, f"the JSON body gives the key {key!r} more than once", kind="duplicate-json-key",
-                      errors=[{"field": key, "message": "appears more than once in one object"}]) from None
+        raise Problem(
+            422,
+            f"the JSON body gives the key {key!r} more than once",
+            kind="duplicate-json-key",
+            errors=[{"field": key, "message": "appears more than once in one object"}],
+        ) from None
     except ValueError:  # JSONDecodeError, bad UTF-8: the route's parsing says why
         return
 
@@ -54,9 +59,12 @@ class StrictJSONRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
-            if request.method in ("POST", "PUT", "PATCH") and _is_json(request.headers.get("content-type")):
-                if body := await request.body():
-                    refuse_duplicate_keys(body)
+            if (
+                request.method in ("POST", "PUT", "PATCH")
+                and _is_json(request.headers.get("content-type"))
+                and (body := await request.body())
+            ):
+                refuse_duplicate_keys(body)
             return await handler(request)
 
         return strict

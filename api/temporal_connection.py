@@ -1,14 +1,15 @@
 """The API's one Temporal client, connected at start-up and again on demand if Temporal
 was down, so the API starts (and answers /healthz) even while Temporal does not."""
+
 from __future__ import annotations
 
 import asyncio
 
 from temporalio.client import Client
 
-from api.errors import ServiceUnavailable
 from deltran.config import Settings
-from deltran.temporal_client import connect
+from deltran.errors import ServiceUnavailable
+from deltran.temporal.client import connect
 
 
 class TemporalConnection:

@@ -23,6 +23,7 @@ the Temporal and PostgreSQL restarts, as the suite's small run does), CHAOS_LOAD
 submissions; default max(60, payments / 8)), CHAOS_DRAIN_SECONDS (90), CHAOS_SEED,
 CHAOS_KEEP_HOME=1 keeps the temporary state directory.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,11 +43,22 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import results_path
+
 ROOT = Path(__file__).resolve().parents[1]
 # CHAOS_RESULTS moves the report (the suite's small run writes to a temporary file).
-RESULTS = Path(os.environ["CHAOS_RESULTS"]) if os.environ.get("CHAOS_RESULTS") else ROOT / "bench-results" / "chaos.json"
-KEYS = ("payments", "completed", "rejected", "in_flight", "lost", "duplicate_workflows", "duplicate_tokens",
-        "invariant_violations", "faults")
+RESULTS = Path(os.environ["CHAOS_RESULTS"]) if os.environ.get("CHAOS_RESULTS") else results_path("chaos")
+KEYS = (
+    "payments",
+    "completed",
+    "rejected",
+    "in_flight",
+    "lost",
+    "duplicate_workflows",
+    "duplicate_tokens",
+    "invariant_violations",
+    "faults",
+)
 GROSS_CURRENCIES = ("AED", "USD")
 NET_CURRENCIES = ("EUR", "INR")
 SANCTIONED_NAME = "Viktor Blacklistov"
@@ -66,7 +78,7 @@ class Stack:
     """PostgreSQL, Temporal, worker and API of this run, each restartable."""
 
     def __init__(self, home: Path):
-        from deltran.devstack.ports import free_port
+        from deltran.ports import free_port
 
         self.home = home
         self.logs = home / "logs"
@@ -102,19 +114,25 @@ class Stack:
         self.api: subprocess.Popen | None = None
 
     def start_servers(self) -> None:
-        from deltran.devstack.postgres import LocalPostgres
-        from deltran.devstack.temporal import LocalTemporal
+        from cli.devstack.postgres import LocalPostgres
+        from cli.devstack.temporal import LocalTemporal
 
-        self.postgres = LocalPostgres(self.home / "postgres", self.pg_port, log_path=self.logs / "postgres.log",
-                                      durable=True)
+        self.postgres = LocalPostgres(
+            self.home / "postgres", self.pg_port, log_path=self.logs / "postgres.log", durable=True
+        )
         self.postgres.start()
-        self.temporal = LocalTemporal(port=self.temporal_port, ui_port=None, db_file=self.home / "temporal.db",
-                                      log_path=self.logs / "temporal.log", headless=True)
+        self.temporal = LocalTemporal(
+            port=self.temporal_port,
+            ui_port=None,
+            db_file=self.home / "temporal.db",
+            log_path=self.logs / "temporal.log",
+            headless=True,
+        )
         self.temporal.start()
 
     def prepare(self) -> None:
+        from cli.devstack.stack import schedule_clearing, seed
         from deltran.db import migrate
-        from deltran.devstack.stack import schedule_clearing, seed
 
         migrate.upgrade(self.settings.effective_database_url)
         asyncio.run(seed(self.settings))
@@ -123,14 +141,20 @@ class Stack:
     def _child(self, role: str) -> subprocess.Popen:
         out = open(self.logs / f"{role}.log", "ab")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        return subprocess.Popen([sys.executable, "-m", "deltran.cli", role], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", role],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
 
     def start_worker(self) -> None:
         self.worker = self._child("worker")
 
     def start_api(self) -> None:
-        from deltran.devstack.stack import wait_healthy
+        from cli.devstack.stack import wait_healthy
 
         self.api = self._child("api")
         wait_healthy(self.api_url, self.api, READY_TIMEOUT_S)  # its log: self.logs / "api.log"
@@ -155,8 +179,12 @@ class Stack:
             proc.wait(15)
 
     def stop_all(self) -> None:
-        for step in (lambda: self._terminate(self.api), lambda: self._terminate(self.worker),
-                     lambda: self.temporal and self.temporal.stop(), lambda: self.postgres and self.postgres.stop()):
+        for step in (
+            lambda: self._terminate(self.api),
+            lambda: self._terminate(self.worker),
+            lambda: self.temporal and self.temporal.stop(),
+            lambda: self.postgres and self.postgres.stop(),
+        ):
             try:
                 step()
             except Exception as exc:  # keep stopping the rest
@@ -168,7 +196,7 @@ class Stack:
 
 def _plan(n: int, rng: random.Random, prefix: str):
     from bench.chaos_invariants import Submitted
-    from deltran.demo import DEMO_BICS
+    from cli.demo import DEMO_BICS
 
     plan = []
     for i in range(n):
@@ -178,8 +206,17 @@ def _plan(n: int, rng: random.Random, prefix: str):
         sanctioned = rng.random() < 0.03
         copies = 3 if rng.random() < 0.05 else 1
         amount = f"{rng.randint(100, 50000)}.00"
-        plan.append(Submitted(e2e=f"{prefix}{i:05d}", bic=payer, currency=currency, amount=amount, gross=gross,
-                              sanctioned=sanctioned, copies=copies))
+        plan.append(
+            Submitted(
+                e2e=f"{prefix}{i:05d}",
+                bic=payer,
+                currency=currency,
+                amount=amount,
+                gross=gross,
+                sanctioned=sanctioned,
+                copies=copies,
+            )
+        )
         plan[-1].payee = payee  # type: ignore[attr-defined]
     return plan
 
@@ -189,8 +226,14 @@ class Driver:
         self.stack, self.keys, self.rng, self.prefix, self.t0 = stack, keys, rng, prefix, t0
         self.submitted: dict = {}
         self.acked: list = []
-        self.camt_stats = {"messages_posted": 0, "posted_twice": 0, "posted_concurrently": 0, "retries": 0,
-                           "given_up": 0, "unmatched_entries": 0}
+        self.camt_stats = {
+            "messages_posted": 0,
+            "posted_twice": 0,
+            "posted_concurrently": 0,
+            "retries": 0,
+            "given_up": 0,
+            "unmatched_entries": 0,
+        }
         self.booked_e2e: set[str] = set()
         self.funded_refs: set[str] = set()
         self.stop_agent = asyncio.Event()
@@ -220,12 +263,19 @@ class Driver:
     # -- banks --------------------------------------------------------------------------------
 
     async def submit_one(self, http: httpx.AsyncClient, s) -> None:
-        from deltran.demo import party
+        from cli.demo import party
 
         debtor = party(s.bic, "Al Noor Trading LLC")
         creditor = party(s.payee, SANCTIONED_NAME if s.sanctioned else "Ganesh Textiles Pvt Ltd")
-        body = {"end_to_end_id": s.e2e, "amount": s.amount, "currency": s.currency, "debtor": debtor,
-                "creditor": creditor, "remittance_info": "chaos", "urgent": s.gross}
+        body = {
+            "end_to_end_id": s.e2e,
+            "amount": s.amount,
+            "currency": s.currency,
+            "debtor": debtor,
+            "creditor": creditor,
+            "remittance_info": "chaos",
+            "urgent": s.gross,
+        }
         headers = {"Authorization": f"Bearer {self.keys['banks'][s.bic]}"}
 
         async def once():
@@ -261,15 +311,24 @@ class Driver:
     async def post_camt(self, http: httpx.AsyncClient, bookings: list[tuple[str, str, str]], tag: str) -> None:
         """One camt.054 for bookings [(e2e, amount, currency)] of one currency; sometimes
         posted twice in a row, sometimes twice concurrently; re-posted on 503."""
-        from api.iso20022.camt054 import BookingSpec, build_camt054
         from bench.chaos_invariants import AckedEntry
+        from deltran.iso20022.camt054 import BookingSpec, build_camt054
 
         message_id = f"{tag}{uuid.uuid4().hex[:20]}"
         body = build_camt054(
-            [BookingSpec(end_to_end_id=e2e, amount=Decimal(amount), currency=cur,
-                         entry_reference=f"CE{uuid.uuid4().hex[:24]}", bank_reference=f"CB{uuid.uuid4().hex[:24]}",
-                         booking_date=date.today()) for e2e, amount, cur in bookings],
-            message_id=message_id)
+            [
+                BookingSpec(
+                    end_to_end_id=e2e,
+                    amount=Decimal(amount),
+                    currency=cur,
+                    entry_reference=f"CE{uuid.uuid4().hex[:24]}",
+                    bank_reference=f"CB{uuid.uuid4().hex[:24]}",
+                    booking_date=date.today(),
+                )
+                for e2e, amount, cur in bookings
+            ],
+            message_id=message_id,
+        )
         headers = {"Authorization": f"Bearer {self.keys['settlement_agent']}", "Content-Type": "application/xml"}
 
         async def post_once():
@@ -277,8 +336,9 @@ class Driver:
             code, r = await self.request(http, "POST", "/v1/notifications/camt054", content=body, headers=headers)
             if code == 200 and r is not None:
                 for e in r.json()["entries"]:
-                    self.acked.append(AckedEntry(message_id, e["entry_reference"], e.get("end_to_end_id") or "",
-                                                 e["outcome"]))
+                    self.acked.append(
+                        AckedEntry(message_id, e["entry_reference"], e.get("end_to_end_id") or "", e["outcome"])
+                    )
                     if not e["matched"]:
                         self.camt_stats["unmatched_entries"] += 1
                 return True
@@ -315,25 +375,28 @@ class Driver:
                         "SELECT p.end_to_end_id, p.amount::text AS amount, p.currency FROM payments p"
                         " JOIN obligations o ON o.payment_id = p.id"
                         " WHERE p.status = 'AWAITING_SETTLEMENT' AND o.settlement_mode = 'GROSS'"
-                        " AND p.end_to_end_id LIKE $1", self.prefix + "%")
+                        " AND p.end_to_end_id LIKE $1",
+                        self.prefix + "%",
+                    )
                 finally:
                     await conn.close()
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, asyncpg.PostgresError):
                 rows = []  # PostgreSQL restarting
             due: dict[str, list] = {}
             for r in rows:
                 if r["end_to_end_id"] not in self.booked_e2e:
                     self.booked_e2e.add(r["end_to_end_id"])
                     due.setdefault(r["currency"], []).append((r["end_to_end_id"], r["amount"], r["currency"]))
-            for cur, group in due.items():
+            for group in due.values():
                 for i in range(0, len(group), 20):
-                    batch = group[i:i + 20]
+                    batch = group[i : i + 20]
                     pending.add(asyncio.create_task(self._book(http, batch, "CHG", self.booked_e2e)))
             if time.monotonic() - last_windows >= 1.0:
                 last_windows = time.monotonic()
                 for cur in NET_CURRENCIES:
-                    code, r = await self.request(http, "GET", f"/v1/clearing/windows?currency={cur}&limit=10",
-                                                 headers=agent_headers)
+                    code, r = await self.request(
+                        http, "GET", f"/v1/clearing/windows?currency={cur}&limit=10", headers=agent_headers
+                    )
                     if code != 200 or r is None:
                         continue
                     fund = []
@@ -372,10 +435,12 @@ class Driver:
             try:
                 return await conn.fetchval(
                     "SELECT count(*) FROM payments WHERE end_to_end_id LIKE $1"
-                    " AND status NOT IN ('COMPLETED', 'REJECTED', 'EXPIRED')", self.prefix + "%")
+                    " AND status NOT IN ('COMPLETED', 'REJECTED', 'EXPIRED')",
+                    self.prefix + "%",
+                )
             finally:
                 await conn.close()
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             return None
 
 
@@ -461,7 +526,7 @@ class Faults:
 
 async def drive(stack: Stack, n: int, kills: int, load_s: float, drain_s: float, rng: random.Random) -> dict:
     from bench.chaos_invariants import check, plain_dsn
-    from deltran.temporal_client import connect
+    from deltran.temporal.client import connect
 
     keys = json.loads(stack.settings.credentials_path.read_text())
     prefix = f"CH{uuid.uuid4().hex[:6].upper()}-"
@@ -470,8 +535,10 @@ async def drive(stack: Stack, n: int, kills: int, load_s: float, drain_s: float,
     faults = Faults(stack, t0, rng)
     plan = _plan(n, rng, prefix)
     timeline = faults.timeline(load_s, kills, os.environ.get("CHAOS_SERVER_RESTARTS", "1") != "0")
-    log(f"{n} payments over ~{load_s:.0f}s, prefix {prefix}; faults at "
-        + ", ".join(f"{what}@{at:.1f}s" for at, what in timeline))
+    log(
+        f"{n} payments over ~{load_s:.0f}s, prefix {prefix}; faults at "
+        + ", ".join(f"{what}@{at:.1f}s" for at, what in timeline)
+    )
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=15, limits=limits) as http:
         agent = asyncio.create_task(driver.agent(http))
@@ -495,15 +562,26 @@ async def drive(stack: Stack, n: int, kills: int, load_s: float, drain_s: float,
         faults.watch_stop.set()
         await watchdog
     client = await connect(stack.settings)
-    result = await check(plain_dsn(stack.settings.effective_database_url), client, driver.submitted, driver.acked,
-                         prefix)
+    result = await check(
+        plain_dsn(stack.settings.effective_database_url), client, driver.submitted, driver.acked, prefix
+    )
     result["faults"] = faults.log
     details = result.pop("_details")
-    details.update({"prefix": prefix, "load_s": load_s, "drain_s": drain_s, "load_end_s": load_end,
-                    "total_s": driver.now(), "camt054": driver.camt_stats, "submit_errors": driver.submit_errors,
-                    "duplicate_submissions": sum(1 for s in plan if s.copies > 1),
-                    "sanctioned_submitted": sum(1 for s in plan if s.sanctioned),
-                    "home": str(stack.home), "api_url": stack.api_url})
+    details.update(
+        {
+            "prefix": prefix,
+            "load_s": load_s,
+            "drain_s": drain_s,
+            "load_end_s": load_end,
+            "total_s": driver.now(),
+            "camt054": driver.camt_stats,
+            "submit_errors": driver.submit_errors,
+            "duplicate_submissions": sum(1 for s in plan if s.copies > 1),
+            "sanctioned_submitted": sum(1 for s in plan if s.sanctioned),
+            "home": str(stack.home),
+            "api_url": stack.api_url,
+        }
+    )
     return {"result": {k: result[k] for k in KEYS}, "details": details}
 
 
@@ -516,15 +594,19 @@ def _write(path: Path, data: dict) -> None:
 
 def _print(result: dict, details: dict) -> None:
     print()
-    print(f"make chaos: {details['attempted']} payments attempted ({details['duplicate_submissions']} submitted "
-          f"3× concurrently, {details['sanctioned_submitted']} with a sanctioned party), load {details['load_s']:.0f}s, "
-          f"total {details['total_s']:.0f}s")
+    print(
+        f"make chaos: {details['attempted']} payments attempted ({details['duplicate_submissions']} submitted "
+        f"3× concurrently, {details['sanctioned_submitted']} with a sanctioned party), load {details['load_s']:.0f}s, "
+        f"total {details['total_s']:.0f}s"
+    )
     print()
     print("payments | completed | rejected | in flight | lost | dup workflows | dup tokens | violations | faults")
     print("---------+-----------+----------+-----------+------+---------------+------------+------------+-------")
-    print(f"{result['payments']:>8} | {result['completed']:>9} | {result['rejected']:>8} | {result['in_flight']:>9} | "
-          f"{result['lost']:>4} | {result['duplicate_workflows']:>13} | {result['duplicate_tokens']:>10} | "
-          f"{len(result['invariant_violations']):>10} | {len(result['faults']):>6}")
+    print(
+        f"{result['payments']:>8} | {result['completed']:>9} | {result['rejected']:>8} | {result['in_flight']:>9} | "
+        f"{result['lost']:>4} | {result['duplicate_workflows']:>13} | {result['duplicate_tokens']:>10} | "
+        f"{len(result['invariant_violations']):>10} | {len(result['faults']):>6}"
+    )
     print()
     print("faults:")
     for f in result["faults"]:
@@ -562,8 +644,10 @@ def main() -> int:
         stack.prepare()
         stack.start_worker()
         stack.start_api()
-        log(f"stack up: API {stack.api_url}, Temporal {stack.settings.effective_temporal_address}, "
-            f"PostgreSQL 127.0.0.1:{stack.pg_port}")
+        log(
+            f"stack up: API {stack.api_url}, Temporal {stack.settings.effective_temporal_address}, "
+            f"PostgreSQL 127.0.0.1:{stack.pg_port}"
+        )
         out = asyncio.run(drive(stack, n, kills, load_s, drain_s, rng))
         result, details = out["result"], out["details"]
         details["seed"] = seed
@@ -571,8 +655,12 @@ def main() -> int:
         _write(RESULTS.with_name("chaos-details.json"), details)
         _print(result, details)
         print(f"\nWrote {RESULTS} (details in chaos-details.json; logs in {stack.logs})")
-        ok = (result["lost"] == 0 and result["duplicate_workflows"] == 0 and result["duplicate_tokens"] == 0
-              and not result["invariant_violations"])
+        ok = (
+            result["lost"] == 0
+            and result["duplicate_workflows"] == 0
+            and result["duplicate_tokens"] == 0
+            and not result["invariant_violations"]
+        )
         code = 0 if ok else 1
     finally:
         stack.stop_all()

@@ -5,6 +5,7 @@ Temporal visibility API (list of workflow executions) are used; the inputs are w
 chaos driver itself recorded: every EndToEndId it tried, every 202 it got, every camt.054
 entry the API acknowledged.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -22,6 +23,7 @@ LIST_MAX = 200
 @dataclass
 class Submitted:
     """What the driver knows of one payment it tried to submit."""
+
     e2e: str
     bic: str
     currency: str
@@ -40,6 +42,7 @@ class Submitted:
 @dataclass
 class AckedEntry:
     """A camt.054 entry the API answered 2xx for."""
+
     message_id: str
     entry_reference: str
     end_to_end_id: str
@@ -50,64 +53,88 @@ def plain_dsn(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def check(dsn: str, temporal: Client, submitted: dict[str, Submitted], acked: list[AckedEntry],
-                prefix: str) -> dict:
+async def check(
+    dsn: str, temporal: Client, submitted: dict[str, Submitted], acked: list[AckedEntry], prefix: str
+) -> dict:
     violations: list[str] = []
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         rows = await conn.fetch(
-            "SELECT p.end_to_end_id, p.instructing_bic, p.id::text AS id, p.status, p.rejection_code, p.rejection_reason,"
-            " p.workflow_id, p.amount, p.currency FROM payments p WHERE p.end_to_end_id LIKE $1", prefix + "%")
+            "SELECT p.end_to_end_id, p.instructing_bic, p.id::text AS id, p.status,"
+            " p.rejection_code, p.rejection_reason,"
+            " p.workflow_id, p.amount, p.currency FROM payments p WHERE p.end_to_end_id LIKE $1",
+            prefix + "%",
+        )
         by_e2e: dict[str, list] = defaultdict(list)
         for r in rows:
             by_e2e[r["end_to_end_id"]].append(r)
         obligations = await conn.fetch(
-            "SELECT o.id::text AS id, o.payment_id::text AS payment_id, o.status, o.settlement_mode, o.amount, o.currency,"
+            "SELECT o.id::text AS id, o.payment_id::text AS payment_id, o.status, o.settlement_mode,"
+            " o.amount, o.currency,"
             " o.clearing_window_id::text AS window_id, o.fallback_reason, w.status AS window_status"
             " FROM obligations o JOIN payments p ON p.id = o.payment_id"
-            " LEFT JOIN clearing_windows w ON w.id = o.clearing_window_id WHERE p.end_to_end_id LIKE $1", prefix + "%")
+            " LEFT JOIN clearing_windows w ON w.id = o.clearing_window_id WHERE p.end_to_end_id LIKE $1",
+            prefix + "%",
+        )
         obl_by_payment: dict[str, list] = defaultdict(list)
         for o in obligations:
             obl_by_payment[o["payment_id"]].append(o)
         token_rows = await conn.fetch(
-            "SELECT t.obligation_id::text AS obligation_id, t.payment_id::text AS payment_id, t.amount, o.status AS obl_status,"
-            " o.amount AS obl_amount FROM tokens t JOIN obligations o ON o.id = t.obligation_id")
+            "SELECT t.obligation_id::text AS obligation_id, t.payment_id::text AS payment_id, t.amount,"
+            " o.status AS obl_status,"
+            " o.amount AS obl_amount FROM tokens t JOIN obligations o ON o.id = t.obligation_id"
+        )
         tokens_by_obl: dict[str, list] = defaultdict(list)
         for t in token_rows:
             tokens_by_obl[t["obligation_id"]].append(t)
         dup_token_rows = await conn.fetch(
-            "SELECT obligation_id::text AS obligation_id, count(*) AS n FROM tokens GROUP BY obligation_id HAVING count(*) > 1")
+            "SELECT obligation_id::text AS obligation_id, count(*) AS n FROM tokens"
+            " GROUP BY obligation_id HAVING count(*) > 1"
+        )
         negative = await conn.fetch(
             "SELECT a.id::text AS id, pt.bic, a.currency, a.kind, a.debits_posted, a.credits_posted FROM accounts a"
             " JOIN participants pt ON pt.id = a.participant_id"
             " WHERE (a.kind = 'token' AND a.credits_posted < a.debits_posted)"
-            "    OR (a.kind = 'fiat' AND a.debits_posted < a.credits_posted)")
+            "    OR (a.kind = 'fiat' AND a.debits_posted < a.credits_posted)"
+        )
         supply = await conn.fetch(
             "SELECT currency,"
             " coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token'), 0) AS tokens,"
             " coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0) AS fiat"
-            " FROM accounts GROUP BY currency ORDER BY currency")
+            " FROM accounts GROUP BY currency ORDER BY currency"
+        )
         # Booked fiat as the settlement agent reported it: every stored MATCHED entry.
-        matched_fiat = {r["currency"]: r["total"] for r in await conn.fetch(
-            "SELECT currency, sum(amount) AS total FROM bank_notifications WHERE outcome = 'MATCHED' GROUP BY currency")}
+        matched_fiat = {
+            r["currency"]: r["total"]
+            for r in await conn.fetch(
+                "SELECT currency, sum(amount) AS total FROM bank_notifications"
+                " WHERE outcome = 'MATCHED' GROUP BY currency"
+            )
+        }
         windows_unbalanced = await conn.fetch(
             "SELECT w.id::text AS id, w.currency, w.status, sum(np.net_amount) AS total FROM net_positions np"
             " JOIN clearing_windows w ON w.id = np.window_id GROUP BY w.id, w.currency, w.status"
-            " HAVING sum(np.net_amount) <> 0")
+            " HAVING sum(np.net_amount) <> 0"
+        )
         windows = await conn.fetch("SELECT status, count(*) AS n FROM clearing_windows GROUP BY status")
-        stored_entries = {r["entry_reference"] for r in await conn.fetch(
-            "SELECT entry_reference FROM bank_notifications")}
+        stored_entries = {
+            r["entry_reference"] for r in await conn.fetch("SELECT entry_reference FROM bank_notifications")
+        }
         stored_messages = {r["message_id"] for r in await conn.fetch("SELECT message_id FROM camt054_messages")}
         unsignalled = await conn.fetch(
             "SELECT entry_reference, end_to_end_id FROM bank_notifications"
-            " WHERE outcome = 'MATCHED' AND signalled_at IS NULL")
+            " WHERE outcome = 'MATCHED' AND signalled_at IS NULL"
+        )
         multi_compliance = await conn.fetch(
             "SELECT c.payment_id::text AS payment_id, count(*) AS n FROM compliance_results c"
             " JOIN payments p ON p.id = c.payment_id WHERE p.end_to_end_id LIKE $1"
-            " GROUP BY c.payment_id HAVING count(*) > 1", prefix + "%")
+            " GROUP BY c.payment_id HAVING count(*) > 1",
+            prefix + "%",
+        )
         multi_transfers = await conn.fetch(
             "SELECT obligation_id::text AS obligation_id, kind, count(*) AS n FROM ledger_transfers"
-            " WHERE obligation_id IS NOT NULL GROUP BY obligation_id, kind HAVING count(*) > 1")
+            " WHERE obligation_id IS NOT NULL GROUP BY obligation_id, kind HAVING count(*) > 1"
+        )
     finally:
         await conn.close()
 
@@ -162,8 +189,9 @@ async def check(dsn: str, temporal: Client, submitted: dict[str, Submitted], ack
                 violations.append(f"{e2e}: COMPLETED in the database, workflow still running")
         elif status in FINAL_REJECTED:
             rejected += 1
-            rejected_list.append({"end_to_end_id": e2e, "status": status, "code": p["rejection_code"],
-                                  "sanctioned": s.sanctioned})
+            rejected_list.append(
+                {"end_to_end_id": e2e, "status": status, "code": p["rejection_code"], "sanctioned": s.sanctioned}
+            )
             if any(tokens_by_obl.get(o["id"]) for o in obls):
                 violations.append(f"{e2e}: {status} but a token was minted")
         else:
@@ -193,7 +221,9 @@ async def check(dsn: str, temporal: Client, submitted: dict[str, Submitted], ack
         if t["obl_status"] != "SETTLED":
             violations.append(f"token for obligation {t['obligation_id']} which is {t['obl_status']}, not SETTLED")
         if t["amount"] != t["obl_amount"]:
-            violations.append(f"token for obligation {t['obligation_id']}: {t['amount']} != obligation {t['obl_amount']}")
+            violations.append(
+                f"token for obligation {t['obligation_id']}: {t['amount']} != obligation {t['obl_amount']}"
+            )
     for r in multi_transfers:
         violations.append(f"obligation {r['obligation_id']}: {r['n']} ledger transfers of kind {r['kind']}")
     for r in multi_compliance:
@@ -201,8 +231,10 @@ async def check(dsn: str, temporal: Client, submitted: dict[str, Submitted], ack
 
     # -- ledger --------------------------------------------------------------------------------
     for a in negative:
-        violations.append(f"balance below zero: {a['bic']} {a['currency']} {a['kind']} "
-                          f"debits {a['debits_posted']} credits {a['credits_posted']}")
+        violations.append(
+            f"balance below zero: {a['bic']} {a['currency']} {a['kind']} "
+            f"debits {a['debits_posted']} credits {a['credits_posted']}"
+        )
     supply_report = {}
     for r in supply:
         cur, tok, fiat = r["currency"], Decimal(r["tokens"]), Decimal(r["fiat"])
@@ -222,8 +254,9 @@ async def check(dsn: str, temporal: Client, submitted: dict[str, Submitted], ack
     missing_messages = sorted({e.message_id for e in acked} - stored_messages)
     for m in missing_messages[:LIST_MAX]:
         violations.append(f"camt.054 message {m} acknowledged but not stored")
-    unsignalled_list = [{"entry_reference": r["entry_reference"], "end_to_end_id": r["end_to_end_id"]}
-                        for r in unsignalled]
+    unsignalled_list = [
+        {"entry_reference": r["entry_reference"], "end_to_end_id": r["end_to_end_id"]} for r in unsignalled
+    ]
 
     return {
         "payments": payments,

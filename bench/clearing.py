@@ -24,7 +24,7 @@ How it is fair
     ratio shows.
 
 The server
-    Its own embedded PostgreSQL (deltran.devstack.LocalPostgres) in a temporary directory
+    Its own embedded PostgreSQL (cli.devstack.LocalPostgres) in a temporary directory
     on a free port, durable=True: fsync, synchronous_commit and full_page_writes on, the
     same settings as `make up`, for the load and for the timings alike. The data are
     generated set-based in SQL (INSERT ... SELECT over generate_series) — payments
@@ -48,6 +48,7 @@ Output
 
 Runs as root too (the server then runs as the `embedded_postgres` user).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,9 +62,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from activities.clearing import close_window, ensure_open_window, net_window
-from bench.common import embedded_postgres, insert_banks, logger, print_table, write_json
+from bench.common import embedded_postgres, insert_banks, logger, print_table, results_path, write_json
+from cli.devstack.postgres import ADMIN_ROLE, LocalPostgres
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.devstack.postgres import ADMIN_ROLE, LocalPostgres
 
 SIZES = (100_000, 1_000_000)
 BANKS = 50
@@ -137,9 +138,7 @@ _OBLIGATIONS = text(
 
 # -- measured ------------------------------------------------------------------------------
 
-_BASELINE = text(
-    "SELECT payer_id, sum(amount) FROM obligations WHERE clearing_window_id = :w GROUP BY payer_id"
-)
+_BASELINE = text("SELECT payer_id, sum(amount) FROM obligations WHERE clearing_window_id = :w GROUP BY payer_id")
 
 # -- checks --------------------------------------------------------------------------------
 
@@ -168,9 +167,7 @@ async def load(engine: AsyncEngine, sessions: async_sessionmaker, n: int) -> dic
         t1 = time.perf_counter()
         await conn.execute(_PAYMENTS, {"tag": str(n)})
         t2 = time.perf_counter()
-        await conn.execute(
-            _OBLIGATIONS, {"currencies": list(windows), "windows": [windows[c] for c in windows]}
-        )
+        await conn.execute(_OBLIGATIONS, {"currencies": list(windows), "windows": [windows[c] for c in windows]})
         await conn.execute(text("DROP TABLE bench_draw, bench_banks"))
         await conn.commit()
     t3 = time.perf_counter()
@@ -221,9 +218,7 @@ async def verify(sessions: async_sessionmaker, window_id: uuid.UUID, summary, ba
         ).one()
         window = (
             await session.execute(
-                text(
-                    "SELECT status, obligations_count, gross_amount, net_amount FROM clearing_windows WHERE id = :w"
-                ),
+                text("SELECT status, obligations_count, gross_amount, net_amount FROM clearing_windows WHERE id = :w"),
                 {"w": window_id},
             )
         ).one()
@@ -357,7 +352,7 @@ def main() -> None:
         f"{largest['obligations']:,} obligations close in {largest['ratio']:.2f}x the baseline:"
         f" {verdict} the 2x aim. {platform.python_implementation()} {platform.python_version()},"
         f" {os.cpu_count()} CPUs, PostgreSQL {largest['postgres']}."
-        f" Wrote bench-results/{RESULTS_NAME}.json"
+        f" Wrote {results_path(RESULTS_NAME)}"
         f" in {time.perf_counter() - started:.0f}s total."
     )
 

@@ -23,6 +23,7 @@ What it measures
 Output: a table and bench-results/gateway.json =
     {"json": {"api_per_s", "baseline_per_s", "ratio"}, "pacs008": {...}}
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,20 +35,20 @@ import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 from temporalio import workflow
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from api.iso20022.pacs008 import Pacs008Spec, build_pacs008
+from bench.common import results_path
+from cli.demo import DEMO_BICS, IBANS, party
 from deltran.config import Settings
-from deltran.demo import DEMO_BICS, IBANS, party
+from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.shared import PaymentInput
-from deltran.temporal_client import connect
-from workflows.payment import initial_search_attributes
+from deltran.temporal.client import connect
+from deltran.temporal.search_attributes import initial_search_attributes
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench-results" / "gateway.json"
+RESULTS = results_path("gateway")
 SECONDS = float(os.environ.get("GATEWAY_SECONDS", "10"))
 CONCURRENCY = int(os.environ.get("GATEWAY_CONCURRENCY", "32"))
 
@@ -63,9 +64,13 @@ class BareStartWorkflow:
 
 def _json_body(e2e: str, bic: str, payee: str) -> tuple[bytes, str]:
     body = {
-        "end_to_end_id": e2e, "amount": f"{random.randint(100, 99999)}.00", "currency": "AED",
-        "debtor": party(bic, "Gateway Bench Debtor LLC"), "creditor": party(payee, "Gateway Bench Creditor Ltd"),
-        "remittance_info": "gateway bench", "urgent": True,
+        "end_to_end_id": e2e,
+        "amount": f"{random.randint(100, 99999)}.00",
+        "currency": "AED",
+        "debtor": party(bic, "Gateway Bench Debtor LLC"),
+        "creditor": party(payee, "Gateway Bench Creditor Ltd"),
+        "remittance_info": "gateway bench",
+        "urgent": True,
     }
     return json.dumps(body).encode(), "application/json"
 
@@ -76,14 +81,23 @@ def _pacs008_body(e2e: str, bic: str, payee: str) -> tuple[bytes, str]:
 
     debtor, creditor = account(bic), account(payee)
     spec = Pacs008Spec(
-        end_to_end_id=e2e, amount=Decimal(f"{random.randint(100, 99999)}.00"), currency="AED",
-        debtor_name="Gateway Bench Debtor LLC", debtor_agent_bic=bic,
-        creditor_name="Gateway Bench Creditor Ltd", creditor_agent_bic=payee,
-        debtor_iban=debtor.get("iban"), debtor_account=debtor.get("account"),
-        creditor_iban=creditor.get("iban"), creditor_account=creditor.get("account"),
-        remittance_info="gateway bench", urgent=True,
+        end_to_end_id=e2e,
+        amount=Decimal(f"{random.randint(100, 99999)}.00"),
+        currency="AED",
+        debtor_name="Gateway Bench Debtor LLC",
+        debtor_agent_bic=bic,
+        creditor_name="Gateway Bench Creditor Ltd",
+        creditor_agent_bic=payee,
+        debtor_iban=debtor.get("iban"),
+        debtor_account=debtor.get("account"),
+        creditor_iban=creditor.get("iban"),
+        creditor_account=creditor.get("account"),
+        remittance_info="gateway bench",
+        urgent=True,
     )
-    return build_pacs008([spec], message_id=f"M{e2e}"[:35], instructing_agent_bic=bic, with_app_header=True), "application/xml"
+    return build_pacs008(
+        [spec], message_id=f"M{e2e}"[:35], instructing_agent_bic=bic, with_app_header=True
+    ), "application/xml"
 
 
 BUILDERS = {"json": _json_body, "pacs008": _pacs008_body}
@@ -131,11 +145,21 @@ async def start_rate(client, seconds: float, concurrency: int) -> tuple[float, i
         nonlocal started_n, errors
         while time.monotonic() < stop_at:
             n = next(counter)
-            data = PaymentInput(payment_id=uuid.uuid4(), end_to_end_id=f"BS-{run}-{n}", amount=Decimal("1000.00"),
-                                currency="AED", debtor_agent_bic="EBILAEAD", creditor_agent_bic="SBININBB", deadline_s=3600)
+            data = PaymentInput(
+                payment_id=uuid.uuid4(),
+                end_to_end_id=f"BS-{run}-{n}",
+                amount=Decimal("1000.00"),
+                currency="AED",
+                debtor_agent_bic="EBILAEAD",
+                creditor_agent_bic="SBININBB",
+                deadline_s=3600,
+            )
             try:
                 await client.start_workflow(
-                    BareStartWorkflow.run, data, id=f"bare-start-{run}-{n}", task_queue=task_queue,
+                    BareStartWorkflow.run,
+                    data,
+                    id=f"bare-start-{run}-{n}",
+                    task_queue=task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     search_attributes=initial_search_attributes(data),
@@ -158,8 +182,11 @@ async def run(settings: Settings) -> dict:
     for fmt in ("json", "pacs008"):
         baseline, baseline_errors = await start_rate(client, SECONDS, CONCURRENCY)
         api, api_errors = await api_rate(base_url, keys, fmt, SECONDS, CONCURRENCY)
-        results[fmt] = {"api_per_s": round(api, 1), "baseline_per_s": round(baseline, 1),
-                        "ratio": round(api / baseline, 3) if baseline else 0.0}
+        results[fmt] = {
+            "api_per_s": round(api, 1),
+            "baseline_per_s": round(baseline, 1),
+            "ratio": round(api / baseline, 3) if baseline else 0.0,
+        }
         if api_errors or baseline_errors:
             print(f"{fmt}: {api_errors} API errors, {baseline_errors} start errors", file=sys.stderr)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

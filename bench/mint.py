@@ -2,7 +2,7 @@
 
 What it measures
     Settled gross obligations, each with its booked, matched camt.054 entry, minted with
-    every validation of MISSION.md kept (obligation SETTLED, both references present, no
+    every validation of the token engine kept (obligation SETTLED, both references present, no
     token yet — the unique index the final guard —, the booked fiat verified against the
     obligation, the ledger postings under the accounts' CHECK constraints, the tier-a
     backing check supply <= fiat per currency inside the transaction, the circuit
@@ -10,8 +10,8 @@ What it measures
     - baseline: `TokenActivities.mint_one`, one transaction per mint (what mint_token did
       before group commit), BASELINE_CALLERS concurrent callers, BASELINE_N obligations;
     - batched: `TokenActivities.mint_token`, the activity itself, which coalesces the
-      concurrent mints of the process into one transaction per batch (activities/
-      mint_batcher.py; max_batch 1,000, linger 2 ms, 3 batches in flight), BATCH_CALLERS
+      concurrent mints of the process into one transaction per batch
+      (activities/tokens/batcher.py; max_batch 1,000, linger 2 ms, 3 batches in flight), BATCH_CALLERS
       (3,000) concurrent callers, BATCH_N obligations. 3,000 is the concurrency a worker
       needs for 10,000 mints/s when a mint takes ~0.3 s end to end (Little's law):
       a minting worker runs with DELTRAN_WORKER_MAX_CONCURRENT_ACTIVITIES=3000 (the
@@ -25,7 +25,7 @@ What it measures
     accounts are shared by all mints.
 
 The server
-    Its own embedded PostgreSQL (deltran.devstack.LocalPostgres) in a temporary directory
+    Its own embedded PostgreSQL (cli.devstack.LocalPostgres) in a temporary directory
     on a free port, durable=True (fsync, synchronous_commit, full_page_writes on, as for
     `make up`): every batch and every baseline mint is a durable commit. The data are
     generated set-based in SQL (INSERT ... SELECT over generate_series): 50 banks with
@@ -44,6 +44,7 @@ Output
     A table on stdout and bench-results/mint.json: {"mints_per_s", "baseline_per_s",
     "ratio", ...} (plus callers, counts, batch sizes and the server version).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,13 +56,12 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from activities import reconciliation
 from activities.tokens import TokenActivities
-from bench.common import embedded_postgres, insert_banks, logger, print_table, write_json
-from deltran import gc_tuning
+from bench.common import embedded_postgres, insert_banks, logger, print_table, results_path, write_json
+from cli.devstack.postgres import ADMIN_ROLE, LocalPostgres
+from deltran import gc_tuning, reconciliation
 from deltran.config import get_settings
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.devstack.postgres import ADMIN_ROLE, LocalPostgres
 from deltran.shared import MintInput, MintResult
 
 BASELINE_N = int(os.environ.get("BENCH_MINT_BASELINE_N", 5_000))
@@ -191,7 +191,12 @@ async def load(engine: AsyncEngine, n: int) -> list[MintInput]:
     t0 = time.perf_counter()
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     async with autocommit.connect() as conn:
-        await conn.execute(text("VACUUM (ANALYZE) participants, accounts, payments, obligations, bank_notifications, tokens, ledger_transfers"))
+        await conn.execute(
+            text(
+                "VACUUM (ANALYZE) participants, accounts, payments, obligations, bank_notifications,"
+                " tokens, ledger_transfers"
+            )
+        )
     log(f"  VACUUM ANALYZE in {time.perf_counter() - t0:.1f}s")
     return [MintInput(payment_id=p, obligation_id=o) for p, o in rows]
 
@@ -282,9 +287,13 @@ async def run(pg: LocalPostgres) -> dict:
             "baseline_per_s": round(baseline_per_s, 1),
             "ratio": round(per_s / baseline_per_s, 2),
             "batched": {
-                "mints": BATCH_N, "seconds": round(batch_s, 3), "callers": BATCH_CALLERS,
-                "batches": batcher.batches, "mean_batch": round(BATCH_N / batcher.batches, 1),
-                "largest_batch": batcher.largest_batch, "max_batch": batcher.max_batch,
+                "mints": BATCH_N,
+                "seconds": round(batch_s, 3),
+                "callers": BATCH_CALLERS,
+                "batches": batcher.batches,
+                "mean_batch": round(BATCH_N / batcher.batches, 1),
+                "largest_batch": batcher.largest_batch,
+                "max_batch": batcher.max_batch,
                 "linger_ms": batcher.linger_s * 1000,
             },
             "baseline": {"mints": BASELINE_N, "seconds": round(baseline_s, 3), "callers": BASELINE_CALLERS},
@@ -303,10 +312,22 @@ async def run(pg: LocalPostgres) -> dict:
 def print_results(r: dict) -> None:
     header = ("path", "mints", "callers", "seconds", "mints/s", "vs baseline")
     rows = [
-        ("one transaction per mint", f"{r['baseline']['mints']:,}", str(r["baseline"]["callers"]),
-         f"{r['baseline']['seconds']:.2f}", f"{r['baseline_per_s']:,.0f}", "1.00x"),
-        (f"group commit (mean batch {r['batched']['mean_batch']:.0f})", f"{r['batched']['mints']:,}",
-         str(r["batched"]["callers"]), f"{r['batched']['seconds']:.2f}", f"{r['mints_per_s']:,.0f}", f"{r['ratio']:.2f}x"),
+        (
+            "one transaction per mint",
+            f"{r['baseline']['mints']:,}",
+            str(r["baseline"]["callers"]),
+            f"{r['baseline']['seconds']:.2f}",
+            f"{r['baseline_per_s']:,.0f}",
+            "1.00x",
+        ),
+        (
+            f"group commit (mean batch {r['batched']['mean_batch']:.0f})",
+            f"{r['batched']['mints']:,}",
+            str(r["batched"]["callers"]),
+            f"{r['batched']['seconds']:.2f}",
+            f"{r['mints_per_s']:,.0f}",
+            f"{r['ratio']:.2f}x",
+        ),
     ]
     print_table(header, rows, label_first=True)
 
@@ -326,7 +347,7 @@ def main() -> None:
         f"Group commit mints {result['mints_per_s']:,.0f}/s, {result['ratio']:.1f}x one transaction per mint:"
         f" it {verdict} the plan's {TARGET:,} mints/s. {platform.python_implementation()} {platform.python_version()},"
         f" {os.cpu_count()} CPUs, PostgreSQL {result['postgres']} (durable)."
-        f" Wrote bench-results/{RESULTS_NAME}.json"
+        f" Wrote {results_path(RESULTS_NAME)}"
         f" in {time.perf_counter() - started:.0f}s total."
     )
 

@@ -3,6 +3,7 @@
 A fast digest is right here (unlike passwords): the key has 256 bits of entropy, so
 brute force is hopeless, and a slow hash on every request would cap the gateway.
 """
+
 import hashlib
 import secrets
 

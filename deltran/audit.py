@@ -28,6 +28,7 @@ from migration 0002 refuses DELETE, TRUNCATE and every UPDATE except sealing an 
 row; the chain catches whoever bypasses it. Truncating the tail of the chain is only
 visible against a head (seal_seq, hash) noted elsewhere: the report carries the head.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -125,7 +126,7 @@ def _digest(prev_hash: str, row: Mapping[str, Any]) -> str:
     body = [
         row["seal_seq"],
         row["id"],
-        recorded_at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+        recorded_at.astimezone(UTC).isoformat(timespec="microseconds"),
         row["actor"],
         row["action"],
         row["subject"],
@@ -155,11 +156,15 @@ async def _seal_batch(sessions: async_sessionmaker, batch_size: int) -> int | No
         seq, prev = (head.seal_seq, head.hash) if head else (0, GENESIS_HASH)
         # Rows of transactions still open are invisible here: they get a later batch.
         rows = (
-            await session.execute(
-                text(f"SELECT {_COLUMNS} FROM audit_log WHERE seal_seq IS NULL ORDER BY id LIMIT :n"),
-                {"n": batch_size},
+            (
+                await session.execute(
+                    text(f"SELECT {_COLUMNS} FROM audit_log WHERE seal_seq IS NULL ORDER BY id LIMIT :n"),
+                    {"n": batch_size},
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         if not rows:
             return 0
         ids, seqs, prevs, hashes = [], [], [], []
@@ -200,9 +205,7 @@ async def seal_pending(sessions: async_sessionmaker, batch_size: int = 1000) -> 
             return total
 
 
-async def run_sealer(
-    sessions: async_sessionmaker, interval_s: float = 1.0, stop: asyncio.Event | None = None
-) -> None:
+async def run_sealer(sessions: async_sessionmaker, interval_s: float = 1.0, stop: asyncio.Event | None = None) -> None:
     """Seal pending records every interval_s until stop is set (or the task is
     cancelled). A failure (PostgreSQL restarting) is logged and retried next round:
     unsealed rows simply wait, nothing is lost."""
@@ -244,8 +247,9 @@ async def verify_chain(sessions: async_sessionmaker, batch_size: int = 5000) -> 
         conn = await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         unsealed = await conn.scalar(text("SELECT count(*) FROM audit_log WHERE seal_seq IS NULL"))
         stream = await conn.stream(
-            text(f"SELECT {_COLUMNS}, prev_hash, hash FROM audit_log WHERE seal_seq IS NOT NULL ORDER BY seal_seq")
-            .execution_options(yield_per=batch_size)
+            text(
+                f"SELECT {_COLUMNS}, prev_hash, hash FROM audit_log WHERE seal_seq IS NOT NULL ORDER BY seal_seq"
+            ).execution_options(yield_per=batch_size)
         )
         sealed, expected_prev, first_break = 0, GENESIS_HASH, None
         head_seq = head_hash = None

@@ -3,6 +3,7 @@
 One object is shared by the CLI, the worker, the API and the dev stack so that
 `make up`, the tests and an operator's deployment all read the same names.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464
     # Activities one worker runs at once. Concurrent mints share one transaction per
-    # batch (activities/mint_batcher.py), so a worker that mints thousands per second
+    # batch (activities/tokens/batcher.py), so a worker that mints thousands per second
     # needs this in the thousands; the default suits a worker that does everything.
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
     # The cyclic garbage collector's youngest-generation threshold in the worker and the

@@ -8,6 +8,7 @@ crash point fires once per marker directory (DELTRAN_FAULT_DIR, default
 $DELTRAN_HOME/faults), so the retry that follows runs normally and proves the activity
 idempotent.
 """
+
 from __future__ import annotations
 
 import contextvars

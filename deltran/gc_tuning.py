@@ -12,6 +12,7 @@ tuned (`make bench-mint`, which uses the same settings as the worker).
 (`gc.freeze`) and raises the thresholds; cycles are still collected, just less often.
 `DELTRAN_GC_GEN0_THRESHOLD=700` restores CPython's default.
 """
+
 from __future__ import annotations
 
 import gc

@@ -4,6 +4,7 @@ The instructing bank's BIC plus its EndToEndId identify a payment; from them com
 payment id and the workflow id, so a resubmission maps onto the same row and the same
 workflow (and never starts a second one).
 """
+
 from __future__ import annotations
 
 import hashlib

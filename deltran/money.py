@@ -1,8 +1,9 @@
 """Money rules: ISO 4217 minor units and exact Decimal amounts (never float)."""
+
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 # Minor units per ISO 4217 for the currencies DelTran may clear. A currency missing
 # here cannot be accepted: we would not know how many decimals it allows.
@@ -48,9 +49,7 @@ def parse_amount(value: str | Decimal, currency: str) -> Decimal:
     if amount.adjusted() >= 18:
         raise AmountError(f"amount {amount} is too large")
     if -exponent > MINOR_UNITS[currency]:
-        raise AmountError(
-            f"amount {amount} has more decimals than {currency} allows ({MINOR_UNITS[currency]})"
-        )
+        raise AmountError(f"amount {amount} has more decimals than {currency} allows ({MINOR_UNITS[currency]})")
     return amount.quantize(Decimal(1).scaleb(-MINOR_UNITS[currency]))
 
 

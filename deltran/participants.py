@@ -2,6 +2,7 @@
 
 Keys are random, shown once (returned to the caller) and stored as digests only.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deltran.api_keys import generate_key, hash_key
-from deltran.identity import normalize_bic
 from deltran.db.tables import NetDebitCap, OperatorKey, Participant
+from deltran.identity import normalize_bic
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,7 @@ async def set_status(session: AsyncSession, bic: str, status: str) -> None:
     """ACTIVE or SUSPENDED. A suspended bank's new payments are rejected by compliance."""
     assert status in ("ACTIVE", "SUSPENDED")
     updated = await session.scalar(
-        update(Participant)
-        .where(Participant.bic == normalize_bic(bic))
-        .values(status=status)
-        .returning(Participant.id)
+        update(Participant).where(Participant.bic == normalize_bic(bic)).values(status=status).returning(Participant.id)
     )
     if updated is None:
         raise UnknownBank(f"no participant {bic}")
@@ -145,17 +143,13 @@ async def credentials_valid(session: AsyncSession, credentials: dict) -> bool:
         operators = {hash_key(credentials["settlement_agent"]), hash_key(credentials["admin"])}
     except (KeyError, TypeError, AttributeError):
         return False
-    stored = dict(
-        (await session.execute(select(Participant.bic, Participant.api_key_hash))).all()
-    )
+    stored = dict((await session.execute(select(Participant.bic, Participant.api_key_hash))).all())
     if any(stored.get(bic) != digest for bic, digest in bank_hashes.items()):
         return False
     if set(b.bic for b in DEMO_BANKS) - set(bank_hashes):
         return False
     found = await session.scalars(
-        select(OperatorKey.key_hash).where(
-            OperatorKey.key_hash.in_(operators), OperatorKey.revoked_at.is_(None)
-        )
+        select(OperatorKey.key_hash).where(OperatorKey.key_hash.in_(operators), OperatorKey.revoked_at.is_(None))
     )
     return set(found.all()) == operators
 
@@ -165,9 +159,9 @@ async def seed_demo(sessions: async_sessionmaker, credentials_path: Path) -> dic
     otherwise fresh keys are issued, the old operator keys revoked, and the file
     rewritten (0600, it holds secrets)."""
     current = None
-    if credentials_path.exists():
+    if credentials_path.exists():  # noqa: ASYNC240 -- one small local file, read once per seeding
         try:
-            current = json.loads(credentials_path.read_text())
+            current = json.loads(credentials_path.read_text())  # noqa: ASYNC240
         except ValueError:
             current = None
     async with sessions() as session, session.begin():
@@ -187,7 +181,6 @@ async def seed_demo(sessions: async_sessionmaker, credentials_path: Path) -> dic
         json.dump(credentials, f, indent=2)
     tmp.replace(credentials_path)
     return credentials
-
 
 
 async def _revoke_demo_operator_keys(session: AsyncSession, stale: dict | None) -> None:

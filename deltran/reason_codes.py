@@ -1,5 +1,6 @@
 """ISO 20022 external status reason codes (ExternalStatusReason1Code) that DelTran uses
 when it rejects or expires a payment. pacs.002 reports carry these."""
+
 from enum import StrEnum
 
 

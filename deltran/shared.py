@@ -3,6 +3,7 @@ signals and queries. Imported by workflows (inside the sandbox), activities, the
 the worker, so it stays free of I/O. They travel through the pydantic data converter,
 which keeps `Decimal` and `datetime` exact.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -22,9 +23,7 @@ class PaymentStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
-FINAL_PAYMENT_STATUSES = frozenset(
-    {PaymentStatus.REJECTED, PaymentStatus.COMPLETED, PaymentStatus.EXPIRED}
-)
+FINAL_PAYMENT_STATUSES = frozenset({PaymentStatus.REJECTED, PaymentStatus.COMPLETED, PaymentStatus.EXPIRED})
 
 
 class ObligationStatus(StrEnum):

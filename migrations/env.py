@@ -3,6 +3,7 @@
 The database URL comes from the caller (`deltran migrate` sets it on the config) or
 from DELTRAN_DATABASE_URL / the local stack's default.
 """
+
 import asyncio
 
 from alembic import context

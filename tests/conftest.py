@@ -4,10 +4,10 @@ Temporal dev server, plus the production worker and the HTTP API on loopback.
 Each test gets its own payment identities (uuid-based EndToEndIds), so tests share the
 servers without sharing state.
 """
+
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import sys
 import tempfile
@@ -22,15 +22,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import KEEP_ALIVE_S, create_app
-from deltran import search_attributes
+from cli.devstack.postgres import LocalPostgres
 from deltran.config import Settings
 from deltran.db import migrate
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.devstack.ports import free_port
-from deltran.devstack.postgres import LocalPostgres
 from deltran.participants import seed_demo
+from deltran.ports import free_port
+from deltran.temporal import search_attributes
 from worker.main import build_worker
-
 
 # Hypothesis keeps caches in .hypothesis/ under the working directory: keep the checkout clean.
 set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "deltran-hypothesis"))
@@ -103,8 +102,14 @@ async def worker(temporal_env, sessions, settings):
 async def api_url(settings, worker, credentials):
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                       timeout_keep_alive=KEEP_ALIVE_S)
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -13,6 +13,7 @@ fails visibly — in the workflow's history and the Temporal UI, in the worker's
 in `deltran_activity_failed_permanently_total`, which pages (deploy/prometheus/alerts.yml)
 — instead of retrying forever and holding everything behind it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from activities.ledger import LedgerRefused
-from deltran import metrics
+from deltran.ledger import LedgerRefused
+from deltran.observability import metrics
 
 log = logging.getLogger("deltran.worker.fail_fast")
 
@@ -55,8 +56,10 @@ class _FailFast(ActivityInboundInterceptor):
                 raise
             info = activity.info()
             metrics.activity_failed_permanently.labels(info.activity_type, kind.split(":")[0]).inc()
-            log.error("activity can never succeed: failing it without retry",
-                      extra={"error_kind": kind, "error": str(exc).splitlines()[0][:500]})
+            log.error(
+                "activity can never succeed: failing it without retry",
+                extra={"error_kind": kind, "error": str(exc).splitlines()[0][:500]},
+            )
             raise ApplicationError(
                 f"{info.activity_type} can never succeed ({kind}): {str(exc).splitlines()[0][:500]}",
                 type=INVARIANT_VIOLATED,

@@ -7,6 +7,7 @@ Registered in `worker.main.build_worker`. Put it after the OpenTelemetry tracing
 interceptor in the worker's list (the first is the outermost), so the activity's span
 is current while it runs and its trace id is on these lines too.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from deltran.logging_setup import bind
+from deltran.observability.logs import bind
 
 log = logging.getLogger("deltran.worker.activity")
 

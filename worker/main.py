@@ -3,6 +3,7 @@
 `build_worker` is what the tests use too, so the suite runs exactly the production
 registration of workflows and activities.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,14 +25,14 @@ from activities.tokens import TokenActivities
 from deltran import audit, faults, gc_tuning
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.temporal_client import connect
-from deltran.tracing import setup_tracing
+from deltran.observability.tracing import setup_tracing
+from deltran.temporal.client import connect
+from worker.fail_fast import FailFastInterceptor
+from worker.logging_interceptor import LoggingInterceptor
 from worker.sweeper import run_sweeper
 from worker.telemetry import start_worker_metrics
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
-from worker.fail_fast import FailFastInterceptor
-from worker.logging_interceptor import LoggingInterceptor
 from workflows.reconciliation import ReconciliationWorkflow
 
 log = logging.getLogger("deltran.worker")
@@ -61,9 +62,7 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
     ]
 
 
-def build_worker(
-    client: Client, session_factory: async_sessionmaker, settings: Settings, task_queue: str
-) -> Worker:
+def build_worker(client: Client, session_factory: async_sessionmaker, settings: Settings, task_queue: str) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
@@ -79,7 +78,7 @@ def build_worker(
 
 def _interceptors(client: Client) -> list:
     """Logging always; tracing unless the client already brings it (ours does, see
-    deltran.temporal_client), so every activity runs inside the request's trace."""
+    deltran.temporal.client), so every activity runs inside the request's trace."""
     # Logging outside fail-fast: the failure it logs is the non-retryable one Temporal sees.
     interceptors: list = [LoggingInterceptor(), FailFastInterceptor()]
     if faults.enabled():  # crash tests only: DELTRAN_FAULT_CRASH
@@ -108,7 +107,10 @@ async def run_worker(settings: Settings) -> None:
     gc_tuning.tune(settings.gc_gen0_threshold)
     log.info(
         "worker polling task queue %s at %s; metrics on %s:%d/metrics",
-        settings.task_queue, settings.effective_temporal_address, settings.worker_metrics_host, settings.worker_metrics_port,
+        settings.task_queue,
+        settings.effective_temporal_address,
+        settings.worker_metrics_host,
+        settings.worker_metrics_port,
     )
     # Seals audit records into the hash chain shortly after they are written; with
     # several workers an advisory lock lets one seal at a time.

@@ -3,6 +3,7 @@ starts a ClearingWindowWorkflow every `DELTRAN_CLEARING_INTERVAL_S`, never overl
 (a run still waiting for fundings makes the next tick skip). Idempotent: run it at every
 start; an existing schedule is updated to the configured cadence, and every currency
 gets an open window for payments to join."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -48,6 +49,7 @@ def _schedule(currency: str, settings: Settings) -> Schedule:
 def _reconciliation_schedules(settings: Settings) -> dict[str, Schedule]:
     """The account monitor: intraday every DELTRAN_RECONCILIATION_INTERVAL_S, end of day
     on DELTRAN_END_OF_DAY_CRON (UTC)."""
+
     def start(tier: str) -> ScheduleActionStartWorkflow:
         return ScheduleActionStartWorkflow(
             ReconciliationWorkflow.run, tier, id=f"reconciliation-{tier}", task_queue=settings.task_queue
@@ -57,7 +59,9 @@ def _reconciliation_schedules(settings: Settings) -> dict[str, Schedule]:
     return {
         "reconciliation-intraday": Schedule(
             action=start("intraday"),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconciliation_interval_s))]),
+            spec=ScheduleSpec(
+                intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconciliation_interval_s))]
+            ),
             policy=skip,
         ),
         "reconciliation-end-of-day": Schedule(

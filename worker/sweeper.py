@@ -1,8 +1,10 @@
 """Nothing accepted is lost: a payment whose row was committed while Temporal was down
 (the API answered 503) gets its workflow from this sweeper, even if the bank never
-resubmits; likewise a matched camt.054 entry whose signal never went out is signalled. Every `interval_s` it starts (or finds: the start is idempotent) the workflow
-of each payment still SCREENING after a grace period — in a healthy system those are
+resubmits; likewise a matched camt.054 entry whose signal never went out is signalled.
+Every `interval_s` it starts (or finds: the start is idempotent) the workflow of each
+payment still SCREENING after a grace period — in a healthy system those are
 payments whose compliance step is running or retrying, and the start just finds them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,10 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
-from api.intake import payment_input, start_payment_workflow
-from api.notification_intake import signal_unsent
 from deltran.config import Settings
 from deltran.db.tables import Payment
+from deltran.intake.camt054 import signal_unsent
+from deltran.intake.payments import payment_input, start_payment_workflow
 from deltran.shared import PaymentStatus
 
 log = logging.getLogger("deltran.sweeper")
@@ -24,14 +26,21 @@ GRACE = timedelta(seconds=30)
 BATCH = 500
 
 
-async def start_orphans(client: Client, sessions: async_sessionmaker, settings: Settings, grace: timedelta = GRACE) -> int:
+async def start_orphans(
+    client: Client, sessions: async_sessionmaker, settings: Settings, grace: timedelta = GRACE
+) -> int:
     """Start the workflows of payments left in SCREENING for longer than `grace`."""
     async with sessions() as session:
         rows = (
             await session.execute(
                 select(
-                    Payment.id, Payment.workflow_id, Payment.end_to_end_id, Payment.amount, Payment.currency,
-                    Payment.debtor_agent_bic, Payment.creditor_agent_bic,
+                    Payment.id,
+                    Payment.workflow_id,
+                    Payment.end_to_end_id,
+                    Payment.amount,
+                    Payment.currency,
+                    Payment.debtor_agent_bic,
+                    Payment.creditor_agent_bic,
                 )
                 .where(Payment.status == PaymentStatus.SCREENING, Payment.created_at < func.now() - grace)
                 .order_by(Payment.created_at)
@@ -39,14 +48,16 @@ async def start_orphans(client: Client, sessions: async_sessionmaker, settings: 
             )
         ).all()
     for row in rows:
-        data = payment_input(settings, row.id, row.end_to_end_id, row.amount, row.currency,
-                             row.debtor_agent_bic, row.creditor_agent_bic)
+        data = payment_input(
+            settings, row.id, row.end_to_end_id, row.amount, row.currency, row.debtor_agent_bic, row.creditor_agent_bic
+        )
         await start_payment_workflow(client, settings, data, row.workflow_id)
     return len(rows)
 
 
-async def run_sweeper(client: Client, sessions: async_sessionmaker, settings: Settings, stop: asyncio.Event,
-                      interval_s: float = 30.0) -> None:
+async def run_sweeper(
+    client: Client, sessions: async_sessionmaker, settings: Settings, stop: asyncio.Event, interval_s: float = 30.0
+) -> None:
     while not stop.is_set():
         try:
             if started := await start_orphans(client, sessions, settings):

@@ -4,6 +4,7 @@ port, DELTRAN_WORKER_METRICS_PORT (default 9464).
 
 The SDK exports Prometheus text from its Rust core on a port of its own; we bind that to
 a private loopback port and fold its samples into our registry at each scrape."""
+
 from __future__ import annotations
 
 import urllib.request
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from deltran.config import Settings
-from deltran.devstack.ports import free_port
+from deltran.ports import free_port
 
 SCRAPE_TIMEOUT_S = 2.0
 
@@ -36,9 +37,7 @@ class _SdkMetrics:
 def start_worker_metrics(settings: Settings) -> Runtime:
     """Serve /metrics and return the Temporal runtime whose metrics it includes."""
     sdk_port = free_port()
-    runtime = Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{sdk_port}"))
-    )
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{sdk_port}")))
     REGISTRY.register(_SdkMetrics(f"http://127.0.0.1:{sdk_port}/metrics"))
     start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     return runtime

@@ -5,6 +5,7 @@ by an admin's "close now". close → net (positions, funding instructions) → w
 every net debtor's funding camt.054 (signals) until the funding deadline → settle the
 window (all of it, or the fallback's largest covered set) → tell its payments.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,7 +14,6 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.clearing import ClearingActivities
-    from workflows.payment import STEP_RETRY, STEP_TIMEOUT
     from deltran.shared import (
         ClearingInput,
         ClearingState,
@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
         NetInput,
         WindowSettlement,
     )
+    from deltran.temporal.contract import ClearingWindowContract
+    from workflows.payment import STEP_RETRY, STEP_TIMEOUT
 
 # Netting a million obligations takes seconds; signalling every payment of a large
 # window takes longer and heartbeats its progress.
@@ -30,7 +32,7 @@ SIGNALLING_HEARTBEAT = timedelta(minutes=1)
 
 
 @workflow.defn(name="ClearingWindowWorkflow")
-class ClearingWindowWorkflow:
+class ClearingWindowWorkflow(ClearingWindowContract):
     @workflow.init
     def __init__(self, data: ClearingInput) -> None:
         self._state = ClearingState(currency=data.currency)
@@ -60,8 +62,10 @@ class ClearingWindowWorkflow:
         # before this rule returned here; they replay unchanged.
         settle_zero_net = bool(summary.obligations_count) and workflow.patched("settle-zero-net-window")
         self._state = self._state.model_copy(
-            update={"status": "AWAITING_FUNDING" if references or settle_zero_net else "SETTLED",
-                    "instructions": summary.instructions}
+            update={
+                "status": "AWAITING_FUNDING" if references or settle_zero_net else "SETTLED",
+                "instructions": summary.instructions,
+            }
         )
         if not references and not settle_zero_net:
             return self._state

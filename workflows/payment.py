@@ -5,20 +5,19 @@ books the fiat → settle → mint. Deterministic: no I/O, clocks or randomness 
 side effect is an activity. Search attributes are set at start and upserted only when
 the status changes (each upsert is a history event).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.compliance import ComplianceActivities
-    from activities.errors import NON_RETRYABLE_ERROR_TYPES
     from activities.obligations import ObligationActivities
     from activities.settlement import SettlementActivities
     from activities.tokens import TokenActivities
-    from deltran import search_attributes as sa
     from deltran.reason_codes import ReasonCode
     from deltran.shared import (
         ExpireInput,
@@ -30,6 +29,9 @@ with workflow.unsafe.imports_passed_through():
         SettleInput,
         WindowSettlement,
     )
+    from deltran.temporal import search_attributes as sa
+    from deltran.temporal.contract import PaymentWorkflowContract
+    from deltran.temporal.errors import NON_RETRYABLE_ERROR_TYPES
 
 # Transient faults (Postgres restarting, a dropped connection) are retried without a
 # cap on attempts: a payment waits for the database rather than failing. Business
@@ -43,22 +45,8 @@ STEP_RETRY = RetryPolicy(
 STEP_TIMEOUT = timedelta(seconds=30)
 
 
-def initial_search_attributes(data: PaymentInput) -> TypedSearchAttributes:
-    """Set when the workflow starts, so the payment is searchable from its first event."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(sa.END_TO_END_ID, data.end_to_end_id),
-            SearchAttributePair(sa.DEBTOR_AGENT_BIC, data.debtor_agent_bic),
-            SearchAttributePair(sa.CREDITOR_AGENT_BIC, data.creditor_agent_bic),
-            SearchAttributePair(sa.PAYMENT_CURRENCY, data.currency),
-            SearchAttributePair(sa.PAYMENT_AMOUNT, float(data.amount)),
-            SearchAttributePair(sa.PAYMENT_STATUS, PaymentStatus.SCREENING.value),
-        ]
-    )
-
-
 @workflow.defn(name="PaymentWorkflow")
-class PaymentWorkflow:
+class PaymentWorkflow(PaymentWorkflowContract):
     @workflow.init
     def __init__(self, data: PaymentInput) -> None:
         # Set before any handler runs: a camt.054 signal may arrive in the first task.

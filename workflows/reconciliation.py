@@ -1,5 +1,6 @@
 """ReconciliationWorkflow: one account-monitor run of a tier (intraday or end of day),
 started by its Temporal Schedule."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,11 +9,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconciliation import ReconciliationActivities
+    from deltran.temporal.contract import ReconciliationContract
     from workflows.payment import STEP_RETRY
 
 
 @workflow.defn(name="ReconciliationWorkflow")
-class ReconciliationWorkflow:
+class ReconciliationWorkflow(ReconciliationContract):
     @workflow.run
     async def run(self, tier: str) -> dict:
         return await workflow.execute_activity_method(

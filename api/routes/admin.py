@@ -3,6 +3,7 @@
 Keys are random, returned once in the response that creates them, and stored as digests.
 Every change is audited in the same transaction.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -60,8 +61,7 @@ async def list_banks(_: AdminDep, session: SessionDep) -> BankList:
     banks = await participants.list_banks(session)
     return BankList(
         banks=[
-            BankOut(bic=b.bic, name=b.name, country=b.country, status=b.status, created_at=b.created_at)
-            for b in banks
+            BankOut(bic=b.bic, name=b.name, country=b.country, status=b.status, created_at=b.created_at) for b in banks
         ]
     )
 
@@ -72,11 +72,17 @@ async def add_bank(body: BankIn, caller: AdminDep, session: SessionDep) -> BankK
         async with session.begin():
             key = await participants.create_bank(session, body.bic, body.name, body.country)
             await audit.record(
-                session, actor=caller.identity, action="bank.add", subject=body.bic, result="ok",
+                session,
+                actor=caller.identity,
+                action="bank.add",
+                subject=body.bic,
+                result="ok",
                 details={"name": body.name, "country": body.country},
             )
     except participants.BankExists as exc:
-        raise Problem(409, str(exc), kind="bank-exists", errors=[{"field": "bic", "message": "already a participant"}]) from None
+        raise Problem(
+            409, str(exc), kind="bank-exists", errors=[{"field": "bic", "message": "already a participant"}]
+        ) from None
     return BankKey(bic=body.bic, api_key=key)
 
 
@@ -117,7 +123,7 @@ async def activate(bic: str, caller: AdminDep, session: SessionDep) -> BankOut:
 
 
 class CapIn(BaseModel):
-    cap: str = Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$", description="Largest net debit, e.g. \"5000000.00\"")
+    cap: str = Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$", description='Largest net debit, e.g. "5000000.00"')
 
 
 class CapOut(BaseModel):
@@ -132,8 +138,12 @@ async def set_net_debit_cap(bic: str, currency: str, body: CapIn, caller: AdminD
     would take its net position past it is rejected (AM14)."""
     bic = _bic_or_404(bic)
     if currency not in MINOR_UNITS:  # "aed", "0", "ABCDEF": stored, it would never apply
-        raise Problem(422, f"currency {currency[:8]!r} is not supported", kind="validation",
-                      errors=[{"field": "currency", "message": f"one of {', '.join(sorted(MINOR_UNITS))}"}])
+        raise Problem(
+            422,
+            f"currency {currency[:8]!r} is not supported",
+            kind="validation",
+            errors=[{"field": "currency", "message": f"one of {', '.join(sorted(MINOR_UNITS))}"}],
+        )
     try:
         cap = parse_amount(body.cap, currency) if Decimal(body.cap) > 0 else Decimal(0)
     except AmountError as exc:
@@ -141,8 +151,14 @@ async def set_net_debit_cap(bic: str, currency: str, body: CapIn, caller: AdminD
     try:
         async with session.begin():
             await participants.set_net_debit_cap(session, bic, currency, cap)
-            await audit.record(session, actor=caller.identity, action="bank.net_debit_cap", subject=bic, result="ok",
-                               details={"currency": currency, "cap": str(cap)})
+            await audit.record(
+                session,
+                actor=caller.identity,
+                action="bank.net_debit_cap",
+                subject=bic,
+                result="ok",
+                details={"currency": currency, "cap": str(cap)},
+            )
     except participants.UnknownBank as exc:
         raise Problem(404, str(exc), kind="unknown-bank") from None
     return CapOut(bic=bic, currency=currency, cap=format_amount(cap, currency))

@@ -1,6 +1,7 @@
 """`/v1/clearing/windows`: clearing windows, their net positions and funding
 instructions. A bank sees the positions and instructions of its own only; admin (and
 the settlement agent) see all."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,7 @@ from api.strict_json import StrictJSONRoute
 from deltran.db.tables import ClearingWindow, FundingInstruction, NetPosition, Participant
 from deltran.money import MINOR_UNITS, format_amount
 from deltran.shared import ClearingInput
-from workflows.clearing import ClearingWindowWorkflow
+from deltran.temporal.contract import ClearingWindowContract
 
 router = APIRouter(
     prefix="/v1/clearing", tags=["clearing"], responses=problem_responses(403, 404, 422), route_class=StrictJSONRoute
@@ -104,7 +105,9 @@ async def _window_out(session, window: ClearingWindow, caller: Caller) -> Window
         settlement_reference=window.settlement_reference,
         fallback_method=window.fallback_method,
         positions=[Position(bic=b, net=format_amount(n, c)) for b, n in positions],
-        instructions=[Instruction(bic=b, amount=format_amount(a, c), reference=r, status=s) for b, a, r, s in instructions],
+        instructions=[
+            Instruction(bic=b, amount=format_amount(a, c), reference=r, status=s) for b, a, r, s in instructions
+        ],
     )
 
 
@@ -115,7 +118,9 @@ def _known(currency: str) -> str:
 
 
 @router.get("/windows", response_model=WindowList)
-async def list_windows(caller: CallerDep, session: SessionDep, currency: str = Currency, limit: int = Query(20, ge=1, le=200)) -> WindowList:
+async def list_windows(
+    caller: CallerDep, session: SessionDep, currency: str = Currency, limit: int = Query(20, ge=1, le=200)
+) -> WindowList:
     """The currency's windows, newest first."""
     windows = (
         await session.scalars(
@@ -164,7 +169,7 @@ async def close_now(
     if open_window is None:
         raise Problem(404, f"no open {currency} window to close", kind="window-not-found")
     handle = await temporal.start_workflow(
-        ClearingWindowWorkflow.run,
+        ClearingWindowContract.run,
         ClearingInput(currency=currency, funding_timeout_s=settings.window_funding_timeout_s),
         id=f"clearing-{currency}-manual-{uuid.uuid4().hex[:12]}",
         task_queue=settings.task_queue,

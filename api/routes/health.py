@@ -1,13 +1,14 @@
 """`/healthz`: is the API able to do its work (database and Temporal reachable)?"""
+
 from __future__ import annotations
 
 import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
 from api.strict_json import StrictJSONRoute
-from sqlalchemy import text
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["health"])
 

@@ -1,4 +1,5 @@
 """The account monitor for ops (admin key): reconciliation runs and circuit breakers."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,11 +8,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from activities import reconciliation
 from api.deps import AdminDep, SessionDep
 from api.problems import Problem, problem_responses
 from api.strict_json import StrictJSONRoute
-from deltran import audit
+from deltran import audit, reconciliation
 from deltran.db.tables import CircuitBreaker, ReconciliationRun
 from deltran.money import MINOR_UNITS
 
@@ -45,8 +45,14 @@ class BreakerList(BaseModel):
 
 
 def _breaker_out(b: CircuitBreaker) -> BreakerOut:
-    return BreakerOut(currency=b.currency, state=b.state, reason=b.reason, opened_at=b.opened_at,
-                      closed_at=b.closed_at, closed_by=b.closed_by)
+    return BreakerOut(
+        currency=b.currency,
+        state=b.state,
+        reason=b.reason,
+        opened_at=b.opened_at,
+        closed_at=b.closed_at,
+        closed_by=b.closed_by,
+    )
 
 
 @router.get("/v1/reconciliations/latest", response_model=RunOut)
@@ -60,8 +66,16 @@ async def latest_run(
     run = await session.scalar(query)
     if run is None:
         raise Problem(404, "no reconciliation has run yet", kind="no-reconciliation")
-    return RunOut(id=str(run.id), tier=run.tier, started_at=run.started_at, finished_at=run.finished_at, ok=run.ok,
-                  break_count=run.break_count, summary=run.summary, breaks=run.breaks)
+    return RunOut(
+        id=str(run.id),
+        tier=run.tier,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        ok=run.ok,
+        break_count=run.break_count,
+        summary=run.summary,
+        breaks=run.breaks,
+    )
 
 
 @router.get("/v1/admin/circuit-breakers", response_model=BreakerList)
@@ -81,7 +95,9 @@ async def close_breaker(currency: str, caller: AdminDep, session: SessionDep) ->
             await reconciliation.close_breaker(session, currency, caller.identity)
             await audit.record(session, actor=caller.identity, action="breaker.close", subject=currency, result="ok")
     except reconciliation.BreakNotResolved as exc:
-        raise Problem(409, f"the {currency} backing still does not reconcile: {exc}", kind="break-not-resolved") from None
+        raise Problem(
+            409, f"the {currency} backing still does not reconcile: {exc}", kind="break-not-resolved"
+        ) from None
     breaker = await session.get(CircuitBreaker, currency)
     if breaker is None:
         raise Problem(404, f"the {currency} circuit breaker has never opened", kind="unknown-breaker")

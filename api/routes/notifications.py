@@ -1,20 +1,23 @@
 """`/v1/notifications/camt054`: the settlement agent reports fiat bookings."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from api.deps import SessionDep, SettingsDep, SettlementAgentDep, TemporalDep
-from api.iso20022.camt054 import Camt054Invalid, parse_camt054
-from api.iso20022.xml_safety import XmlRejected
-from api.notification_intake import receive_camt054
 from api.problems import Problem, problem_responses
 from api.schemas import NotificationEntryOut, NotificationReceipt
 from api.strict_json import StrictJSONRoute
+from deltran.intake.camt054 import receive_camt054
+from deltran.iso20022.camt054 import Camt054Invalid, parse_camt054
+from deltran.iso20022.xml_safety import XmlRejected
 from deltran.money import format_amount
 
 router = APIRouter(
     route_class=StrictJSONRoute,
-    prefix="/v1/notifications", tags=["notifications"], responses=problem_responses(400, 403, 415, 422)
+    prefix="/v1/notifications",
+    tags=["notifications"],
+    responses=problem_responses(400, 403, 415, 422),
 )
 
 XML_TYPES = ("application/xml", "text/xml")
@@ -38,7 +41,9 @@ async def camt054(
     try:
         message = parse_camt054(body, max_bytes=settings.max_body_bytes)
     except XmlRejected as exc:
-        raise Problem(400, f"rejected XML: {exc.reason}", kind="invalid-xml", errors=[{"field": "body", "message": exc.reason}]) from None
+        raise Problem(
+            400, f"rejected XML: {exc.reason}", kind="invalid-xml", errors=[{"field": "body", "message": exc.reason}]
+        ) from None
     except Camt054Invalid as exc:
         raise Problem(
             400,

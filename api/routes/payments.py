@@ -1,4 +1,5 @@
 """`/v1/payments`: banks submit payments and read their status."""
+
 from __future__ import annotations
 
 import uuid
@@ -10,9 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from api.deps import BankDep, Caller, CallerDep, SessionDep, SettingsDep, TemporalDep
-from api.intake import NewPayment, submit_payments
-from api.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
-from api.iso20022.xml_safety import XmlRejected
 from api.pacs008_intake import payments_from_pacs008
 from api.problems import Problem, problem_responses
 from api.schemas import (
@@ -27,11 +25,16 @@ from api.schemas import (
 from api.status_report import pacs002_for
 from api.strict_json import StrictJSONRoute
 from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, Token
+from deltran.intake.payments import NewPayment, submit_payments
+from deltran.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
+from deltran.iso20022.xml_safety import XmlRejected
 from deltran.money import format_amount
 
 router = APIRouter(
     route_class=StrictJSONRoute,
-    prefix="/v1/payments", tags=["payments"], responses=problem_responses(400, 403, 404, 409, 415, 422)
+    prefix="/v1/payments",
+    tags=["payments"],
+    responses=problem_responses(400, 403, 404, 409, 415, 422),
 )
 
 JSON_TYPES = ("application/json",)
@@ -41,9 +44,7 @@ _SUBMIT_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/PaymentIn"}},
-        "application/xml": {
-            "schema": {"type": "string", "description": "pacs.008.001.08, bare or with its AppHdr"}
-        },
+        "application/xml": {"schema": {"type": "string", "description": "pacs.008.001.08, bare or with its AppHdr"}},
     },
 }
 
@@ -71,7 +72,7 @@ async def submit(
         intakes = await submit_payments(session, temporal, settings, batch, actor=caller.identity)
         return [
             PacsTransactionAccepted(end_to_end_id=new.end_to_end_id, payment_id=i.payment_id, status=i.status)
-            for new, i in zip(batch, intakes)
+            for new, i in zip(batch, intakes, strict=True)
         ]
     if content_type not in JSON_TYPES:
         raise Problem(415, "send application/json or application/xml (pacs.008.001.08)", kind="unsupported-media-type")
@@ -95,11 +96,14 @@ def _parse_pacs008(body: bytes, max_bytes: int):
     try:
         return parse_pacs008(body, max_bytes=max_bytes)
     except XmlRejected as exc:
-        raise Problem(400, f"rejected XML: {exc.reason}", kind="invalid-xml",
-                      errors=[{"field": "body", "message": exc.reason}]) from None
+        raise Problem(
+            400, f"rejected XML: {exc.reason}", kind="invalid-xml", errors=[{"field": "body", "message": exc.reason}]
+        ) from None
     except Pacs008Invalid as exc:
         errors = [{"field": e.field, "message": e.message, "transaction": e.transaction} for e in exc.errors]
-        raise Problem(400, "the pacs.008.001.08 is invalid; nothing was accepted", kind="invalid-pacs008", errors=errors) from None
+        raise Problem(
+            400, "the pacs.008.001.08 is invalid; nothing was accepted", kind="invalid-pacs008", errors=errors
+        ) from None
 
 
 def new_payment_from_json(body: PaymentIn, instructing_bic: str) -> NewPayment:
@@ -151,7 +155,9 @@ async def pacs002(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep,
 @router.get(
     "/{payment_id}",
     response_model=PaymentOut,
-    responses={200: {"content": {"application/xml": {}}, "description": "JSON, or pacs.002 with Accept: application/xml"}},
+    responses={
+        200: {"content": {"application/xml": {}}, "description": "JSON, or pacs.002 with Accept: application/xml"}
+    },
 )
 async def read(
     payment_id: uuid.UUID, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
@@ -187,10 +193,13 @@ async def read(
             rolled_from_window_id=ob.rolled_from_window_id,
             fallback_reason=ob.fallback_reason,
             rolls=[
-                RollOut(from_window_id=r.from_window_id, to_window_id=r.to_window_id, reason=r.reason,
-                        rolled_at=r.rolled_at)
+                RollOut(
+                    from_window_id=r.from_window_id, to_window_id=r.to_window_id, reason=r.reason, rolled_at=r.rolled_at
+                )
                 for r in await session.scalars(
-                    select(ObligationRoll).where(ObligationRoll.obligation_id == ob.id).order_by(ObligationRoll.rolled_at)
+                    select(ObligationRoll)
+                    .where(ObligationRoll.obligation_id == ob.id)
+                    .order_by(ObligationRoll.rolled_at)
                 )
             ],
             created_at=ob.created_at,

@@ -13,6 +13,7 @@ for the ones still running. Counting is the one `bench.load.run` uses for DelTra
 a cycle counts when it completes before the drain ends, and the rate is cycles over the
 time from the first start to the last completion.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,9 @@ from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from deltran import search_attributes as sa
     from deltran.shared import FiatBooking, PaymentInput, PaymentStatus
-    from workflows.payment import initial_search_attributes
+    from deltran.temporal import search_attributes as sa
+    from deltran.temporal.search_attributes import initial_search_attributes
 
 STEP_TIMEOUT = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -151,7 +152,10 @@ async def drive(client, task_queue: str, seconds: float, in_flight: int, drain_s
         data = _input(run_id, n)
         wid = f"bare-{run_id}-{n}"
         handle = await client.start_workflow(
-            BareCycleWorkflow.run, data, id=wid, task_queue=task_queue,
+            BareCycleWorkflow.run,
+            data,
+            id=wid,
+            task_queue=task_queue,
             search_attributes=initial_search_attributes(data),
         )
         result.started += 1
@@ -172,7 +176,7 @@ async def drive(client, task_queue: str, seconds: float, in_flight: int, drain_s
         while time.monotonic() < stop_at:
             try:
                 await cycle(next(counter))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return  # the drain is over; the cycle stays listed as in flight
             except Exception:  # noqa: BLE001 - counted; the loop goes on, bounded by time
                 result.errors += 1
@@ -190,7 +194,7 @@ async def serve(task_queue: str) -> None:
     from temporalio.worker import Worker
 
     from deltran.config import Settings
-    from deltran.temporal_client import connect
+    from deltran.temporal.client import connect
 
     client = await connect(Settings())
     stop = asyncio.Event()
@@ -198,8 +202,12 @@ async def serve(task_queue: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Worker(
-        client, task_queue=task_queue, workflows=[BareCycleWorkflow], activities=ACTIVITIES,
-        max_concurrent_activities=100, graceful_shutdown_timeout=timedelta(seconds=5),
+        client,
+        task_queue=task_queue,
+        workflows=[BareCycleWorkflow],
+        activities=ACTIVITIES,
+        max_concurrent_activities=100,
+        graceful_shutdown_timeout=timedelta(seconds=5),
     ):
         print("ready", flush=True)
         await stop.wait()

@@ -13,6 +13,7 @@ Every attempt is journalled before it is sent (`$LOAD_RUN_DIR/journal-<pid>.json
 EndToEndId first, then the answer with its latency), so that the accounting afterwards
 finds every payment the API may have accepted, answered or not.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,7 +26,7 @@ from pathlib import Path
 import gevent
 from locust import FastHttpUser, constant, events, task
 
-from deltran.demo import DEMO_BICS, party
+from cli.demo import DEMO_BICS, party
 
 RUN_DIR = Path(os.environ.get("LOAD_RUN_DIR", "."))
 PREFIX = os.environ.get("LOAD_PREFIX", "LD")
@@ -102,16 +103,20 @@ class Bank(FastHttpUser):
         e2e = f"{PREFIX}{next(_numbers)}"
         urgent = random.random() >= NET_SHARE
         body = {
-            "end_to_end_id": e2e, "amount": f"{random.randint(100, 99999)}.00", "currency": "AED",
+            "end_to_end_id": e2e,
+            "amount": f"{random.randint(100, 99999)}.00",
+            "currency": "AED",
             "debtor": party(self.bic, "Load Test Debtor LLC"),
             "creditor": party(self.payee, "Load Test Creditor Ltd"),
-            "remittance_info": "load test", "urgent": urgent,
+            "remittance_info": "load test",
+            "urgent": urgent,
         }
         _write({"e": e2e, "b": self.bic, "t": time.time()})
         t0 = time.perf_counter()
         status, payment_id = 0, None
-        with self.client.post("/v1/payments", json=body, headers=self.headers, name="POST /v1/payments",
-                              catch_response=True) as response:
+        with self.client.post(
+            "/v1/payments", json=body, headers=self.headers, name="POST /v1/payments", catch_response=True
+        ) as response:
             status = response.status_code or 0
             if status == 202:
                 payment_id = response.json().get("payment_id")
@@ -119,5 +124,13 @@ class Bank(FastHttpUser):
                 response.success()
             else:
                 response.failure(f"{status}: {(response.text or '')[:200]}")
-        _write({"e": e2e, "s": status, "p": payment_id, "ms": round((time.perf_counter() - t0) * 1000, 2),
-                "t": time.time(), "net": not urgent})
+        _write(
+            {
+                "e": e2e,
+                "s": status,
+                "p": payment_id,
+                "ms": round((time.perf_counter() - t0) * 1000, 2),
+                "t": time.time(),
+                "net": not urgent,
+            }
+        )

@@ -40,6 +40,7 @@ Settings: the stack's own DELTRAN_* (home for the credentials, API port, databas
 Temporal address), LOAD_SECONDS (30), LOAD_USERS (20), LOAD_IN_FLIGHT (5 per user),
 LOAD_NET_SHARE (0.1), LOAD_DRAIN_SECONDS (30), LOAD_CLOSE_WINDOWS (1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,15 +62,25 @@ import httpx
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.iso20022.camt054 import BookingSpec, build_camt054
+from bench.common import results_path
 from bench.load.baseline import DriveResult, drive
 from deltran.config import Settings
-from deltran.temporal_client import connect
+from deltran.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.temporal.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench-results" / "load.json"
-KEYS = ("seconds", "submitted_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms",
-        "error_rate", "baseline_per_s", "ratio")
+RESULTS = results_path("load")
+KEYS = (
+    "seconds",
+    "submitted_per_s",
+    "completed_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "error_rate",
+    "baseline_per_s",
+    "ratio",
+)
 TICK_S = 0.1
 WINDOW_TICK_S = 1.0
 BATCH_MAX = 100  # entries per camt.054
@@ -146,7 +157,14 @@ class SettlementAgent:
     """Books this run's gross payments and funds the windows its net payments are in."""
 
     def __init__(self, http: httpx.AsyncClient, engine, keys: dict, prefix: str, run_dir: Path, calls: Calls):
-        self.http, self.engine, self.keys, self.prefix, self.run_dir, self.calls = http, engine, keys, prefix, run_dir, calls
+        self.http, self.engine, self.keys, self.prefix, self.run_dir, self.calls = (
+            http,
+            engine,
+            keys,
+            prefix,
+            run_dir,
+            calls,
+        )
         self.state = AgentState()
         self._last_window_check = 0.0
 
@@ -157,20 +175,29 @@ class SettlementAgent:
     async def tick(self) -> None:
         s = self.state
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                text("SELECT p.id::text, p.end_to_end_id, p.amount, p.currency, p.status, o.settlement_mode "
-                     "FROM payments p LEFT JOIN obligations o ON o.payment_id = p.id "
-                     "WHERE p.status IN ('AWAITING_SETTLEMENT', 'REJECTED', 'EXPIRED') AND p.end_to_end_id LIKE :prefix"),
-                {"prefix": self.prefix + "%"},
-            )).all()
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT p.id::text, p.end_to_end_id, p.amount, p.currency, p.status, o.settlement_mode "
+                        "FROM payments p LEFT JOIN obligations o ON o.payment_id = p.id "
+                        "WHERE p.status IN ('AWAITING_SETTLEMENT', 'REJECTED', 'EXPIRED')"
+                        " AND p.end_to_end_id LIKE :prefix"
+                    ),
+                    {"prefix": self.prefix + "%"},
+                )
+            ).all()
             open_ids = [t.payment_id for t in s.tracked.values() if not t.done]
             finished = []
             if open_ids:
-                finished = (await conn.execute(
-                    text("SELECT id::text, status FROM payments WHERE id = ANY(CAST(:ids AS uuid[])) "
-                         "AND status IN ('COMPLETED', 'REJECTED', 'EXPIRED')"),
-                    {"ids": open_ids},
-                )).all()
+                finished = (
+                    await conn.execute(
+                        text(
+                            "SELECT id::text, status FROM payments WHERE id = ANY(CAST(:ids AS uuid[])) "
+                            "AND status IN ('COMPLETED', 'REJECTED', 'EXPIRED')"
+                        ),
+                        {"ids": open_ids},
+                    )
+                ).all()
         bookings: list[tuple[str, Decimal, str]] = []
         for pid, e2e, amount, currency, status, mode in rows:
             t = s.tracked.get(pid)
@@ -191,7 +218,7 @@ class SettlementAgent:
                 s.done += 1
         self._write_released()
         for i in range(0, len(bookings), BATCH_MAX):
-            await self._book(bookings[i:i + BATCH_MAX])
+            await self._book(bookings[i : i + BATCH_MAX])
         if s.net_seen and time.monotonic() - self._last_window_check >= WINDOW_TICK_S:
             self._last_window_check = time.monotonic()
             await self.fund_windows("AED")
@@ -209,7 +236,9 @@ class SettlementAgent:
             self.calls.record((time.perf_counter() - t0) * 1000, type(exc).__name__)
             return None
         ok = response.status_code < 300
-        self.calls.record((time.perf_counter() - t0) * 1000, None if ok else f"{method} {path.split('?')[0]} {response.status_code}")
+        self.calls.record(
+            (time.perf_counter() - t0) * 1000, None if ok else f"{method} {path.split('?')[0]} {response.status_code}"
+        )
         return response if ok else None
 
     async def _book(self, bookings: list[tuple[str, Decimal, str]]) -> None:
@@ -219,9 +248,17 @@ class SettlementAgent:
             by_currency.setdefault(b[2], []).append(b)
         for currency, group in by_currency.items():
             body = build_camt054(
-                [BookingSpec(end_to_end_id=e2e, amount=amount, currency=currency,
-                             entry_reference=f"LE{uuid.uuid4().hex[:24]}", bank_reference=f"LB{uuid.uuid4().hex[:24]}",
-                             booking_date=date.today()) for e2e, amount, _ in group],
+                [
+                    BookingSpec(
+                        end_to_end_id=e2e,
+                        amount=amount,
+                        currency=currency,
+                        entry_reference=f"LE{uuid.uuid4().hex[:24]}",
+                        bank_reference=f"LB{uuid.uuid4().hex[:24]}",
+                        booking_date=date.today(),
+                    )
+                    for e2e, amount, _ in group
+                ],
                 message_id=f"LOAD-{uuid.uuid4().hex[:24]}",
             )
             response = await self._post("/v1/notifications/camt054", content=body, headers=self.agent_headers)
@@ -247,7 +284,7 @@ class SettlementAgent:
         for ref, _, _ in due:
             self.state.funded_refs.add(ref)
         for i in range(0, len(due), BATCH_MAX):
-            await self._book(due[i:i + BATCH_MAX])
+            await self._book(due[i : i + BATCH_MAX])
 
     async def close_windows(self, currency: str) -> None:
         admin = {"Authorization": f"Bearer {self.keys['admin']}"}
@@ -280,27 +317,51 @@ async def run_deltran(cfg: Config, settings: Settings, keys: dict, api_url: str)
     engine = create_async_engine(settings.effective_database_url, pool_size=2)
     calls = Calls()
     env = {
-        **os.environ, "LOAD_RUN_DIR": str(run_dir), "LOAD_PREFIX": prefix, "LOAD_IN_FLIGHT": str(cfg.in_flight),
-        "LOAD_NET_SHARE": str(cfg.net_share), "LOAD_CREDENTIALS": str(settings.credentials_path),
+        **os.environ,
+        "LOAD_RUN_DIR": str(run_dir),
+        "LOAD_PREFIX": prefix,
+        "LOAD_IN_FLIGHT": str(cfg.in_flight),
+        "LOAD_NET_SHARE": str(cfg.net_share),
+        "LOAD_CREDENTIALS": str(settings.credentials_path),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     locust_log = (run_dir / "locust.log").open("wb")
     command = [
-        sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
-        "-u", str(cfg.users), "-r", str(cfg.users), "-t", f"{cfg.seconds}s", "--stop-timeout", "10",
-        "-H", api_url, "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(Path(__file__).with_name("locustfile.py")),
+        "--headless",
+        "-u",
+        str(cfg.users),
+        "-r",
+        str(cfg.users),
+        "-t",
+        f"{cfg.seconds}s",
+        "--stop-timeout",
+        "10",
+        "-H",
+        api_url,
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
     ]
     try:
         async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
             agent = SettlementAgent(http, engine, keys, prefix, run_dir, calls)
-            proc = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stdout=locust_log, stderr=locust_log)
+            proc = await asyncio.create_subprocess_exec(
+                *command, env=env, cwd=ROOT, stdout=locust_log, stderr=locust_log
+            )
             # Bounded: Locust stops itself after the run time and the stop timeout.
             hard_stop = time.monotonic() + cfg.seconds + 60
             while proc.returncode is None and time.monotonic() < hard_stop:
                 await agent.tick()
                 try:
                     await asyncio.wait_for(proc.wait(), timeout=TICK_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             if proc.returncode is None:
                 proc.kill()
@@ -348,12 +409,16 @@ async def account(engine, attempts: dict[str, dict], drain_end: float) -> dict:
     found: dict[str, tuple] = {}
     async with engine.connect() as conn:
         for i in range(0, len(e2es), 5000):
-            rows = (await conn.execute(
-                text("SELECT end_to_end_id, id::text, status, rejection_code, "
-                     "extract(epoch FROM updated_at)::float8 FROM payments "
-                     "WHERE end_to_end_id IN :e2es").bindparams(bindparam("e2es", expanding=True)),
-                {"e2es": e2es[i:i + 5000]},
-            )).all()
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT end_to_end_id, id::text, status, rejection_code, "
+                        "extract(epoch FROM updated_at)::float8 FROM payments "
+                        "WHERE end_to_end_id IN :e2es"
+                    ).bindparams(bindparam("e2es", expanding=True)),
+                    {"e2es": e2es[i : i + 5000]},
+                )
+            ).all()
             for e2e, pid, status, code, updated in rows:
                 found[e2e] = (pid, status, code, updated)
     completed = in_flight = rejected = lost = unanswered = late = 0
@@ -384,9 +449,17 @@ async def account(engine, attempts: dict[str, dict], drain_end: float) -> dict:
             in_flight_list.append({"end_to_end_id": e2e, "payment_id": pid, "status": status})
     submitted = completed + in_flight + rejected + lost
     return {
-        "attempted": len(e2es), "submitted": submitted, "completed": completed, "in_flight": in_flight,
-        "rejected": rejected, "lost": lost, "accepted_without_answer": unanswered, "completed_after_drain": late,
-        "in_flight_payments": in_flight_list, "rejected_payments": rejected_list, "lost_payments": lost_list,
+        "attempted": len(e2es),
+        "submitted": submitted,
+        "completed": completed,
+        "in_flight": in_flight,
+        "rejected": rejected,
+        "lost": lost,
+        "accepted_without_answer": unanswered,
+        "completed_after_drain": late,
+        "in_flight_payments": in_flight_list,
+        "rejected_payments": rejected_list,
+        "lost_payments": lost_list,
         "_last_completion": last_completion,
     }
 
@@ -397,11 +470,21 @@ async def account(engine, attempts: dict[str, dict], drain_end: float) -> dict:
 async def run_baseline(cfg: Config, settings: Settings) -> DriveResult:
     task_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    env.update({"DELTRAN_TEMPORAL_ADDRESS": settings.effective_temporal_address,
-                "DELTRAN_TEMPORAL_NAMESPACE": settings.temporal_namespace})
+    env.update(
+        {
+            "DELTRAN_TEMPORAL_ADDRESS": settings.effective_temporal_address,
+            "DELTRAN_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        }
+    )
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.load.baseline", "--task-queue", task_queue,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bench.load.baseline",
+        "--task-queue",
+        task_queue,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert worker.stdout is not None
@@ -415,7 +498,7 @@ async def run_baseline(cfg: Config, settings: Settings) -> DriveResult:
             worker.terminate()
             try:
                 await asyncio.wait_for(worker.wait(), timeout=15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 worker.kill()
                 await worker.wait()
 
@@ -444,13 +527,27 @@ async def run(cfg: Config, settings: Settings) -> dict:
     assert tuple(result) == KEYS
     details = {
         "result": result,
-        "config": {"users": cfg.users, "in_flight": cfg.in_flight, "net_share": cfg.net_share,
-                   "drain_s": cfg.drain_s, "close_windows": cfg.close_windows, "api_url": api_url,
-                   "temporal": settings.effective_temporal_address},
-        "api_calls": total_calls, "errors": calls.errors, "error_kinds": dict(calls.error_kinds),
-        "baseline": {"started": baseline.started, "completed": baseline.completed, "errors": baseline.errors,
-                     "in_flight": baseline.in_flight},
-        "accounting": deltran["accounting"], "e2e_prefix": deltran["prefix"], "run_dir": deltran["run_dir"],
+        "config": {
+            "users": cfg.users,
+            "in_flight": cfg.in_flight,
+            "net_share": cfg.net_share,
+            "drain_s": cfg.drain_s,
+            "close_windows": cfg.close_windows,
+            "api_url": api_url,
+            "temporal": settings.effective_temporal_address,
+        },
+        "api_calls": total_calls,
+        "errors": calls.errors,
+        "error_kinds": dict(calls.error_kinds),
+        "baseline": {
+            "started": baseline.started,
+            "completed": baseline.completed,
+            "errors": baseline.errors,
+            "in_flight": baseline.in_flight,
+        },
+        "accounting": deltran["accounting"],
+        "e2e_prefix": deltran["prefix"],
+        "run_dir": deltran["run_dir"],
         "result_path": str(cfg.results),
     }
     _write(cfg.results, result)
@@ -469,18 +566,24 @@ def _write(path: Path, data: dict) -> None:
 def _print(result: dict, details: dict) -> None:
     acc = details["accounting"]
     cfg = details["config"]
-    print(f"\nmake load: {result['seconds']} s, {cfg['users']} bank users, {cfg['in_flight']} in flight, "
-          f"net share {cfg['net_share']:.0%}, drain ≤ {cfg['drain_s']:.0f} s")
+    print(
+        f"\nmake load: {result['seconds']} s, {cfg['users']} bank users, {cfg['in_flight']} in flight, "
+        f"net share {cfg['net_share']:.0%}, drain ≤ {cfg['drain_s']:.0f} s"
+    )
     print()
     print("submitted/s | completed/s | p50 ms | p95 ms | p99 ms | error rate | baseline/s | ratio")
     print("------------+-------------+--------+--------+--------+------------+------------+------")
-    print(f"{result['submitted_per_s']:>11.1f} | {result['completed_per_s']:>11.1f} | {result['p50_ms']:>6.0f} | "
-          f"{result['p95_ms']:>6.0f} | {result['p99_ms']:>6.0f} | {result['error_rate']:>10.2%} | "
-          f"{result['baseline_per_s']:>10.1f} | {result['ratio']:>5.2f}")
+    print(
+        f"{result['submitted_per_s']:>11.1f} | {result['completed_per_s']:>11.1f} | {result['p50_ms']:>6.0f} | "
+        f"{result['p95_ms']:>6.0f} | {result['p99_ms']:>6.0f} | {result['error_rate']:>10.2%} | "
+        f"{result['baseline_per_s']:>10.1f} | {result['ratio']:>5.2f}"
+    )
     print()
-    print(f"accounting: {acc['submitted']} submitted = {acc['completed']} completed + {acc['in_flight']} in flight"
-          f" + {acc['rejected']} rejected + {acc['lost']} lost   ({details['api_calls']} API calls, "
-          f"{details['errors']} errors{': ' + str(details['error_kinds']) if details['error_kinds'] else ''})")
+    print(
+        f"accounting: {acc['submitted']} submitted = {acc['completed']} completed + {acc['in_flight']} in flight"
+        f" + {acc['rejected']} rejected + {acc['lost']} lost   ({details['api_calls']} API calls, "
+        f"{details['errors']} errors{': ' + str(details['error_kinds']) if details['error_kinds'] else ''})"
+    )
     b = details["baseline"]
     print(f"baseline:   {b['completed']} of {b['started']} bare cycles completed, {b['errors']} errors")
     for p in acc["in_flight_payments"][:LIST_MAX]:
@@ -509,9 +612,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-url", default=None)
     args = parser.parse_args(argv)
     in_flight = args.in_flight or (env.in_flight if args.users == env.users else 5 * args.users)
-    cfg = Config(seconds=args.seconds, users=args.users, in_flight=in_flight, net_share=args.net_share,
-                 drain_s=args.drain_seconds, close_windows=not args.no_close_windows, baseline=not args.no_baseline,
-                 results=args.results, api_url=args.api_url)
+    cfg = Config(
+        seconds=args.seconds,
+        users=args.users,
+        in_flight=in_flight,
+        net_share=args.net_share,
+        drain_s=args.drain_seconds,
+        close_windows=not args.no_close_windows,
+        baseline=not args.no_baseline,
+        results=args.results,
+        api_url=args.api_url,
+    )
     details = asyncio.run(run(cfg, Settings()))
     sys.stdout.flush()
     # sdk-python #300: skip the interpreter teardown that can abort after the work succeeded.

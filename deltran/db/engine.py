@@ -1,4 +1,5 @@
 """One async engine and session factory per process."""
+
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine

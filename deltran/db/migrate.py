@@ -1,5 +1,6 @@
 """`deltran migrate`: Alembic upgrade/downgrade driven from code, so the CLI, `make up`
 and the tests apply the same migrations the same way."""
+
 from __future__ import annotations
 
 from pathlib import Path

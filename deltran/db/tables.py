@@ -1,6 +1,7 @@
 """The PostgreSQL schema as SQLAlchemy tables. Alembic migrations under `migrations/`
 create it; this module is what the code queries. Money is NUMERIC, never float.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -87,9 +88,7 @@ class Account(Base):
 
     __tablename__ = "accounts"
     id: Mapped[uuid.UUID] = _uuid_pk()
-    participant_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("participants.id"), nullable=False
-    )
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     kind: Mapped[str] = mapped_column(String(8), nullable=False)
     debits_posted: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
@@ -120,9 +119,7 @@ class LedgerTransfer(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     obligation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("obligations.id"))
-    notification_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("bank_notifications.id")
-    )
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_notifications.id"))
     created_at: Mapped[datetime] = _created_at()
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -169,20 +166,15 @@ class Payment(Base):
     rejection_reason: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
     created_at: Mapped[datetime] = _created_at()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
     __table_args__ = (
         UniqueConstraint("instructing_bic", "end_to_end_id", name="uq_payments_sender_identity"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(
-            "status IN ('SCREENING', 'REJECTED', 'AWAITING_SETTLEMENT', 'SETTLED',"
-            " 'COMPLETED', 'EXPIRED')",
+            "status IN ('SCREENING', 'REJECTED', 'AWAITING_SETTLEMENT', 'SETTLED', 'COMPLETED', 'EXPIRED')",
             name="status",
         ),
-        CheckConstraint(
-            "(debtor_iban IS NOT NULL) <> (debtor_account IS NOT NULL)", name="debtor_account"
-        ),
+        CheckConstraint("(debtor_iban IS NOT NULL) <> (debtor_account IS NOT NULL)", name="debtor_account"),
         CheckConstraint(
             "(creditor_iban IS NOT NULL) <> (creditor_account IS NOT NULL)",
             name="creditor_account",
@@ -199,9 +191,7 @@ class ComplianceResult(Base):
 
     __tablename__ = "compliance_results"
     id: Mapped[uuid.UUID] = _uuid_pk()
-    payment_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("payments.id"), unique=True, nullable=False
-    )
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), unique=True, nullable=False)
     passed: Mapped[bool] = mapped_column(nullable=False)
     reason_code: Mapped[str | None] = mapped_column(String(8))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -246,12 +236,8 @@ class ClearingWindow(Base):
 
 class NetPosition(Base):
     __tablename__ = "net_positions"
-    window_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("clearing_windows.id"), primary_key=True
-    )
-    participant_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("participants.id"), primary_key=True
-    )
+    window_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clearing_windows.id"), primary_key=True)
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), primary_key=True)
     net_amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
 
 
@@ -293,9 +279,7 @@ class Obligation(Base):
 
     __tablename__ = "obligations"
     id: Mapped[uuid.UUID] = _uuid_pk()
-    payment_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("payments.id"), unique=True, nullable=False
-    )
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), unique=True, nullable=False)
     payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
     payee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
@@ -303,14 +287,10 @@ class Obligation(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="PENDING")
     settlement_mode: Mapped[str] = mapped_column(String(8), nullable=False, server_default="GROSS")
     routing_reason: Mapped[str | None] = mapped_column(Text)
-    clearing_window_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("clearing_windows.id")
-    )
+    clearing_window_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clearing_windows.id"))
     # Set when a window's fallback could not settle it and rolled it into the next one:
     # the latest such window (every roll is kept in obligation_rolls).
-    rolled_from_window_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("clearing_windows.id")
-    )
+    rolled_from_window_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clearing_windows.id"))
     fallback_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -366,9 +346,7 @@ class BankNotification(Base):
 
     __tablename__ = "bank_notifications"
     id: Mapped[uuid.UUID] = _uuid_pk()
-    message_row_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("camt054_messages.id"), nullable=False
-    )
+    message_row_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("camt054_messages.id"), nullable=False)
     account: Mapped[str] = mapped_column(String(70), nullable=False)
     entry_reference: Mapped[str] = mapped_column(String(140), nullable=False)
     tx_index: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -390,9 +368,7 @@ class BankNotification(Base):
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = _created_at()
     __table_args__ = (
-        UniqueConstraint(
-            "account", "entry_reference", "tx_index", name="uq_bank_notifications_entry"
-        ),
+        UniqueConstraint("account", "entry_reference", "tx_index", name="uq_bank_notifications_entry"),
         CheckConstraint(
             "outcome IN ('MATCHED', 'UNMATCHED', 'AMBIGUOUS', 'NOT_BOOKED', 'NOT_A_CREDIT',"
             " 'AMOUNT_MISMATCH', 'PAYMENT_NOT_AWAITING')",
@@ -428,9 +404,7 @@ class Token(Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    transfer_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("ledger_transfers.id"), nullable=False
-    )
+    transfer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_transfers.id"), nullable=False)
     minted_at: Mapped[datetime] = _created_at()
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -439,7 +413,13 @@ class Token(Base):
         # obligation's own keys, that the payment and the participant exist).
         ForeignKeyConstraint(
             ["obligation_id", "payment_id", "owner_id", "amount", "currency"],
-            ["obligations.id", "obligations.payment_id", "obligations.payee_id", "obligations.amount", "obligations.currency"],
+            [
+                "obligations.id",
+                "obligations.payment_id",
+                "obligations.payee_id",
+                "obligations.amount",
+                "obligations.currency",
+            ],
             name="fk_tokens_obligation_terms",
         ),
     )

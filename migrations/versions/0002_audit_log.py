@@ -4,8 +4,9 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-27
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0002"
@@ -44,22 +45,28 @@ $$
 
 
 def upgrade() -> None:
-    op.create_table('audit_log',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
-    sa.Column('recorded_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.Column('actor', sa.Text(), nullable=False),
-    sa.Column('action', sa.Text(), nullable=False),
-    sa.Column('subject', sa.Text(), nullable=True),
-    sa.Column('result', sa.Text(), nullable=False),
-    sa.Column('details', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'"), nullable=False),
-    sa.Column('seal_seq', sa.BigInteger(), nullable=True),
-    sa.Column('prev_hash', sa.CHAR(length=64), nullable=True),
-    sa.Column('hash', sa.CHAR(length=64), nullable=True),
-    sa.CheckConstraint('(seal_seq IS NULL) = (prev_hash IS NULL) AND (seal_seq IS NULL) = (hash IS NULL)', name=op.f('ck_audit_log_sealed_whole')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log')),
-    sa.UniqueConstraint('seal_seq', name=op.f('uq_audit_log_seal_seq'))
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("actor", sa.Text(), nullable=False),
+        sa.Column("action", sa.Text(), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=True),
+        sa.Column("result", sa.Text(), nullable=False),
+        sa.Column("details", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'"), nullable=False),
+        sa.Column("seal_seq", sa.BigInteger(), nullable=True),
+        sa.Column("prev_hash", sa.CHAR(length=64), nullable=True),
+        sa.Column("hash", sa.CHAR(length=64), nullable=True),
+        sa.CheckConstraint(
+            "(seal_seq IS NULL) = (prev_hash IS NULL) AND (seal_seq IS NULL) = (hash IS NULL)",
+            name=op.f("ck_audit_log_sealed_whole"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+        sa.UniqueConstraint("seal_seq", name=op.f("uq_audit_log_seal_seq")),
     )
-    op.create_index('ix_audit_log_unsealed', 'audit_log', ['id'], unique=False, postgresql_where=sa.text('seal_seq IS NULL'))
+    op.create_index(
+        "ix_audit_log_unsealed", "audit_log", ["id"], unique=False, postgresql_where=sa.text("seal_seq IS NULL")
+    )
     op.execute(GUARD_FUNCTION)
     op.execute(
         "CREATE TRIGGER audit_log_append_only BEFORE INSERT OR UPDATE OR DELETE ON audit_log"
@@ -74,6 +81,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log")
     op.execute("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
-    op.drop_index('ix_audit_log_unsealed', table_name='audit_log', postgresql_where=sa.text('seal_seq IS NULL'))
-    op.drop_table('audit_log')
+    op.drop_index("ix_audit_log_unsealed", table_name="audit_log", postgresql_where=sa.text("seal_seq IS NULL"))
+    op.drop_table("audit_log")
     op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")

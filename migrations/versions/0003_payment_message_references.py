@@ -5,8 +5,9 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-27
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
@@ -24,5 +25,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for column in ("charge_bearer", "settlement_date", "transaction_id", "instruction_id", "message_id", "source_format"):
+    for column in (
+        "charge_bearer",
+        "settlement_date",
+        "transaction_id",
+        "instruction_id",
+        "message_id",
+        "source_format",
+    ):
         op.drop_column("payments", column)

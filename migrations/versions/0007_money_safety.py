@@ -11,34 +11,52 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
 """
-from alembic import op
-import sqlalchemy as sa
 
-revision = '0007'
-down_revision = '0006'
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("ALTER TABLE payments ADD CONSTRAINT ck_payments_distinct_agents"
-               " CHECK (debtor_agent_bic <> creditor_agent_bic) NOT VALID")
-    op.execute("ALTER TABLE obligations ADD CONSTRAINT ck_obligations_distinct_parties"
-               " CHECK (payer_id <> payee_id) NOT VALID")
-    op.alter_column('bank_notifications', 'entry_status', type_=sa.String(length=35),
-                    existing_type=sa.String(length=8), existing_nullable=False)
-    op.create_table('obligation_rolls',
-    sa.Column('obligation_id', sa.UUID(), nullable=False),
-    sa.Column('from_window_id', sa.UUID(), nullable=False),
-    sa.Column('to_window_id', sa.UUID(), nullable=False),
-    sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('rolled_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.ForeignKeyConstraint(['obligation_id'], ['obligations.id'], name=op.f('fk_obligation_rolls_obligation_id_obligations')),
-    sa.ForeignKeyConstraint(['from_window_id'], ['clearing_windows.id'], name=op.f('fk_obligation_rolls_from_window_id_clearing_windows')),
-    sa.ForeignKeyConstraint(['to_window_id'], ['clearing_windows.id'], name=op.f('fk_obligation_rolls_to_window_id_clearing_windows')),
-    sa.PrimaryKeyConstraint('obligation_id', 'from_window_id', name=op.f('pk_obligation_rolls'))
+    op.execute(
+        "ALTER TABLE payments ADD CONSTRAINT ck_payments_distinct_agents"
+        " CHECK (debtor_agent_bic <> creditor_agent_bic) NOT VALID"
     )
-    op.create_index('ix_obligation_rolls_from_window', 'obligation_rolls', ['from_window_id'], unique=False)
+    op.execute(
+        "ALTER TABLE obligations ADD CONSTRAINT ck_obligations_distinct_parties CHECK (payer_id <> payee_id) NOT VALID"
+    )
+    op.alter_column(
+        "bank_notifications",
+        "entry_status",
+        type_=sa.String(length=35),
+        existing_type=sa.String(length=8),
+        existing_nullable=False,
+    )
+    op.create_table(
+        "obligation_rolls",
+        sa.Column("obligation_id", sa.UUID(), nullable=False),
+        sa.Column("from_window_id", sa.UUID(), nullable=False),
+        sa.Column("to_window_id", sa.UUID(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("rolled_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["obligation_id"], ["obligations.id"], name=op.f("fk_obligation_rolls_obligation_id_obligations")
+        ),
+        sa.ForeignKeyConstraint(
+            ["from_window_id"],
+            ["clearing_windows.id"],
+            name=op.f("fk_obligation_rolls_from_window_id_clearing_windows"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["to_window_id"], ["clearing_windows.id"], name=op.f("fk_obligation_rolls_to_window_id_clearing_windows")
+        ),
+        sa.PrimaryKeyConstraint("obligation_id", "from_window_id", name=op.f("pk_obligation_rolls")),
+    )
+    op.create_index("ix_obligation_rolls_from_window", "obligation_rolls", ["from_window_id"], unique=False)
     # The rolls recorded before this table: the latest of each obligation is known.
     op.execute(
         "INSERT INTO obligation_rolls (obligation_id, from_window_id, to_window_id, reason)"
@@ -48,9 +66,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index('ix_obligation_rolls_from_window', table_name='obligation_rolls')
-    op.drop_table('obligation_rolls')
-    op.alter_column('bank_notifications', 'entry_status', type_=sa.String(length=8),
-                    existing_type=sa.String(length=35), existing_nullable=False)
+    op.drop_index("ix_obligation_rolls_from_window", table_name="obligation_rolls")
+    op.drop_table("obligation_rolls")
+    op.alter_column(
+        "bank_notifications",
+        "entry_status",
+        type_=sa.String(length=8),
+        existing_type=sa.String(length=35),
+        existing_nullable=False,
+    )
     op.execute("ALTER TABLE obligations DROP CONSTRAINT ck_obligations_distinct_parties")
     op.execute("ALTER TABLE payments DROP CONSTRAINT ck_payments_distinct_agents")

@@ -1,5 +1,6 @@
 """The account monitor: reconciliation tiers, and the circuit breaker that stops
 minting when the backing breaks and lets waiting payments complete once it is closed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 
-from activities import reconciliation
+from deltran import reconciliation
 from deltran.db.tables import Account, CircuitBreaker, Participant
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
 
@@ -29,7 +30,7 @@ async def tamper_token_balance(sessions, delta: Decimal) -> None:
 async def test_breaking_the_backing_opens_the_breaker_and_payments_wait_until_it_closes(
     http, credentials, sessions, settings, temporal_env, e2e_id
 ):
-    from activities.ledger import ensure_accounts
+    from deltran.ledger import ensure_accounts
 
     async with sessions() as session, session.begin():
         bank = await session.scalar(select(Participant.id).where(Participant.bic == "MASHAEAD"))
@@ -43,14 +44,19 @@ async def test_breaking_the_backing_opens_the_breaker_and_payments_wait_until_it
         latest = (await http.get("/v1/reconciliations/latest?tier=intraday", headers=admin)).json()
         assert latest["id"] == str(run.id) and latest["ok"] is False
         breakers = (await http.get("/v1/admin/circuit-breakers", headers=admin)).json()["breakers"]
-        assert {"currency": "AED", "state": "OPEN"}.items() <= next(b for b in breakers if b["currency"] == "AED").items()
+        assert {"currency": "AED", "state": "OPEN"}.items() <= next(
+            b for b in breakers if b["currency"] == "AED"
+        ).items()
 
         # A payment now settles but does not mint: it waits, its mint retrying.
         bank_key = auth(credentials["banks"]["EBILAEAD"])
-        payment_id = (await http.post("/v1/payments", json=payment_body(e2e_id, amount="70.00"), headers=bank_key)).json()["payment_id"]
+        payment_id = (
+            await http.post("/v1/payments", json=payment_body(e2e_id, amount="70.00"), headers=bank_key)
+        ).json()["payment_id"]
         await wait_for_status(http, payment_id, bank_key, {"AWAITING_SETTLEMENT"})
         await http.post(
-            "/v1/notifications/camt054", content=camt054_for(e2e_id, "70.00", entry_reference=f"NTRY-{e2e_id}"),
+            "/v1/notifications/camt054",
+            content=camt054_for(e2e_id, "70.00", entry_reference=f"NTRY-{e2e_id}"),
             headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
         )
         waiting = await wait_for_status(http, payment_id, bank_key, {"SETTLED"})
@@ -77,7 +83,8 @@ async def test_breaking_the_backing_opens_the_breaker_and_payments_wait_until_it
 async def test_end_of_day_lists_breaks_transaction_by_transaction(http, credentials, sessions, settings):
     orphan = f"ORPHAN-{uuid.uuid4().hex[:10]}"
     response = await http.post(
-        "/v1/notifications/camt054", content=camt054_for(orphan, "12.34", entry_reference=f"NTRY-{orphan}"),
+        "/v1/notifications/camt054",
+        content=camt054_for(orphan, "12.34", entry_reference=f"NTRY-{orphan}"),
         headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
     )
     assert response.json()["entries"][0]["outcome"] == "UNMATCHED"

@@ -1,5 +1,6 @@
 """Compliance and settlement activities on the real PostgreSQL: idempotent on retry,
 failing closed, and telling business outcomes (final) from faults (retried)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,11 +14,11 @@ from sqlalchemy import delete, func, select, text
 from temporalio.exceptions import ApplicationError
 
 from activities.compliance import ComplianceActivities
-from activities.errors import OBLIGATION_RELEASED
 from activities.obligations import ObligationActivities
 from activities.settlement import SettlementActivities
 from deltran.db.tables import ClearingWindow, ComplianceResult, Obligation, Participant, Payment
 from deltran.shared import ExpireInput, FiatBooking, ObligationStatus, PaymentStatus, SettleInput
+from deltran.temporal.errors import OBLIGATION_RELEASED
 
 
 async def new_payment(
@@ -64,7 +65,9 @@ async def test_screening_is_idempotent(sessions, settings, credentials):
     second = await compliance.screen_payment(payment_id)
     assert first == second and first.passed
     async with sessions() as session:
-        count = await session.scalar(select(func.count()).select_from(ComplianceResult).where(ComplianceResult.payment_id == payment_id))
+        count = await session.scalar(
+            select(func.count()).select_from(ComplianceResult).where(ComplianceResult.payment_id == payment_id)
+        )
     assert count == 1
 
 
@@ -97,8 +100,12 @@ async def test_settle_is_idempotent_and_keeps_the_first_references(sessions, set
     again = await ObligationActivities(sessions, settings).create_obligation(payment_id)
     assert again == obligation
     settle = SettlementActivities(sessions)
-    await settle.settle_obligation(SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("FIRST")))
-    await settle.settle_obligation(SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("SECOND")))
+    await settle.settle_obligation(
+        SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("FIRST"))
+    )
+    await settle.settle_obligation(
+        SettleInput(payment_id=payment_id, obligation_id=obligation.obligation_id, booking=booking("SECOND"))
+    )
     async with sessions() as session:
         row = await session.get(Obligation, obligation.obligation_id)
         payment = await session.get(Payment, payment_id)
@@ -136,6 +143,7 @@ async def test_a_stale_open_window_routes_new_payments_gross(sessions, settings,
             text("UPDATE clearing_windows SET opened_at = now() - make_interval(secs => :age) WHERE id = :id"),
             {"age": settings.clearing_window_stale_after_s + 60, "id": window_id},
         )
+
     def routed_gross() -> float:
         return REGISTRY.get_sample_value("deltran_stale_window_routings_total", {"currency": currency}) or 0.0
 

@@ -1,12 +1,13 @@
 """Participants and keys: admin API and `deltran bank`, audited; a suspended bank's new
 payments are rejected by compliance."""
+
 from __future__ import annotations
 
 import uuid
 
 from sqlalchemy import select
 
-from deltran import cli
+from cli import main as cli
 from deltran.config import get_settings
 from deltran.db.tables import AuditLog, Participant
 from tests.support.payments import auth, payment_body, wait_for_status
@@ -39,7 +40,9 @@ async def test_admin_adds_a_bank_whose_key_works_once_shown(http, credentials, s
 async def test_rotating_a_key_retires_the_old_one(http, credentials):
     admin = auth(credentials["admin"])
     bic = fresh_bic("IN")
-    old = (await http.post("/v1/admin/banks", json={"bic": bic, "name": "Rotating Bank", "country": "IN"}, headers=admin)).json()["api_key"]
+    old = (
+        await http.post("/v1/admin/banks", json={"bic": bic, "name": "Rotating Bank", "country": "IN"}, headers=admin)
+    ).json()["api_key"]
     rotated = await http.post(f"/v1/admin/banks/{bic}/rotate-key", headers=admin)
     assert rotated.status_code == 200
     new = rotated.json()["api_key"]
@@ -58,17 +61,19 @@ async def test_only_admin_manages_banks(http, credentials):
 async def test_suspended_bank_payments_are_rejected_and_everything_is_audited(http, credentials, sessions, e2e_id):
     admin = auth(credentials["admin"])
     bic = fresh_bic()
-    key = (await http.post("/v1/admin/banks", json={"bic": bic, "name": "Suspended Bank", "country": "AE"}, headers=admin)).json()["api_key"]
+    key = (
+        await http.post("/v1/admin/banks", json={"bic": bic, "name": "Suspended Bank", "country": "AE"}, headers=admin)
+    ).json()["api_key"]
     suspended = await http.post(f"/v1/admin/banks/{bic}/suspend", headers=admin)
     assert suspended.json()["status"] == "SUSPENDED"
     accepted = await http.post("/v1/payments", json=payment_body(e2e_id, debtor_bic=bic), headers=auth(key))
     assert accepted.status_code == 202
-    rejected = await wait_for_status(http, accepted.json()["payment_id"], auth(key), {"REJECTED", "AWAITING_SETTLEMENT"})
+    rejected = await wait_for_status(
+        http, accepted.json()["payment_id"], auth(key), {"REJECTED", "AWAITING_SETTLEMENT"}
+    )
     assert rejected["status"] == "REJECTED" and rejected["rejection_code"] == "AG01"
     async with sessions() as session:
-        actions = set(
-            (await session.scalars(select(AuditLog.action).where(AuditLog.subject == bic))).all()
-        )
+        actions = set((await session.scalars(select(AuditLog.action).where(AuditLog.subject == bic))).all())
     assert {"bank.add", "bank.suspend"} <= actions
 
 

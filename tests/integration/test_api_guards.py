@@ -1,4 +1,5 @@
 """Authentication, authorisation and bad input: a clear 4xx, and nothing changes."""
+
 from __future__ import annotations
 
 import uuid
@@ -30,7 +31,9 @@ async def test_bank_cannot_submit_as_another_bank(http, credentials, sessions, e
 
 
 async def test_bank_cannot_read_other_banks_payment(http, credentials, e2e_id):
-    accepted = await http.post("/v1/payments", json=payment_body(e2e_id), headers=auth(credentials["banks"]["EBILAEAD"]))
+    accepted = await http.post(
+        "/v1/payments", json=payment_body(e2e_id), headers=auth(credentials["banks"]["EBILAEAD"])
+    )
     payment_id = accepted.json()["payment_id"]
     outsider = await http.get(f"/v1/payments/{payment_id}", headers=auth(credentials["banks"]["CHASUS33"]))
     assert outsider.status_code == 404
@@ -65,7 +68,9 @@ async def test_authorisation_matrix(http, credentials, e2e_id):
         "settlement_agent": credentials["settlement_agent"],
         "admin": credentials["admin"],
     }
-    payment_id = (await http.post("/v1/payments", json=payment_body(e2e_id), headers=auth(roles["sender"]))).json()["payment_id"]
+    payment_id = (await http.post("/v1/payments", json=payment_body(e2e_id), headers=auth(roles["sender"]))).json()[
+        "payment_id"
+    ]
     reads = {"sender": 200, "receiver": 200, "outsider": 404, "settlement_agent": 403, "admin": 200}
     for role, expected in reads.items():
         for path in (f"/v1/payments/{payment_id}", f"/v1/payments/{payment_id}/pacs002"):
@@ -81,10 +86,14 @@ async def test_authorisation_matrix(http, credentials, e2e_id):
         for role, key in roles.items():
             if role in allowed:
                 continue
-            response = await http.request(method, path, headers={**auth(key), "Content-Type": "application/json"}, content=b"{}")
+            response = await http.request(
+                method, path, headers={**auth(key), "Content-Type": "application/json"}, content=b"{}"
+            )
             assert response.status_code == 403, (role, method, path, response.status_code)
     # As the sender, submitting in the name of another bank is refused too.
-    as_other = await http.post("/v1/payments", json=payment_body(f"{e2e_id}-X", debtor_bic="SBININBB"), headers=auth(roles["sender"]))
+    as_other = await http.post(
+        "/v1/payments", json=payment_body(f"{e2e_id}-X", debtor_bic="SBININBB"), headers=auth(roles["sender"])
+    )
     assert as_other.status_code == 403
 
 

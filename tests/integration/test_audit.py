@@ -6,6 +6,7 @@ record (tampering bypasses the trigger, as a table owner could).
 Tests that break the chain, or need to know every record in the table, run on a database
 of their own: the shared one must stay verifiable for everyone else.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from deltran import audit, cli
+from cli import main as cli
+from deltran import audit
 from deltran.config import get_settings
 from deltran.db import migrate
 from deltran.db.engine import make_engine, make_session_factory
@@ -121,9 +123,7 @@ async def test_records_are_sealed_in_append_order_and_the_chain_verifies(session
 
 async def _raw(sessions, row_id: int) -> dict:
     async with sessions() as session:
-        result = await session.execute(
-            text(f"SELECT {audit._COLUMNS} FROM audit_log WHERE id = :id"), {"id": row_id}
-        )
+        result = await session.execute(text(f"SELECT {audit._COLUMNS} FROM audit_log WHERE id = :id"), {"id": row_id})
         return dict(result.mappings().one())
 
 
@@ -168,10 +168,14 @@ async def test_an_altered_record_is_caught(own_db):
     assert (await audit.verify_chain(sessions)).ok
 
     # A number inside the details changed: caught too.
-    await tamper(sessions, """UPDATE audit_log SET details = jsonb_set(details, '{nested,a}', '1.26') WHERE seal_seq = 2""")
+    await tamper(
+        sessions, """UPDATE audit_log SET details = jsonb_set(details, '{nested,a}', '1.26') WHERE seal_seq = 2"""
+    )
     report = await audit.verify_chain(sessions)
     assert (report.ok, report.first_break["seal_seq"], report.first_break["reason"]) == (False, 2, "hash_mismatch")
-    await tamper(sessions, """UPDATE audit_log SET details = jsonb_set(details, '{nested,a}', '1.25') WHERE seal_seq = 2""")
+    await tamper(
+        sessions, """UPDATE audit_log SET details = jsonb_set(details, '{nested,a}', '1.25') WHERE seal_seq = 2"""
+    )
     assert (await audit.verify_chain(sessions)).ok
 
     # Altered and re-hashed so that it checks out on its own: the next record's link breaks.
@@ -238,7 +242,9 @@ async def test_records_committed_out_of_id_order_join_one_chain(own_db):
     sessions = own_db.sessions
     async with sessions() as slow:
         await slow.begin()
-        slow_id = await audit.record(slow, actor="settlement_agent", action="camt054.receive", subject="M-1", result="accepted")
+        slow_id = await audit.record(
+            slow, actor="settlement_agent", action="camt054.receive", subject="M-1", result="accepted"
+        )
         (fast_id,) = await write(sessions, 1)  # a later id, committed first
         assert slow_id < fast_id
 

@@ -4,6 +4,7 @@ stack, every money invariant checked after each one.
 `DELTRAN_AUDIT_STEPS` sets the length (30 here, in `make test`; `make chaos` runs it
 long) and `DELTRAN_AUDIT_SEED` replays a failure's sequence.
 """
+
 from __future__ import annotations
 
 import os

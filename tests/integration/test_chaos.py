@@ -2,6 +2,7 @@
 repeated camt.054s, on a stack of its own; then the independent checks (plain SQL and
 Temporal visibility). `make chaos` is the full run (1,000 payments, Temporal and
 PostgreSQL restarted too)."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,22 @@ def test_a_small_chaos_run_loses_and_doubles_nothing(tmp_path):
         "CHAOS_DRAIN_SECONDS": "60",
         "CHAOS_RESULTS": str(report),
     }
-    run = subprocess.run([sys.executable, "-m", "bench.chaos"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.chaos"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400
+    )
     assert report.exists(), run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(report.read_text())
-    assert set(result) == {"payments", "completed", "rejected", "in_flight", "lost", "duplicate_workflows",
-                           "duplicate_tokens", "invariant_violations", "faults"}
+    assert set(result) == {
+        "payments",
+        "completed",
+        "rejected",
+        "in_flight",
+        "lost",
+        "duplicate_workflows",
+        "duplicate_tokens",
+        "invariant_violations",
+        "faults",
+    }
     assert result["payments"] == 100
     assert result["lost"] == 0 and result["duplicate_workflows"] == 0 and result["duplicate_tokens"] == 0
     assert result["invariant_violations"] == [], result["invariant_violations"]

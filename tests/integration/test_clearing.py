@@ -4,17 +4,17 @@ the net debit cap, the cut-off under load, and the schedules.
 Each test clears its own currency (EUR, USD, INR) so tests do not share windows; AED,
 which the other tests settle gross, never gets a window here.
 """
+
 from __future__ import annotations
 
 import asyncio
 import uuid
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
 
 from activities.clearing import ensure_open_window
-from deltran.db.tables import Account, ClearingWindow, Obligation, Payment
+from deltran.db.tables import Account, ClearingWindow, Obligation
 from deltran.shared import ClearingInput
 from tests.support.payments import auth, camt054_for, wait_for_status
 from worker.schedules import ensure_schedules, schedule_id
@@ -57,7 +57,7 @@ async def submit_all(http, credentials, specs, currency):
         )
     )
     assert all(r.status_code == 202 for r in responses), [r.text for r in responses]
-    ids = [(r.json()["payment_id"], payer) for r, (payer, _, _) in zip(responses, specs)]
+    ids = [(r.json()["payment_id"], payer) for r, (payer, _, _) in zip(responses, specs, strict=True)]
     for payment_id, payer in ids:
         state = await wait_for_status(http, payment_id, auth(credentials["banks"][payer]), {"AWAITING_SETTLEMENT"})
         assert state["obligation"]["settlement_mode"] == "NET", state["obligation"]
@@ -65,9 +65,12 @@ async def submit_all(http, credentials, specs, currency):
 
 
 async def fund(http, credentials, instruction, currency):
-    xml = camt054_for(instruction["reference"], instruction["amount"], currency, entry_reference=f"F{uuid.uuid4().hex[:20]}")
+    xml = camt054_for(
+        instruction["reference"], instruction["amount"], currency, entry_reference=f"F{uuid.uuid4().hex[:20]}"
+    )
     response = await http.post(
-        "/v1/notifications/camt054", content=xml,
+        "/v1/notifications/camt054",
+        content=xml,
         headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
     )
     assert response.status_code == 200 and response.json()["entries"][0]["matched"], response.text
@@ -90,12 +93,18 @@ async def test_a_dozen_payments_net_fund_settle_and_complete(http, credentials, 
     async with sessions() as session, session.begin():
         await ensure_open_window(session, "EUR")
     specs = [
-        ("DEUTDEFF", "BNPAFRPP", "120000.00"), ("BNPAFRPP", "INGBNL2A", "95000.00"),
-        ("INGBNL2A", "DEUTDEFF", "110000.00"), ("EBILAEAD", "DEUTDEFF", "40000.00"),
-        ("DEUTDEFF", "EBILAEAD", "35000.00"), ("SBININBB", "BNPAFRPP", "20000.00"),
-        ("BNPAFRPP", "SBININBB", "25000.00"), ("CHASUS33", "INGBNL2A", "60000.00"),
-        ("INGBNL2A", "CHASUS33", "58000.00"), ("HDFCINBB", "EBILAEAD", "15000.00"),
-        ("EBILAEAD", "HDFCINBB", "12500.00"), ("CITIUS33", "DEUTDEFF", "30000.00"),
+        ("DEUTDEFF", "BNPAFRPP", "120000.00"),
+        ("BNPAFRPP", "INGBNL2A", "95000.00"),
+        ("INGBNL2A", "DEUTDEFF", "110000.00"),
+        ("EBILAEAD", "DEUTDEFF", "40000.00"),
+        ("DEUTDEFF", "EBILAEAD", "35000.00"),
+        ("SBININBB", "BNPAFRPP", "20000.00"),
+        ("BNPAFRPP", "SBININBB", "25000.00"),
+        ("CHASUS33", "INGBNL2A", "60000.00"),
+        ("INGBNL2A", "CHASUS33", "58000.00"),
+        ("HDFCINBB", "EBILAEAD", "15000.00"),
+        ("EBILAEAD", "HDFCINBB", "12500.00"),
+        ("CITIUS33", "DEUTDEFF", "30000.00"),
     ]
     payment_ids = await submit_all(http, credentials, specs, "EUR")
     admin = auth(credentials["admin"])
@@ -110,15 +119,19 @@ async def test_a_dozen_payments_net_fund_settle_and_complete(http, credentials, 
     assert Decimal(window["net_amount"]) == -sum(n for n in nets if n < 0) < gross
     assert Decimal(window["liquidity_saved"]) == gross - Decimal(window["net_amount"])
     assert Decimal(0) < Decimal(window["netting_efficiency"]) <= 1
-    assert {i["bic"] for i in window["instructions"]} == {p["bic"] for p in window["positions"] if Decimal(p["net"]) < 0}
+    assert {i["bic"] for i in window["instructions"]} == {
+        p["bic"] for p in window["positions"] if Decimal(p["net"]) < 0
+    }
 
     # A bank sees its own position and instruction only.
-    as_bank = (await http.get(f"/v1/clearing/windows/{window['id']}", headers=auth(credentials["banks"]["DEUTDEFF"]))).json()
+    as_bank = (
+        await http.get(f"/v1/clearing/windows/{window['id']}", headers=auth(credentials["banks"]["DEUTDEFF"]))
+    ).json()
     assert {p["bic"] for p in as_bank["positions"]} == {"DEUTDEFF"}
 
     for instruction in window["instructions"]:
         await fund(http, credentials, instruction, "EUR")
-    for payment_id, (payer, _, _) in zip(payment_ids, specs):
+    for payment_id, (payer, _, _) in zip(payment_ids, specs, strict=True):
         done = await wait_for_status(http, payment_id, auth(credentials["banks"][payer]), {"COMPLETED"}, timeout_s=60)
         assert done["obligation"]["clearing_window_id"] == window["id"]
         assert done["token"] is not None
@@ -129,7 +142,9 @@ async def test_a_dozen_payments_net_fund_settle_and_complete(http, credentials, 
     assert supply == fiat > 0
 
 
-async def test_fallback_settles_what_the_fundings_cover_and_rolls_the_rest(http, credentials, sessions, temporal_env, settings, worker):
+async def test_fallback_settles_what_the_fundings_cover_and_rolls_the_rest(
+    http, credentials, sessions, temporal_env, settings, worker
+):
     async with sessions() as session, session.begin():
         await ensure_open_window(session, "USD")
     supply_before, _ = await supply_and_fiat(sessions, "USD")  # other tests mint USD too
@@ -148,13 +163,16 @@ async def test_fallback_settles_what_the_fundings_cover_and_rolls_the_rest(http,
         if state.instructions:
             break
         await asyncio.sleep(0.1)
-    assert state is not None and {i.bic: i.amount for i in state.instructions} == {"CHASUS33": Decimal("40.00"), "EBILAEAD": Decimal("30.00")}
+    assert state is not None and {i.bic: i.amount for i in state.instructions} == {
+        "CHASUS33": Decimal("40.00"),
+        "EBILAEAD": Decimal("30.00"),
+    }
     chase = next(i for i in state.instructions if i.bic == "CHASUS33")
     await fund(http, credentials, {"reference": chase.reference, "amount": "40.00"}, "USD")
     final = await handle.result()
     assert final.status == "PARTIALLY_SETTLED"
 
-    for payment_id, (payer, _, _) in zip(payment_ids[:2], specs[:2]):
+    for payment_id, (payer, _, _) in zip(payment_ids[:2], specs[:2], strict=True):
         await wait_for_status(http, payment_id, auth(credentials["banks"][payer]), {"COMPLETED"}, timeout_s=60)
     rolled = (await http.get(f"/v1/payments/{payment_ids[2]}", headers=auth(credentials["banks"]["EBILAEAD"]))).json()
     assert rolled["status"] == "AWAITING_SETTLEMENT"
@@ -174,9 +192,17 @@ async def test_net_debit_cap_rejects_the_payment_that_would_breach_it(http, cred
     cap = await http.put("/v1/admin/banks/ICICINBB/net-debit-caps/INR", json={"cap": "1000.00"}, headers=admin)
     assert cap.status_code == 200, cap.text
     bank = auth(credentials["banks"]["ICICINBB"])
-    first = await http.post("/v1/payments", json=net_payment(f"CAP-{uuid.uuid4().hex[:8]}", "ICICINBB", "UTIBINBB", "800.00", "INR"), headers=bank)
+    first = await http.post(
+        "/v1/payments",
+        json=net_payment(f"CAP-{uuid.uuid4().hex[:8]}", "ICICINBB", "UTIBINBB", "800.00", "INR"),
+        headers=bank,
+    )
     await wait_for_status(http, first.json()["payment_id"], bank, {"AWAITING_SETTLEMENT"})
-    second = await http.post("/v1/payments", json=net_payment(f"CAP-{uuid.uuid4().hex[:8]}", "ICICINBB", "UTIBINBB", "300.00", "INR"), headers=bank)
+    second = await http.post(
+        "/v1/payments",
+        json=net_payment(f"CAP-{uuid.uuid4().hex[:8]}", "ICICINBB", "UTIBINBB", "300.00", "INR"),
+        headers=bank,
+    )
     rejected = await wait_for_status(http, second.json()["payment_id"], bank, {"REJECTED", "AWAITING_SETTLEMENT"})
     assert rejected["status"] == "REJECTED" and rejected["rejection_code"] == "AM14"
     assert rejected["obligation"] is None
@@ -199,7 +225,8 @@ async def test_closing_while_payments_arrive_puts_each_in_exactly_one_window(htt
     async def pay(i: int):
         payer, payee = pairs[i % len(pairs)]
         response = await http.post(
-            "/v1/payments", json=net_payment(f"CUT{tag}-{i}", payer, payee, f"{100 + i}.00", "EUR"),
+            "/v1/payments",
+            json=net_payment(f"CUT{tag}-{i}", payer, payee, f"{100 + i}.00", "EUR"),
             headers=auth(credentials["banks"][payer]),
         )
         assert response.status_code == 202
@@ -218,8 +245,10 @@ async def test_closing_while_payments_arrive_puts_each_in_exactly_one_window(htt
     ids = [uuid.UUID(p) for p, _ in submitted]
     async with sessions() as session:
         windows = (
-            await session.execute(select(Obligation.clearing_window_id).where(Obligation.payment_id.in_(ids)))
-        ).scalars().all()
+            (await session.execute(select(Obligation.clearing_window_id).where(Obligation.payment_id.in_(ids))))
+            .scalars()
+            .all()
+        )
         closed_count = await session.scalar(
             select(func.count()).select_from(Obligation).where(Obligation.clearing_window_id == first_window)
         )
@@ -250,6 +279,8 @@ async def test_schedule_creation_is_idempotent(temporal_env, sessions, settings)
         await handle.delete()
     async with sessions() as session:
         open_windows = await session.scalar(
-            select(func.count()).select_from(ClearingWindow).where(ClearingWindow.currency == "EUR", ClearingWindow.status == "OPEN")
+            select(func.count())
+            .select_from(ClearingWindow)
+            .where(ClearingWindow.currency == "EUR", ClearingWindow.status == "OPEN")
         )
     assert open_windows == 1

@@ -2,6 +2,7 @@
 worst moments: just before an activity's transaction commits, and after it committed
 but before Temporal heard back (deltran/faults.py). A healthy worker then takes over the
 retry, and the payment completes with exactly one of everything."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from api.intake import NewPayment, submit_payments
 from deltran.db.tables import ComplianceResult, LedgerTransfer, Obligation, Payment, Token
+from deltran.intake.payments import NewPayment, submit_payments
 from tests.support.payments import AE_IBAN, auth, camt054_for, wait_for_status
 from tests.support.workers import worker_process
 from worker.main import build_worker
@@ -31,21 +32,33 @@ CRASHES = [
 def crashing_worker(settings, task_queue: str, point: str, fault_dir) -> subprocess.Popen:
     return worker_process(
         settings.model_copy(update={"task_queue": task_queue}),
-        DELTRAN_FAULT_CRASH=point, DELTRAN_FAULT_DIR=str(fault_dir),
+        DELTRAN_FAULT_CRASH=point,
+        DELTRAN_FAULT_DIR=str(fault_dir),
     )
 
 
 @pytest.mark.parametrize("activity,phase", CRASHES, ids=[f"{a}-{p}" for a, p in CRASHES])
-async def test_a_crash_at_the_worst_moment_changes_nothing(activity, phase, tmp_path, settings, sessions, temporal_env, http, credentials):
+async def test_a_crash_at_the_worst_moment_changes_nothing(
+    activity, phase, tmp_path, settings, sessions, temporal_env, http, credentials
+):
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     crash_settings = settings.model_copy(update={"task_queue": queue, "activity_timeout_s": 2})
     worker = crashing_worker(crash_settings, queue, f"{activity}:{phase}", tmp_path)
     e2e = f"CRASH-{uuid.uuid4().hex[:12]}"
     new = NewPayment(
-        instructing_bic="EBILAEAD", end_to_end_id=e2e, amount=Decimal("321.00"), currency="AED",
-        debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_account=None, debtor_agent_bic="EBILAEAD",
-        creditor_name="Ganesh Textiles Pvt Ltd", creditor_iban=None, creditor_account="30001234567",
-        creditor_agent_bic="SBININBB", urgent=True,
+        instructing_bic="EBILAEAD",
+        end_to_end_id=e2e,
+        amount=Decimal("321.00"),
+        currency="AED",
+        debtor_name="Al Noor Trading LLC",
+        debtor_iban=AE_IBAN,
+        debtor_account=None,
+        debtor_agent_bic="EBILAEAD",
+        creditor_name="Ganesh Textiles Pvt Ltd",
+        creditor_iban=None,
+        creditor_account="30001234567",
+        creditor_agent_bic="SBININBB",
+        urgent=True,
     )
     try:
         async with sessions() as session:
@@ -54,8 +67,11 @@ async def test_a_crash_at_the_worst_moment_changes_nothing(activity, phase, tmp_
 
         async def book_fiat() -> None:
             await wait_for_status(http, str(intake.payment_id), bank, {"AWAITING_SETTLEMENT"})
-            await http.post("/v1/notifications/camt054", content=camt054_for(e2e, "321.00", entry_reference=f"N-{e2e}"),
-                            headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"})
+            await http.post(
+                "/v1/notifications/camt054",
+                content=camt054_for(e2e, "321.00", entry_reference=f"N-{e2e}"),
+                headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
+            )
 
         late_step = activity in ("settle_obligation", "mint_token")
         if late_step:
@@ -76,10 +92,14 @@ async def test_a_crash_at_the_worst_moment_changes_nothing(activity, phase, tmp_
         pid = intake.payment_id
         oid = await session.scalar(select(Obligation.id).where(Obligation.payment_id == pid))
         counts = [
-            await session.scalar(select(func.count()).select_from(ComplianceResult).where(ComplianceResult.payment_id == pid)),
+            await session.scalar(
+                select(func.count()).select_from(ComplianceResult).where(ComplianceResult.payment_id == pid)
+            ),
             await session.scalar(select(func.count()).select_from(Obligation).where(Obligation.payment_id == pid)),
             await session.scalar(select(func.count()).select_from(Token).where(Token.payment_id == pid)),
-            await session.scalar(select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.obligation_id == oid)),
+            await session.scalar(
+                select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.obligation_id == oid)
+            ),
         ]
         status = await session.scalar(select(Payment.status).where(Payment.id == pid))
     assert counts == [1, 1, 1, 1] and status == "COMPLETED"

@@ -1,6 +1,7 @@
 """While PostgreSQL is down the API answers 503 with Retry-After (not 500, not a hang),
 accepts nothing it cannot record, and /healthz names the dependency; once PostgreSQL is
 back, requests go through again by themselves."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,11 +12,11 @@ import pytest
 import uvicorn
 
 from api.main import create_app
+from cli.devstack.postgres import LocalPostgres
 from deltran.db import migrate
 from deltran.db.engine import make_engine, make_session_factory
-from deltran.devstack.ports import free_port
-from deltran.devstack.postgres import LocalPostgres
 from deltran.participants import seed_demo
+from deltran.ports import free_port
 from tests.support.payments import auth, payment_body
 
 
@@ -42,7 +43,9 @@ async def test_postgres_down_is_503_with_retry_after_and_recovers(own_database, 
     bank = auth(credentials["banks"]["EBILAEAD"])
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            assert (await http.post("/v1/payments", json=payment_body(f"UP-{uuid.uuid4().hex[:12]}"), headers=bank)).status_code == 202
+            assert (
+                await http.post("/v1/payments", json=payment_body(f"UP-{uuid.uuid4().hex[:12]}"), headers=bank)
+            ).status_code == 202
 
             await asyncio.to_thread(server.stop)
             down = await http.post("/v1/payments", json=payment_body(f"DOWN-{uuid.uuid4().hex[:12]}"), headers=bank)
@@ -76,7 +79,9 @@ async def test_temporal_down_is_503_and_stores_nothing(settings, credentials, se
     e2e = f"NOTEMPORAL-{uuid.uuid4().hex[:10]}"
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            down = await http.post("/v1/payments", json=payment_body(e2e), headers=auth(credentials["banks"]["EBILAEAD"]))
+            down = await http.post(
+                "/v1/payments", json=payment_body(e2e), headers=auth(credentials["banks"]["EBILAEAD"])
+            )
             assert down.status_code == 503 and int(down.headers["Retry-After"]) >= 1
             health = (await http.get("/healthz")).json()
             assert health["temporal"].startswith("down") and health["database"] == "ok"

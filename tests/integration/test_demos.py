@@ -1,4 +1,5 @@
 """The demo scenarios run against a real stack (the suite's), with small sizes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,7 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import func, select
 
-from deltran import demo
+from cli import demo
 from deltran.db.tables import AuditLog, Payment
 from worker.schedules import schedule_id
 
@@ -42,10 +43,14 @@ async def test_uae_india_follows_one_payment_to_completed(demo_settings, capsys)
 
 async def test_load_counts_every_payment(demo_settings, sessions, capsys):
     async with sessions() as session:
-        before = await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like("LOAD-%")))
+        before = await session.scalar(
+            select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like("LOAD-%"))
+        )
     assert await asyncio.to_thread(demo.load, demo_settings, 2, 2) == 0
     async with sessions() as session:
-        after = await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like("LOAD-%")))
+        after = await session.scalar(
+            select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like("LOAD-%"))
+        )
     out = capsys.readouterr().out
     assert after > before and "error rate" in out
     # Closed loop: everything accepted in the 2 s completes within the drain.
@@ -64,9 +69,10 @@ async def test_netting_settles_a_window_and_reset_clears_it(demo_settings, sessi
         assert await asyncio.to_thread(demo.reset, demo_settings) == 0
         async with sessions() as session:
             assert await session.scalar(select(func.count()).select_from(Payment)) == 0
-            assert await session.scalar(
-                select(func.count()).select_from(AuditLog).where(AuditLog.action == "demo.reset")
-            ) >= 1
+            assert (
+                await session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "demo.reset"))
+                >= 1
+            )
         assert await asyncio.to_thread(demo.seed, demo_settings) == 0
         assert "seeded the demo banks" in capsys.readouterr().out
     finally:

@@ -8,6 +8,7 @@ Panels marked "SDK-only" in their description query only the Temporal SDK's temp
 worker metrics, which the test worker does not export; they are checked for that, not for
 data.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +29,11 @@ from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import select, update
 
 from activities.clearing import ensure_open_window
-from deltran import metrics, search_attributes
 from deltran.db.tables import CircuitBreaker
-from deltran.devstack.ports import free_port
+from deltran.observability import metrics
+from deltran.ports import free_port
 from deltran.shared import ClearingInput
+from deltran.temporal import search_attributes
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
@@ -45,8 +47,12 @@ DASHBOARD_DIR = REPO / "deploy" / "grafana" / "dashboards"
 DASHBOARDS = ("system-overview", "clearing", "tokens", "settlement")
 SDK_ONLY = "SDK-only"
 ALERTS = {
-    "DeltranHighErrorRate", "DeltranHighLatencyP95", "DeltranCircuitBreakerOpen", "DeltranReconciliationBreak",
-    "DeltranClearingWindowStale", "DeltranStepFailedPermanently",
+    "DeltranHighErrorRate",
+    "DeltranHighLatencyP95",
+    "DeltranCircuitBreakerOpen",
+    "DeltranReconciliationBreak",
+    "DeltranClearingWindowStale",
+    "DeltranStepFailedPermanently",
 }
 
 # What Grafana would put in for its variables when the test runs a panel's query.
@@ -87,7 +93,7 @@ def _run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def contract_metric_names() -> set[str]:
-    """Every series name deltran/metrics.py exposes (Counter: _total; Histogram:
+    """Every series name deltran/observability/metrics.py exposes (Counter: _total; Histogram:
     _bucket/_sum/_count), the names dashboards and rules may use."""
     names: set[str] = set()
     for collector in vars(metrics).values():
@@ -140,8 +146,15 @@ def test_compose_file_is_valid_and_wires_the_stack():
     assert resolved.returncode == 0, resolved.stderr
     services = yaml.safe_load(resolved.stdout)["services"]
     assert {
-        "postgres", "temporal", "temporal-search-attributes", "temporal-ui", "migrate", "api", "worker",
-        "prometheus", "grafana",
+        "postgres",
+        "temporal",
+        "temporal-search-attributes",
+        "temporal-ui",
+        "migrate",
+        "api",
+        "worker",
+        "prometheus",
+        "grafana",
     } <= set(services)
     # The worker scales (`--scale worker=N`): no fixed name, no host port.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
@@ -151,7 +164,9 @@ def test_compose_file_is_valid_and_wires_the_stack():
         assert env["DELTRAN_DATABASE_URL"].startswith("postgresql+asyncpg://")
         assert env["DELTRAN_TEMPORAL_ADDRESS"] == "temporal:7233"
     for role in ("api", "worker"):
-        assert services[role]["depends_on"]["temporal-search-attributes"]["condition"] == "service_completed_successfully"
+        assert (
+            services[role]["depends_on"]["temporal-search-attributes"]["condition"] == "service_completed_successfully"
+        )
         assert services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     # Exactly DelTran's search attributes, with their types.
     script = services["temporal-search-attributes"]["command"][0]
@@ -203,7 +218,9 @@ def test_dashboards_parse_and_every_panel_queries_the_contract():
         if is_sdk_only(panel):
             assert all(m.startswith("temporal_") for m in used), f"{where} is SDK-only but queries {used}"
         else:
-            assert used <= contract, f"{where} queries metrics outside deltran/metrics.py: {used - contract}"
+            assert used <= contract, (
+                f"{where} queries metrics outside deltran/observability/metrics.py: {used - contract}"
+            )
 
 
 # -- a real Prometheus over a demo run -------------------------------------------------------
@@ -255,19 +272,26 @@ class Demo:
         body = payment_body(f"DEP-{uuid.uuid4().hex[:12]}", creditor_name="Viktor Blacklistov")
         accepted = await self.http.post("/v1/payments", json=body, headers=self.bank("EBILAEAD"))
         assert accepted.status_code == 202, accepted.text
-        state = await wait_for_status(self.http, accepted.json()["payment_id"], self.bank("EBILAEAD"),
-                                      {"REJECTED", "AWAITING_SETTLEMENT", "COMPLETED"})
+        state = await wait_for_status(
+            self.http,
+            accepted.json()["payment_id"],
+            self.bank("EBILAEAD"),
+            {"REJECTED", "AWAITING_SETTLEMENT", "COMPLETED"},
+        )
         assert state["status"] == "REJECTED", state
 
     async def net_payments(self, specs) -> list[tuple[str, str]]:
         tag = uuid.uuid4().hex[:8]
-        responses = await asyncio.gather(*(
-            self.http.post("/v1/payments", json=eur_payment(f"DEPN{tag}-{i}", payer, payee, amount),
-                           headers=self.bank(payer))
-            for i, (payer, payee, amount) in enumerate(specs)
-        ))
+        responses = await asyncio.gather(
+            *(
+                self.http.post(
+                    "/v1/payments", json=eur_payment(f"DEPN{tag}-{i}", payer, payee, amount), headers=self.bank(payer)
+                )
+                for i, (payer, payee, amount) in enumerate(specs)
+            )
+        )
         assert all(r.status_code == 202 for r in responses), [r.text for r in responses]
-        ids = [(r.json()["payment_id"], payer) for r, (payer, _, _) in zip(responses, specs)]
+        ids = [(r.json()["payment_id"], payer) for r, (payer, _, _) in zip(responses, specs, strict=True)]
         for payment_id, payer in ids:
             state = await wait_for_status(self.http, payment_id, self.bank(payer), {"AWAITING_SETTLEMENT"})
             assert state["obligation"]["settlement_mode"] == "NET", state["obligation"]
@@ -289,16 +313,22 @@ class Demo:
         async with self.sessions() as session, session.begin():
             await ensure_open_window(session, "EUR")
         rolled = await self.fallback_window() if with_fallback else []
-        ids = rolled + await self.net_payments([
-            ("DEUTDEFF", "BNPAFRPP", "1200.00"), ("BNPAFRPP", "INGBNL2A", "950.00"),
-            ("INGBNL2A", "DEUTDEFF", "1100.00"), ("BNPAFRPP", "DEUTDEFF", "400.00"),
-        ])
+        ids = rolled + await self.net_payments(
+            [
+                ("DEUTDEFF", "BNPAFRPP", "1200.00"),
+                ("BNPAFRPP", "INGBNL2A", "950.00"),
+                ("INGBNL2A", "DEUTDEFF", "1100.00"),
+                ("BNPAFRPP", "DEUTDEFF", "400.00"),
+            ]
+        )
         closed = await self.http.post("/v1/clearing/windows/close?currency=EUR", headers=self.admin)
         assert closed.status_code == 202, closed.text
         for instruction in closed.json()["instructions"]:
-            booked = await self.post_camt054(camt054_for(
-                instruction["reference"], instruction["amount"], "EUR", entry_reference=f"F{uuid.uuid4().hex[:20]}"
-            ))
+            booked = await self.post_camt054(
+                camt054_for(
+                    instruction["reference"], instruction["amount"], "EUR", entry_reference=f"F{uuid.uuid4().hex[:20]}"
+                )
+            )
             assert booked["entries"][0]["matched"], booked
         for payment_id, payer in ids:
             await wait_for_status(self.http, payment_id, self.bank(payer), {"COMPLETED"}, timeout_s=60)
@@ -308,12 +338,14 @@ class Demo:
         database must reconcile; if it does not, the breakers this run opened are put
         back, so the tests after this one can still mint."""
         async with self.sessions() as session:
-            open_before = set((await session.scalars(
-                select(CircuitBreaker.currency).where(CircuitBreaker.state == "OPEN")
-            )).all())
+            open_before = set(
+                (await session.scalars(select(CircuitBreaker.currency).where(CircuitBreaker.state == "OPEN"))).all()
+            )
         result = await self.temporal_env.client.execute_workflow(
-            ReconciliationWorkflow.run, "intraday",
-            id=f"reconciliation-intraday-deploy-{uuid.uuid4().hex[:8]}", task_queue=self.settings.task_queue,
+            ReconciliationWorkflow.run,
+            "intraday",
+            id=f"reconciliation-intraday-deploy-{uuid.uuid4().hex[:8]}",
+            task_queue=self.settings.task_queue,
             execution_timeout=timedelta(seconds=60),
         )
         if not result["ok"]:
@@ -338,16 +370,26 @@ class Prometheus:
     def __init__(self, binary: str, workdir: Path, target: str):
         self.port = free_port()
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": "15s"},
-            "scrape_configs": [{"job_name": "deltran", "static_configs": [{"targets": [target]}]}],
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": "15s"},
+                    "scrape_configs": [{"job_name": "deltran", "static_configs": [{"targets": [target]}]}],
+                }
+            )
+        )
         self.log = workdir / "prometheus.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
 
@@ -419,8 +461,13 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
 
         # Panels show 0 rather than "no data" for events that did not happen (`or vector(0)`):
         # so also check that every metric they use was recorded, but for those events.
-        used = {m for _, panel in dashboard_panels() if not is_sdk_only(panel)
-                for t in panel["targets"] for m in METRIC_NAME.findall(t["expr"])}
+        used = {
+            m
+            for _, panel in dashboard_panels()
+            if not is_sdk_only(panel)
+            for t in panel["targets"]
+            for m in METRIC_NAME.findall(t["expr"])
+        }
         unrecorded = {name for name in used if not await prometheus.query(name)}
         assert unrecorded <= ONLY_ON_FAILURE, f"never recorded by the demo run: {sorted(unrecorded - ONLY_ON_FAILURE)}"
     finally:

@@ -1,5 +1,6 @@
 """The local-servers layer: Postgres keeps data across a restart, and the Temporal dev
 server comes up with DelTran's search attributes, also when restarted on its db file."""
+
 import asyncio
 import subprocess
 import time
@@ -8,9 +9,9 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from deltran.devstack.ports import free_port
-from deltran.devstack.postgres import POSTGRES_BIN_PATH, LocalPostgres
-from deltran.devstack.temporal import LocalTemporal
+from cli.devstack.postgres import POSTGRES_BIN_PATH, LocalPostgres
+from cli.devstack.temporal import LocalTemporal
+from deltran.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,9 @@ pytestmark = pytest.mark.integration
 def _psql(pg: LocalPostgres, sql: str) -> str:
     out = subprocess.run(
         [str(POSTGRES_BIN_PATH / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", pg.admin_url(), "-c", sql],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip()
 
@@ -52,8 +55,9 @@ def test_local_servers_start_restart_and_keep_state(tmp_path):
         pg.stop()
 
     db_file = tmp_path / "temporal" / "temporal.db"
-    temporal = LocalTemporal(port=free_port(), ui_port=None, db_file=db_file, headless=True,
-                             log_path=tmp_path / "temporal" / "temporal.log")
+    temporal = LocalTemporal(
+        port=free_port(), ui_port=None, db_file=db_file, headless=True, log_path=tmp_path / "temporal" / "temporal.log"
+    )
     try:
         _timed("temporal start (new db)", temporal.start)
         attrs = asyncio.run(_search_attributes(temporal.address))

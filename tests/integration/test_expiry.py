@@ -1,6 +1,7 @@
 """An unfunded payment expires at its deadline and releases its obligation: days of
 waiting, skipped in seconds by Temporal's time-skipping test server, with the real
 activities on the real Postgres."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,10 +14,10 @@ from sqlalchemy import select
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.intake import NewPayment, submit_payments
-from deltran import search_attributes
 from deltran.db.tables import Obligation, Payment
+from deltran.intake.payments import NewPayment, submit_payments
 from deltran.shared import ObligationStatus, PaymentStatus
+from deltran.temporal import search_attributes
 from tests.conftest import binary
 from tests.support.payments import AE_IBAN
 from worker.main import build_worker

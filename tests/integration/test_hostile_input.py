@@ -1,5 +1,6 @@
 """Every bad or hostile request ends in a clear 4xx problem document that names the
 field, and nothing is written."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,10 +12,10 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
-from api.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from api.main import create_app
 from deltran.db.tables import AuditLog, Camt054Message, Payment
-from deltran.devstack.ports import free_port
+from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
+from deltran.ports import free_port
 from tests.support.payments import AE_IBAN, auth, payment_body
 
 XXE = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Document>&x;</Document>'
@@ -26,12 +27,20 @@ LAUGHS = (
 
 def valid_pacs008(e2e: str, **overrides) -> bytes:
     fields = dict(
-        end_to_end_id=e2e, amount=Decimal("10.00"), currency="AED", debtor_name="Al Noor Trading LLC",
-        debtor_agent_bic="EBILAEAD", debtor_iban=AE_IBAN, creditor_name="Ganesh Textiles Pvt Ltd",
-        creditor_agent_bic="SBININBB", creditor_account="30001234567",
+        end_to_end_id=e2e,
+        amount=Decimal("10.00"),
+        currency="AED",
+        debtor_name="Al Noor Trading LLC",
+        debtor_agent_bic="EBILAEAD",
+        debtor_iban=AE_IBAN,
+        creditor_name="Ganesh Textiles Pvt Ltd",
+        creditor_agent_bic="SBININBB",
+        creditor_account="30001234567",
     )
     fields.update(overrides)
-    return build_pacs008([Pacs008Spec(**fields)], message_id=f"M-{uuid.uuid4().hex[:16]}", instructing_agent_bic="EBILAEAD")
+    return build_pacs008(
+        [Pacs008Spec(**fields)], message_id=f"M-{uuid.uuid4().hex[:16]}", instructing_agent_bic="EBILAEAD"
+    )
 
 
 def tamper(xml: bytes, old: str, new: str) -> bytes:
@@ -89,9 +98,15 @@ async def test_bad_json_payments(http, credentials, sessions, e2e_id):
         problem = response.json()
         assert problem["status"] == 422 and problem["title"] and problem["type"].startswith("urn:deltran:problem:")
         assert field in {e["field"] for e in problem["errors"]}, (name, problem)
-    not_json = await http.post("/v1/payments", content=b"{not json", headers={**bank, "Content-Type": "application/json"})
+    not_json = await http.post(
+        "/v1/payments", content=b"{not json", headers={**bank, "Content-Type": "application/json"}
+    )
     assert not_json.status_code == 422
-    latin1 = await http.post("/v1/payments", content='{"end_to_end_id": "é"}'.encode("latin-1"), headers={**bank, "Content-Type": "application/json"})
+    latin1 = await http.post(
+        "/v1/payments",
+        content='{"end_to_end_id": "é"}'.encode("latin-1"),
+        headers={**bank, "Content-Type": "application/json"},
+    )
     assert latin1.status_code == 422
     assert await written(sessions) == before
 
@@ -106,7 +121,9 @@ async def test_bad_and_hostile_pacs008(http, credentials, sessions, e2e_id):
         "billion laughs": LAUGHS,
         "broken XML": good[:-40],
         "wrong namespace": tamper(good, "pacs.008.001.08", "pacs.008.001.09"),
-        "wrong message type": tamper(good, "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08", "urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"),
+        "wrong message type": tamper(
+            good, "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08", "urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"
+        ),
         "ISO-8859-1": tamper(good, 'encoding="UTF-8"', 'encoding="ISO-8859-1"') if b'encoding="UTF-8"' in good else XXE,
         "UTF-16": good.decode().replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16"),
         "missing debtor name": tamper(good, "<Nm>Al Noor Trading LLC</Nm>", ""),
@@ -137,14 +154,18 @@ async def test_hostile_camt054(http, credentials, sessions):
         response = await http.post("/v1/notifications/camt054", content=body, headers=agent)
         assert response.status_code == 400, response.text
         assert response.headers["content-type"] == "application/problem+json"
-    wrong_type = await http.post("/v1/notifications/camt054", content=b"{}", headers={**agent, "Content-Type": "application/json"})
+    wrong_type = await http.post(
+        "/v1/notifications/camt054", content=b"{}", headers={**agent, "Content-Type": "application/json"}
+    )
     assert wrong_type.status_code == 415
     assert await written(sessions) == before
 
 
 async def test_oversized_body_is_413(http, credentials, settings):
     agent = {**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"}
-    response = await http.post("/v1/notifications/camt054", content=b"<a>" + b"x" * settings.max_body_bytes + b"</a>", headers=agent)
+    response = await http.post(
+        "/v1/notifications/camt054", content=b"<a>" + b"x" * settings.max_body_bytes + b"</a>", headers=agent
+    )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
 

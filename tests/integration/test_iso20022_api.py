@@ -1,4 +1,5 @@
 """The API as a bank gateway: pacs.008 in, camt.054 in, pacs.002 out, over HTTP."""
+
 from __future__ import annotations
 
 import uuid
@@ -6,15 +7,17 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from api.iso20022.pacs002 import parse_pacs002_status
-from api.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.db.tables import Payment
+from deltran.iso20022.pacs002 import parse_pacs002_status
+from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from tests.support.payments import AE_IBAN, auth, camt054_for, wait_for_status
 
 XML = {"Content-Type": "application/xml"}
 
 
-def spec(e2e: str, *, amount: str = "100000.00", creditor_name: str = "Ganesh Textiles Pvt Ltd", **overrides) -> Pacs008Spec:
+def spec(
+    e2e: str, *, amount: str = "100000.00", creditor_name: str = "Ganesh Textiles Pvt Ltd", **overrides
+) -> Pacs008Spec:
     fields = dict(
         end_to_end_id=e2e,
         amount=Decimal(amount),
@@ -33,7 +36,10 @@ def spec(e2e: str, *, amount: str = "100000.00", creditor_name: str = "Ganesh Te
 
 def pacs008(*specs: Pacs008Spec, app_header: bool = False, instructing: str = "EBILAEAD") -> bytes:
     return build_pacs008(
-        list(specs), message_id=f"MSG-{uuid.uuid4().hex[:20]}", instructing_agent_bic=instructing, with_app_header=app_header
+        list(specs),
+        message_id=f"MSG-{uuid.uuid4().hex[:20]}",
+        instructing_agent_bic=instructing,
+        with_app_header=app_header,
     )
 
 
@@ -75,7 +81,9 @@ async def test_pacs008_to_camt054_to_pacs002(http, credentials, e2e_id):
 
 async def test_rejected_payment_reports_rjct_with_its_reason(http, credentials, e2e_id):
     bank = auth(credentials["banks"]["EBILAEAD"])
-    accepted = await http.post("/v1/payments", content=pacs008(spec(e2e_id, creditor_name="Shadow Trading LLC")), headers={**bank, **XML})
+    accepted = await http.post(
+        "/v1/payments", content=pacs008(spec(e2e_id, creditor_name="Shadow Trading LLC")), headers={**bank, **XML}
+    )
     payment_id = accepted.json()[0]["payment_id"]
     await wait_for_status(http, payment_id, bank, {"REJECTED", "AWAITING_SETTLEMENT"})
     report = parse_pacs002_status((await http.get(f"/v1/payments/{payment_id}/pacs002", headers=bank)).content)
@@ -91,23 +99,31 @@ async def test_a_message_with_one_invalid_transaction_is_rejected_whole(http, cr
     errors = response.json()["errors"]
     assert errors and all(e["transaction"] == 1 for e in errors)
     async with sessions() as session:
-        count = await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like(f"{e2e_id}%")))
+        count = await session.scalar(
+            select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like(f"{e2e_id}%"))
+        )
     assert count == 0
 
 
 async def test_a_bank_cannot_instruct_as_another(http, credentials, sessions, e2e_id):
     as_other = await http.post(
-        "/v1/payments", content=pacs008(spec(e2e_id), instructing="EBILAEAD"), headers={**auth(credentials["banks"]["HDFCINBB"]), **XML}
+        "/v1/payments",
+        content=pacs008(spec(e2e_id), instructing="EBILAEAD"),
+        headers={**auth(credentials["banks"]["HDFCINBB"]), **XML},
     )
     assert as_other.status_code == 403
     assert {e["field"].split("/")[-1] for e in as_other.json()["errors"]} >= {"DbtrAgt"}
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id == e2e_id)) == 0
+        assert (
+            await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id == e2e_id)) == 0
+        )
 
 
 async def test_repeated_end_to_end_id_within_a_message_is_400(http, credentials, e2e_id):
     bank = auth(credentials["banks"]["EBILAEAD"])
-    response = await http.post("/v1/payments", content=pacs008(spec(e2e_id), spec(e2e_id, amount="5.00")), headers={**bank, **XML})
+    response = await http.post(
+        "/v1/payments", content=pacs008(spec(e2e_id), spec(e2e_id, amount="5.00")), headers={**bank, **XML}
+    )
     assert response.status_code == 400
     assert response.json()["errors"][0]["transaction"] == 1
 

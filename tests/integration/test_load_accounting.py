@@ -5,6 +5,7 @@ lost), and bench-results/load.json keeps exactly the contract keys.
 The harness runs as a subprocess (Locust is gevent; the suite's API and worker run in
 this event loop, which must keep serving while the harness drives them).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = ["seconds", "submitted_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms",
-        "error_rate", "baseline_per_s", "ratio"]
+KEYS = [
+    "seconds",
+    "submitted_per_s",
+    "completed_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "error_rate",
+    "baseline_per_s",
+    "ratio",
+]
 
 
 async def test_a_short_load_run_accounts_for_every_payment(api_url, credentials, settings, tmp_path):
@@ -28,9 +38,27 @@ async def test_a_short_load_run_accounts_for_every_payment(api_url, credentials,
         "PYTHONPATH": str(ROOT),
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.load", "--seconds", "3", "--users", "2", "--in-flight", "6",
-        "--net-share", "0", "--drain-seconds", "8", "--results", str(results), "--api-url", api_url,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--seconds",
+        "3",
+        "--users",
+        "2",
+        "--in-flight",
+        "6",
+        "--net-share",
+        "0",
+        "--drain-seconds",
+        "8",
+        "--results",
+        str(results),
+        "--api-url",
+        api_url,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
     text = output.decode(errors="replace")

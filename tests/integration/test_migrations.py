@@ -3,6 +3,7 @@ queries (deltran/db/tables.py), downgrade to base removes it, upgrade works agai
 
 Sync tests on purpose: migrate.upgrade/downgrade run their own event loop (asyncio.run).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,9 +74,7 @@ def schema_drift(url: str) -> list:
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(
-                    lambda sync_conn: compare_metadata(
-                        MigrationContext.configure(sync_conn), Base.metadata
-                    )
+                    lambda sync_conn: compare_metadata(MigrationContext.configure(sync_conn), Base.metadata)
                 )
         finally:
             await engine.dispose()

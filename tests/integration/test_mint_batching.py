@@ -1,4 +1,4 @@
-"""Group commit for minting (activities/mint_batcher.py, tokens.mint_batch) against the real
+"""Group commit for minting (activities/tokens/batcher.py, tokens.mint_batch) against the real
 PostgreSQL: concurrent mints coalesce into batches without ever minting twice or past
 the backing — with duplicates and refusals inside a batch, and when a batch fails
 halfway and its mints are retried one by one.
@@ -6,6 +6,7 @@ halfway and its mints are retried one by one.
 Each test mints in a currency of its own (tests/support/minting.py `private_currency`),
 so the currency's supply and fiat are exact and a breaker it opens stops no other test.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,11 +19,11 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from temporalio.exceptions import ApplicationError
 
-from activities import ledger, reconciliation
-from activities.errors import MINT_REFUSED
 from activities.tokens import TokenActivities
+from deltran import ledger, reconciliation
 from deltran.db.tables import Account, CircuitBreaker, LedgerTransfer, Payment, Token
 from deltran.shared import MintInput, PaymentStatus
+from deltran.temporal.errors import MINT_REFUSED
 from tests.support.minting import (
     AMOUNT,
     Scenario,
@@ -56,8 +57,12 @@ async def _currency_state(sessions, currency: str) -> dict:
         supply, fiat, negative = (
             await session.execute(
                 select(
-                    func.coalesce(func.sum(Account.credits_posted - Account.debits_posted).filter(Account.kind == "token"), 0),
-                    func.coalesce(func.sum(Account.debits_posted - Account.credits_posted).filter(Account.kind == "fiat"), 0),
+                    func.coalesce(
+                        func.sum(Account.credits_posted - Account.debits_posted).filter(Account.kind == "token"), 0
+                    ),
+                    func.coalesce(
+                        func.sum(Account.debits_posted - Account.credits_posted).filter(Account.kind == "fiat"), 0
+                    ),
                     func.count().filter(
                         ((Account.kind == "token") & (Account.credits_posted < Account.debits_posted))
                         | ((Account.kind == "fiat") & (Account.debits_posted < Account.credits_posted))
@@ -67,9 +72,11 @@ async def _currency_state(sessions, currency: str) -> dict:
         ).one()
         tokens, distinct, minted = (
             await session.execute(
-                select(func.count(), func.count(func.distinct(Token.obligation_id)), func.coalesce(func.sum(Token.amount), 0)).where(
-                    Token.currency == currency
-                )
+                select(
+                    func.count(),
+                    func.count(func.distinct(Token.obligation_id)),
+                    func.coalesce(func.sum(Token.amount), 0),
+                ).where(Token.currency == currency)
             )
         ).one()
         booked = await session.scalar(
@@ -78,8 +85,13 @@ async def _currency_state(sessions, currency: str) -> dict:
             )
         )
     return {
-        "supply": supply, "fiat": fiat, "negative_accounts": negative,
-        "tokens": tokens, "distinct_obligations": distinct, "minted": minted, "booked": booked,
+        "supply": supply,
+        "fiat": fiat,
+        "negative_accounts": negative,
+        "tokens": tokens,
+        "distinct_obligations": distinct,
+        "minted": minted,
+        "booked": booked,
     }
 
 
@@ -108,7 +120,7 @@ async def test_concurrent_mints_coalesce_into_batches_and_mint_each_once(session
     assert engine.batcher.batches < len(scenarios) // 2, "the mints were not coalesced"
     assert engine.batcher.batch_failures == 0
     assert len({r.token_id for r in results}) == len(scenarios)
-    for s, r in zip(scenarios, results):
+    for s, r in zip(scenarios, results, strict=True):
         (token,) = await tokens_of(sessions, s)
         assert (token.id, token.amount, token.currency, token.owner_id) == (r.token_id, s.amount, currency, s.payee_id)
         assert r.amount == s.amount and r.currency == currency
@@ -160,7 +172,9 @@ async def test_duplicates_of_one_obligation_in_a_batch_mint_once(sessions):
 async def test_a_refused_mint_in_a_batch_refuses_alone(sessions):
     currency = private_currency()
     good = await _scenarios(sessions, currency, 6)
-    pending = await make_scenario(sessions, currency=currency, settled=False, payment_status=PaymentStatus.AWAITING_SETTLEMENT)
+    pending = await make_scenario(
+        sessions, currency=currency, settled=False, payment_status=PaymentStatus.AWAITING_SETTLEMENT
+    )
     short = await make_scenario(sessions, currency=currency, booked_amount=AMOUNT - Decimal("0.01"))
     unbooked = await make_scenario(sessions, currency=currency, notification=False)
     unknown = MintInput(payment_id=uuid.uuid4(), obligation_id=uuid.uuid4())
@@ -175,12 +189,13 @@ async def test_a_refused_mint_in_a_batch_refuses_alone(sessions):
         return_exceptions=True,
     )
 
-    minted, refused = results[: len(good)], results[len(good):]
+    minted, refused = results[: len(good)], results[len(good) :]
     assert engine.batcher.batches == 1 and engine.batcher.batch_failures == 0
     assert all(not isinstance(r, BaseException) for r in minted), minted
     for error, fragment in zip(
         refused,
         ("PENDING, not SETTLED", "does not equal", "no booked camt.054 entry backs this obligation", "does not exist"),
+        strict=True,
     ):
         assert isinstance(error, ApplicationError) and error.type == MINT_REFUSED and error.non_retryable, error
         assert fragment in str(error)
@@ -206,14 +221,23 @@ async def test_a_batch_failing_on_the_balance_check_retries_one_by_one(sessions)
         payer_fiat = await ledger.account_id(session, bad.payer_id, currency, "fiat")
         payer_token = await ledger.account_id(session, bad.payer_id, currency, "token")
         await ledger.post_transfer(
-            session, idempotency_key=f"fiat-booked:{bad.notification_id}", debit_account_id=payer_fiat,
-            credit_account_id=payer_token, amount=bad.amount, currency=currency, kind="fiat_booked",
+            session,
+            idempotency_key=f"fiat-booked:{bad.notification_id}",
+            debit_account_id=payer_fiat,
+            credit_account_id=payer_token,
+            amount=bad.amount,
+            currency=currency,
+            kind="fiat_booked",
             notification_id=bad.notification_id,
         )
         await ledger.post_transfer(
-            session, idempotency_key=f"test-spent:{uuid.uuid4()}", debit_account_id=payer_token,
+            session,
+            idempotency_key=f"test-spent:{uuid.uuid4()}",
+            debit_account_id=payer_token,
             credit_account_id=await ledger.account_id(session, elsewhere, currency, "token"),
-            amount=bad.amount, currency=currency, kind="obligation",
+            amount=bad.amount,
+            currency=currency,
+            kind="obligation",
         )
     engine = TokenActivities(sessions)
 
@@ -226,7 +250,7 @@ async def test_a_batch_failing_on_the_balance_check_retries_one_by_one(sessions)
     assert await tokens_of(sessions, bad) == []
     minted = results[:15] + results[16:]
     assert all(not isinstance(r, BaseException) for r in minted), minted
-    for s, r in zip(good, minted):
+    for s, r in zip(good, minted, strict=True):
         assert [t.id for t in await tokens_of(sessions, s)] == [r.token_id]
     assert _minted_metric(currency) == len(good)
     state = await _currency_state(sessions, currency)
@@ -264,7 +288,7 @@ async def test_a_token_inserted_behind_the_batchers_back_hits_the_unique_index(s
 
     assert engine.batcher.batch_failures == 1
     assert len({r.token_id for r in results}) == len(batch)
-    for s, r in zip(batch, results):
+    for s, r in zip(batch, results, strict=True):
         assert [t.id for t in await tokens_of(sessions, s)] == [r.token_id]
     assert _minted_metric(currency) == 1 + len(batch)
     await _assert_backed(sessions, currency, 1 + len(batch))
@@ -294,7 +318,7 @@ async def test_a_batch_failing_after_its_writes_leaves_nothing_half_applied(sess
 
     # One batch failed, then each mint checked the backing on its own: one by one.
     assert engine.batcher.batch_failures == 1 and calls == 1 + len(scenarios)
-    for s, r in zip(scenarios, results):
+    for s, r in zip(scenarios, results, strict=True):
         assert [t.id for t in await tokens_of(sessions, s)] == [r.token_id]
         assert await transfer_count(sessions, s) >= 2
     assert _minted_metric(currency) == len(scenarios)
@@ -367,7 +391,7 @@ async def test_cancelled_callers_are_dropped_and_nothing_is_stranded(sessions):
         task.cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
 
-    for s, task, outcome in zip(scenarios, tasks, done):
+    for s, task, outcome in zip(scenarios, tasks, done, strict=True):
         if task.cancelled():
             assert await tokens_of(sessions, s) == []  # dropped before its batch ran
         else:
@@ -415,7 +439,12 @@ async def test_both_paths_return_the_same_for_an_existing_token(sessions, path):
         again, created = await engine.mint_one(s.mint_input)
         assert created is False
     assert again == first
-    assert await balances(sessions, s) == {"payer_fiat": AMOUNT, "payer_token": 0, "payee_fiat": 0, "payee_token": AMOUNT}
+    assert await balances(sessions, s) == {
+        "payer_fiat": AMOUNT,
+        "payer_token": 0,
+        "payee_fiat": 0,
+        "payee_token": AMOUNT,
+    }
 
 
 @pytest.mark.parametrize(
@@ -431,15 +460,23 @@ async def test_a_token_must_carry_its_obligations_terms(sessions, column, wrong)
     engine = TokenActivities(sessions)
     await engine.mint_token(other.mint_input)
     (donor,) = await tokens_of(sessions, other)
-    values = {"obligation_id": s.obligation_id, "payment_id": s.payment_id, "owner_id": s.payee_id,
-              "amount": s.amount, "currency": currency, "transfer_id": donor.transfer_id}
+    values = {
+        "obligation_id": s.obligation_id,
+        "payment_id": s.payment_id,
+        "owner_id": s.payee_id,
+        "amount": s.amount,
+        "currency": currency,
+        "transfer_id": donor.transfer_id,
+    }
     values[column] = {"payer": s.payer_id, "other payment": other.payment_id}.get(wrong, wrong)
 
     with pytest.raises(IntegrityError, match="fk_tokens_obligation_terms"):
         async with sessions() as session, session.begin():
             session.add(Token(id=uuid.uuid4(), **values))
 
-    values[column] = {"owner_id": s.payee_id, "amount": s.amount, "currency": currency, "payment_id": s.payment_id}[column]
+    values[column] = {"owner_id": s.payee_id, "amount": s.amount, "currency": currency, "payment_id": s.payment_id}[
+        column
+    ]
     async with sessions() as session, session.begin():
         session.add(Token(id=uuid.uuid4(), **values))  # the same row with the obligation's terms is taken
 

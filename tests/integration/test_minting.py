@@ -7,6 +7,7 @@ Every test builds its own rows (fresh participants included; the builders are in
 tests/support/minting.py), so balances are exact and nothing collides with other tests
 sharing the database.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,11 +19,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from temporalio.exceptions import ApplicationError
 
-from activities import ledger
-from activities.errors import MINT_REFUSED
 from activities.tokens import TokenActivities
+from deltran import ledger
 from deltran.db.tables import LedgerTransfer, Obligation, Token
 from deltran.shared import MintInput, ObligationStatus, PaymentStatus
+from deltran.temporal.errors import MINT_REFUSED
 from tests.support.minting import (
     AMOUNT,
     CURRENCY,
@@ -34,7 +35,6 @@ from tests.support.minting import (
     tokens_of,
     transfer_count,
 )
-
 
 # --------------------------------------------------------------------------- refusals
 
@@ -87,9 +87,7 @@ async def test_mint_refused_when_booked_currency_differs(sessions):
 
 async def test_mint_refused_for_unknown_obligation(sessions):
     with pytest.raises(ApplicationError) as caught:
-        await TokenActivities(sessions).mint_token(
-            MintInput(payment_id=uuid.uuid4(), obligation_id=uuid.uuid4())
-        )
+        await TokenActivities(sessions).mint_token(MintInput(payment_id=uuid.uuid4(), obligation_id=uuid.uuid4()))
     assert caught.value.type == MINT_REFUSED
     assert caught.value.non_retryable is True
     assert "does not exist" in str(caught.value)
@@ -167,9 +165,7 @@ async def test_second_mint_returns_the_same_token_and_posts_nothing(sessions):
 
 async def test_racing_mints_of_one_obligation_produce_one_token(sessions):
     s = await make_scenario(sessions)
-    results = await asyncio.gather(
-        *(TokenActivities(sessions).mint_token(s.mint_input) for _ in range(4))
-    )
+    results = await asyncio.gather(*(TokenActivities(sessions).mint_token(s.mint_input) for _ in range(4)))
     assert len({r.token_id for r in results}) == 1
     assert len(await tokens_of(sessions, s)) == 1
     assert await transfer_count(sessions, s) == 2
@@ -225,9 +221,7 @@ async def test_no_transfer_may_take_a_token_account_below_zero(sessions):
     assert await balances(sessions, s) == before
     assert await transfer_count(sessions, s) == transfers_before
     async with sessions() as session:
-        assert await session.scalar(
-            select(LedgerTransfer.id).where(LedgerTransfer.idempotency_key == key)
-        ) is None
+        assert await session.scalar(select(LedgerTransfer.id).where(LedgerTransfer.idempotency_key == key)) is None
 
 
 async def test_an_empty_token_account_cannot_pay(sessions):
@@ -254,18 +248,34 @@ async def _post(sessions, s, *, key, debit, credit, amount, currency=CURRENCY):
             for who, pid, kind in (("payer_token", s.payer_id, "token"), ("payee_token", s.payee_id, "token"))
         }
         return await ledger.post_transfer(
-            session, idempotency_key=key, debit_account_id=accounts[debit], credit_account_id=accounts[credit],
-            amount=amount, currency=currency, kind="obligation",
+            session,
+            idempotency_key=key,
+            debit_account_id=accounts[debit],
+            credit_account_id=accounts[credit],
+            amount=amount,
+            currency=currency,
+            kind="obligation",
         )
 
 
-@pytest.mark.parametrize("posting, refusal", [
-    ({"debit": "payee_token", "credit": "payer_token", "amount": Decimal("0.00")}, ledger.Refusal.AMOUNT_NOT_POSITIVE),
-    ({"debit": "payee_token", "credit": "payer_token", "amount": Decimal("-1.00")}, ledger.Refusal.AMOUNT_NOT_POSITIVE),
-    ({"debit": "payee_token", "credit": "payee_token", "amount": Decimal("1.00")}, ledger.Refusal.SAME_ACCOUNT),
-    ({"debit": "payee_token", "credit": "payer_token", "amount": Decimal("1.00"), "currency": "USD"},
-     ledger.Refusal.CURRENCY_MISMATCH),
-])
+@pytest.mark.parametrize(
+    "posting, refusal",
+    [
+        (
+            {"debit": "payee_token", "credit": "payer_token", "amount": Decimal("0.00")},
+            ledger.Refusal.AMOUNT_NOT_POSITIVE,
+        ),
+        (
+            {"debit": "payee_token", "credit": "payer_token", "amount": Decimal("-1.00")},
+            ledger.Refusal.AMOUNT_NOT_POSITIVE,
+        ),
+        ({"debit": "payee_token", "credit": "payee_token", "amount": Decimal("1.00")}, ledger.Refusal.SAME_ACCOUNT),
+        (
+            {"debit": "payee_token", "credit": "payer_token", "amount": Decimal("1.00"), "currency": "USD"},
+            ledger.Refusal.CURRENCY_MISMATCH,
+        ),
+    ],
+)
 async def test_the_ledger_names_each_posting_it_refuses_and_posts_nothing(sessions, posting, refusal):
     s = await make_scenario(sessions)
     await TokenActivities(sessions).mint_token(s.mint_input)
@@ -306,9 +316,13 @@ async def test_a_posting_to_an_account_that_does_not_exist_is_refused(sessions):
     with pytest.raises(ledger.LedgerRefused) as refused:
         async with sessions() as session, session.begin():
             await ledger.post_transfer(
-                session, idempotency_key=f"test-nowhere:{uuid.uuid4()}",
+                session,
+                idempotency_key=f"test-nowhere:{uuid.uuid4()}",
                 debit_account_id=await ledger.account_id(session, s.payee_id, CURRENCY, "token"),
-                credit_account_id=uuid.uuid4(), amount=Decimal("1.00"), currency=CURRENCY, kind="obligation",
+                credit_account_id=uuid.uuid4(),
+                amount=Decimal("1.00"),
+                currency=CURRENCY,
+                kind="obligation",
             )
     assert refused.value.refusal is ledger.Refusal.ACCOUNT_NOT_FOUND
 
@@ -319,17 +333,20 @@ async def test_db_refuses_settled_obligation_without_references(sessions):
         {"status": ObligationStatus.SETTLED},
         {"status": ObligationStatus.SETTLED, "settled_at": func.now(), "bank_confirmation_reference": "BR-1"},
         {"status": ObligationStatus.SETTLED, "settled_at": func.now(), "camt054_entry_reference": "NTRY-1"},
-        {"status": ObligationStatus.SETTLED, "bank_confirmation_reference": "BR-1", "camt054_entry_reference": "NTRY-1"},
+        {
+            "status": ObligationStatus.SETTLED,
+            "bank_confirmation_reference": "BR-1",
+            "camt054_entry_reference": "NTRY-1",
+        },
     ):
         with pytest.raises(IntegrityError, match="ck_obligations_settled_has_references"):
             async with sessions() as session, session.begin():
-                await session.execute(
-                    update(Obligation).where(Obligation.id == s.obligation_id).values(**values)
-                )
+                await session.execute(update(Obligation).where(Obligation.id == s.obligation_id).values(**values))
     async with sessions() as session:
-        assert await session.scalar(
-            select(Obligation.status).where(Obligation.id == s.obligation_id)
-        ) == ObligationStatus.PENDING
+        assert (
+            await session.scalar(select(Obligation.status).where(Obligation.id == s.obligation_id))
+            == ObligationStatus.PENDING
+        )
 
 
 async def test_db_refuses_inserting_a_settled_obligation_without_references(sessions):
@@ -337,9 +354,7 @@ async def test_db_refuses_inserting_a_settled_obligation_without_references(sess
     other = await make_scenario(sessions, settled=False, notification=False)
     async with sessions() as session, session.begin():
         # Free the other scenario's payment for a fresh obligation row.
-        await session.execute(
-            Obligation.__table__.delete().where(Obligation.id == other.obligation_id)
-        )
+        await session.execute(Obligation.__table__.delete().where(Obligation.id == other.obligation_id))
     with pytest.raises(IntegrityError, match="ck_obligations_settled_has_references"):
         async with sessions() as session, session.begin():
             session.add(

@@ -6,6 +6,7 @@ Clearing cases run in USD and EUR after tests/integration/test_clearing.py; each
 first closes the currency's open window to flush what earlier tests left in it, so
 its own window holds only its own payments.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,6 @@ from temporalio.worker import Worker
 from activities.clearing import ensure_open_window, settle_window
 from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
-from activities.reconciliation import end_of_day_breaks
-from api.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.db.tables import (
     Account,
     BankNotification,
@@ -38,6 +37,8 @@ from deltran.db.tables import (
     Payment,
     Token,
 )
+from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
+from deltran.reconciliation import end_of_day_breaks
 from deltran.shared import ExpireInput, PaymentStatus
 from tests.integration.test_clearing import fund, submit_all, supply_and_fiat
 from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body, wait_for_status
@@ -59,16 +60,27 @@ async def _entry(sessions, entry_reference: str) -> BankNotification:
         return await session.scalar(select(BankNotification).where(BankNotification.entry_reference == entry_reference))
 
 
-async def _screening_payment(sessions, *, currency: str = "AED", creditor_name: str = "Ganesh Textiles Pvt Ltd") -> Payment:
+async def _screening_payment(
+    sessions, *, currency: str = "AED", creditor_name: str = "Ganesh Textiles Pvt Ltd"
+) -> Payment:
     """A payment recorded and still SCREENING, with no workflow: the steps under test
     are driven one by one."""
     e2e = f"MS-{uuid.uuid4().hex[:16]}"
     payment = Payment(
-        id=uuid.uuid4(), instructing_bic="EBILAEAD", end_to_end_id=e2e,
-        fingerprint=hashlib.sha256(e2e.encode()).hexdigest(), amount=Decimal("1200.00"), currency=currency,
-        debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_agent_bic="EBILAEAD",
-        creditor_name=creditor_name, creditor_account="30001234567", creditor_agent_bic="SBININBB",
-        status=PaymentStatus.SCREENING, workflow_id=f"payment-test-{e2e}",
+        id=uuid.uuid4(),
+        instructing_bic="EBILAEAD",
+        end_to_end_id=e2e,
+        fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
+        amount=Decimal("1200.00"),
+        currency=currency,
+        debtor_name="Al Noor Trading LLC",
+        debtor_iban=AE_IBAN,
+        debtor_agent_bic="EBILAEAD",
+        creditor_name=creditor_name,
+        creditor_account="30001234567",
+        creditor_agent_bic="SBININBB",
+        status=PaymentStatus.SCREENING,
+        workflow_id=f"payment-test-{e2e}",
     )
     async with sessions() as session, session.begin():
         session.add(payment)
@@ -78,8 +90,9 @@ async def _screening_payment(sessions, *, currency: str = "AED", creditor_name: 
 async def _book_early(http, credentials, payment: Payment) -> str:
     """The settlement agent's camt.054 for the payment, while it is still SCREENING."""
     reference = f"EARLY-{uuid.uuid4().hex[:12]}"
-    response = await _post_camt054(http, credentials, camt054_for(payment.end_to_end_id, "1200.00", payment.currency,
-                                                                  entry_reference=reference))
+    response = await _post_camt054(
+        http, credentials, camt054_for(payment.end_to_end_id, "1200.00", payment.currency, entry_reference=reference)
+    )
     assert response.status_code == 200, response.text
     assert response.json()["entries"][0]["outcome"] == "MATCHED"
     return reference
@@ -95,8 +108,9 @@ async def _flush_window(http, credentials, sessions, currency: str) -> None:
 # -- 1. tokens without fiat ---------------------------------------------------------------
 
 
-def _split_entry(e2e: str, entry_total: str, parts: list[tuple[str, str]], reference: str,
-                 direction: str = "CRDT") -> bytes:
+def _split_entry(
+    e2e: str, entry_total: str, parts: list[tuple[str, str]], reference: str, direction: str = "CRDT"
+) -> bytes:
     """One Ntry of `entry_total` whose TxDtls are `parts` (amount, CdtDbtInd)."""
     body = camt054_for(e2e, entry_total, entry_reference=reference).decode()
     head, _, tail = body.partition("<NtryDtls>")
@@ -179,17 +193,31 @@ async def test_a_bank_paying_itself_is_refused_at_intake(http, credentials, sess
     assert refused.json()["errors"][0]["field"] == "creditor.agent_bic"
 
     spec = Pacs008Spec(
-        end_to_end_id=f"{e2e_id}-X", amount=Decimal("10.00"), currency="AED", debtor_name="Al Noor Trading LLC",
-        debtor_agent_bic="EBILAEAD", debtor_iban=AE_IBAN, creditor_name="Al Noor Trading LLC",
-        creditor_agent_bic="EBILAEAD", creditor_iban=AE_IBAN,
+        end_to_end_id=f"{e2e_id}-X",
+        amount=Decimal("10.00"),
+        currency="AED",
+        debtor_name="Al Noor Trading LLC",
+        debtor_agent_bic="EBILAEAD",
+        debtor_iban=AE_IBAN,
+        creditor_name="Al Noor Trading LLC",
+        creditor_agent_bic="EBILAEAD",
+        creditor_iban=AE_IBAN,
     )
-    ok = Pacs008Spec(**{**spec.__dict__, "end_to_end_id": f"{e2e_id}-Y", "creditor_agent_bic": "SBININBB",
-                        "creditor_iban": None, "creditor_account": "30001234567"})
+    ok = Pacs008Spec(
+        **{
+            **spec.__dict__,
+            "end_to_end_id": f"{e2e_id}-Y",
+            "creditor_agent_bic": "SBININBB",
+            "creditor_iban": None,
+            "creditor_account": "30001234567",
+        }
+    )
     xml = build_pacs008([ok, spec], message_id=f"MSG-{uuid.uuid4().hex[:20]}", instructing_agent_bic="EBILAEAD")
     refused = await http.post("/v1/payments", content=xml, headers={**bank, **XML})
     assert refused.status_code == 422, refused.text
     assert [(e["field"], e["transaction"]) for e in refused.json()["errors"]] == [
-        ("CdtTrfTxInf[1]/CdtrAgt/FinInstnId/BICFI", 1)]
+        ("CdtTrfTxInf[1]/CdtrAgt/FinInstnId/BICFI", 1)
+    ]
     async with sessions() as session:
         stored = await session.scalar(
             select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like(f"{e2e_id}%"))
@@ -205,7 +233,7 @@ async def test_a_bank_paying_itself_is_refused_at_intake(http, credentials, sess
 
 @activity.defn(name="never_succeeds")
 async def _never_succeeds(attempts: list) -> None:
-    assert False, "an invariant that no retry can change"
+    raise AssertionError("an invariant that no retry can change")
 
 
 @workflow.defn(name="FailFastProbe", sandboxed=False)
@@ -213,15 +241,22 @@ class _FailFastProbe:
     @workflow.run
     async def run(self) -> None:
         await workflow.execute_activity(
-            "never_succeeds", [], start_to_close_timeout=timedelta(seconds=5),
+            "never_succeeds",
+            [],
+            start_to_close_timeout=timedelta(seconds=5),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),  # unlimited attempts
         )
 
 
 async def test_a_step_that_can_never_succeed_fails_at_once_and_visibly(temporal_env):
     queue = f"fail-fast-{uuid.uuid4().hex[:8]}"
-    async with Worker(temporal_env.client, task_queue=queue, workflows=[_FailFastProbe],
-                      activities=[_never_succeeds], interceptors=[FailFastInterceptor()]):
+    async with Worker(
+        temporal_env.client,
+        task_queue=queue,
+        workflows=[_FailFastProbe],
+        activities=[_never_succeeds],
+        interceptors=[FailFastInterceptor()],
+    ):
         with pytest.raises(WorkflowFailureError) as failed:
             await asyncio.wait_for(
                 temporal_env.client.execute_workflow(_FailFastProbe.run, id=f"probe-{queue}", task_queue=queue),
@@ -247,7 +282,7 @@ async def test_a_window_whose_positions_all_net_to_zero_settles_every_payment(ht
     assert closed.status_code == 202, closed.text
     window = closed.json()
     assert window["obligations_count"] == 2 and window["instructions"] == []
-    for payment_id, payer in zip(payment_ids, ("CHASUS33", "CITIUS33")):
+    for payment_id, payer in zip(payment_ids, ("CHASUS33", "CITIUS33"), strict=True):
         done = await wait_for_status(http, payment_id, auth(credentials["banks"][payer]), {"COMPLETED"}, timeout_s=60)
         assert done["token"] is not None
     settled = (await http.get(f"/v1/clearing/windows/{window['id']}", headers=auth(credentials["admin"]))).json()
@@ -305,18 +340,35 @@ async def test_a_funding_committing_at_the_cut_off_is_minted_never_stranded(http
         row = await booking.scalar(
             select(FundingInstruction).where(FundingInstruction.reference == instruction["reference"]).with_for_update()
         )
-        message_id = await booking.scalar(text(
-            "INSERT INTO camt054_messages (id, message_id, body_sha256, body) VALUES (gen_random_uuid(), 'CUT-OFF', '0', '')"
-            " RETURNING id"))
-        notification_id = await booking.scalar(
-            BankNotification.__table__.insert().values(
-                message_row_id=message_id, account="DELTRAN-NOSTRO", entry_reference=f"CUT-{uuid.uuid4().hex[:12]}",
-                tx_index=0, end_to_end_id=row.reference, amount=row.amount, currency="EUR", credit_debit="CRDT",
-                entry_status="BOOK", outcome="MATCHED", funding_instruction_id=row.id,
-            ).returning(BankNotification.id)
+        message_id = await booking.scalar(
+            text(
+                "INSERT INTO camt054_messages (id, message_id, body_sha256, body)"
+                " VALUES (gen_random_uuid(), 'CUT-OFF', '0', '')"
+                " RETURNING id"
+            )
         )
-        await booking.execute(update(FundingInstruction).where(FundingInstruction.id == row.id)
-                              .values(status="FUNDED", notification_id=notification_id, funded_at=func.now()))
+        notification_id = await booking.scalar(
+            BankNotification.__table__.insert()
+            .values(
+                message_row_id=message_id,
+                account="DELTRAN-NOSTRO",
+                entry_reference=f"CUT-{uuid.uuid4().hex[:12]}",
+                tx_index=0,
+                end_to_end_id=row.reference,
+                amount=row.amount,
+                currency="EUR",
+                credit_debit="CRDT",
+                entry_status="BOOK",
+                outcome="MATCHED",
+                funding_instruction_id=row.id,
+            )
+            .returning(BankNotification.id)
+        )
+        await booking.execute(
+            update(FundingInstruction)
+            .where(FundingInstruction.id == row.id)
+            .values(status="FUNDED", notification_id=notification_id, funded_at=func.now())
+        )
 
         async def cut_off():
             async with sessions() as session, session.begin():
@@ -337,7 +389,9 @@ async def test_a_funding_committing_at_the_cut_off_is_minted_never_stranded(http
     await temporal_env.client.get_workflow_handle(closed_by).signal("funding_booked", instruction["reference"])
 
 
-async def test_a_funding_after_the_cut_off_is_an_exception_to_return(http, credentials, sessions, settings, temporal_env):
+async def test_a_funding_after_the_cut_off_is_an_exception_to_return(
+    http, credentials, sessions, settings, temporal_env
+):
     await _flush_window(http, credentials, sessions, "EUR")
     await submit_all(http, credentials, [("BNPAFRPP", "INGBNL2A", "410.00")], "EUR")
     closed = (await http.post("/v1/clearing/windows/close?currency=EUR", headers=auth(credentials["admin"]))).json()
@@ -346,8 +400,11 @@ async def test_a_funding_after_the_cut_off_is_an_exception_to_return(http, crede
         outcome = await settle_window(session, uuid.UUID(closed["id"]))  # the deadline passed unfunded
     assert outcome.rolled_obligations == 1
     reference = f"LATE-{uuid.uuid4().hex[:12]}"
-    late = await _post_camt054(http, credentials, camt054_for(instruction["reference"], instruction["amount"], "EUR",
-                                                              entry_reference=reference))
+    late = await _post_camt054(
+        http,
+        credentials,
+        camt054_for(instruction["reference"], instruction["amount"], "EUR", entry_reference=reference),
+    )
     assert late.json()["entries"][0]["outcome"] == "PAYMENT_NOT_AWAITING", late.text
     entry = await _entry(sessions, reference)
     assert "EXPIRED" in entry.outcome_detail
@@ -374,7 +431,9 @@ async def test_hostile_inputs_get_a_4xx_naming_the_field(http, credentials, e2e_
     bank = auth(credentials["banks"]["EBILAEAD"])
     admin = auth(credentials["admin"])
     for currency in ("ABCDEF", "aed", "0"):
-        capped = await http.put(f"/v1/admin/banks/EBILAEAD/net-debit-caps/{currency}", json={"cap": "10.00"}, headers=admin)
+        capped = await http.put(
+            f"/v1/admin/banks/EBILAEAD/net-debit-caps/{currency}", json={"cap": "10.00"}, headers=admin
+        )
         assert capped.status_code == 422 and capped.json()["errors"][0]["field"] == "currency", capped.text
     for e2e in (f"{e2e_id}\ufffe", "NOTPROVIDED"):
         refused = await http.post("/v1/payments", json=payment_body(e2e), headers=bank)
@@ -387,7 +446,8 @@ async def test_hostile_inputs_get_a_4xx_naming_the_field(http, credentials, e2e_
 async def test_a_long_proprietary_entry_status_is_stored(http, credentials, sessions):
     reference = f"PRTRY-{uuid.uuid4().hex[:12]}"
     body = camt054_for(None, "5.00", entry_reference=reference).replace(
-        b"<Cd>BOOK</Cd>", b"<Prtry>SETTLED-END-OF-DAY-BATCH</Prtry>")
+        b"<Cd>BOOK</Cd>", b"<Prtry>SETTLED-END-OF-DAY-BATCH</Prtry>"
+    )
     assert b"SETTLED-END-OF-DAY-BATCH" in body
     stored = await _post_camt054(http, credentials, body)
     assert stored.status_code == 200, stored.text
@@ -410,13 +470,19 @@ async def test_over_funding_settles_and_leaves_the_excess_with_the_funder(http, 
     [instruction] = closed["instructions"]
     async with sessions() as session:
         citi = await session.scalar(select(Participant.id).where(Participant.bic == "CITIUS33"))
-        before = await session.scalar(select(Account.credits_posted - Account.debits_posted).where(
-            Account.participant_id == citi, Account.currency == "USD", Account.kind == "token"))
+        before = await session.scalar(
+            select(Account.credits_posted - Account.debits_posted).where(
+                Account.participant_id == citi, Account.currency == "USD", Account.kind == "token"
+            )
+        )
     await fund(http, credentials, {"reference": instruction["reference"], "amount": "125.00"}, "USD")
     await wait_for_status(http, payment_id, auth(credentials["banks"]["CITIUS33"]), {"COMPLETED"}, timeout_s=60)
     async with sessions() as session:
-        after = await session.scalar(select(Account.credits_posted - Account.debits_posted).where(
-            Account.participant_id == citi, Account.currency == "USD", Account.kind == "token"))
+        after = await session.scalar(
+            select(Account.credits_posted - Account.debits_posted).where(
+                Account.participant_id == citi, Account.currency == "USD", Account.kind == "token"
+            )
+        )
         token = await session.scalar(select(Token).where(Token.payment_id == uuid.UUID(payment_id)))
     assert after - before == Decimal("35.00") and token is not None
     supply, fiat = await supply_and_fiat(sessions, "USD")

@@ -19,6 +19,7 @@ server, in a thread with its own event loop, on the suite's PostgreSQL and Tempo
 small ASGI wrapper counts what that server answers (run with `-s` to see it); a 5xx's
 traceback is in the failing test's captured log (uvicorn.error).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,14 +41,14 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import select
 from schwifty.exceptions import SchwiftyException
+from sqlalchemy import select
 
 from api.main import create_app
 from deltran.config import Settings
 from deltran.db.tables import Participant, Payment
-from deltran.devstack.ports import free_port
 from deltran.identity import normalize_bic
+from deltran.ports import free_port
 from tests.support.payments import AE_IBAN, payment_body
 
 pytestmark = pytest.mark.integration
@@ -135,7 +136,9 @@ def _config(max_examples: int, *, coverage: bool, path_only_examples: int | None
 schema = schemathesis.openapi.from_dict(
     SPEC, config=_config(MAX_EXAMPLES, coverage=True, path_only_examples=MAX_EXAMPLES_PATH_ONLY)
 )
-schema_without_access = schemathesis.openapi.from_dict(SPEC, config=_config(MAX_EXAMPLES_WITHOUT_ACCESS, coverage=False))
+schema_without_access = schemathesis.openapi.from_dict(
+    SPEC, config=_config(MAX_EXAMPLES_WITHOUT_ACCESS, coverage=False)
+)
 
 # Payments that exist when the run starts (filled in by the fixture): where some of the
 # generated payment ids are pointed.
@@ -281,7 +284,9 @@ async def _database_state(sessions, credentials) -> tuple[frozenset[str], list[s
     payments in each status (to read)."""
     async with sessions() as session:
         bics = frozenset((await session.scalars(select(Participant.bic))).all())
-        recent = (await session.execute(select(Payment.status, Payment.id).order_by(Payment.created_at.desc()).limit(500))).all()
+        recent = (
+            await session.execute(select(Payment.status, Payment.id).order_by(Payment.created_at.desc()).limit(500))
+        ).all()
     payments = {}
     for status, payment_id in recent:
         payments.setdefault(status, str(payment_id))

@@ -1,5 +1,6 @@
 """The payment spine end to end over HTTP, on the real servers: submit → compliance →
 obligation → camt.054 → settle → mint."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,11 +9,11 @@ import uuid
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
-from activities import ledger
-from deltran import search_attributes
+from deltran import ledger
 from deltran.db.tables import BankNotification, ComplianceResult, Obligation, Participant, Payment, Token
-from workflows.payment import PaymentWorkflow
+from deltran.temporal import search_attributes
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
+from workflows.payment import PaymentWorkflow
 
 
 async def submit(http, credentials, body, bic="EBILAEAD"):
@@ -91,9 +92,16 @@ async def test_sanctions_hit_rejects_without_obligation(http, credentials, sessi
     assert "DEMO-001" in rejected["rejection_reason"]
     assert rejected["obligation"] is None
     async with sessions() as session:
-        result = await session.scalar(select(ComplianceResult).where(ComplianceResult.payment_id == uuid.UUID(payment_id)))
+        result = await session.scalar(
+            select(ComplianceResult).where(ComplianceResult.payment_id == uuid.UUID(payment_id))
+        )
         assert result is not None and result.passed is False and result.details["party"] == "creditor"
-        assert await session.scalar(select(func.count()).select_from(Obligation).where(Obligation.payment_id == uuid.UUID(payment_id))) == 0
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(Obligation).where(Obligation.payment_id == uuid.UUID(payment_id))
+            )
+            == 0
+        )
 
 
 async def test_duplicate_payment_is_one_payment_and_one_workflow(http, credentials, sessions, temporal_env, e2e_id):
@@ -105,7 +113,9 @@ async def test_duplicate_payment_is_one_payment_and_one_workflow(http, credentia
     runs = [wf async for wf in temporal_env.client.list_workflows(f"WorkflowId = '{first.json()['workflow_id']}'")]
     assert len(runs) == 1
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id == e2e_id)) == 1
+        assert (
+            await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id == e2e_id)) == 1
+        )
 
     conflicting = await submit(http, credentials, {**body, "amount": "100001.00"})
     assert conflicting.status_code == 409
@@ -131,7 +141,12 @@ async def test_duplicate_camt054_mints_one_token(http, credentials, sessions, e2
     async with sessions() as session:
         pid = uuid.UUID(payment_id)
         assert await session.scalar(select(func.count()).select_from(Token).where(Token.payment_id == pid)) == 1
-        assert await session.scalar(select(func.count()).select_from(BankNotification).where(BankNotification.payment_id == pid)) == 2
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(BankNotification).where(BankNotification.payment_id == pid)
+            )
+            == 2
+        )
 
 
 async def test_camt054_for_unknown_payment_is_stored_unmatched(http, credentials, sessions, e2e_id):
@@ -179,4 +194,9 @@ async def test_concurrent_duplicates_make_one_workflow_and_one_token(http, crede
     async with sessions() as session:
         pid = uuid.UUID(payment_id)
         assert await session.scalar(select(func.count()).select_from(Token).where(Token.payment_id == pid)) == 1
-        assert await session.scalar(select(func.count()).select_from(BankNotification).where(BankNotification.payment_id == pid)) == 1
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(BankNotification).where(BankNotification.payment_id == pid)
+            )
+            == 1
+        )

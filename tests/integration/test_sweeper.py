@@ -1,32 +1,47 @@
 """A payment recorded while Temporal was down gets its workflow from the worker's
 sweeper, once, even if the bank never resubmits."""
+
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select, text
 
-from api.notification_intake import signal_unsent
 from deltran.db.tables import BankNotification, Payment
 from deltran.identity import payment_id_for, workflow_id_for
+from deltran.intake.camt054 import signal_unsent
 from tests.support.payments import AE_IBAN, auth, payment_body, wait_for_status
 from worker.sweeper import start_orphans
 
 
-async def test_an_orphaned_payment_gets_exactly_one_workflow(http, credentials, sessions, settings, temporal_env, worker):
+async def test_an_orphaned_payment_gets_exactly_one_workflow(
+    http, credentials, sessions, settings, temporal_env, worker
+):
     e2e = f"ORPH-{uuid.uuid4().hex[:12]}"
     payment_id, workflow_id = payment_id_for("EBILAEAD", e2e), workflow_id_for("EBILAEAD", e2e)
     async with sessions() as session, session.begin():
-        session.add(Payment(
-            id=payment_id, instructing_bic="EBILAEAD", end_to_end_id=e2e, fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
-            amount=Decimal("42.00"), currency="AED", debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN,
-            debtor_agent_bic="EBILAEAD", creditor_name="Ganesh Textiles Pvt Ltd", creditor_account="30001234567",
-            creditor_agent_bic="SBININBB", status="SCREENING", workflow_id=workflow_id,
-            created_at=datetime.now(timezone.utc) - timedelta(minutes=5),
-        ))
+        session.add(
+            Payment(
+                id=payment_id,
+                instructing_bic="EBILAEAD",
+                end_to_end_id=e2e,
+                fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
+                amount=Decimal("42.00"),
+                currency="AED",
+                debtor_name="Al Noor Trading LLC",
+                debtor_iban=AE_IBAN,
+                debtor_agent_bic="EBILAEAD",
+                creditor_name="Ganesh Textiles Pvt Ltd",
+                creditor_account="30001234567",
+                creditor_agent_bic="SBININBB",
+                status="SCREENING",
+                workflow_id=workflow_id,
+                created_at=datetime.now(UTC) - timedelta(minutes=5),
+            )
+        )
     assert await start_orphans(temporal_env.client, sessions, settings) >= 1
     await wait_for_status(http, str(payment_id), auth(credentials["banks"]["EBILAEAD"]), {"AWAITING_SETTLEMENT"})
     await start_orphans(temporal_env.client, sessions, settings)  # again: finds it, starts nothing
@@ -34,22 +49,40 @@ async def test_an_orphaned_payment_gets_exactly_one_workflow(http, credentials, 
     assert len(runs) == 1
 
 
-async def test_a_booking_whose_signal_never_went_out_is_signalled(http, credentials, sessions, settings, temporal_env, worker):
+async def test_a_booking_whose_signal_never_went_out_is_signalled(
+    http, credentials, sessions, settings, temporal_env, worker
+):
     bank = auth(credentials["banks"]["EBILAEAD"])
     e2e = f"UNSENT-{uuid.uuid4().hex[:12]}"
-    payment_id = (await http.post("/v1/payments", json=payment_body(e2e, amount="43.00"), headers=bank)).json()["payment_id"]
+    payment_id = (await http.post("/v1/payments", json=payment_body(e2e, amount="43.00"), headers=bank)).json()[
+        "payment_id"
+    ]
     await wait_for_status(http, payment_id, bank, {"AWAITING_SETTLEMENT"})
     # Stored MATCHED as the intake would, but the API stopped before signalling.
     async with sessions() as session, session.begin():
-        message = await session.scalar(text(
-            "INSERT INTO camt054_messages (id, message_id, body_sha256, body) VALUES (gen_random_uuid(), 'UNSENT', '0', '')"
-            " RETURNING id"))
-        await session.execute(BankNotification.__table__.insert().values(
-            message_row_id=message, account="DELTRAN-NOSTRO", entry_reference=f"U-{e2e}", tx_index=0,
-            end_to_end_id=e2e, amount=Decimal("43.00"), currency="AED", credit_debit="CRDT", entry_status="BOOK",
-            outcome="MATCHED", payment_id=uuid.UUID(payment_id),
-            received_at=datetime.now(timezone.utc) - timedelta(minutes=5),
-        ))
+        message = await session.scalar(
+            text(
+                "INSERT INTO camt054_messages (id, message_id, body_sha256, body)"
+                " VALUES (gen_random_uuid(), 'UNSENT', '0', '')"
+                " RETURNING id"
+            )
+        )
+        await session.execute(
+            BankNotification.__table__.insert().values(
+                message_row_id=message,
+                account="DELTRAN-NOSTRO",
+                entry_reference=f"U-{e2e}",
+                tx_index=0,
+                end_to_end_id=e2e,
+                amount=Decimal("43.00"),
+                currency="AED",
+                credit_debit="CRDT",
+                entry_status="BOOK",
+                outcome="MATCHED",
+                payment_id=uuid.UUID(payment_id),
+                received_at=datetime.now(UTC) - timedelta(minutes=5),
+            )
+        )
     async with sessions() as session:
         assert await signal_unsent(session, temporal_env.client, timedelta(seconds=30)) >= 1
     await wait_for_status(http, payment_id, bank, {"COMPLETED"})

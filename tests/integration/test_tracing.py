@@ -1,4 +1,5 @@
 """One trace from the HTTP request through the workflow start into every activity."""
+
 from __future__ import annotations
 
 from opentelemetry import trace

@@ -4,6 +4,7 @@ A change that would break payments already in flight (a reordered step, an extra
 activity without `workflow.patched`) fails here. Record a new history from the dev
 server as the README shows, and drop the JSON file into `histories/`.
 """
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ the same sequence runs again with `DELTRAN_AUDIT_SEED` (the timing of concurrent
 is the servers', so a race may need a few replays). Used by
 tests/integration/test_auditor.py: short in `make test`, long in `make chaos`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,9 +23,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
 from activities.clearing import ensure_open_window
-from api.intake import payment_input, start_payment_workflow
 from deltran.config import Settings
 from deltran.db.tables import Payment
+from deltran.intake.payments import payment_input, start_payment_workflow
 from deltran.shared import ClearingInput
 from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body
 from workflows.clearing import ClearingWindowWorkflow
@@ -69,7 +70,8 @@ INVARIANTS: dict[str, str] = {
         WHERE (kind = 'token' AND credits_posted < debits_posted) OR (kind = 'fiat' AND debits_posted < credits_posted)
     """,
     "every booked entry is accountable (settled, funding, or an exception to return)": """
-        SELECT 'entry ' || n.id || ' MATCHED, unminted, ' || coalesce('payment ' || p.status, 'window ' || w.status, 'instruction ' || f.status)
+        SELECT 'entry ' || n.id || ' MATCHED, unminted, '
+               || coalesce('payment ' || p.status, 'window ' || w.status, 'instruction ' || f.status)
         FROM bank_notifications n
         LEFT JOIN payments p ON p.id = n.payment_id
         LEFT JOIN funding_instructions f ON f.id = n.funding_instruction_id
@@ -97,8 +99,10 @@ async def violations(sessions: async_sessionmaker, client: Client, workflow_ids:
         description = await client.get_workflow_handle(workflow_id).describe()
         for pending in description.raw_description.pending_activities:
             if pending.attempt >= STUCK_ATTEMPTS:
-                found.append(f"workflow {workflow_id}: {pending.activity_type.name} at attempt {pending.attempt}:"
-                             f" {pending.last_failure.message}")
+                found.append(
+                    f"workflow {workflow_id}: {pending.activity_type.name} at attempt {pending.attempt}:"
+                    f" {pending.last_failure.message}"
+                )
     return found
 
 
@@ -144,7 +148,9 @@ class Auditor:
             assert refused.status_code == 422, refused.text
             return f"submit {e2e} self-paying: 422"
         copies = self.rng.randint(2, 8) if kind == "concurrent" else 1
-        responses = await asyncio.gather(*(self.http.post("/v1/payments", json=body, headers=bank) for _ in range(copies)))
+        responses = await asyncio.gather(
+            *(self.http.post("/v1/payments", json=body, headers=bank) for _ in range(copies))
+        )
         assert [r.status_code for r in responses] == [202] * copies, [r.text for r in responses]
         ids = {r.json()["payment_id"] for r in responses}
         assert len(ids) == 1, ids
@@ -156,11 +162,20 @@ class Auditor:
         """A payment whose deadline is a second or two, booked (or not) around it."""
         e2e, amount = self._e2e(), self._amount()
         payment = Payment(
-            id=uuid.uuid4(), instructing_bic="EBILAEAD", end_to_end_id=e2e,
-            fingerprint=hashlib.sha256(e2e.encode()).hexdigest(), amount=Decimal(amount), currency="AED",
-            debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_agent_bic="EBILAEAD",
-            creditor_name="Ganesh Textiles Pvt Ltd", creditor_account="30001234567", creditor_agent_bic="SBININBB",
-            status="SCREENING", workflow_id=f"payment-audit-{e2e}",
+            id=uuid.uuid4(),
+            instructing_bic="EBILAEAD",
+            end_to_end_id=e2e,
+            fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
+            amount=Decimal(amount),
+            currency="AED",
+            debtor_name="Al Noor Trading LLC",
+            debtor_iban=AE_IBAN,
+            debtor_agent_bic="EBILAEAD",
+            creditor_name="Ganesh Textiles Pvt Ltd",
+            creditor_account="30001234567",
+            creditor_agent_bic="SBININBB",
+            status="SCREENING",
+            workflow_id=f"payment-audit-{e2e}",
         )
         async with self.sessions() as session, session.begin():
             session.add(payment)
@@ -190,11 +205,12 @@ class Auditor:
         _, e2e, amount = self.rng.choice(self.payments)
         reference = f"B{uuid.uuid4().hex[:16]}"
         kind = self.rng.choices(
-            ["exact", "concurrent", "wrong-amount", "debit", "pending", "split-mismatch"], weights=[40, 25, 10, 10, 5, 10]
+            ["exact", "concurrent", "wrong-amount", "debit", "pending", "split-mismatch"],
+            weights=[40, 25, 10, 10, 5, 10],
         )[0]
         if kind == "split-mismatch":  # details add up to twice the entry: refused whole
             body = camt054_for(e2e, amount, entry_reference=reference).decode()
-            detail = body[body.index("<TxDtls>"):body.index("</TxDtls>") + len("</TxDtls>")]
+            detail = body[body.index("<TxDtls>") : body.index("</TxDtls>") + len("</TxDtls>")]
             outcome = await self._post(body.replace(detail, detail * 2).encode(), expect=400)
             return f"camt054 {e2e} split-mismatch: {outcome}"
         if kind == "wrong-amount":
@@ -208,8 +224,10 @@ class Auditor:
 
     async def _close(self, currency: str, funding_timeout_s: int):
         handle = await self.client.start_workflow(
-            ClearingWindowWorkflow.run, ClearingInput(currency=currency, funding_timeout_s=funding_timeout_s),
-            id=f"clearing-{currency}-audit-{uuid.uuid4().hex[:8]}", task_queue=self.settings.task_queue,
+            ClearingWindowWorkflow.run,
+            ClearingInput(currency=currency, funding_timeout_s=funding_timeout_s),
+            id=f"clearing-{currency}-audit-{uuid.uuid4().hex[:8]}",
+            task_queue=self.settings.task_queue,
         )
         self.workflow_ids.add(handle.id)
         for _ in range(200):
@@ -225,8 +243,14 @@ class Auditor:
         for currency in sorted(NET_BANKS):
             handle, instructions = await self._close(currency, funding_timeout_s=30)
             for instruction in instructions:
-                await self._post(camt054_for(instruction.reference, str(instruction.amount), currency,
-                                             entry_reference=f"F{uuid.uuid4().hex[:16]}"))
+                await self._post(
+                    camt054_for(
+                        instruction.reference,
+                        str(instruction.amount),
+                        currency,
+                        entry_reference=f"F{uuid.uuid4().hex[:16]}",
+                    )
+                )
             state = await asyncio.wait_for(handle.result(), timeout=60)
             assert state.status in ("SETTLED", "NO_WINDOW"), state
 
@@ -249,7 +273,9 @@ class Auditor:
             self.workflow_ids.add(response.json()["workflow_id"])
         for payment_id, payer in ids:  # each has joined a window (or been routed gross)
             for _ in range(100):
-                state = (await self.http.get(f"/v1/payments/{payment_id}", headers=auth(self.credentials["banks"][payer]))).json()
+                state = (
+                    await self.http.get(f"/v1/payments/{payment_id}", headers=auth(self.credentials["banks"][payer]))
+                ).json()
                 if state["status"] != "SCREENING":
                     break
                 await asyncio.sleep(0.1)
@@ -260,7 +286,9 @@ class Auditor:
             choice = self.rng.choice(["exact", "exact", "over", "under", "late", "none"])
             choices.append(choice)
             amount = instruction.amount + {"over": Decimal("7.00"), "under": Decimal("-0.01")}.get(choice, Decimal(0))
-            body = camt054_for(instruction.reference, str(amount), currency, entry_reference=f"F{uuid.uuid4().hex[:16]}")
+            body = camt054_for(
+                instruction.reference, str(amount), currency, entry_reference=f"F{uuid.uuid4().hex[:16]}"
+            )
             if choice == "late":
                 late.append(body)
             elif choice != "none" and amount > 0:
@@ -276,9 +304,9 @@ async def wait_until_quiet(sessions: async_sessionmaker, timeout_s: float = 60) 
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
         async with sessions() as session:
-            busy = await session.scalar(text(
-                "SELECT count(*) FROM payments WHERE end_to_end_id LIKE 'AUD-%' AND status = 'SETTLED'"))
+            busy = await session.scalar(
+                text("SELECT count(*) FROM payments WHERE end_to_end_id LIKE 'AUD-%' AND status = 'SETTLED'")
+            )
         if not busy:
             return
         await asyncio.sleep(0.2)
-

@@ -1,5 +1,6 @@
 """Hostile XML bodies the ISO 20022 parsers must refuse (tests/unit/test_pacs008.py,
 test_camt054.py)."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ test_minting.py, test_mint_batching.py).
 Every scenario builds its own rows (fresh participants unless given), so balances are
 exact and nothing collides with other tests sharing the database.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,8 @@ import pytest
 from sqlalchemy import func, or_, select
 from temporalio.exceptions import ApplicationError
 
-from activities import ledger
-from activities.errors import MINT_REFUSED
 from activities.tokens import TokenActivities
+from deltran import ledger
 from deltran.db.tables import (
     Account,
     BankNotification,
@@ -31,6 +31,7 @@ from deltran.db.tables import (
     Token,
 )
 from deltran.shared import MintInput, ObligationStatus, PaymentStatus
+from deltran.temporal.errors import MINT_REFUSED
 
 AMOUNT = Decimal("2500.00")
 CURRENCY = "AED"
@@ -58,7 +59,9 @@ def _unique_bic() -> str:
 
 # Every "Q??" code once, in a random order: drawn at random with replacement, two of a
 # session's fourteen draws from 676 codes shared a currency about one run in eight.
-_PRIVATE_CURRENCIES = iter(random.sample([f"Q{a}{b}" for a in string.ascii_uppercase for b in string.ascii_uppercase], 676))
+_PRIVATE_CURRENCIES = iter(
+    random.sample([f"Q{a}{b}" for a in string.ascii_uppercase for b in string.ascii_uppercase], 676)
+)
 
 
 def private_currency() -> str:

@@ -1,4 +1,5 @@
 """Builders and pollers shared by the integration tests."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,7 @@ from decimal import Decimal
 
 import httpx
 
-from api.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.iso20022.camt054 import BookingSpec, build_camt054
 
 # Real registry-valid IBANs for the demo corridor; India has no IBAN: account numbers.
 AE_IBAN = "AE070331234567890123456"

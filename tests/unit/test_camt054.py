@@ -1,4 +1,5 @@
 """camt.054.001.08 reader/writer and the hardened XML parsing under it."""
+
 from __future__ import annotations
 
 import datetime
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from api.iso20022.camt054 import (
+from deltran.iso20022.camt054 import (
     NS,
     SCHEMA,
     BookingSpec,
@@ -18,11 +19,11 @@ from api.iso20022.camt054 import (
     build_camt054_multi,
     parse_camt054,
 )
-from api.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema, parse_xml
+from deltran.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema, parse_xml
 from tests.support.hostile_xml import BILLION_LAUGHS, xxe
 
 FIXTURES = Path(__file__).with_name("fixtures")
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 UETR = "8a562c67-ca16-48ba-b074-65581be6f001"
 
 
@@ -50,8 +51,16 @@ def test_schema_is_the_official_file():
 def test_round_trip_and_validates_against_xsd():
     bookings = [
         _booking(uetr=UETR.upper(), bank_reference="TX-1", booking_date=datetime.date(2025, 1, 2)),
-        _booking(end_to_end_id=None, amount=Decimal("7"), currency="USD", entry_reference="BK-2",
-                 status="PDNG", credit_debit="DBIT", reversal=True, account="GB33BUKB20201555555555"),
+        _booking(
+            end_to_end_id=None,
+            amount=Decimal("7"),
+            currency="USD",
+            entry_reference="BK-2",
+            status="PDNG",
+            credit_debit="DBIT",
+            reversal=True,
+            account="GB33BUKB20201555555555",
+        ),
         _booking(end_to_end_id="E2E-3", amount=Decimal("0.001"), currency="KWD", entry_reference="BK-3"),
     ]
     created = datetime.datetime(2025, 1, 2, 10, 0, tzinfo=UTC)
@@ -65,13 +74,21 @@ def test_round_trip_and_validates_against_xsd():
     a, c, b = msg.entries
     assert [e.notification_id for e in msg.entries] == ["NTF-1", "NTF-1", "NTF-2"]
     assert [e.account for e in msg.entries] == [
-        "AE070331234567890123456", "AE070331234567890123456", "GB33BUKB20201555555555"]
+        "AE070331234567890123456",
+        "AE070331234567890123456",
+        "GB33BUKB20201555555555",
+    ]
     assert (a.entry_reference, a.amount, a.currency, a.end_to_end_id, a.uetr, a.bank_reference) == (
-        "BK-1", Decimal("100.50"), "AED", "E2E-1", UETR, "TX-1")
+        "BK-1",
+        Decimal("100.50"),
+        "AED",
+        "E2E-1",
+        UETR,
+        "TX-1",
+    )
     assert a.booking_date == a.value_date == datetime.date(2025, 1, 2)
     assert (a.status, a.credit_debit, a.reversal, a.tx_index) == ("BOOK", "CRDT", False, 0)
-    assert (b.status, b.credit_debit, b.reversal, b.end_to_end_id, b.booking_date) == (
-        "PDNG", "DBIT", True, None, None)
+    assert (b.status, b.credit_debit, b.reversal, b.end_to_end_id, b.booking_date) == ("PDNG", "DBIT", True, None, None)
     assert b.bank_reference == "BK-2"  # no TxDtls/Refs/AcctSvcrRef: falls back to Ntry/AcctSvcrRef
     assert c.amount == Decimal("0.001") and isinstance(c.amount, Decimal)
 
@@ -90,7 +107,11 @@ def test_multi_txdtls_writer():
     assert root.findtext(f"{{{NS}}}BkToCstmrDbtCdtNtfctn/{{{NS}}}Ntfctn/{{{NS}}}Ntry/{{{NS}}}Amt") == "6"
     entries = parse_camt054(body).entries
     assert [(e.entry_reference, e.tx_index, e.amount) for e in entries] == [
-        ("BK-1", 0, Decimal(1)), ("BK-1", 1, Decimal(2)), ("BK-1", 2, Decimal(3)), ("BK-2", 0, Decimal("100.50"))]
+        ("BK-1", 0, Decimal(1)),
+        ("BK-1", 1, Decimal(2)),
+        ("BK-1", 2, Decimal(3)),
+        ("BK-2", 0, Decimal("100.50")),
+    ]
     with pytest.raises(ValueError):
         build_camt054_multi([[_booking(), _booking(currency="USD")]], "MSG-3")
 
@@ -113,9 +134,12 @@ def test_several_notifications_entries_and_transactions():
     msg = parse_camt054((FIXTURES / "camt054_multi.xml").read_bytes())
     assert msg.message_id == "ENBD-20250314-0001"
     assert msg.created_at == datetime.datetime(
-        2025, 3, 14, 9, 30, 0, 250000, tzinfo=datetime.timezone(datetime.timedelta(hours=4)))
-    got = [(e.notification_id, e.account, e.entry_reference, e.tx_index, e.amount, e.currency, e.credit_debit)
-           for e in msg.entries]
+        2025, 3, 14, 9, 30, 0, 250000, tzinfo=datetime.timezone(datetime.timedelta(hours=4))
+    )
+    got = [
+        (e.notification_id, e.account, e.entry_reference, e.tx_index, e.amount, e.currency, e.credit_debit)
+        for e in msg.entries
+    ]
     assert got == [
         ("NTF-A", "AE070331234567890123456", "BATCH-001", 0, Decimal("1000.50"), "AED", "CRDT"),
         ("NTF-A", "AE070331234567890123456", "BATCH-001", 1, Decimal("500.2"), "AED", "CRDT"),  # AmtDtls/TxAmt
@@ -127,7 +151,12 @@ def test_several_notifications_entries_and_transactions():
     ]
     first, second, third, pending, reversal, prtry, _ = msg.entries
     assert (first.end_to_end_id, first.uetr, first.instruction_id, first.transaction_id, first.bank_reference) == (
-        "E2E-1", "5b7a3c1e-2f4d-4e8a-9b6c-1d2e3f4a5b6c", "INSTR-1", "TXID-1", "TX-001")
+        "E2E-1",
+        "5b7a3c1e-2f4d-4e8a-9b6c-1d2e3f4a5b6c",
+        "INSTR-1",
+        "TXID-1",
+        "TX-001",
+    )
     assert (first.booking_date, first.value_date) == (datetime.date(2025, 3, 14), datetime.date(2025, 3, 15))
     assert second.bank_reference == "BATCH-001" and second.end_to_end_id == "E2E-2"
     assert third.end_to_end_id is None  # NOTPROVIDED
@@ -142,14 +171,22 @@ def test_apphdr_envelope():
     assert msg.message_id == "ENBD-20250314-0002"
     (entry,) = msg.entries
     assert (entry.entry_reference, entry.end_to_end_id, entry.amount, entry.uetr) == (
-        "ENBD-BK-42", "DT-E2E-42", Decimal("367.25"), "0f6e5d4c-3b2a-4c1d-8e9f-a0b1c2d3e4f5")
+        "ENBD-BK-42",
+        "DT-E2E-42",
+        Decimal("367.25"),
+        "0f6e5d4c-3b2a-4c1d-8e9f-a0b1c2d3e4f5",
+    )
 
 
 @pytest.mark.parametrize("prefix", ["ns0:", "camt:"])
 def test_any_prefix(prefix):
     body = _valid_body().decode()
-    body = body.replace('xmlns="', f'xmlns:{prefix[:-1]}="').replace("<", f"<{prefix}").replace(
-        f"<{prefix}/", f"</{prefix}").replace(f"<{prefix}?", "<?")
+    body = (
+        body.replace('xmlns="', f'xmlns:{prefix[:-1]}="')
+        .replace("<", f"<{prefix}")
+        .replace(f"<{prefix}/", f"</{prefix}")
+        .replace(f"<{prefix}?", "<?")
+    )
     assert f"<{prefix}Document" in body
     assert parse_camt054(body.encode()).entries[0].entry_reference == "BK-1"
 
@@ -175,15 +212,27 @@ def _nostro_77(first: bytes, second: bytes) -> bytes:
     ("first", "second", "why"),
     [
         # 100 + 100 under a 30 entry would book 200 of fiat the bank never booked.
-        (b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
-         b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>', "add up to 40 USD, the entry books 30"),
-        (b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
-         b'<n:Amt Ccy="USD">5</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>', "add up to 25 USD"),
+        (
+            b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+            b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+            "add up to 40 USD, the entry books 30",
+        ),
+        (
+            b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+            b'<n:Amt Ccy="USD">5</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+            "add up to 25 USD",
+        ),
         # A debit entry whose details call themselves credits must not read as a credit.
-        (b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
-         b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>DBIT</n:CdtDbtInd>', r"TxDtls\[1\] is DBIT, the entry is CRDT"),
-        (b'<n:Amt Ccy="EUR">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
-         b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>', r"TxDtls\[0\] is EUR, the entry is USD"),
+        (
+            b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+            b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>DBIT</n:CdtDbtInd>',
+            r"TxDtls\[1\] is DBIT, the entry is CRDT",
+        ),
+        (
+            b'<n:Amt Ccy="EUR">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+            b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+            r"TxDtls\[0\] is EUR, the entry is USD",
+        ),
     ],
     ids=["parts-exceed-entry", "parts-short-of-entry", "debit-detail-under-credit", "other-currency"],
 )
@@ -194,10 +243,14 @@ def test_details_that_disagree_with_their_entry_refuse_the_message(first, second
 
 
 def test_debit_entry_with_credit_details_is_refused():
-    body = _nostro_77(b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
-                      b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>')
-    body = body.replace(b'<n:Amt Ccy="USD">30</n:Amt>\n        <n:CdtDbtInd>CRDT</n:CdtDbtInd>',
-                        b'<n:Amt Ccy="USD">30</n:Amt>\n        <n:CdtDbtInd>DBIT</n:CdtDbtInd>')
+    body = _nostro_77(
+        b'<n:Amt Ccy="USD">20</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+        b'<n:Amt Ccy="USD">10</n:Amt><n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+    )
+    body = body.replace(
+        b'<n:Amt Ccy="USD">30</n:Amt>\n        <n:CdtDbtInd>CRDT</n:CdtDbtInd>',
+        b'<n:Amt Ccy="USD">30</n:Amt>\n        <n:CdtDbtInd>DBIT</n:CdtDbtInd>',
+    )
     with pytest.raises(Camt054Invalid, match="TxDtls.0. is CRDT, the entry is DBIT"):
         parse_camt054(body)
 
@@ -252,7 +305,7 @@ def test_schema_invalid_document():
 
 def test_schema_errors_in_an_envelope_carry_the_original_line_numbers():
     body = (FIXTURES / "camt054_apphdr.xml").read_bytes().replace(b"<Sts><Cd>BOOK</Cd></Sts>", b"")
-    line = next(i for i, l in enumerate(body.splitlines(), 1) if b"<BookgDt>" in l)
+    line = next(i for i, text in enumerate(body.splitlines(), 1) if b"<BookgDt>" in text)
     with pytest.raises(Camt054Invalid) as exc:
         parse_camt054(body)
     assert any(e.startswith(f"line {line}:") and "Expected is one of ( RvslInd, Sts )" in e for e in exc.value.errors)

@@ -1,4 +1,5 @@
 """Compliance checks that need neither the database nor the sanctions list."""
+
 from __future__ import annotations
 
 import uuid
@@ -6,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from activities.compliance import Rejection, check_account, check_bic, static_checks
 from deltran.config import Settings
 from deltran.db.tables import Payment
+from deltran.domain.compliance.checks import Rejection, check_account, check_bic, static_checks
 from deltran.reason_codes import ReasonCode
 
 AE_IBAN = "AE070331234567890123456"
@@ -173,9 +174,7 @@ def test_supported_currencies_follow_settings(tmp_path):
 
 def test_checks_run_in_order_banks_first(settings):
     # Several defects at once: the bank identifiers are reported first, then accounts.
-    everything_wrong = _payment(
-        debtor_agent_bic="BAD", debtor_iban=AE_IBAN_BAD_CHECKSUM, currency="GBP"
-    )
+    everything_wrong = _payment(debtor_agent_bic="BAD", debtor_iban=AE_IBAN_BAD_CHECKSUM, currency="GBP")
     rejection = static_checks(everything_wrong, settings)
     assert rejection is not None and rejection.code == ReasonCode.DEBTOR_BANK_INVALID
     accounts_and_currency = _payment(debtor_iban=AE_IBAN_BAD_CHECKSUM, currency="GBP")

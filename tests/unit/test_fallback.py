@@ -1,5 +1,6 @@
-"""The fallback of an under-funded window (deltran.clearing.fallback): always feasible
+"""The fallback of an under-funded window (deltran.domain.clearing.fallback): always feasible
 in exact Decimal arithmetic, optimal when the solver proves it, never worse than greedy."""
+
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deltran.clearing import fallback
-from deltran.clearing.fallback import choose_settleable
-from deltran.clearing.netting import Obligation, net
+from deltran.domain.clearing import fallback
+from deltran.domain.clearing.fallback import choose_settleable
+from deltran.domain.clearing.netting import Obligation, net
 
 PROPERTIES = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 ZERO = Decimal(0)
@@ -31,7 +32,7 @@ class _Records(logging.Handler):
 
 
 RECORDS = _Records()
-logging.getLogger("deltran.clearing.fallback").addHandler(RECORDS)
+logging.getLogger("deltran.domain.clearing.fallback").addHandler(RECORDS)
 
 
 def balances(obligations, funded, ids) -> dict[str, Decimal]:
@@ -202,10 +203,18 @@ def test_fixing_never_cuts_off_the_optimum(data):
     # Small amounts (so that a gap of 0 is quick to prove) on windows too large to
     # brute-force: the reduced-cost fixing must find the plain MILP's optimum.
     n = data.draw(st.integers(2, 8))
-    rows = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n - 1), st.integers(1, 500)), min_size=20, max_size=80))
-    obligations = [Obligation(f"o{k}", f"B{p}", f"B{(p + s) % n}", Decimal(c).scaleb(-2)) for k, (p, s, c) in enumerate(rows)]
+    rows = data.draw(
+        st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n - 1), st.integers(1, 500)), min_size=20, max_size=80)
+    )
+    obligations = [
+        Obligation(f"o{k}", f"B{p}", f"B{(p + s) % n}", Decimal(c).scaleb(-2)) for k, (p, s, c) in enumerate(rows)
+    ]
     positions = net(obligations).positions
-    funded = {b: (-v * data.draw(st.integers(0, 100)) / 100).quantize(Decimal("0.01")) for b, v in sorted(positions.items()) if v < 0}
+    funded = {
+        b: (-v * data.draw(st.integers(0, 100)) / 100).quantize(Decimal("0.01"))
+        for b, v in sorted(positions.items())
+        if v < 0
+    }
     result = choose_settleable(obligations, funded, mip_rel_gap=0.0)
     check_result(obligations, funded, result)
     expected = plain_milp_value(obligations, funded)
@@ -230,7 +239,12 @@ def test_greedy_is_suboptimal_where_exact_is_not():
     greedy = choose_settleable(obligations, funded, method="greedy")
     exact = choose_settleable(obligations, funded)
     assert (greedy.method, greedy.settled_value) == ("greedy", Decimal("4.00"))
-    assert (exact.method, exact.settled_value, exact.settle, exact.roll) == ("exact", Decimal("7.00"), ("a",), ("b", "c"))
+    assert (exact.method, exact.settled_value, exact.settle, exact.roll) == (
+        "exact",
+        Decimal("7.00"),
+        ("a",),
+        ("b", "c"),
+    )
     assert exact.leftover == {"A": ZERO}
     assert brute_force(obligations, funded) == Decimal("7.00")
 

@@ -1,4 +1,5 @@
 """The worker's and API's garbage-collector settings (deltran/gc_tuning.py)."""
+
 from __future__ import annotations
 
 import gc

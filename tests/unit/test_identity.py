@@ -1,5 +1,6 @@
 """Payment identity: ids derived from (instructing BIC, EndToEndId), and the content
 fingerprint that tells a duplicate from a conflicting resubmission."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Pure guards on what may come in and what may be retried."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 
 from api.problems import Problem
 from api.schemas import PaymentIn
-from activities.ledger import LedgerRefused, Refusal, refusal_of
 from api.strict_json import refuse_duplicate_keys
-from worker.fail_fast import permanent_failure
+from deltran.ledger import LedgerRefused, Refusal, refusal_of
 from tests.support.payments import payment_body
+from worker.fail_fast import permanent_failure
 
 
 def _integrity(orig: Exception) -> IntegrityError:
@@ -20,7 +21,9 @@ def _integrity(orig: Exception) -> IntegrityError:
 
 def test_invariant_and_constraint_failures_are_permanent_but_a_unique_race_is_not():
     assert permanent_failure(AssertionError("a transfer moves a positive amount")) == "assertion"
-    assert permanent_failure(_integrity(CheckViolationError("ck_ledger_transfers_distinct_accounts"))) == "integrity:23514"
+    assert (
+        permanent_failure(_integrity(CheckViolationError("ck_ledger_transfers_distinct_accounts"))) == "integrity:23514"
+    )
     # A unique violation can be a lost race the next attempt reads as done: retried.
     assert permanent_failure(_integrity(UniqueViolationError("uq_tokens_obligation_id"))) is None
     assert permanent_failure(ConnectionResetError()) is None
@@ -32,21 +35,27 @@ def test_a_refused_posting_is_permanent_but_a_broken_backing_waits_for_the_break
     assert permanent_failure(LedgerRefused(Refusal.SUPPLY_EXCEEDS_FIAT, "x", currency="AED")) is None
 
 
-@pytest.mark.parametrize("constraint, refusal", [
-    ("ck_accounts_balance_not_negative", Refusal.BALANCE_BELOW_ZERO),
-    ("ck_ledger_transfers_distinct_accounts", Refusal.SAME_ACCOUNT),
-    ("ck_ledger_transfers_amount_positive", Refusal.AMOUNT_NOT_POSITIVE),
-    ("ck_payments_distinct_agents", None),  # not a posting's constraint: not the ledger's to name
-])
+@pytest.mark.parametrize(
+    "constraint, refusal",
+    [
+        ("ck_accounts_balance_not_negative", Refusal.BALANCE_BELOW_ZERO),
+        ("ck_ledger_transfers_distinct_accounts", Refusal.SAME_ACCOUNT),
+        ("ck_ledger_transfers_amount_positive", Refusal.AMOUNT_NOT_POSITIVE),
+        ("ck_payments_distinct_agents", None),  # not a posting's constraint: not the ledger's to name
+    ],
+)
 def test_a_posting_constraint_is_named_as_its_refusal(constraint, refusal):
     assert refusal_of(_integrity(CheckViolationError(f'violates check constraint "{constraint}"'))) is refusal
 
 
-@pytest.mark.parametrize("body", [
-    b'{"amount": "1.00", "amount": "1000000.00"}',
-    b'{"debtor": {"name": "A", "name": "B"}}',
-    b'[{"x": 1}, {"y": 2, "y": 3}]',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"amount": "1.00", "amount": "1000000.00"}',
+        b'{"debtor": {"name": "A", "name": "B"}}',
+        b'[{"x": 1}, {"y": 2, "y": 3}]',
+    ],
+)
 def test_a_json_key_given_twice_is_refused_naming_it(body):
     with pytest.raises(Problem) as refused:
         refuse_duplicate_keys(body)

@@ -1,5 +1,6 @@
-"""Structured logs (deltran/logging_setup.py) and the worker's activity log context
+"""Structured logs (deltran/observability/logs.py) and the worker's activity log context
 (worker/logging_interceptor.py): JSON lines, bound context, redaction, text mode."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from deltran.logging_setup import (
+from deltran.observability.logs import (
     JsonFormatter,
     TextFormatter,
     bind,
@@ -147,8 +148,13 @@ def test_message_scan_spares_references_and_ids():
 def test_account_and_iban_fields_are_masked(capture):
     capture.logger.info(
         "x",
-        extra={"debtor_iban": IBAN, "creditor_account": "30001234567", "party": {"iban": IBAN},
-               "accounts": [IBAN], "note": f"from {IBAN}"},
+        extra={
+            "debtor_iban": IBAN,
+            "creditor_account": "30001234567",
+            "party": {"iban": IBAN},
+            "accounts": [IBAN],
+            "note": f"from {IBAN}",
+        },
     )
     (record,) = capture.records()
     assert record["debtor_iban"] == "AE07…3456"
@@ -162,9 +168,15 @@ def test_account_and_iban_fields_are_masked(capture):
 def test_authorization_headers_and_keys_never_logged(capture):
     secret = "k3y-ZmFrZV9zZWNyZXRfdG9rZW4"
     capture.logger.info(
-        "request with Authorization: Bearer %s and api_key=%s", secret, secret,
-        extra={"headers": {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
-               "api_key": secret, "key": secret, "admin_key": secret},
+        "request with Authorization: Bearer %s and api_key=%s",
+        secret,
+        secret,
+        extra={
+            "headers": {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+            "api_key": secret,
+            "key": secret,
+            "admin_key": secret,
+        },
     )
     with bind(authorization=f"Bearer {secret}"):
         capture.logger.info("bound %s", f"Bearer {secret}")
@@ -293,7 +305,8 @@ def test_activity_arguments_give_payment_and_window():
     assert context_of("settle_window", [window_id]) == {"window_id": window_id}
     assert context_of("some_future_activity", [window_id]) == {}
     settle = SettleInput(
-        payment_id=PAYMENT_ID, obligation_id=uuid.uuid4(),
+        payment_id=PAYMENT_ID,
+        obligation_id=uuid.uuid4(),
         window=WindowSettlement(window_id=window_id, settlement_reference="WIN-1"),
     )
     assert context_of("settle_obligation", [settle]) == {"payment_id": PAYMENT_ID, "window_id": window_id}
@@ -357,7 +370,11 @@ def _ours(stream: io.StringIO) -> list[dict]:
 def test_interceptor_binds_context_and_logs_completion(root_capture):
     next_ = _Next()
     assert _run_intercepted(next_, "screen_payment", [PAYMENT_ID]) == "done"
-    assert next_.seen == {"workflow_id": "payment-EBILAEAD-E2E-1", "activity": "screen_payment", "payment_id": PAYMENT_ID}
+    assert next_.seen == {
+        "workflow_id": "payment-EBILAEAD-E2E-1",
+        "activity": "screen_payment",
+        "payment_id": PAYMENT_ID,
+    }
     inside, done = _ours(root_capture)
     assert inside["event"] == "inside the activity" and inside["payment_id"] == str(PAYMENT_ID)
     assert done["event"] == "activity completed" and done["level"] == "INFO"

@@ -1,5 +1,6 @@
-"""mint_refusal: every validation the token engine makes before it mints (MISSION.md,
-"The payment lifecycle", step 6), on in-memory obligations."""
+"""mint_refusal: every validation the token engine makes before it mints
+(deltran/domain/tokens.py), on in-memory obligations."""
+
 from __future__ import annotations
 
 import uuid
@@ -8,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from activities.tokens import FiatEvidence, mint_refusal
 from deltran.db.tables import Obligation
+from deltran.domain.tokens import FiatEvidence, mint_refusal
 from deltran.shared import ObligationStatus
 
 
@@ -59,9 +60,7 @@ def test_refused_unless_settled(status):
 
 
 def test_status_is_checked_before_anything_else():
-    reason = mint_refusal(
-        _obligation(status=ObligationStatus.PENDING, bank_confirmation_reference=None), None
-    )
+    reason = mint_refusal(_obligation(status=ObligationStatus.PENDING, bank_confirmation_reference=None), None)
     assert reason is not None and "not SETTLED" in reason
 
 

@@ -1,12 +1,12 @@
 """Money rules: ISO 4217 minor units, exact Decimals, no junk amounts."""
+
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import pytest
 
 from deltran.money import MINOR_UNITS, AmountError, format_amount, parse_amount
-
 
 # --------------------------------------------------------------------------- minor units
 
@@ -72,7 +72,9 @@ def test_parse_rejects_zero_and_negative(value):
         parse_amount(value, "AED")
 
 
-@pytest.mark.parametrize("value", ["NaN", "nan", "sNaN", "Infinity", "-Infinity", "inf", Decimal("NaN"), Decimal("Infinity")])
+@pytest.mark.parametrize(
+    "value", ["NaN", "nan", "sNaN", "Infinity", "-Infinity", "inf", Decimal("NaN"), Decimal("Infinity")]
+)
 def test_parse_rejects_non_finite(value):
     with pytest.raises(AmountError, match="finite|not a decimal number"):
         parse_amount(value, "AED")

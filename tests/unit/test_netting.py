@@ -1,4 +1,5 @@
-"""Multilateral netting (deltran.clearing.netting): exact, conserving, bounded."""
+"""Multilateral netting (deltran.domain.clearing.netting): exact, conserving, bounded."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deltran.clearing.netting import Obligation, net, transfers_to_settle
+from deltran.domain.clearing.netting import Obligation, net, transfers_to_settle
 
 PROPERTIES = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 
@@ -64,11 +65,13 @@ def test_funding_the_instructions_keeps_every_balance_non_negative(obligations):
 
 def test_perfect_cycle_nets_to_zero():
     amount = Decimal("250000.00")
-    result = net([
-        Obligation("1", "A", "B", amount),
-        Obligation("2", "B", "C", amount),
-        Obligation("3", "C", "A", amount),
-    ])
+    result = net(
+        [
+            Obligation("1", "A", "B", amount),
+            Obligation("2", "B", "C", amount),
+            Obligation("3", "C", "A", amount),
+        ]
+    )
     assert result.positions == {"A": 0, "B": 0, "C": 0}
     assert result.gross == Decimal("750000.00")
     assert result.net == 0
@@ -80,7 +83,11 @@ def test_perfect_cycle_nets_to_zero():
 def test_bilateral_example():
     result = net([Obligation("1", "A", "B", Decimal("100.00")), Obligation("2", "B", "A", Decimal("60.00"))])
     assert result.positions == {"A": Decimal("-40.00"), "B": Decimal("40.00")}
-    assert (result.gross, result.net, result.liquidity_saved) == (Decimal("160.00"), Decimal("40.00"), Decimal("120.00"))
+    assert (result.gross, result.net, result.liquidity_saved) == (
+        Decimal("160.00"),
+        Decimal("40.00"),
+        Decimal("120.00"),
+    )
     assert result.efficiency == Decimal("0.750000")
     assert transfers_to_settle(result.positions) == [("A", Decimal("40.00"))]
 

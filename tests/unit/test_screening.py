@@ -1,4 +1,5 @@
 """Sanctions screening: normalization, matching at the default threshold, fail-closed loading."""
+
 from __future__ import annotations
 
 import random
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deltran.config import DEMO_SANCTIONS_LIST
-from deltran.screening import (
+from deltran.domain.compliance.screening import (
     SanctionsEntry,
     SanctionsList,
     SanctionsListError,
@@ -45,12 +46,8 @@ def test_demo_list_contents(demo: SanctionsList) -> None:
 
 
 def test_exact_names_hit_with_full_score(demo: SanctionsList) -> None:
-    assert demo.screen("Viktor Blacklistov", THRESHOLD) == ScreeningHit(
-        "DEMO-001", "Viktor Blacklistov", 100.0
-    )
-    assert demo.screen("Shadow Trading LLC", THRESHOLD) == ScreeningHit(
-        "DEMO-010", "Shadow Trading LLC", 100.0
-    )
+    assert demo.screen("Viktor Blacklistov", THRESHOLD) == ScreeningHit("DEMO-001", "Viktor Blacklistov", 100.0)
+    assert demo.screen("Shadow Trading LLC", THRESHOLD) == ScreeningHit("DEMO-010", "Shadow Trading LLC", 100.0)
 
 
 def test_alias_hit_reports_the_alias(demo: SanctionsList) -> None:
@@ -239,8 +236,7 @@ def test_lower_threshold_lets_near_misses_through(demo: SanctionsList) -> None:
 def test_best_hit_is_returned(tmp_path: Path) -> None:
     path = tmp_path / "list.csv"
     path.write_text(
-        HEADER
-        + "A-1,Viktor Blacklistova,,P\nA-2,Viktor Blacklistov,,P\nA-3,Viktor Blaklistov,,P\n",
+        HEADER + "A-1,Viktor Blacklistova,,P\nA-2,Viktor Blacklistov,,P\nA-3,Viktor Blaklistov,,P\n",
         encoding="utf-8",
     )
     sl = SanctionsList.load(path)
@@ -251,7 +247,7 @@ def test_best_hit_is_returned(tmp_path: Path) -> None:
 
 def test_prefilter_does_not_change_results() -> None:
     """The native pre-filter must never drop a name the full score would accept."""
-    from deltran.screening import _score
+    from deltran.domain.compliance.screening import _score
 
     rng = random.Random(7)
 
@@ -341,10 +337,7 @@ def test_empty_list_cannot_be_constructed() -> None:
 
 
 def test_load_good_file(tmp_path: Path) -> None:
-    text = (
-        "\ufeff" + HEADER
-        + "X-1,Someone Fictional, Alias One | |Alias Two ,P\n\nX-2,\"DOE, Jane\",,Q\n"
-    )
+    text = "\ufeff" + HEADER + 'X-1,Someone Fictional, Alias One | |Alias Two ,P\n\nX-2,"DOE, Jane",,Q\n'
     sl = SanctionsList.load(write(tmp_path, text))
     assert sl.entries == (
         SanctionsEntry("X-1", ("Someone Fictional", "Alias One", "Alias Two"), "P"),
@@ -398,7 +391,7 @@ def test_disguise_rules_do_not_make_near_misses_hit(demo: SanctionsList, name: s
 
 
 def test_readings_of_a_plain_name_are_just_one() -> None:
-    from deltran.screening import query_readings
+    from deltran.domain.compliance.screening import query_readings
 
     # The extra readings cost nothing for ordinary names.
     assert query_readings("Viktor Blacklistov") == ["viktor blacklistov"]

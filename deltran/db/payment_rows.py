@@ -1,0 +1,74 @@
+"""Reads and writes of a payment's row that several engines share."""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deltran.db.tables import BankNotification, LedgerTransfer, Participant, Payment
+from deltran.shared import PaymentStatus
+
+
+async def agents_of(session: AsyncSession, payment: Payment) -> dict[str, Participant]:
+    """The payment's debtor and creditor agents that are participants, by BIC (one query)."""
+    rows = await session.scalars(
+        select(Participant).where(Participant.bic.in_([payment.debtor_agent_bic, payment.creditor_agent_bic]))
+    )
+    return {p.bic: p for p in rows}
+
+
+async def lock(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
+    """The payment's row, locked FOR NO KEY UPDATE for the rest of the transaction.
+
+    This is the cut-off between a payment's own transitions (routing, rejection,
+    expiry) and a camt.054 booking it: the intake reads the payment FOR SHARE before it
+    stores a MATCHED entry, so each side sees what the other committed, never half of it.
+    """
+    return await session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update(key_share=True))
+
+
+async def has_booking(session: AsyncSession, payment_id: uuid.UUID) -> bool:
+    """A camt.054 entry matched to the payment is stored: its fiat is booked for it."""
+    return bool(
+        await session.scalar(
+            select(func.count())
+            .select_from(BankNotification)
+            .where(BankNotification.payment_id == payment_id, BankNotification.outcome == "MATCHED")
+        )
+    )
+
+
+async def return_bookings(session: AsyncSession, payment_id: uuid.UUID, status: PaymentStatus) -> int:
+    """The payment ended without settling: fiat booked for it (a camt.054 that came
+    early, during screening) can no longer settle anything. Its entry becomes an
+    exception to return (PAYMENT_NOT_AWAITING, listed by the end-of-day run), so no
+    booked entry is left MATCHED with nothing ever to mint it. Never one already minted."""
+    minted = select(LedgerTransfer.id).where(LedgerTransfer.notification_id == BankNotification.id).exists()
+    result = await session.execute(
+        update(BankNotification)
+        .where(BankNotification.payment_id == payment_id, BankNotification.outcome == "MATCHED", ~minted)
+        .values(
+            outcome="PAYMENT_NOT_AWAITING",
+            outcome_detail=f"payment is {status.value}: the booked fiat is to be returned",
+        )
+    )
+    return cast(CursorResult, result).rowcount
+
+
+async def reject(session: AsyncSession, payment_id: uuid.UUID, code: str, reason: str, **values) -> None:
+    """SCREENING → REJECTED, conditional so a retry changes nothing; fiat already booked
+    for the payment becomes an exception to return."""
+    await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == PaymentStatus.SCREENING)
+        .values(
+            status=PaymentStatus.REJECTED,
+            rejection_code=code,
+            rejection_reason=reason,
+            **({"updated_at": func.now()} | values),
+        )
+    )
+    await return_bookings(session, payment_id, PaymentStatus.REJECTED)

@@ -1,0 +1,121 @@
+"""The settlement engine's matching rules: what one camt.054 entry settles, and why not.
+
+A booked credit settles a gross payment it names (UETR first, else EndToEndId) when
+amount and currency agree and the payment still waits for it, or funds the window
+instruction whose reference it carries (at least the instructed amount; any excess
+stays on the funder's token balance). Everything else is stored as an exception with
+its reason. Pure: deltran/intake/camt054.py finds the candidates and stores the outcome.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol, TypeVar
+
+from deltran.shared import PaymentStatus
+
+# A booked credit can fund a payment that is still being screened or already waits.
+FUNDABLE = (PaymentStatus.SCREENING, PaymentStatus.AWAITING_SETTLEMENT)
+# Outcomes ops must look at (docs/runbook.md, "camt.054 exceptions").
+EXCEPTIONS = frozenset({"UNMATCHED", "AMBIGUOUS", "AMOUNT_MISMATCH", "PAYMENT_NOT_AWAITING"})
+# A window funding carries its instruction's reference as EndToEndId.
+FUNDING_REFERENCE_PREFIX = "FUND-"
+
+Outcome = tuple[str, str | None]  # (outcome, why)
+
+
+class Entry(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def credit_debit(self) -> str: ...
+    @property
+    def reversal(self) -> bool: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def uetr(self) -> str | None: ...
+    @property
+    def end_to_end_id(self) -> str | None: ...
+
+
+class Payable(Protocol):
+    """What an entry can pay: a payment or a window funding instruction."""
+
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+P = TypeVar("P", bound=Payable)
+
+
+def may_fund_a_window(entry: Entry) -> bool:
+    return entry.end_to_end_id is not None and entry.end_to_end_id.startswith(FUNDING_REFERENCE_PREFIX)
+
+
+def unsettling(entry: Entry) -> Outcome | None:
+    """Why this entry cannot settle any payment, before looking one up; or None."""
+    if entry.status != "BOOK":
+        return "NOT_BOOKED", f"entry status {entry.status} does not settle"
+    if entry.credit_debit != "CRDT" or entry.reversal:
+        return "NOT_A_CREDIT", "only booked credits settle payments"
+    if entry.uetr is None and entry.end_to_end_id is None:
+        return "UNMATCHED", "the entry carries neither UETR nor EndToEndId"
+    return None
+
+
+def choose_payment(entry: Entry, candidates: list[P]) -> tuple[Outcome | None, P | None]:
+    """The one payment the entry's reference names, or why there is none. Several
+    payments share an EndToEndId (it is unique per instructing bank only): the one of
+    the same amount and currency that still waits is chosen, if it is alone."""
+    if not candidates:
+        return ("UNMATCHED", "no payment has this reference"), None
+    if len(candidates) > 1:
+        same = [
+            p for p in candidates if p.amount == entry.amount and p.currency == entry.currency and p.status in FUNDABLE
+        ]
+        if len(same) != 1:
+            return ("AMBIGUOUS", f"{len(candidates)} payments share this EndToEndId"), None
+        candidates = same
+    return None, candidates[0]
+
+
+def payment_outcome(entry: Entry, payment: Payable, settlement_mode: str | None) -> Outcome:
+    """What the entry does for the payment it names."""
+    if payment.amount != entry.amount or payment.currency != entry.currency:
+        return (
+            "AMOUNT_MISMATCH",
+            f"booked {entry.amount} {entry.currency}, payment is {payment.amount} {payment.currency}",
+        )
+    if payment.status not in FUNDABLE:
+        return "PAYMENT_NOT_AWAITING", f"payment is {payment.status}"
+    if settlement_mode == "NET":
+        return "PAYMENT_NOT_AWAITING", "the payment settles net in its clearing window: fund the window's instruction"
+    return "MATCHED", None
+
+
+def funding_outcome(entry: Entry, instruction: Payable) -> Outcome:
+    """What the entry does for the window funding instruction it names."""
+    if entry.status != "BOOK":
+        return "NOT_BOOKED", f"entry status {entry.status} does not fund"
+    if entry.credit_debit != "CRDT" or entry.reversal:
+        return "NOT_A_CREDIT", "only booked credits fund a window"
+    if entry.amount < instruction.amount or entry.currency != instruction.currency:
+        return (
+            "AMOUNT_MISMATCH",
+            f"booked {entry.amount} {entry.currency}, instructed {instruction.amount} {instruction.currency}",
+        )
+    if instruction.status != "PENDING":
+        return "PAYMENT_NOT_AWAITING", f"funding instruction is {instruction.status}: the booked fiat is to be returned"
+    if entry.amount > instruction.amount:
+        return "MATCHED", (
+            f"over-funded by {entry.amount - instruction.amount} {entry.currency}:"
+            " the excess stays on the funder's token balance"
+        )
+    return "MATCHED", None

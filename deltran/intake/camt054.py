@@ -1,0 +1,393 @@
+"""camt.054 intake: store every entry, match booked credits to payments, signal them.
+
+Every entry is stored, matched or not, in the same transaction as the raw message.
+Only after that commit are matched payments signalled; an entry whose signal did not go
+out (Temporal down) keeps `signalled_at` empty and is signalled again when the
+settlement agent re-posts the message, which it does on our 503, or by the worker's
+sweeper (`signal_unsent`) if it never does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from deltran import audit
+from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Obligation, Payment
+from deltran.db.tables import Camt054Message as MessageRow
+from deltran.domain import settlement
+from deltran.errors import ServiceUnavailable
+from deltran.iso20022.camt054 import Camt054Entry, Camt054Message
+from deltran.shared import FiatBooking
+from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract
+
+log = logging.getLogger("deltran.api.camt054")
+
+
+@dataclass
+class EntryResult:
+    entry: Camt054Entry
+    notification_id: uuid.UUID
+    outcome: str
+    detail: str | None
+    payment_id: uuid.UUID | None
+    duplicate: bool
+    needs_signal: bool = False
+    workflow_id: str | None = None
+    # Set for a window funding: the instruction reference the window's workflow awaits.
+    funding_reference: str | None = None
+
+
+async def receive_camt054(
+    session: AsyncSession, temporal: Client, message: Camt054Message, body: bytes, *, actor: str
+) -> list[EntryResult]:
+    async with session.begin():
+        message_row_id = await session.scalar(
+            insert(MessageRow)
+            .values(
+                message_id=message.message_id,
+                body_sha256=hashlib.sha256(body).hexdigest(),
+                body=body.decode("utf-8", errors="replace"),
+            )
+            .returning(MessageRow.id)
+        )
+        assert message_row_id is not None
+        results = [await _store_entry(session, message_row_id, entry) for entry in message.entries]
+        outcomes = Counter(r.outcome for r in results if not r.duplicate)
+        await audit.record(
+            session,
+            actor=actor,
+            action="camt054.receive",
+            subject=message.message_id,
+            result="stored",
+            details={
+                "entries": len(results),
+                "duplicates": sum(r.duplicate for r in results),
+                "outcomes": dict(outcomes),
+            },
+        )
+    try:
+        for result in results:
+            if result.needs_signal:
+                await _signal(session, temporal, result)
+    finally:  # each entry's outcome as stored (re-read when its workflow had closed)
+        for result in results:
+            _log_entry(message.message_id, result)
+    return results
+
+
+def _log_entry(message_id: str, result: EntryResult) -> None:
+    entry = result.entry
+    log.log(
+        logging.WARNING if result.outcome in settlement.EXCEPTIONS and not result.duplicate else logging.INFO,
+        "camt054 entry %s",
+        result.outcome,
+        extra={
+            "outcome": result.outcome,
+            "detail": result.detail,
+            "duplicate": result.duplicate,
+            "notification_id": result.notification_id,
+            "message_id": message_id,
+            "entry_reference": entry.entry_reference,
+            "end_to_end_id": entry.end_to_end_id,
+            "uetr": entry.uetr,
+            "amount": str(entry.amount),
+            "currency": entry.currency,
+            "payment_id": result.payment_id,
+            "workflow_id": result.workflow_id,
+            "funding_reference": result.funding_reference,
+        },
+    )
+
+
+async def _store_entry(session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry) -> EntryResult:
+    existing = await _stored(session, entry)
+    if existing is not None:
+        return await _duplicate(session, entry, existing)
+    instruction = await _funding_instruction(session, entry)
+    if instruction is not None:
+        return await _store_funding(session, message_row_id, entry, instruction)
+    outcome, detail, payment = await _classify(session, entry)
+    values = _row(message_row_id, entry) | dict(
+        payment_id=payment.id if payment else None,
+    )
+    try:
+        # A savepoint: a concurrent post of the same entry, or a second booking for the
+        # same payment, loses the race here and is then stored for what it is.
+        async with session.begin_nested():
+            row_id = await session.scalar(
+                insert(BankNotification)
+                .values(outcome=outcome, outcome_detail=detail, **values)
+                .returning(BankNotification.id)
+            )
+    except IntegrityError:
+        existing = await _stored(session, entry)
+        if existing is not None:
+            return await _duplicate(session, entry, existing)
+        outcome, detail = "PAYMENT_NOT_AWAITING", "the payment is already funded by another entry"
+        row_id = await session.scalar(
+            insert(BankNotification)
+            .values(outcome=outcome, outcome_detail=detail, **values)
+            .returning(BankNotification.id)
+        )
+    assert row_id is not None
+    matched = outcome == "MATCHED"
+    return EntryResult(
+        entry=entry,
+        notification_id=row_id,
+        outcome=outcome,
+        detail=detail,
+        payment_id=payment.id if payment else None,
+        duplicate=False,
+        needs_signal=matched,
+        workflow_id=payment.workflow_id if matched and payment else None,
+    )
+
+
+def _row(message_row_id: uuid.UUID, entry: Camt054Entry) -> dict:
+    return dict(
+        message_row_id=message_row_id,
+        account=entry.account,
+        entry_reference=entry.entry_reference,
+        tx_index=entry.tx_index,
+        end_to_end_id=entry.end_to_end_id,
+        uetr=entry.uetr,
+        bank_reference=entry.bank_reference,
+        amount=entry.amount,
+        currency=entry.currency,
+        credit_debit=entry.credit_debit,
+        entry_status=entry.status,
+        reversal=entry.reversal,
+        booking_date=entry.booking_date,
+    )
+
+
+async def _funding_instruction(session: AsyncSession, entry: Camt054Entry) -> FundingInstruction | None:
+    """The instruction whose reference the entry carries as EndToEndId, locked."""
+    if not settlement.may_fund_a_window(entry):
+        return None
+    return await session.scalar(
+        select(FundingInstruction).where(FundingInstruction.reference == entry.end_to_end_id).with_for_update()
+    )
+
+
+async def _store_funding(
+    session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry, instruction: FundingInstruction
+) -> EntryResult:
+    """A net debtor's funding: a booked credit of at least the instructed amount funds
+    the instruction (locked above, so two bookings cannot both fund it, and the window's
+    settlement cut-off either counts this funding or makes it late); the whole booked
+    amount is minted to the funder, so any excess stays on its token balance."""
+    outcome, detail = settlement.funding_outcome(entry, instruction)
+    try:
+        async with session.begin_nested():  # the same entry posted concurrently: a duplicate
+            row_id = await session.scalar(
+                insert(BankNotification)
+                .values(
+                    outcome=outcome,
+                    outcome_detail=detail,
+                    funding_instruction_id=instruction.id,
+                    **_row(message_row_id, entry),
+                )
+                .returning(BankNotification.id)
+            )
+    except IntegrityError:
+        existing = await _stored(session, entry)
+        assert existing is not None
+        return await _duplicate(session, entry, existing)
+    assert row_id is not None
+    if outcome == "MATCHED":
+        await session.execute(
+            update(FundingInstruction)
+            .where(FundingInstruction.id == instruction.id)
+            .values(status="FUNDED", notification_id=row_id, funded_at=func.now())
+        )
+    closed_by = await session.scalar(select(ClearingWindow.closed_by).where(ClearingWindow.id == instruction.window_id))
+    return EntryResult(
+        entry=entry,
+        notification_id=row_id,
+        outcome=outcome,
+        detail=detail,
+        payment_id=None,
+        duplicate=False,
+        needs_signal=outcome == "MATCHED" and closed_by is not None,
+        workflow_id=closed_by,
+        funding_reference=instruction.reference,
+    )
+
+
+async def _stored(session: AsyncSession, entry: Camt054Entry) -> BankNotification | None:
+    """The entry as stored earlier: same account, entry reference and transaction."""
+    return await session.scalar(
+        select(BankNotification).where(
+            BankNotification.account == entry.account,
+            BankNotification.entry_reference == entry.entry_reference,
+            BankNotification.tx_index == entry.tx_index,
+        )
+    )
+
+
+async def _duplicate(session: AsyncSession, entry: Camt054Entry, existing: BankNotification) -> EntryResult:
+    """A repeated entry changes nothing, except that a match whose signal never went
+    out is signalled now."""
+    workflow_id = funding_reference = None
+    if existing.outcome == "MATCHED" and existing.signalled_at is None:
+        if existing.funding_instruction_id is not None:
+            workflow_id, funding_reference = (
+                await session.execute(
+                    select(ClearingWindow.closed_by, FundingInstruction.reference)
+                    .join(ClearingWindow, ClearingWindow.id == FundingInstruction.window_id)
+                    .where(FundingInstruction.id == existing.funding_instruction_id)
+                )
+            ).one()
+        else:
+            workflow_id = await session.scalar(select(Payment.workflow_id).where(Payment.id == existing.payment_id))
+    return EntryResult(
+        entry=entry,
+        notification_id=existing.id,
+        outcome=existing.outcome,
+        detail=existing.outcome_detail,
+        payment_id=existing.payment_id,
+        duplicate=True,
+        needs_signal=workflow_id is not None,
+        workflow_id=workflow_id,
+        funding_reference=funding_reference,
+    )
+
+
+async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, str | None, Payment | None]:
+    if (refused := settlement.unsettling(entry)) is not None:
+        return (*refused, None)
+    # UETR identifies a payment globally; EndToEndId only per instructing bank.
+    key = (
+        Payment.uetr == uuid.UUID(entry.uetr)
+        if entry.uetr is not None
+        else Payment.end_to_end_id == entry.end_to_end_id
+    )
+    # FOR SHARE: the payment's own transitions (routing, rejection, expiry) lock its row
+    # too (deltran/db/payment_rows.lock), so a booking and a transition never interleave:
+    # either this entry is stored first and the transition accounts for it, or this
+    # sees the status the transition committed.
+    candidates = list((await session.scalars(select(Payment).where(key).with_for_update(read=True))).all())
+    if entry.uetr is not None and not candidates and entry.end_to_end_id is not None:
+        candidates = list(
+            (
+                await session.scalars(
+                    select(Payment).where(Payment.end_to_end_id == entry.end_to_end_id).with_for_update(read=True)
+                )
+            ).all()
+        )
+    refused, payment = settlement.choose_payment(entry, candidates)
+    if refused is not None:
+        return (*refused, None)
+    assert payment is not None
+    mode = await session.scalar(select(Obligation.settlement_mode).where(Obligation.payment_id == payment.id))
+    return (*settlement.payment_outcome(entry, payment, mode), payment)
+
+
+async def _signal(session: AsyncSession, temporal: Client, result: EntryResult) -> None:
+    assert result.workflow_id is not None
+    entry = result.entry
+    booking = FiatBooking(
+        notification_id=result.notification_id,
+        camt054_entry_reference=entry.entry_reference,
+        bank_confirmation_reference=entry.bank_reference or entry.entry_reference,
+        amount=entry.amount,
+        currency=entry.currency,
+        booking_date=entry.booking_date,
+    )
+    handle = temporal.get_workflow_handle(result.workflow_id)
+    try:
+        if result.funding_reference is not None:
+            await handle.signal(ClearingWindowContract.funding_booked, result.funding_reference)
+        else:
+            await handle.signal(PaymentWorkflowContract.fiat_booked, booking)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise ServiceUnavailable("temporal", exc.message) from exc
+        # The workflow has closed: it settled with this booking (a duplicate post racing
+        # the first), or the payment's own final transition already turned the entry
+        # into an exception to return (deltran/db/payment_rows.return_bookings). Either
+        # way the stored outcome stands; a signal never rewrites it.
+        await _mark_signalled(session, result.notification_id)
+        async with session.begin():
+            stored = (
+                await session.execute(
+                    select(BankNotification.outcome, BankNotification.outcome_detail).where(
+                        BankNotification.id == result.notification_id
+                    )
+                )
+            ).one()
+        result.outcome, result.detail = stored.outcome, stored.outcome_detail
+        return
+    await _mark_signalled(session, result.notification_id)
+
+
+async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelta, limit: int = 500) -> int:
+    """Signal the matched entries whose signal never went out, older than `grace`: the
+    API stopped between its commit and the signal, and the agent never re-posted. A
+    booked payment does not expire (its booking is on record), so without this it
+    would wait for a signal that nobody sends. Returns how many were signalled."""
+    async with session.begin():
+        rows = list(
+            (
+                await session.scalars(
+                    select(BankNotification)
+                    .where(
+                        BankNotification.outcome == "MATCHED",
+                        BankNotification.signalled_at.is_(None),
+                        BankNotification.received_at < func.now() - grace,
+                    )
+                    .order_by(BankNotification.received_at)
+                    .limit(limit)
+                )
+            ).all()
+        )
+    sent = 0
+    for row in rows:
+        async with session.begin():
+            result = await _duplicate(session, _entry_of(row), row)
+        if result.needs_signal:
+            await _signal(session, temporal, result)
+            sent += 1
+    return sent
+
+
+def _entry_of(row: BankNotification) -> Camt054Entry:
+    """A stored entry as the reader gave it (what a signal carries)."""
+    return Camt054Entry(
+        notification_id="",
+        account=row.account,
+        entry_reference=row.entry_reference,
+        tx_index=row.tx_index,
+        amount=row.amount,
+        currency=row.currency,
+        credit_debit=row.credit_debit,
+        status=row.entry_status,
+        reversal=row.reversal,
+        booking_date=row.booking_date,
+        value_date=None,
+        end_to_end_id=row.end_to_end_id,
+        uetr=row.uetr,
+        instruction_id=None,
+        transaction_id=None,
+        bank_reference=row.bank_reference,
+    )
+
+
+async def _mark_signalled(session: AsyncSession, notification_id: uuid.UUID) -> None:
+    async with session.begin():
+        await session.execute(
+            update(BankNotification).where(BankNotification.id == notification_id).values(signalled_at=func.now())
+        )

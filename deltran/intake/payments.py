@@ -1,0 +1,280 @@
+"""Payment intake: record a submitted payment and start (or find) its workflow.
+
+Shared by every input format (JSON now, pacs.008 later). The row is committed before the
+workflow starts, so nothing accepted is lost: if Temporal is down the caller gets a 503
+and the resubmission (same identity, same content) starts the workflow then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from deltran import audit
+from deltran.config import Settings
+from deltran.db.tables import Payment
+from deltran.errors import Conflict, Malformed, Refused, ServiceUnavailable
+from deltran.identity import content_fingerprint, payment_id_for, workflow_id_for
+from deltran.iso20022.pacs008 import MAX_TRANSACTIONS
+from deltran.shared import PaymentInput, PaymentStatus
+from deltran.temporal.contract import PaymentWorkflowContract
+from deltran.temporal.search_attributes import initial_search_attributes
+
+log = logging.getLogger("deltran.api.intake")
+
+# Payments per message: a bound on one transaction's size (the pacs.008 reader refuses more).
+MAX_BATCH = MAX_TRANSACTIONS
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """A payment as any input format maps it, already validated for shape."""
+
+    instructing_bic: str
+    end_to_end_id: str
+    amount: Decimal
+    currency: str
+    debtor_name: str
+    debtor_iban: str | None
+    debtor_account: str | None
+    debtor_agent_bic: str
+    creditor_name: str
+    creditor_iban: str | None
+    creditor_account: str | None
+    creditor_agent_bic: str
+    remittance_info: str | None = None
+    uetr: uuid.UUID | None = None
+    instruction_id: str | None = None
+    transaction_id: str | None = None
+    settlement_date: date | None = None
+    charge_bearer: str | None = None
+    urgent: bool = False
+    # Where it came from; not part of the payment's content.
+    source_format: str = "json"
+    message_id: str | None = None
+
+    def fingerprint(self) -> str:
+        """The content a resubmission must repeat: everything but the envelope, so the
+        same transaction resent in a new message (new MsgId) is still a duplicate."""
+        content = asdict(self)
+        del content["source_format"], content["message_id"]
+        return content_fingerprint(content)
+
+
+@dataclass(frozen=True)
+class Intake:
+    payment_id: uuid.UUID
+    workflow_id: str
+    status: str
+    created: bool
+
+
+async def submit_payments(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    batch: Sequence[NewPayment],
+    *,
+    actor: str,
+) -> list[Intake]:
+    """Record every payment of one message in one transaction (all or none: a conflict
+    on any of them is a 409 for the message), audited in that same transaction, then
+    start their workflows."""
+    assert 0 < len(batch) <= MAX_BATCH
+    _refuse_repeated_end_to_end_ids(batch)
+    _refuse_self_payments(batch)
+    intakes: list[Intake] = []
+    async with session.begin():
+        for new in batch:
+            intakes.append(await _record(session, new))
+        created = [str(i.payment_id) for i in intakes if i.created]
+        if created:
+            await audit.record(
+                session,
+                actor=actor,
+                action="payment.submit",
+                subject=batch[0].message_id or created[0],
+                result="accepted",
+                details={
+                    "format": batch[0].source_format,
+                    "payments": created,
+                    "duplicates": len(intakes) - len(created),
+                },
+            )
+    # A payment still SCREENING may be one whose workflow start failed earlier: start
+    # it (or find it running). Past SCREENING the workflow exists for sure.
+    await asyncio.gather(
+        *(
+            _start_workflow(temporal, settings, new, intake.payment_id, intake.workflow_id)
+            for new, intake in zip(batch, intakes, strict=True)
+            if intake.status == PaymentStatus.SCREENING
+        )
+    )
+    for new, intake in zip(batch, intakes, strict=True):
+        log.info(
+            "payment accepted",
+            extra={
+                "payment_id": intake.payment_id,
+                "end_to_end_id": new.end_to_end_id,
+                "workflow_id": intake.workflow_id,
+                "instructing_bic": new.instructing_bic,
+                "result": "created" if intake.created else "duplicate",
+                "status": str(intake.status),
+                "format": new.source_format,
+            },
+        )
+    return intakes
+
+
+def _refuse_repeated_end_to_end_ids(batch: Sequence[NewPayment]) -> None:
+    seen: set[str] = set()
+    errors = []
+    for index, new in enumerate(batch):
+        if new.end_to_end_id in seen:
+            errors.append(
+                {
+                    "field": f"CdtTrfTxInf[{index}]/PmtId/EndToEndId",
+                    "transaction": index,
+                    "message": f"EndToEndId {new.end_to_end_id!r} appears more than once in the message",
+                }
+            )
+        seen.add(new.end_to_end_id)
+    if errors:
+        raise Malformed(
+            "each transaction of a message needs its own EndToEndId", kind="repeated-end-to-end-id", errors=errors
+        )
+
+
+def _refuse_self_payments(batch: Sequence[NewPayment]) -> None:
+    """A bank cannot pay itself through DelTran: such an obligation has no counterparty
+    to net against, and its transfer would debit and credit one account."""
+    errors = [
+        {
+            "field": "creditor.agent_bic"
+            if new.source_format == "json"
+            else f"CdtTrfTxInf[{index}]/CdtrAgt/FinInstnId/BICFI",
+            **({} if new.source_format == "json" else {"transaction": index}),
+            "message": f"{new.creditor_agent_bic} is also the debtor agent: a bank cannot pay itself",
+        }
+        for index, new in enumerate(batch)
+        if new.debtor_agent_bic == new.creditor_agent_bic
+    ]
+    if errors:
+        raise Refused(
+            "the debtor agent and the creditor agent must be different banks", kind="same-agent", errors=errors
+        )
+
+
+async def _record(session: AsyncSession, new: NewPayment) -> Intake:
+    payment_id = payment_id_for(new.instructing_bic, new.end_to_end_id)
+    workflow_id = workflow_id_for(new.instructing_bic, new.end_to_end_id)
+    fingerprint = new.fingerprint()
+    inserted = await session.scalar(
+        insert(Payment)
+        .values(
+            id=payment_id,
+            fingerprint=fingerprint,
+            status=PaymentStatus.SCREENING,
+            workflow_id=workflow_id,
+            **asdict(new),
+        )
+        # Untargeted: a conflict on any unique key (id, workflow id, BIC + EndToEndId,
+        # UETR) stores nothing and raises nothing; what it collided with is read below.
+        # (Targeted at the id alone, a concurrent twin could first hit another of the
+        # twin's keys and be mistaken for a UETR clash.)
+        .on_conflict_do_nothing()
+        .returning(Payment.id)
+    )
+    if inserted is not None:
+        return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)
+    existing = (
+        await session.execute(select(Payment.fingerprint, Payment.status).where(Payment.id == payment_id))
+    ).one_or_none()
+    if existing is None:
+        # The id derives from the sender's identity (BIC + EndToEndId), and so do the
+        # workflow id and that pair: a payment with another identity holds the UETR.
+        raise Conflict(
+            f"UETR {new.uetr} already identifies another payment",
+            kind="uetr-conflict",
+            errors=[{"field": "uetr", "message": "already used by another payment"}],
+        )
+    if existing.fingerprint != fingerprint:
+        raise Conflict(
+            f"EndToEndId {new.end_to_end_id!r} was already used by"
+            f" {new.instructing_bic} for a payment with different content",
+            kind="end-to-end-id-conflict",
+            errors=[{"field": "end_to_end_id", "message": "already used with different content"}],
+        )
+    return Intake(payment_id, workflow_id, existing.status, created=False)
+
+
+async def _start_workflow(
+    temporal: Client, settings: Settings, new: NewPayment, payment_id: uuid.UUID, workflow_id: str
+) -> None:
+    data = payment_input(
+        settings, payment_id, new.end_to_end_id, new.amount, new.currency, new.debtor_agent_bic, new.creditor_agent_bic
+    )
+    try:
+        await start_payment_workflow(temporal, settings, data, workflow_id)
+    except RPCError as exc:
+        log.warning(
+            "payment workflow not started: Temporal unavailable (recorded; the sweeper or a resubmission starts it)",
+            extra={
+                "payment_id": payment_id,
+                "end_to_end_id": new.end_to_end_id,
+                "workflow_id": workflow_id,
+                "error": exc.message,
+            },
+        )
+        raise ServiceUnavailable("temporal", exc.message) from exc
+
+
+def payment_input(
+    settings: Settings,
+    payment_id: uuid.UUID,
+    end_to_end_id: str,
+    amount: Decimal,
+    currency: str,
+    debtor_agent_bic: str,
+    creditor_agent_bic: str,
+) -> PaymentInput:
+    return PaymentInput(
+        payment_id=payment_id,
+        end_to_end_id=end_to_end_id,
+        amount=amount,
+        currency=currency,
+        debtor_agent_bic=debtor_agent_bic,
+        creditor_agent_bic=creditor_agent_bic,
+        deadline_s=settings.payment_deadline_s,
+        step_timeout_s=settings.activity_timeout_s,
+    )
+
+
+async def start_payment_workflow(temporal: Client, settings: Settings, data: PaymentInput, workflow_id: str) -> None:
+    """Start the payment's workflow, or find it: a running one is joined, a closed one is
+    never started again (one payment, one workflow). Raises RPCError if Temporal is down."""
+    try:
+        await temporal.start_workflow(
+            PaymentWorkflowContract.run,
+            data,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=initial_search_attributes(data),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran before and closed: this is a duplicate

@@ -1,0 +1,86 @@
+"""Prometheus metrics, all `deltran_`-prefixed. The names are a contract: the Grafana
+dashboards and alert rules under deploy/ query them. Each process (API, worker) serves
+the ones it records on its own /metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SETTLEMENT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
+
+# -- API ------------------------------------------------------------------------------------
+http_requests = Counter(
+    "deltran_http_requests",
+    "HTTP requests answered, by route template, method and status",
+    ["route", "method", "status"],
+)
+http_request_seconds = Histogram(
+    "deltran_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# -- payments and obligations ---------------------------------------------------------------
+payments_final = Counter("deltran_payments_final", "Payments that reached a final status", ["status"])
+obligations_created = Counter(
+    "deltran_obligations_created", "Obligations recorded, by currency and settlement mode", ["currency", "mode"]
+)
+settlements = Counter(
+    "deltran_settlements",
+    "Obligations settled, by currency and mode (GROSS vs NET: fallback usage)",
+    ["currency", "mode"],
+)
+settlement_seconds = Histogram(
+    "deltran_settlement_seconds", "Obligation created → settled", ["currency", "mode"], buckets=SETTLEMENT_BUCKETS
+)
+
+# -- clearing -------------------------------------------------------------------------------
+windows_closed = Counter("deltran_windows_closed", "Clearing windows closed and netted", ["currency"])
+stale_window_routings = Counter(
+    "deltran_stale_window_routings",
+    "Payments routed gross because their currency's open window outlived its schedule (paused or not running)",
+    ["currency"],
+)
+window_fallbacks = Counter(
+    "deltran_window_fallbacks", "Windows settled by the fallback (a net debtor did not fund)", ["currency"]
+)
+obligations_rolled = Counter(
+    "deltran_obligations_rolled", "Obligations the fallback rolled into the next window", ["currency"]
+)
+netting_efficiency = Gauge("deltran_netting_efficiency", "Netting efficiency of the last window (0-1)", ["currency"])
+liquidity_saved = Gauge("deltran_liquidity_saved", "Liquidity saved by the last window (gross - net)", ["currency"])
+netting_seconds = Histogram(
+    "deltran_netting_duration_seconds",
+    "Time netting a window took",
+    ["currency"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
+)
+
+activity_failed_permanently = Counter(
+    "deltran_activity_failed_permanently",
+    "Activity executions failed without retry: an invariant or integrity constraint no retry can change",
+    ["activity", "kind"],
+)
+
+# -- tokens and backing ---------------------------------------------------------------------
+tokens_minted = Counter("deltran_tokens_minted", "Tokens minted (one per settled obligation)", ["currency"])
+tokens_minted_amount = Counter("deltran_tokens_minted_amount", "Amount minted in tokens", ["currency"])
+token_supply = Gauge("deltran_token_supply", "Token supply at the last reconciliation", ["currency"])
+fiat_balance = Gauge("deltran_fiat_balance", "Booked fiat backing the tokens at the last reconciliation", ["currency"])
+backing_ratio = Gauge("deltran_backing_ratio", "Token supply / booked fiat (1 when fully backed)", ["currency"])
+
+# -- account monitor ------------------------------------------------------------------------
+reconciliation_runs = Counter("deltran_reconciliation_runs", "Reconciliation runs, by tier", ["tier"])
+reconciliation_breaks = Counter(
+    "deltran_reconciliation_breaks", "Breaks found by reconciliation, by tier and kind", ["tier", "kind"]
+)
+reconciliation_open_breaks = Gauge(
+    "deltran_reconciliation_open_breaks", "Breaks found by the last run of each tier", ["tier"]
+)
+circuit_breaker_open = Gauge(
+    "deltran_circuit_breaker_open", "1 while minting is stopped for the currency", ["currency"]
+)
+circuit_breaker_trips = Counter("deltran_circuit_breaker_trips", "Times the breaker opened", ["currency"])

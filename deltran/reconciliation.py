@@ -1,0 +1,259 @@
+"""Account monitor: proves the 1:1 backing, and stops minting when it does not hold.
+
+Three tiers (docs/architecture.md, "The token ledger and the 1:1 rule"):
+- at every mint, inside the mint's transaction: the currency's token supply (the sum of
+  token balances) must not exceed its booked fiat (the sum of fiat balances) — O(banks),
+  the ledger's backing rule (deltran/ledger.backing_problems);
+- intraday, on a schedule: per currency, token supply (everything minted), the sum of
+  token balances, the fiat ledger and the fiat booked by camt.054 entries must agree;
+- end of day: transaction by transaction — every booked camt.054 entry ↔ its obligation
+  or window funding ↔ its token; unmatched entries, amount mismatches, payments stuck
+  past their deadline, settled obligations without a token, tokens without a settled
+  obligation.
+A backing mismatch opens the currency's circuit breaker: mints then fail with a
+retryable error, so payments wait (retrying, visible in the Temporal UI) until an admin
+closes the breaker once the break is resolved.
+
+The checks and the breaker live here, in the core: the scheduled runs
+(activities/reconciliation.py), the mint (activities/tokens/), the admin API and
+`deltran monitor` all use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.exceptions import ApplicationError
+
+from deltran.config import Settings
+from deltran.db.tables import CircuitBreaker, ReconciliationRun
+from deltran.observability import metrics
+
+CIRCUIT_BREAKER_OPEN = "CircuitBreakerOpen"
+BREAKS_LISTED_MAX = 1000
+# A settled obligation gets its token seconds later; only a lasting gap is a break.
+SETTLE_TO_MINT_GRACE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Backing:
+    currency: str
+    token_supply: Decimal  # everything minted: booked fiat turned into tokens
+    token_balances: Decimal  # what banks hold
+    fiat_ledger: Decimal  # the fiat accounts' balances
+    fiat_booked: Decimal  # booked camt.054 credits matched to a payment or funding
+
+    def breaks(self) -> list[str]:
+        found = []
+        if self.token_balances != self.token_supply:
+            found.append(f"token balances {self.token_balances} ≠ token supply {self.token_supply}")
+        if self.fiat_ledger != self.token_supply:
+            found.append(f"fiat ledger {self.fiat_ledger} ≠ token supply {self.token_supply}")
+        if self.token_supply > self.fiat_booked:
+            found.append(f"token supply {self.token_supply} exceeds booked fiat {self.fiat_booked}")
+        return found
+
+
+# -- the circuit breaker -------------------------------------------------------------------
+
+
+async def breaker_is_open(session: AsyncSession, currency: str) -> bool:
+    state = await session.scalar(select(CircuitBreaker.state).where(CircuitBreaker.currency == currency))
+    return state == "OPEN"
+
+
+async def open_breaker(session: AsyncSession, currency: str, reason: str) -> bool:
+    """Open it (idempotent). True when this call opened it."""
+    opened = await session.scalar(
+        insert(CircuitBreaker)
+        .values(currency=currency, state="OPEN", reason=reason, opened_at=func.now())
+        .on_conflict_do_update(
+            index_elements=[CircuitBreaker.currency],
+            set_={"state": "OPEN", "reason": reason, "opened_at": func.now(), "closed_at": None, "closed_by": None},
+            where=CircuitBreaker.state == "CLOSED",
+        )
+        .returning(CircuitBreaker.currency)
+    )
+    if opened is not None:
+        metrics.circuit_breaker_trips.labels(currency).inc()
+        metrics.circuit_breaker_open.labels(currency).set(1)
+    return opened is not None
+
+
+class BreakNotResolved(Exception):
+    pass
+
+
+async def close_breaker(session: AsyncSession, currency: str, actor: str) -> None:
+    """Close it, but only if the currency's backing reconciles now."""
+    backing = (await backing_by_currency(session)).get(currency)
+    if backing is not None and (problems := backing.breaks()):
+        raise BreakNotResolved("; ".join(problems))
+    await session.execute(
+        update(CircuitBreaker)
+        .where(CircuitBreaker.currency == currency, CircuitBreaker.state == "OPEN")
+        .values(state="CLOSED", closed_at=func.now(), closed_by=actor)
+    )
+    metrics.circuit_breaker_open.labels(currency).set(0)
+
+
+def breaker_open_error(currency: str) -> ApplicationError:
+    # Retryable on purpose: the payment waits, retrying, until the breaker closes.
+    return ApplicationError(
+        f"circuit breaker open for {currency}: minting is stopped until the reconciliation"
+        " break is resolved and an admin closes it",
+        type=CIRCUIT_BREAKER_OPEN,
+    )
+
+
+# -- tier a: at every mint -----------------------------------------------------------------
+
+
+# -- tier b: intraday ----------------------------------------------------------------------
+
+_BACKING = text(
+    """
+    WITH ledger AS (
+        SELECT currency,
+               coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token'), 0) AS token_balances,
+               coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0) AS fiat_ledger
+        FROM accounts GROUP BY currency
+    ), minted AS (
+        SELECT currency, sum(amount) AS supply FROM ledger_transfers WHERE kind = 'fiat_booked' GROUP BY currency
+    ), booked AS (
+        SELECT currency, sum(amount) AS fiat_booked FROM bank_notifications
+        WHERE outcome = 'MATCHED' AND entry_status = 'BOOK' AND credit_debit = 'CRDT' AND NOT reversal
+        GROUP BY currency
+    )
+    SELECT c.currency,
+           coalesce(m.supply, 0) AS supply, coalesce(l.token_balances, 0) AS token_balances,
+           coalesce(l.fiat_ledger, 0) AS fiat_ledger, coalesce(b.fiat_booked, 0) AS fiat_booked
+    FROM (SELECT currency FROM ledger UNION SELECT currency FROM booked) c
+    LEFT JOIN ledger l USING (currency) LEFT JOIN minted m USING (currency) LEFT JOIN booked b USING (currency)
+    ORDER BY c.currency
+    """
+)
+
+
+async def backing_by_currency(session: AsyncSession) -> dict[str, Backing]:
+    rows = (await session.execute(_BACKING)).all()
+    return {r.currency: Backing(r.currency, r.supply, r.token_balances, r.fiat_ledger, r.fiat_booked) for r in rows}
+
+
+# -- tier c: end of day --------------------------------------------------------------------
+
+# Each query lists one kind of break, transaction by transaction.
+_EOD_CHECKS: dict[str, str] = {
+    "unmatched_entry": """
+        SELECT id::text AS ref, currency, amount, outcome || coalesce(': ' || outcome_detail, '') AS detail
+        FROM bank_notifications
+        WHERE outcome IN ('UNMATCHED', 'AMBIGUOUS', 'PAYMENT_NOT_AWAITING')
+          AND entry_status = 'BOOK' AND credit_debit = 'CRDT'
+    """,
+    "amount_or_currency_mismatch": """
+        SELECT id::text AS ref, currency, amount, outcome_detail AS detail
+        FROM bank_notifications WHERE outcome = 'AMOUNT_MISMATCH'
+    """,
+    "booked_entry_not_minted": """
+        SELECT n.id::text AS ref, n.currency, n.amount, 'booked and matched, but its fiat was never minted: '
+               || coalesce('payment is ' || p.status, 'window is ' || w.status) AS detail
+        FROM bank_notifications n
+        LEFT JOIN payments p ON p.id = n.payment_id
+        LEFT JOIN funding_instructions f ON f.id = n.funding_instruction_id
+        LEFT JOIN clearing_windows w ON w.id = f.window_id
+        WHERE n.outcome = 'MATCHED'
+          AND (p.status IN ('COMPLETED', 'REJECTED', 'EXPIRED') OR f.status = 'EXPIRED'
+               OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))
+          AND NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.notification_id = n.id)
+    """,
+    "payment_stuck_past_deadline": """
+        SELECT p.id::text AS ref, p.currency, p.amount, p.status || ' since ' || p.created_at AS detail
+        FROM payments p
+        WHERE (p.status = 'AWAITING_SETTLEMENT'
+               AND p.created_at < now() - make_interval(secs => :deadline_s) - interval '1 hour')
+           OR (p.status IN ('SCREENING', 'SETTLED') AND p.updated_at < now() - interval '1 hour')
+    """,
+    "settled_obligation_without_token": """
+        SELECT o.id::text AS ref, o.currency, o.amount, 'settled at ' || o.settled_at || ', no token' AS detail
+        FROM obligations o
+        WHERE o.status = 'SETTLED' AND o.settled_at < now() - make_interval(secs => :grace_s)
+          AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.obligation_id = o.id)
+    """,
+    "token_without_settled_obligation": """
+        SELECT t.id::text AS ref, t.currency, t.amount, 'obligation is ' || o.status AS detail
+        FROM tokens t JOIN obligations o ON o.id = t.obligation_id
+        WHERE o.status <> 'SETTLED' OR o.amount <> t.amount OR o.currency <> t.currency
+    """,
+}
+
+
+async def end_of_day_breaks(session: AsyncSession, settings: Settings) -> list[dict]:
+    params = {"deadline_s": settings.payment_deadline_s, "grace_s": SETTLE_TO_MINT_GRACE.total_seconds()}
+    found: list[dict] = []
+    for kind, query in _EOD_CHECKS.items():
+        clause = text(query)
+        bound = {k: v for k, v in params.items() if f":{k}" in query}
+        for row in (await session.execute(clause, bound)).all():
+            found.append(
+                {
+                    "kind": kind,
+                    "ref": row.ref,
+                    "currency": row.currency,
+                    "amount": str(row.amount),
+                    "detail": row.detail,
+                }
+            )
+    return found
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+async def run_reconciliation(session: AsyncSession, tier: str, settings: Settings) -> ReconciliationRun:
+    """One run of a tier, stored with its result; a backing break opens the breaker."""
+    backing = await backing_by_currency(session)
+    breaks: list[dict] = []
+    for currency, b in backing.items():
+        for problem in b.breaks():
+            breaks.append(
+                {"kind": "backing_mismatch", "ref": currency, "currency": currency, "amount": None, "detail": problem}
+            )
+        metrics.token_supply.labels(currency).set(float(b.token_balances))
+        metrics.fiat_balance.labels(currency).set(float(b.fiat_ledger))
+        metrics.backing_ratio.labels(currency).set(float(b.token_balances / b.fiat_ledger) if b.fiat_ledger else 1.0)
+    for currency in {b["currency"] for b in breaks}:
+        await open_breaker(session, currency, f"{tier} reconciliation: backing mismatch")
+    if tier == "end_of_day":
+        breaks += await end_of_day_breaks(session, settings)
+    states = dict((await session.execute(select(CircuitBreaker.currency, CircuitBreaker.state))).all())
+    for currency in set(backing) | set(states):
+        metrics.circuit_breaker_open.labels(currency).set(1 if states.get(currency) == "OPEN" else 0)
+    summary = {
+        c: {
+            "token_supply": str(b.token_supply),
+            "token_balances": str(b.token_balances),
+            "fiat_ledger": str(b.fiat_ledger),
+            "fiat_booked": str(b.fiat_booked),
+        }
+        for c, b in backing.items()
+    }
+    run = ReconciliationRun(
+        tier=tier,
+        ok=not breaks,
+        summary=summary,
+        breaks=breaks[:BREAKS_LISTED_MAX],
+        break_count=len(breaks),
+        finished_at=func.now(),
+    )
+    session.add(run)
+    await session.flush()
+    metrics.reconciliation_runs.labels(tier).inc()
+    metrics.reconciliation_open_breaks.labels(tier).set(len(breaks))
+    for found in breaks:
+        metrics.reconciliation_breaks.labels(tier, found["kind"]).inc()
+    return run

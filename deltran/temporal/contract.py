@@ -1,0 +1,69 @@
+"""The Temporal contract: each workflow's name, input, result, signals and queries.
+
+The workflows (workflows/) implement these interfaces; everyone else — the API, the
+intake services, the activities, the worker's schedules — starts, signals and queries a
+workflow by method reference on its interface here, without importing the workflow
+module (which imports every activity implementation). Temporal checks that a workflow
+overrides each signal and query its interface declares; the names are the recorded
+histories' names and never change. Safe inside the workflow sandbox: no I/O.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from deltran.shared import (
+    ClearingInput,
+    ClearingState,
+    FiatBooking,
+    PaymentInput,
+    PaymentState,
+    WindowSettlement,
+)
+
+
+@workflow.defn(name="PaymentWorkflow")
+class PaymentWorkflowContract:
+    """One payment: compliance → obligation → its booking or its window → settle → mint."""
+
+    @workflow.run
+    async def run(self, data: PaymentInput) -> PaymentState:
+        raise NotImplementedError  # workflows/payment.py
+
+    @workflow.signal(name="fiat_booked")
+    def fiat_booked(self, booking: FiatBooking) -> None:
+        """The payment's own camt.054 credit is booked (gross)."""
+
+    @workflow.signal(name="window_settled")
+    def window_settled(self, settlement: WindowSettlement) -> None:
+        """The payment's clearing window settled (net)."""
+
+    @workflow.query(name="state")
+    def state(self) -> PaymentState:
+        raise NotImplementedError  # workflows/payment.py
+
+
+@workflow.defn(name="ClearingWindowWorkflow")
+class ClearingWindowContract:
+    """One clearing window of a currency: close → net → await fundings → settle."""
+
+    @workflow.run
+    async def run(self, data: ClearingInput) -> ClearingState:
+        raise NotImplementedError  # workflows/clearing.py
+
+    @workflow.signal(name="funding_booked")
+    def funding_booked(self, reference: str) -> None:
+        """A net debtor's funding instruction (by reference) is booked."""
+
+    @workflow.query(name="state")
+    def state(self) -> ClearingState:
+        raise NotImplementedError  # workflows/clearing.py
+
+
+@workflow.defn(name="ReconciliationWorkflow")
+class ReconciliationContract:
+    """One account-monitor run of a tier ("intraday" or "end_of_day")."""
+
+    @workflow.run
+    async def run(self, tier: str) -> dict:
+        raise NotImplementedError  # workflows/reconciliation.py

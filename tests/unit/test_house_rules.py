@@ -1,0 +1,45 @@
+"""The house rules, checked on every `make test`: the layers import downward only
+(pyproject.toml [tool.importlinter], drawn in docs/architecture.md) — statically, and at
+run time for the API, which must start without loading a single activity or workflow
+module — and the code is lint-clean, formatted ([tool.ruff]) and type-checks ([tool.mypy])."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_every_import_contract_is_kept():
+    run = _run(str(BIN / "lint-imports"), "--no-cache")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "0 broken" in run.stdout
+
+
+def test_the_api_process_loads_no_activity_or_workflow_code():
+    probe = (
+        "import sys, api.main\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('activities', 'workflows', 'worker', 'cli')))"
+    )
+    run = _run(sys.executable, "-c", probe)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",)],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_the_code_is_lint_clean_formatted_and_typed(argv):
+    run = _run(str(BIN / argv[0]), *argv[1:])
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -52,6 +52,7 @@ from deltran.shared import (
     WindowSettlement,
 )
 from deltran.temporal.contract import PaymentWorkflowContract
+from deltran.vocabulary import SETTLED_WINDOW_STATUSES, AccountKind, FundingStatus, ObligationStatus, WindowStatus
 
 EFFICIENCY_PLACES = Decimal("0.000001")
 SIGNAL_CONCURRENCY = 50
@@ -70,7 +71,7 @@ async def ensure_open_window(session: AsyncSession, currency: str) -> uuid.UUID:
         {"id": uuid.uuid4(), "c": currency},
     )
     window_id = await session.scalar(
-        select(ClearingWindow.id).where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
+        select(ClearingWindow.id).where(ClearingWindow.currency == currency, ClearingWindow.status == WindowStatus.OPEN)
     )
     assert window_id is not None
     return window_id
@@ -85,7 +86,7 @@ async def close_window(session: AsyncSession, currency: str, closed_by: str) -> 
     # Waits for obligations holding the window FOR SHARE: they commit into it first.
     window_id = await session.scalar(
         select(ClearingWindow.id)
-        .where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
+        .where(ClearingWindow.currency == currency, ClearingWindow.status == WindowStatus.OPEN)
         .with_for_update()
     )
     if window_id is None:
@@ -93,7 +94,7 @@ async def close_window(session: AsyncSession, currency: str, closed_by: str) -> 
     await session.execute(
         update(ClearingWindow)
         .where(ClearingWindow.id == window_id)
-        .values(status="CLOSING", closed_at=func.now(), closed_by=closed_by)
+        .values(status=WindowStatus.CLOSING, closed_at=func.now(), closed_by=closed_by)
     )
     await session.execute(
         text("INSERT INTO clearing_windows (id, currency, status) VALUES (:id, :c, 'OPEN')"),
@@ -145,7 +146,7 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
     """Net a CLOSING window (idempotent: a netted window returns what was stored)."""
     window = await session.scalar(select(ClearingWindow).where(ClearingWindow.id == window_id).with_for_update())
     assert window is not None, window_id
-    if window.status != "CLOSING":
+    if window.status != WindowStatus.CLOSING:
         return await _stored_summary(session, window)
     started = time.perf_counter()
     rows = (await session.execute(_NET_POSITIONS, {"w": window_id})).all()
@@ -183,7 +184,7 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
         .values(
             # Obligations whose positions all net to zero still settle (their tokens move
             # and their payments are told); only an empty window is settled here.
-            status="AWAITING_FUNDING" if count else "SETTLED",
+            status=WindowStatus.AWAITING_FUNDING if count else "SETTLED",
             obligations_count=count,
             gross_amount=gross,
             net_amount=net,
@@ -240,9 +241,9 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     window = await session.scalar(select(ClearingWindow).where(ClearingWindow.id == window_id).with_for_update())
     assert window is not None, window_id
     reference = window.settlement_reference or _settlement_reference(window_id)
-    if window.status in ("SETTLED", "PARTIALLY_SETTLED"):
+    if window.status in SETTLED_WINDOW_STATUSES:
         return await _outcome(session, window)
-    assert window.status == "AWAITING_FUNDING", window.status
+    assert window.status == WindowStatus.AWAITING_FUNDING, window.status
     # Every account this settlement may move, locked up front in id order, as mints do
     # (activities/tokens/minting.py): a settlement and a concurrent mint in its currency never
     # deadlock over the accounts they share.
@@ -266,14 +267,16 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
         (
             await session.execute(
                 select(BankNotification.id, BankNotification.amount).where(
-                    BankNotification.id.in_([i.notification_id for i in instructions if i.status == "FUNDED"])
+                    BankNotification.id.in_(
+                        [i.notification_id for i in instructions if i.status == FundingStatus.FUNDED]
+                    )
                 )
             )
         ).all()
     )
-    funded = {i.participant_id: booked[_booking_of(i)] for i in instructions if i.status == "FUNDED"}
+    funded = {i.participant_id: booked[_booking_of(i)] for i in instructions if i.status == FundingStatus.FUNDED}
     for instruction in instructions:
-        if instruction.status == "FUNDED":
+        if instruction.status == FundingStatus.FUNDED:
             await _mint_funding(session, instruction, booked[_booking_of(instruction)])
     method = None
     rolled = 0
@@ -281,11 +284,11 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
         method, rolled = await _fall_back(session, window, funded)
         await session.execute(
             update(FundingInstruction)
-            .where(FundingInstruction.window_id == window_id, FundingInstruction.status == "PENDING")
-            .values(status="EXPIRED")
+            .where(FundingInstruction.window_id == window_id, FundingInstruction.status == FundingStatus.PENDING)
+            .values(status=FundingStatus.EXPIRED)
         )
     await ledger.post_window_transfers(session, window_id)
-    status = "PARTIALLY_SETTLED" if rolled else "SETTLED"
+    status = WindowStatus.PARTIALLY_SETTLED if rolled else "SETTLED"
     await session.execute(
         update(ClearingWindow)
         .where(ClearingWindow.id == window_id)
@@ -302,8 +305,8 @@ def _booking_of(instruction: FundingInstruction) -> uuid.UUID:
 
 async def _mint_funding(session: AsyncSession, instruction: FundingInstruction, amount: Decimal) -> None:
     """A booked funding mints what was booked to the funder: fiat[b] → token[b]."""
-    fiat = await ledger.account_id(session, instruction.participant_id, instruction.currency, "fiat")
-    token = await ledger.account_id(session, instruction.participant_id, instruction.currency, "token")
+    fiat = await ledger.account_id(session, instruction.participant_id, instruction.currency, AccountKind.FIAT)
+    token = await ledger.account_id(session, instruction.participant_id, instruction.currency, AccountKind.TOKEN)
     await ledger.post_transfer(
         session,
         idempotency_key=ledger.fiat_booked_key(instruction.notification_id),
@@ -323,7 +326,7 @@ async def _fall_back(
     rows = (
         await session.execute(
             select(Obligation.id, Obligation.payer_id, Obligation.payee_id, Obligation.amount).where(
-                Obligation.clearing_window_id == window.id, Obligation.status == "PENDING"
+                Obligation.clearing_window_id == window.id, Obligation.status == ObligationStatus.PENDING
             )
         )
     ).all()
@@ -415,7 +418,10 @@ class ClearingActivities:
                 query = (
                     select(Obligation.id, Payment.workflow_id)
                     .join(Payment, Payment.id == Obligation.payment_id)
-                    .where(Obligation.clearing_window_id == settlement.window_id, Obligation.status == "PENDING")
+                    .where(
+                        Obligation.clearing_window_id == settlement.window_id,
+                        Obligation.status == ObligationStatus.PENDING,
+                    )
                     .order_by(Obligation.id)
                     .limit(500)
                 )

@@ -27,8 +27,9 @@ from deltran.domain.compliance.checks import Rejection, static_checks
 from deltran.domain.compliance.screening import SanctionsList, SanctionsListError
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
-from deltran.shared import ComplianceOutcome, PaymentStatus
+from deltran.shared import ComplianceOutcome
 from deltran.temporal.errors import payment_not_found
+from deltran.vocabulary import ParticipantStatus, PaymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class ComplianceActivities:
         ):
             if bic not in status:
                 return Rejection(code, f"{role} {bic} is not a DelTran participant")
-            if status[bic] != "ACTIVE":
+            if status[bic] != ParticipantStatus.ACTIVE:
                 return Rejection(ReasonCode.TRANSACTION_FORBIDDEN, f"{role} {bic} is {status[bic].lower()}")
         return None
 

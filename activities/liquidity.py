@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.db.tables import ClearingWindow
 from deltran.domain.liquidity import OpenWindow
+from deltran.vocabulary import WindowStatus
 
 
 async def open_window_for_update_share(session: AsyncSession, currency: str) -> OpenWindow | None:
@@ -33,7 +34,7 @@ async def open_window_for_update_share(session: AsyncSession, currency: str) -> 
         window = (
             await session.execute(
                 select(ClearingWindow.id, func.extract("epoch", func.now() - ClearingWindow.opened_at).label("age_s"))
-                .where(ClearingWindow.currency == currency, ClearingWindow.status == "OPEN")
+                .where(ClearingWindow.currency == currency, ClearingWindow.status == WindowStatus.OPEN)
                 .with_for_update(read=True)
             )
         ).one_or_none()

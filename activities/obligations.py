@@ -21,8 +21,9 @@ from deltran.domain import liquidity as routing
 from deltran.ledger import ensure_accounts
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
-from deltran.shared import ExpireInput, ObligationRef, ObligationStatus, PaymentStatus
+from deltran.shared import ExpireInput, ObligationRef
 from deltran.temporal.errors import payment_not_found
+from deltran.vocabulary import ObligationStatus, PaymentStatus, WindowStatus
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class ObligationActivities:
                     .where(ClearingWindow.id == obligation.clearing_window_id)
                     .with_for_update(read=True)
                 )
-                if window_status != "OPEN":
+                if window_status != WindowStatus.OPEN:
                     return False
             elif await payment_rows.has_booking(session, data.payment_id):
                 return False

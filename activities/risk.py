@@ -22,6 +22,7 @@ from deltran.config import Settings
 from deltran.db.tables import NetDebitCap, Obligation, Participant, Payment
 from deltran.domain.risk import RiskAssessment, score
 from deltran.money import format_amount
+from deltran.vocabulary import ObligationStatus
 
 
 async def assess(
@@ -79,7 +80,7 @@ async def _net_debit_cap_breach(
             )
         ).where(
             Obligation.clearing_window_id == window_id,
-            Obligation.status == "PENDING",
+            Obligation.status == ObligationStatus.PENDING,
             or_(Obligation.payer_id == payer_id, Obligation.payee_id == payer_id),
         )
     )

@@ -13,8 +13,9 @@ from temporalio.exceptions import ApplicationError
 
 from deltran.db.tables import Obligation, Payment
 from deltran.observability import metrics
-from deltran.shared import ObligationStatus, PaymentStatus, SettleInput
+from deltran.shared import SettleInput
 from deltran.temporal.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
+from deltran.vocabulary import ObligationStatus, PaymentStatus
 
 
 class SettlementActivities:

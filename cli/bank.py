@@ -15,6 +15,7 @@ from deltran import audit, participants
 from deltran.config import get_settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.identity import normalize_bic
+from deltran.vocabulary import ParticipantStatus
 
 
 def add_parser(commands) -> None:
@@ -76,7 +77,7 @@ async def _change(session, args: argparse.Namespace, actor: str) -> str:
         key = await participants.rotate_key(session, bic)
         await audit.record(session, actor=actor, action="bank.rotate_key", subject=bic, result="ok")
         return f"new API key for {bic} (shown once): {key}"
-    new_status = "SUSPENDED" if args.bank_command == "suspend" else "ACTIVE"
+    new_status = ParticipantStatus.SUSPENDED if args.bank_command == "suspend" else ParticipantStatus.ACTIVE
     await participants.set_status(session, bic, new_status)
     await audit.record(session, actor=actor, action=f"bank.{args.bank_command}", subject=bic, result="ok")
     return f"{bic} is {new_status}"

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from deltran.config import Settings
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.vocabulary import FINAL_PAYMENT_STATUSES, WindowStatus
 
 # Soft wrap: long lines stay whole when the output is piped or captured.
 console = Console(soft_wrap=True)
@@ -242,7 +243,7 @@ async def _load(api: Api, seconds: int, concurrency: int, in_flight_cap: int) ->
                     if state["status"] == "AWAITING_SETTLEMENT" and pid not in booked:
                         booked.add(pid)
                         batch.append((e2e, state["amount"]))
-                    if state["status"] in ("COMPLETED", "REJECTED", "EXPIRED"):
+                    if state["status"] in FINAL_PAYMENT_STATUSES:
                         completed.add(pid)
                     else:
                         still.append((pid, e2e, bic))
@@ -385,7 +386,7 @@ def _window_of(http: httpx.Client, api: Api, payment: tuple[str, str], timeout_s
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         window = http.get(f"/v1/clearing/windows/{window_id}", headers=api.admin).json()
-        if window["status"] not in ("OPEN", "CLOSING"):
+        if window["status"] not in (WindowStatus.OPEN, WindowStatus.CLOSING):
             return window
         time.sleep(0.2)
     raise SystemExit(f"window {window_id} was not netted in {timeout_s:.0f}s")

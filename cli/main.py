@@ -29,6 +29,7 @@ from cli import bank as bank_cli
 from deltran import gc_tuning
 from deltran.config import get_settings
 from deltran.observability.logs import configure_logging, log_settings_from_env
+from deltran.vocabulary import ReconciliationTier
 
 
 def _api(_: argparse.Namespace) -> int:
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     breaker_actions.add_parser("close", help="close after the break is resolved").add_argument("currency")
     breaker_cmd.set_defaults(run=_breaker)
     reconcile_cmd = commands.add_parser("reconcile", help="run the account monitor now")
-    reconcile_cmd.add_argument("tier", choices=["intraday", "end_of_day"])
+    reconcile_cmd.add_argument("tier", choices=[t.value for t in ReconciliationTier])
     reconcile_cmd.set_defaults(run=_reconcile)
     demo = commands.add_parser("demo", help="demo scenarios against the running stack")
     demo_kinds = demo.add_subparsers(dest="scenario", required=True)

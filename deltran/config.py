@@ -11,8 +11,10 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deltran.money import MINOR_UNITS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_SANCTIONS_LIST = PACKAGE_DIR / "data" / "sanctions_demo.csv"
@@ -50,6 +52,8 @@ class Settings(BaseSettings):
 
     # Largest amount accepted per payment, in the payment's currency.
     max_payment_amount: Decimal = Decimal("1000000000")
+    # The currencies DelTran clears: a subset of the one currency table (deltran/money.py
+    # MINOR_UNITS). A payment in any other currency is refused at intake (422).
     supported_currencies: tuple[str, ...] = ("AED", "INR", "USD", "EUR")
 
     # Cap on request bodies (JSON and XML) before anything parses them.
@@ -92,6 +96,17 @@ class Settings(BaseSettings):
 
     # DelTran's own BIC: the reporter on the pacs.002 status reports it sends.
     bic: str = "DLTRAEAD"
+
+    @field_validator("supported_currencies")
+    @classmethod
+    def _currencies_in_the_table(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in value if c not in MINOR_UNITS]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(
+                f"supported_currencies must be distinct codes of {', '.join(sorted(MINOR_UNITS))};"
+                f" got {', '.join(value)}"
+            )
+        return value
 
     @property
     def resolved_home(self) -> Path:

@@ -34,9 +34,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.db.tables import Account, LedgerTransfer
+from deltran.vocabulary import AccountKind, TransferKind
 
-FIAT_BOOKED = "fiat_booked"  # transfer kinds (ck_ledger_transfers_kind)
-OBLIGATION = "obligation"
+FIAT_BOOKED = TransferKind.FIAT_BOOKED  # transfer kinds (ck_ledger_transfers_kind)
+OBLIGATION = TransferKind.OBLIGATION
 
 
 class Refusal(enum.Enum):
@@ -119,9 +120,7 @@ def obligation_key_sql(column: str) -> str:
 async def ensure_accounts(session: AsyncSession, participant_ids: list[uuid.UUID], currency: str) -> None:
     """Create the fiat and token accounts of these banks in this currency, if missing."""
     rows = [
-        {"participant_id": pid, "currency": currency, "kind": kind}
-        for pid in participant_ids
-        for kind in ("fiat", "token")
+        {"participant_id": pid, "currency": currency, "kind": kind} for pid in participant_ids for kind in AccountKind
     ]
     await session.execute(insert(Account).values(rows).on_conflict_do_nothing())
 
@@ -223,7 +222,7 @@ async def balance(session: AsyncSession, account: uuid.UUID) -> Decimal:
             select(Account.kind, Account.debits_posted, Account.credits_posted).where(Account.id == account)
         )
     ).one()
-    if row.kind == "token":
+    if row.kind == AccountKind.TOKEN:
         return row.credits_posted - row.debits_posted
     return row.debits_posted - row.credits_posted
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deltran.api_keys import generate_key, hash_key
 from deltran.db.tables import NetDebitCap, OperatorKey, Participant
 from deltran.identity import normalize_bic
+from deltran.vocabulary import OperatorRole, ParticipantStatus
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ async def rotate_key(session: AsyncSession, bic: str) -> str:
 
 async def set_status(session: AsyncSession, bic: str, status: str) -> None:
     """ACTIVE or SUSPENDED. A suspended bank's new payments are rejected by compliance."""
-    assert status in ("ACTIVE", "SUSPENDED")
+    assert status in tuple(ParticipantStatus)
     updated = await session.scalar(
         update(Participant).where(Participant.bic == normalize_bic(bic)).values(status=status).returning(Participant.id)
     )
@@ -171,8 +172,8 @@ async def seed_demo(sessions: async_sessionmaker, credentials_path: Path) -> dic
         await _revoke_demo_operator_keys(session, current)
         credentials = {
             "banks": banks,
-            "settlement_agent": await add_operator_key(session, "settlement_agent"),
-            "admin": await add_operator_key(session, "admin"),
+            "settlement_agent": await add_operator_key(session, OperatorRole.SETTLEMENT_AGENT),
+            "admin": await add_operator_key(session, OperatorRole.ADMIN),
         }
     credentials_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = credentials_path.with_suffix(".tmp")

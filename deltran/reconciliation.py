@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError
 from deltran.config import Settings
 from deltran.db.tables import CircuitBreaker, ReconciliationRun
 from deltran.observability import metrics
+from deltran.vocabulary import BreakerState, ReconciliationTier
 
 CIRCUIT_BREAKER_OPEN = "CircuitBreakerOpen"
 BREAKS_LISTED_MAX = 1000
@@ -64,18 +65,24 @@ class Backing:
 
 async def breaker_is_open(session: AsyncSession, currency: str) -> bool:
     state = await session.scalar(select(CircuitBreaker.state).where(CircuitBreaker.currency == currency))
-    return state == "OPEN"
+    return state == BreakerState.OPEN
 
 
 async def open_breaker(session: AsyncSession, currency: str, reason: str) -> bool:
     """Open it (idempotent). True when this call opened it."""
     opened = await session.scalar(
         insert(CircuitBreaker)
-        .values(currency=currency, state="OPEN", reason=reason, opened_at=func.now())
+        .values(currency=currency, state=BreakerState.OPEN, reason=reason, opened_at=func.now())
         .on_conflict_do_update(
             index_elements=[CircuitBreaker.currency],
-            set_={"state": "OPEN", "reason": reason, "opened_at": func.now(), "closed_at": None, "closed_by": None},
-            where=CircuitBreaker.state == "CLOSED",
+            set_={
+                "state": BreakerState.OPEN,
+                "reason": reason,
+                "opened_at": func.now(),
+                "closed_at": None,
+                "closed_by": None,
+            },
+            where=CircuitBreaker.state == BreakerState.CLOSED,
         )
         .returning(CircuitBreaker.currency)
     )
@@ -96,8 +103,8 @@ async def close_breaker(session: AsyncSession, currency: str, actor: str) -> Non
         raise BreakNotResolved("; ".join(problems))
     await session.execute(
         update(CircuitBreaker)
-        .where(CircuitBreaker.currency == currency, CircuitBreaker.state == "OPEN")
-        .values(state="CLOSED", closed_at=func.now(), closed_by=actor)
+        .where(CircuitBreaker.currency == currency, CircuitBreaker.state == BreakerState.OPEN)
+        .values(state=BreakerState.CLOSED, closed_at=func.now(), closed_by=actor)
     )
     metrics.circuit_breaker_open.labels(currency).set(0)
 
@@ -228,11 +235,11 @@ async def run_reconciliation(session: AsyncSession, tier: str, settings: Setting
         metrics.backing_ratio.labels(currency).set(float(b.token_balances / b.fiat_ledger) if b.fiat_ledger else 1.0)
     for currency in {b["currency"] for b in breaks}:
         await open_breaker(session, currency, f"{tier} reconciliation: backing mismatch")
-    if tier == "end_of_day":
+    if tier == ReconciliationTier.END_OF_DAY:
         breaks += await end_of_day_breaks(session, settings)
     states = dict((await session.execute(select(CircuitBreaker.currency, CircuitBreaker.state))).all())
     for currency in set(backing) | set(states):
-        metrics.circuit_breaker_open.labels(currency).set(1 if states.get(currency) == "OPEN" else 0)
+        metrics.circuit_breaker_open.labels(currency).set(1 if states.get(currency) == BreakerState.OPEN else 0)
     summary = {
         c: {
             "token_supply": str(b.token_supply),

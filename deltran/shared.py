@@ -8,28 +8,11 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from enum import StrEnum
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-
-class PaymentStatus(StrEnum):
-    SCREENING = "SCREENING"
-    REJECTED = "REJECTED"
-    AWAITING_SETTLEMENT = "AWAITING_SETTLEMENT"
-    SETTLED = "SETTLED"
-    COMPLETED = "COMPLETED"  # token minted
-    EXPIRED = "EXPIRED"
-
-
-FINAL_PAYMENT_STATUSES = frozenset({PaymentStatus.REJECTED, PaymentStatus.COMPLETED, PaymentStatus.EXPIRED})
-
-
-class ObligationStatus(StrEnum):
-    PENDING = "PENDING"
-    SETTLED = "SETTLED"
-    RELEASED = "RELEASED"  # payment expired unfunded
+from deltran.vocabulary import PaymentStatus, SettlementMode
 
 
 class _Frozen(BaseModel):
@@ -64,7 +47,7 @@ class ObligationRef(_Frozen):
 
     obligation_id: UUID | None = None
     accepted: bool = True
-    settlement_mode: str = "GROSS"
+    settlement_mode: SettlementMode = SettlementMode.GROSS
     routing_reason: str | None = None
     window_id: UUID | None = None
     reason_code: str | None = None
@@ -180,5 +163,5 @@ class PaymentState(_Frozen):
     rejection_code: str | None = None
     rejection_reason: str | None = None
     booking: FiatBooking | None = None
-    settlement_mode: str | None = None
+    settlement_mode: SettlementMode | None = None
     window_id: UUID | None = None

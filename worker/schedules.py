@@ -25,6 +25,7 @@ from temporalio.client import (
 from activities.clearing import ensure_open_window
 from deltran.config import Settings
 from deltran.shared import ClearingInput
+from deltran.vocabulary import ReconciliationTier
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 
@@ -58,14 +59,16 @@ def _reconciliation_schedules(settings: Settings) -> dict[str, Schedule]:
     skip = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
     return {
         "reconciliation-intraday": Schedule(
-            action=start("intraday"),
+            action=start(ReconciliationTier.INTRADAY),
             spec=ScheduleSpec(
                 intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconciliation_interval_s))]
             ),
             policy=skip,
         ),
         "reconciliation-end-of-day": Schedule(
-            action=start("end_of_day"), spec=ScheduleSpec(cron_expressions=[settings.end_of_day_cron]), policy=skip
+            action=start(ReconciliationTier.END_OF_DAY),
+            spec=ScheduleSpec(cron_expressions=[settings.end_of_day_cron]),
+            policy=skip,
         ),
     }
 

@@ -19,7 +19,7 @@ from deltran.config import Settings
 from deltran.db.tables import Payment
 from deltran.intake.camt054 import signal_unsent
 from deltran.intake.payments import payment_input, start_payment_workflow
-from deltran.shared import PaymentStatus
+from deltran.vocabulary import PaymentStatus
 
 log = logging.getLogger("deltran.sweeper")
 GRACE = timedelta(seconds=30)

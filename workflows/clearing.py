@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         WindowSettlement,
     )
     from deltran.temporal.contract import ClearingWindowContract
+    from deltran.vocabulary import WindowStatus
     from workflows.payment import STEP_RETRY, STEP_TIMEOUT
 
 # Netting a million obligations takes seconds; signalling every payment of a large
@@ -63,7 +64,7 @@ class ClearingWindowWorkflow(ClearingWindowContract):
         settle_zero_net = bool(summary.obligations_count) and workflow.patched("settle-zero-net-window")
         self._state = self._state.model_copy(
             update={
-                "status": "AWAITING_FUNDING" if references or settle_zero_net else "SETTLED",
+                "status": WindowStatus.AWAITING_FUNDING if references or settle_zero_net else WindowStatus.SETTLED,
                 "instructions": summary.instructions,
             }
         )

@@ -25,13 +25,13 @@ with workflow.unsafe.imports_passed_through():
         MintInput,
         PaymentInput,
         PaymentState,
-        PaymentStatus,
         SettleInput,
         WindowSettlement,
     )
     from deltran.temporal import search_attributes as sa
     from deltran.temporal.contract import PaymentWorkflowContract
     from deltran.temporal.errors import NON_RETRYABLE_ERROR_TYPES
+    from deltran.vocabulary import PaymentStatus, SettlementMode
 
 # Transient faults (Postgres restarting, a dropped connection) are retried without a
 # cap on attempts: a payment waits for the database rather than failing. Business
@@ -84,7 +84,7 @@ class PaymentWorkflow(PaymentWorkflowContract):
 
         # Gross waits for its own booked camt.054, net for its window's settlement; the
         # other kind of signal cannot settle it.
-        net = obligation.settlement_mode == "NET"
+        net = obligation.settlement_mode == SettlementMode.NET
 
         def funded() -> bool:
             return (self._window if net else self._booking) is not None

@@ -34,8 +34,9 @@ from deltran import ledger, reconciliation
 from deltran.db.tables import Account, BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
 from deltran.domain.tokens import FiatEvidence, mint_refusal, net_mint_refusal
 from deltran.observability import metrics
-from deltran.shared import MintInput, MintResult, PaymentStatus
+from deltran.shared import MintInput, MintResult
 from deltran.temporal.errors import mint_refused
+from deltran.vocabulary import AccountKind, BreakerState, EntryOutcome, PaymentStatus, SettlementMode
 
 
 class TokenActivities:
@@ -99,7 +100,7 @@ class TokenActivities:
             return existing, False
         if await reconciliation.breaker_is_open(session, obligation.currency):
             raise reconciliation.breaker_open_error(obligation.currency)
-        if obligation.settlement_mode == "NET":
+        if obligation.settlement_mode == SettlementMode.NET:
             result = await self._mint_net(session, obligation)
         else:
             result = await self._mint_gross(session, obligation)
@@ -183,7 +184,7 @@ async def _lock_accounts(session: AsyncSession, obligation: Obligation) -> tuple
                 Account.currency == obligation.currency,
                 or_(
                     Account.participant_id == obligation.payer_id,
-                    and_(Account.participant_id == obligation.payee_id, Account.kind == "token"),
+                    and_(Account.participant_id == obligation.payee_id, Account.kind == AccountKind.TOKEN),
                 ),
             )
             .order_by(Account.id)
@@ -195,7 +196,11 @@ async def _lock_accounts(session: AsyncSession, obligation: Obligation) -> tuple
         )
     ).all()
     found = {(r.participant_id, r.kind): r.id for r in rows}
-    wanted = ((obligation.payer_id, "fiat"), (obligation.payer_id, "token"), (obligation.payee_id, "token"))
+    wanted = (
+        (obligation.payer_id, AccountKind.FIAT),
+        (obligation.payer_id, AccountKind.TOKEN),
+        (obligation.payee_id, AccountKind.TOKEN),
+    )
     if missing := [w for w in wanted if w not in found]:
         raise NoResultFound(f"no {missing[0][1]} account in {obligation.currency} for participant {missing[0][0]}")
     payer_fiat, payer_token, payee_token = (found[w] for w in wanted)
@@ -216,7 +221,7 @@ async def _fiat_entry(session: AsyncSession, obligation: Obligation) -> BankNoti
         select(BankNotification).where(
             BankNotification.payment_id == obligation.payment_id,
             BankNotification.entry_reference == obligation.camt054_entry_reference,
-            BankNotification.outcome == "MATCHED",
+            BankNotification.outcome == EntryOutcome.MATCHED,
         )
     )
 
@@ -424,7 +429,7 @@ class _Postings:
 def _refusal(ev) -> str | None:
     """`mint_one`'s refusal for this obligation, from its row of the batch's evidence
     (which carries the obligation's own fields too)."""
-    if ev.settlement_mode == "NET":
+    if ev.settlement_mode == SettlementMode.NET:
         return net_mint_refusal(ev, ev.window_status, ev.moved_id is not None)
     fiat = (
         None
@@ -453,13 +458,13 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
         if ev.token_id is not None:
             outcomes[oid] = Outcome(result=MintResult(token_id=ev.token_id, amount=ev.amount, currency=ev.currency))
             continue
-        if ev.breaker == "OPEN":
+        if ev.breaker == BreakerState.OPEN:
             outcomes[oid] = Outcome(error=functools.partial(reconciliation.breaker_open_error, ev.currency))
             continue
         if (refusal := _refusal(ev)) is not None:
             outcomes[oid] = Outcome(error=functools.partial(mint_refused, refusal))
             continue
-        out.mint(ev, book=ev.settlement_mode != "NET")
+        out.mint(ev, book=ev.settlement_mode != SettlementMode.NET)
     if out.columns["obligation"]:
         minted: dict[uuid.UUID, uuid.UUID] = dict((await session.execute(_WRITE, out.columns)).all())
         for oid in out.columns["obligation"]:

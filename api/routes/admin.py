@@ -20,6 +20,7 @@ from api.strict_json import StrictJSONRoute
 from deltran import audit, participants
 from deltran.identity import normalize_bic
 from deltran.money import MINOR_UNITS, AmountError, format_amount, parse_amount
+from deltran.vocabulary import ParticipantStatus
 
 router = APIRouter(
     prefix="/v1/admin", tags=["admin"], responses=problem_responses(403, 404, 409, 422), route_class=StrictJSONRoute
@@ -100,7 +101,7 @@ async def rotate_key(bic: str, caller: AdminDep, session: SessionDep) -> BankKey
 
 async def _set_status(bic: str, new_status: str, caller, session) -> BankOut:
     bic = _bic_or_404(bic)
-    action = "bank.suspend" if new_status == "SUSPENDED" else "bank.activate"
+    action = "bank.suspend" if new_status == ParticipantStatus.SUSPENDED else "bank.activate"
     try:
         async with session.begin():
             await participants.set_status(session, bic, new_status)
@@ -114,12 +115,12 @@ async def _set_status(bic: str, new_status: str, caller, session) -> BankOut:
 @router.post("/banks/{bic}/suspend", response_model=BankOut)
 async def suspend(bic: str, caller: AdminDep, session: SessionDep) -> BankOut:
     """New payments to or from a suspended bank are rejected by compliance (AG01)."""
-    return await _set_status(bic, "SUSPENDED", caller, session)
+    return await _set_status(bic, ParticipantStatus.SUSPENDED, caller, session)
 
 
 @router.post("/banks/{bic}/activate", response_model=BankOut)
 async def activate(bic: str, caller: AdminDep, session: SessionDep) -> BankOut:
-    return await _set_status(bic, "ACTIVE", caller, session)
+    return await _set_status(bic, ParticipantStatus.ACTIVE, caller, session)
 
 
 class CapIn(BaseModel):

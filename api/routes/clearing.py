@@ -20,6 +20,7 @@ from deltran.db.tables import ClearingWindow, FundingInstruction, NetPosition, P
 from deltran.money import MINOR_UNITS, format_amount
 from deltran.shared import ClearingInput
 from deltran.temporal.contract import ClearingWindowContract
+from deltran.vocabulary import WindowStatus
 
 router = APIRouter(
     prefix="/v1/clearing", tags=["clearing"], responses=problem_responses(403, 404, 422), route_class=StrictJSONRoute
@@ -163,7 +164,9 @@ async def close_now(
     the schedule's and answers once the window is closed and netted (its funding
     instructions issued)."""
     open_window = await session.scalar(
-        select(ClearingWindow.id).where(ClearingWindow.currency == _known(currency), ClearingWindow.status == "OPEN")
+        select(ClearingWindow.id).where(
+            ClearingWindow.currency == _known(currency), ClearingWindow.status == WindowStatus.OPEN
+        )
     )
     await session.rollback()
     if open_window is None:
@@ -178,7 +181,7 @@ async def close_now(
     deadline = loop.time() + CLOSE_WAIT_S
     while loop.time() < deadline:
         window = await session.scalar(select(ClearingWindow).where(ClearingWindow.closed_by == handle.id))
-        if window is not None and window.status != "CLOSING":
+        if window is not None and window.status != WindowStatus.CLOSING:
             return await _window_out(session, window, caller)
         await session.rollback()  # a fresh snapshot on the next look
         await asyncio.sleep(0.1)

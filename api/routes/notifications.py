@@ -12,6 +12,7 @@ from deltran.intake.camt054 import receive_camt054
 from deltran.iso20022.camt054 import Camt054Invalid, parse_camt054
 from deltran.iso20022.xml_safety import XmlRejected
 from deltran.money import format_amount
+from deltran.vocabulary import EntryOutcome
 
 router = APIRouter(
     route_class=StrictJSONRoute,
@@ -63,7 +64,7 @@ async def camt054(
                 amount=format_amount(r.entry.amount, r.entry.currency),
                 currency=r.entry.currency,
                 status=r.entry.status,
-                matched=r.outcome == "MATCHED",
+                matched=r.outcome == EntryOutcome.MATCHED,
                 outcome=r.outcome,
                 detail=r.detail,
                 payment_id=r.payment_id,

@@ -31,9 +31,10 @@ from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from deltran.shared import FiatBooking, PaymentInput, PaymentStatus
+    from deltran.shared import FiatBooking, PaymentInput
     from deltran.temporal import search_attributes as sa
     from deltran.temporal.search_attributes import initial_search_attributes
+    from deltran.vocabulary import PaymentStatus
 
 STEP_TIMEOUT = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))

@@ -9,7 +9,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.db.tables import BankNotification, LedgerTransfer, Participant, Payment
-from deltran.shared import PaymentStatus
+from deltran.vocabulary import EntryOutcome, PaymentStatus
 
 
 async def agents_of(session: AsyncSession, payment: Payment) -> dict[str, Participant]:
@@ -36,7 +36,7 @@ async def has_booking(session: AsyncSession, payment_id: uuid.UUID) -> bool:
         await session.scalar(
             select(func.count())
             .select_from(BankNotification)
-            .where(BankNotification.payment_id == payment_id, BankNotification.outcome == "MATCHED")
+            .where(BankNotification.payment_id == payment_id, BankNotification.outcome == EntryOutcome.MATCHED)
         )
     )
 
@@ -49,9 +49,9 @@ async def return_bookings(session: AsyncSession, payment_id: uuid.UUID, status: 
     minted = select(LedgerTransfer.id).where(LedgerTransfer.notification_id == BankNotification.id).exists()
     result = await session.execute(
         update(BankNotification)
-        .where(BankNotification.payment_id == payment_id, BankNotification.outcome == "MATCHED", ~minted)
+        .where(BankNotification.payment_id == payment_id, BankNotification.outcome == EntryOutcome.MATCHED, ~minted)
         .values(
-            outcome="PAYMENT_NOT_AWAITING",
+            outcome=EntryOutcome.PAYMENT_NOT_AWAITING,
             outcome_detail=f"payment is {status.value}: the booked fiat is to be returned",
         )
     )

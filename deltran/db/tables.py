@@ -30,6 +30,22 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from deltran.vocabulary import (
+    AccountKind,
+    BreakerState,
+    EntryOutcome,
+    FundingStatus,
+    ObligationStatus,
+    OperatorRole,
+    ParticipantStatus,
+    PaymentStatus,
+    ReconciliationTier,
+    SettlementMode,
+    TransferKind,
+    WindowStatus,
+    sql_in,
+)
+
 # 38 digits with 5 decimals covers every ISO 4217 currency with room to spare.
 Money = Numeric(38, 5)
 
@@ -62,10 +78,10 @@ class Participant(Base):
     bic: Mapped[str] = mapped_column(String(11), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(140), nullable=False)
     country: Mapped[str] = mapped_column(String(2), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="ACTIVE")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=ParticipantStatus.ACTIVE.value)
     api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _created_at()
-    __table_args__ = (CheckConstraint("status IN ('ACTIVE', 'SUSPENDED')", name="status"),)
+    __table_args__ = (CheckConstraint(sql_in("status", ParticipantStatus), name="status"),)
 
 
 class OperatorKey(Base):
@@ -77,7 +93,7 @@ class OperatorKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     created_at: Mapped[datetime] = _created_at()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    __table_args__ = (CheckConstraint("role IN ('settlement_agent', 'admin')", name="role"),)
+    __table_args__ = (CheckConstraint(sql_in("role", OperatorRole), name="role"),)
 
 
 class Account(Base):
@@ -96,7 +112,7 @@ class Account(Base):
     created_at: Mapped[datetime] = _created_at()
     __table_args__ = (
         UniqueConstraint("participant_id", "currency", "kind", name="uq_accounts_owner"),
-        CheckConstraint("kind IN ('fiat', 'token')", name="kind"),
+        CheckConstraint(sql_in("kind", AccountKind), name="kind"),
         CheckConstraint(
             "(kind = 'token' AND credits_posted >= debits_posted)"
             " OR (kind = 'fiat' AND debits_posted >= credits_posted)",
@@ -124,7 +140,7 @@ class LedgerTransfer(Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
-        CheckConstraint("kind IN ('fiat_booked', 'obligation')", name="kind"),
+        CheckConstraint(sql_in("kind", TransferKind), name="kind"),
         # No index on obligation_id: an obligation's transfer is found by its
         # idempotency key ('obligation:<id>'), and every index here is paid per posting.
     )
@@ -170,10 +186,7 @@ class Payment(Base):
     __table_args__ = (
         UniqueConstraint("instructing_bic", "end_to_end_id", name="uq_payments_sender_identity"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint(
-            "status IN ('SCREENING', 'REJECTED', 'AWAITING_SETTLEMENT', 'SETTLED', 'COMPLETED', 'EXPIRED')",
-            name="status",
-        ),
+        CheckConstraint(sql_in("status", PaymentStatus), name="status"),
         CheckConstraint("(debtor_iban IS NOT NULL) <> (debtor_account IS NOT NULL)", name="debtor_account"),
         CheckConstraint(
             "(creditor_iban IS NOT NULL) <> (creditor_account IS NOT NULL)",
@@ -203,7 +216,7 @@ class ClearingWindow(Base):
     __tablename__ = "clearing_windows"
     id: Mapped[uuid.UUID] = _uuid_pk()
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    status: Mapped[str] = mapped_column(String(24), nullable=False, server_default="OPEN")
+    status: Mapped[str] = mapped_column(String(24), nullable=False, server_default=WindowStatus.OPEN.value)
     opened_at: Mapped[datetime] = _created_at()
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     gross_amount: Mapped[Decimal | None] = mapped_column(Money)
@@ -220,10 +233,7 @@ class ClearingWindow(Base):
     settlement_reference: Mapped[str | None] = mapped_column(String(35))
     fallback_method: Mapped[str | None] = mapped_column(String(16))
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('OPEN', 'CLOSING', 'AWAITING_FUNDING', 'SETTLED', 'PARTIALLY_SETTLED')",
-            name="status",
-        ),
+        CheckConstraint(sql_in("status", WindowStatus), name="status"),
         # At most one open window per currency.
         Index(
             "uq_clearing_windows_open_currency",
@@ -252,14 +262,14 @@ class FundingInstruction(Base):
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     reference: Mapped[str] = mapped_column(String(35), unique=True, nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="PENDING")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=FundingStatus.PENDING.value)
     notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_notifications.id"))
     funded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     __table_args__ = (
         UniqueConstraint("window_id", "participant_id", name="uq_funding_instructions_window_bank"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("status IN ('PENDING', 'FUNDED', 'EXPIRED')", name="status"),
+        CheckConstraint(sql_in("status", FundingStatus), name="status"),
     )
 
 
@@ -284,8 +294,8 @@ class Obligation(Base):
     payee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="PENDING")
-    settlement_mode: Mapped[str] = mapped_column(String(8), nullable=False, server_default="GROSS")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=ObligationStatus.PENDING.value)
+    settlement_mode: Mapped[str] = mapped_column(String(8), nullable=False, server_default=SettlementMode.GROSS.value)
     routing_reason: Mapped[str | None] = mapped_column(Text)
     clearing_window_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clearing_windows.id"))
     # Set when a window's fallback could not settle it and rolled it into the next one:
@@ -299,8 +309,8 @@ class Obligation(Base):
     camt054_entry_reference: Mapped[str | None] = mapped_column(String(140))
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("status IN ('PENDING', 'SETTLED', 'RELEASED')", name="status"),
-        CheckConstraint("settlement_mode IN ('GROSS', 'NET')", name="settlement_mode"),
+        CheckConstraint(sql_in("status", ObligationStatus), name="status"),
+        CheckConstraint(sql_in("settlement_mode", SettlementMode), name="settlement_mode"),
         CheckConstraint("payer_id <> payee_id", name="distinct_parties"),
         # A settled obligation always carries its closure: time and both references.
         CheckConstraint(
@@ -369,11 +379,7 @@ class BankNotification(Base):
     received_at: Mapped[datetime] = _created_at()
     __table_args__ = (
         UniqueConstraint("account", "entry_reference", "tx_index", name="uq_bank_notifications_entry"),
-        CheckConstraint(
-            "outcome IN ('MATCHED', 'UNMATCHED', 'AMBIGUOUS', 'NOT_BOOKED', 'NOT_A_CREDIT',"
-            " 'AMOUNT_MISMATCH', 'PAYMENT_NOT_AWAITING')",
-            name="outcome",
-        ),
+        CheckConstraint(sql_in("outcome", EntryOutcome), name="outcome"),
         Index("ix_bank_notifications_end_to_end_id", "end_to_end_id"),
         # At most one entry funds a payment; a second booking for it is an exception.
         Index(
@@ -458,12 +464,12 @@ class CircuitBreaker(Base):
 
     __tablename__ = "circuit_breakers"
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    state: Mapped[str] = mapped_column(String(8), nullable=False, server_default="CLOSED")
+    state: Mapped[str] = mapped_column(String(8), nullable=False, server_default=BreakerState.CLOSED.value)
     reason: Mapped[str | None] = mapped_column(Text)
     opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_by: Mapped[str | None] = mapped_column(String(64))
-    __table_args__ = (CheckConstraint("state IN ('OPEN', 'CLOSED')", name="state"),)
+    __table_args__ = (CheckConstraint(sql_in("state", BreakerState), name="state"),)
 
 
 class ReconciliationRun(Base):
@@ -479,6 +485,6 @@ class ReconciliationRun(Base):
     breaks: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'"))
     break_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     __table_args__ = (
-        CheckConstraint("tier IN ('intraday', 'end_of_day')", name="tier"),
+        CheckConstraint(sql_in("tier", ReconciliationTier), name="tier"),
         Index("ix_reconciliation_runs_tier_started", "tier", "started_at"),
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from deltran.money import format_amount
+from deltran.vocabulary import SettlementMode
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class OpenWindow:
 
 @dataclass(frozen=True)
 class Route:
-    mode: str  # "NET" or "GROSS"
+    mode: SettlementMode
     reason: str
     window_id: uuid.UUID | None
     window_stale: bool = False  # GROSS because the open window is stale (ops must look)
@@ -36,24 +37,26 @@ def route(
 ) -> Route:
     """The routing rules, pure."""
     if prefunded:
-        return Route("GROSS", "its fiat is already booked (camt.054 received during screening): settles alone", None)
+        return Route(
+            SettlementMode.GROSS, "its fiat is already booked (camt.054 received during screening): settles alone", None
+        )
     if urgent:
-        return Route("GROSS", "flagged urgent: settles alone", None)
+        return Route(SettlementMode.GROSS, "flagged urgent: settles alone", None)
     if gross_threshold is not None and amount >= gross_threshold:
         return Route(
-            "GROSS",
+            SettlementMode.GROSS,
             f"{format_amount(amount, currency)} {currency} reaches the gross threshold of"
             f" {format_amount(gross_threshold, currency)} {currency}",
             None,
         )
     if open_window is None:
-        return Route("GROSS", f"no clearing window is open for {currency}", None)
+        return Route(SettlementMode.GROSS, f"no clearing window is open for {currency}", None)
     if open_window.age_s > stale_after_s:
         return Route(
-            "GROSS",
+            SettlementMode.GROSS,
             f"the open {currency} clearing window has not closed for {open_window.age_s:.0f} s (more than"
             f" {stale_after_s:.0f} s): its schedule is paused or not running",
             None,
             window_stale=True,
         )
-    return Route("NET", f"joins the open {currency} clearing window", open_window.id)
+    return Route(SettlementMode.NET, f"joins the open {currency} clearing window", open_window.id)

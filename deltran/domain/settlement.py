@@ -12,12 +12,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from deltran.shared import PaymentStatus
+from deltran.vocabulary import EntryOutcome, FundingStatus, PaymentStatus, SettlementMode
 
 # A booked credit can fund a payment that is still being screened or already waits.
 FUNDABLE = (PaymentStatus.SCREENING, PaymentStatus.AWAITING_SETTLEMENT)
 # Outcomes ops must look at (docs/runbook.md, "camt.054 exceptions").
-EXCEPTIONS = frozenset({"UNMATCHED", "AMBIGUOUS", "AMOUNT_MISMATCH", "PAYMENT_NOT_AWAITING"})
+EXCEPTIONS = frozenset(
+    {EntryOutcome.UNMATCHED, EntryOutcome.AMBIGUOUS, EntryOutcome.AMOUNT_MISMATCH, EntryOutcome.PAYMENT_NOT_AWAITING}
+)
 # A window funding carries its instruction's reference as EndToEndId.
 FUNDING_REFERENCE_PREFIX = "FUND-"
 
@@ -62,11 +64,11 @@ def may_fund_a_window(entry: Entry) -> bool:
 def unsettling(entry: Entry) -> Outcome | None:
     """Why this entry cannot settle any payment, before looking one up; or None."""
     if entry.status != "BOOK":
-        return "NOT_BOOKED", f"entry status {entry.status} does not settle"
+        return EntryOutcome.NOT_BOOKED, f"entry status {entry.status} does not settle"
     if entry.credit_debit != "CRDT" or entry.reversal:
-        return "NOT_A_CREDIT", "only booked credits settle payments"
+        return EntryOutcome.NOT_A_CREDIT, "only booked credits settle payments"
     if entry.uetr is None and entry.end_to_end_id is None:
-        return "UNMATCHED", "the entry carries neither UETR nor EndToEndId"
+        return EntryOutcome.UNMATCHED, "the entry carries neither UETR nor EndToEndId"
     return None
 
 
@@ -75,13 +77,13 @@ def choose_payment(entry: Entry, candidates: list[P]) -> tuple[Outcome | None, P
     payments share an EndToEndId (it is unique per instructing bank only): the one of
     the same amount and currency that still waits is chosen, if it is alone."""
     if not candidates:
-        return ("UNMATCHED", "no payment has this reference"), None
+        return (EntryOutcome.UNMATCHED, "no payment has this reference"), None
     if len(candidates) > 1:
         same = [
             p for p in candidates if p.amount == entry.amount and p.currency == entry.currency and p.status in FUNDABLE
         ]
         if len(same) != 1:
-            return ("AMBIGUOUS", f"{len(candidates)} payments share this EndToEndId"), None
+            return (EntryOutcome.AMBIGUOUS, f"{len(candidates)} payments share this EndToEndId"), None
         candidates = same
     return None, candidates[0]
 
@@ -90,32 +92,38 @@ def payment_outcome(entry: Entry, payment: Payable, settlement_mode: str | None)
     """What the entry does for the payment it names."""
     if payment.amount != entry.amount or payment.currency != entry.currency:
         return (
-            "AMOUNT_MISMATCH",
+            EntryOutcome.AMOUNT_MISMATCH,
             f"booked {entry.amount} {entry.currency}, payment is {payment.amount} {payment.currency}",
         )
     if payment.status not in FUNDABLE:
-        return "PAYMENT_NOT_AWAITING", f"payment is {payment.status}"
-    if settlement_mode == "NET":
-        return "PAYMENT_NOT_AWAITING", "the payment settles net in its clearing window: fund the window's instruction"
-    return "MATCHED", None
+        return EntryOutcome.PAYMENT_NOT_AWAITING, f"payment is {payment.status}"
+    if settlement_mode == SettlementMode.NET:
+        return (
+            EntryOutcome.PAYMENT_NOT_AWAITING,
+            "the payment settles net in its clearing window: fund the window's instruction",
+        )
+    return EntryOutcome.MATCHED, None
 
 
 def funding_outcome(entry: Entry, instruction: Payable) -> Outcome:
     """What the entry does for the window funding instruction it names."""
     if entry.status != "BOOK":
-        return "NOT_BOOKED", f"entry status {entry.status} does not fund"
+        return EntryOutcome.NOT_BOOKED, f"entry status {entry.status} does not fund"
     if entry.credit_debit != "CRDT" or entry.reversal:
-        return "NOT_A_CREDIT", "only booked credits fund a window"
+        return EntryOutcome.NOT_A_CREDIT, "only booked credits fund a window"
     if entry.amount < instruction.amount or entry.currency != instruction.currency:
         return (
-            "AMOUNT_MISMATCH",
+            EntryOutcome.AMOUNT_MISMATCH,
             f"booked {entry.amount} {entry.currency}, instructed {instruction.amount} {instruction.currency}",
         )
-    if instruction.status != "PENDING":
-        return "PAYMENT_NOT_AWAITING", f"funding instruction is {instruction.status}: the booked fiat is to be returned"
+    if instruction.status != FundingStatus.PENDING:
+        return (
+            EntryOutcome.PAYMENT_NOT_AWAITING,
+            f"funding instruction is {instruction.status}: the booked fiat is to be returned",
+        )
     if entry.amount > instruction.amount:
-        return "MATCHED", (
+        return EntryOutcome.MATCHED, (
             f"over-funded by {entry.amount - instruction.amount} {entry.currency}:"
             " the excess stays on the funder's token balance"
         )
-    return "MATCHED", None
+    return EntryOutcome.MATCHED, None

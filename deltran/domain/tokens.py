@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from deltran.shared import ObligationStatus
+from deltran.vocabulary import SETTLED_WINDOW_STATUSES, EntryOutcome, ObligationStatus
 
 if TYPE_CHECKING:
     from deltran.db.tables import Obligation
@@ -36,7 +36,7 @@ def mint_refusal(obligation: Obligation, fiat: FiatEvidence | None) -> str | Non
         return "no booked camt.054 entry backs this obligation"
     if fiat.entry_status != "BOOK" or fiat.credit_debit != "CRDT" or fiat.reversal:
         return "the backing camt.054 entry is not a booked credit"
-    if fiat.outcome != "MATCHED":
+    if fiat.outcome != EntryOutcome.MATCHED:
         return f"the backing camt.054 entry is {fiat.outcome}"
     if fiat.amount != obligation.amount or fiat.currency != obligation.currency:
         return (
@@ -52,7 +52,7 @@ def net_mint_refusal(obligation: Obligation, window_status: str | None, transfer
         return f"obligation is {obligation.status}, not SETTLED"
     if not obligation.bank_confirmation_reference or not obligation.camt054_entry_reference:
         return "the window settlement reference is missing"
-    if window_status not in ("SETTLED", "PARTIALLY_SETTLED"):
+    if window_status not in SETTLED_WINDOW_STATUSES:
         return f"its clearing window is {window_status}, not settled"
     if not transfer_posted:
         return "the window's settlement did not move this obligation's tokens"

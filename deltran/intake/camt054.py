@@ -31,6 +31,7 @@ from deltran.errors import ServiceUnavailable
 from deltran.iso20022.camt054 import Camt054Entry, Camt054Message
 from deltran.shared import FiatBooking
 from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract
+from deltran.vocabulary import EntryOutcome, FundingStatus
 
 log = logging.getLogger("deltran.api.camt054")
 
@@ -135,14 +136,14 @@ async def _store_entry(session: AsyncSession, message_row_id: uuid.UUID, entry: 
         existing = await _stored(session, entry)
         if existing is not None:
             return await _duplicate(session, entry, existing)
-        outcome, detail = "PAYMENT_NOT_AWAITING", "the payment is already funded by another entry"
+        outcome, detail = EntryOutcome.PAYMENT_NOT_AWAITING, "the payment is already funded by another entry"
         row_id = await session.scalar(
             insert(BankNotification)
             .values(outcome=outcome, outcome_detail=detail, **values)
             .returning(BankNotification.id)
         )
     assert row_id is not None
-    matched = outcome == "MATCHED"
+    matched = outcome == EntryOutcome.MATCHED
     return EntryResult(
         entry=entry,
         notification_id=row_id,
@@ -207,11 +208,11 @@ async def _store_funding(
         assert existing is not None
         return await _duplicate(session, entry, existing)
     assert row_id is not None
-    if outcome == "MATCHED":
+    if outcome == EntryOutcome.MATCHED:
         await session.execute(
             update(FundingInstruction)
             .where(FundingInstruction.id == instruction.id)
-            .values(status="FUNDED", notification_id=row_id, funded_at=func.now())
+            .values(status=FundingStatus.FUNDED, notification_id=row_id, funded_at=func.now())
         )
     closed_by = await session.scalar(select(ClearingWindow.closed_by).where(ClearingWindow.id == instruction.window_id))
     return EntryResult(
@@ -221,7 +222,7 @@ async def _store_funding(
         detail=detail,
         payment_id=None,
         duplicate=False,
-        needs_signal=outcome == "MATCHED" and closed_by is not None,
+        needs_signal=outcome == EntryOutcome.MATCHED and closed_by is not None,
         workflow_id=closed_by,
         funding_reference=instruction.reference,
     )
@@ -242,7 +243,7 @@ async def _duplicate(session: AsyncSession, entry: Camt054Entry, existing: BankN
     """A repeated entry changes nothing, except that a match whose signal never went
     out is signalled now."""
     workflow_id = funding_reference = None
-    if existing.outcome == "MATCHED" and existing.signalled_at is None:
+    if existing.outcome == EntryOutcome.MATCHED and existing.signalled_at is None:
         if existing.funding_instruction_id is not None:
             workflow_id, funding_reference = (
                 await session.execute(
@@ -345,7 +346,7 @@ async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelt
                 await session.scalars(
                     select(BankNotification)
                     .where(
-                        BankNotification.outcome == "MATCHED",
+                        BankNotification.outcome == EntryOutcome.MATCHED,
                         BankNotification.signalled_at.is_(None),
                         BankNotification.received_at < func.now() - grace,
                     )

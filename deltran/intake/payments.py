@@ -29,9 +29,10 @@ from deltran.db.tables import Payment
 from deltran.errors import Conflict, Malformed, Refused, ServiceUnavailable
 from deltran.identity import content_fingerprint, payment_id_for, workflow_id_for
 from deltran.iso20022.pacs008 import MAX_TRANSACTIONS
-from deltran.shared import PaymentInput, PaymentStatus
+from deltran.shared import PaymentInput
 from deltran.temporal.contract import PaymentWorkflowContract
 from deltran.temporal.search_attributes import initial_search_attributes
+from deltran.vocabulary import PaymentStatus
 
 log = logging.getLogger("deltran.api.intake")
 
@@ -96,6 +97,7 @@ async def submit_payments(
     assert 0 < len(batch) <= MAX_BATCH
     _refuse_repeated_end_to_end_ids(batch)
     _refuse_self_payments(batch)
+    _refuse_uncleared_currencies(batch, settings)
     intakes: list[Intake] = []
     async with session.begin():
         for new in batch:
@@ -176,6 +178,23 @@ def _refuse_self_payments(batch: Sequence[NewPayment]) -> None:
         raise Refused(
             "the debtor agent and the creditor agent must be different banks", kind="same-agent", errors=errors
         )
+
+
+def _refuse_uncleared_currencies(batch: Sequence[NewPayment], settings: Settings) -> None:
+    """A currency DelTran knows but does not clear is refused at the door, not accepted
+    and then rejected by screening."""
+    cleared = settings.supported_currencies
+    errors = [
+        {
+            "field": "currency" if new.source_format == "json" else f"CdtTrfTxInf[{index}]/IntrBkSttlmAmt/@Ccy",
+            **({} if new.source_format == "json" else {"transaction": index}),
+            "message": f"{new.currency} is not cleared by DelTran (it clears {', '.join(cleared)})",
+        }
+        for index, new in enumerate(batch)
+        if new.currency not in cleared
+    ]
+    if errors:
+        raise Refused("a payment's currency is not cleared by DelTran", kind="currency-not-cleared", errors=errors)
 
 
 async def _record(session: AsyncSession, new: NewPayment) -> Intake:

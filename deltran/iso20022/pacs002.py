@@ -24,7 +24,7 @@ from lxml import etree
 from deltran.iso20022.xml_safety import find_document, load_schema, parse_xml, schema_errors
 from deltran.money import MINOR_UNITS, AmountError, format_amount, parse_amount
 from deltran.reason_codes import ReasonCode
-from deltran.shared import PaymentStatus
+from deltran.vocabulary import PaymentStatus
 
 NS = "urn:iso:std:iso:20022:tech:xsd:pacs.002.001.10"
 SCHEMA = "pacs.002.001.10.xsd"

@@ -8,7 +8,8 @@ Safe to import inside the workflow sandbox (no I/O).
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-from deltran.shared import PaymentInput, PaymentStatus
+from deltran.shared import PaymentInput
+from deltran.vocabulary import PaymentStatus
 
 END_TO_END_ID = SearchAttributeKey.for_keyword("EndToEndId")
 DEBTOR_AGENT_BIC = SearchAttributeKey.for_keyword("DebtorAgentBic")

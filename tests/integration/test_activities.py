@@ -17,8 +17,9 @@ from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
 from activities.settlement import SettlementActivities
 from deltran.db.tables import ClearingWindow, ComplianceResult, Obligation, Participant, Payment
-from deltran.shared import ExpireInput, FiatBooking, ObligationStatus, PaymentStatus, SettleInput
+from deltran.shared import ExpireInput, FiatBooking, SettleInput
 from deltran.temporal.errors import OBLIGATION_RELEASED
+from deltran.vocabulary import ObligationStatus, PaymentStatus
 
 
 async def new_payment(

@@ -16,8 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from deltran.db.tables import Obligation, Payment
 from deltran.intake.payments import NewPayment, submit_payments
-from deltran.shared import ObligationStatus, PaymentStatus
 from deltran.temporal import search_attributes
+from deltran.vocabulary import ObligationStatus, PaymentStatus
 from tests.conftest import binary
 from tests.support.payments import AE_IBAN
 from worker.main import build_worker

@@ -7,13 +7,14 @@ Sync tests on purpose: migrate.upgrade/downgrade run their own event loop (async
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import CheckConstraint, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deltran.db import migrate
@@ -143,3 +144,26 @@ def test_url_with_percent_encoded_password_survives_config():
     url = "postgresql+asyncpg://user:p%40ss%25word@127.0.0.1:5432/db"
     cfg = migrate.alembic_config(url)
     assert cfg.get_main_option("sqlalchemy.url") == url
+
+
+def test_every_enum_check_in_the_database_allows_exactly_the_vocabulary(fresh_url):
+    """The CHECK constraints of the models are generated from deltran/vocabulary.py; the
+    migrations wrote them by hand. Both must allow exactly the same values."""
+    migrate.upgrade(fresh_url)
+    try:
+        in_database = {
+            name: set(re.findall(r"'([^']*)'", definition))
+            for name, definition in _run(
+                _query(fresh_url, "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c'")
+            )
+        }
+        generated = {
+            c.name: set(re.findall(r"'([^']*)'", str(c.sqltext)))
+            for table in Base.metadata.sorted_tables
+            for c in table.constraints
+            if isinstance(c, CheckConstraint) and " IN (" in str(c.sqltext)
+        }
+        assert len(generated) >= 12
+        assert {name: in_database.get(name) for name in generated} == generated
+    finally:
+        migrate.downgrade(fresh_url, "base")

@@ -22,8 +22,9 @@ from temporalio.exceptions import ApplicationError
 from activities.tokens import TokenActivities
 from deltran import ledger, reconciliation
 from deltran.db.tables import Account, CircuitBreaker, LedgerTransfer, Payment, Token
-from deltran.shared import MintInput, PaymentStatus
+from deltran.shared import MintInput
 from deltran.temporal.errors import MINT_REFUSED
+from deltran.vocabulary import PaymentStatus
 from tests.support.minting import (
     AMOUNT,
     Scenario,

@@ -22,8 +22,9 @@ from temporalio.exceptions import ApplicationError
 from activities.tokens import TokenActivities
 from deltran import ledger
 from deltran.db.tables import LedgerTransfer, Obligation, Token
-from deltran.shared import MintInput, ObligationStatus, PaymentStatus
+from deltran.shared import MintInput
 from deltran.temporal.errors import MINT_REFUSED
+from deltran.vocabulary import ObligationStatus, PaymentStatus
 from tests.support.minting import (
     AMOUNT,
     CURRENCY,

@@ -39,7 +39,8 @@ from deltran.db.tables import (
 )
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.reconciliation import end_of_day_breaks
-from deltran.shared import ExpireInput, PaymentStatus
+from deltran.shared import ExpireInput
+from deltran.vocabulary import PaymentStatus
 from tests.integration.test_clearing import fund, submit_all, supply_and_fiat
 from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body, wait_for_status
 from worker.fail_fast import INVARIANT_VIOLATED, FailFastInterceptor
@@ -229,6 +230,32 @@ async def test_a_bank_paying_itself_is_refused_at_intake(http, credentials, sess
     with pytest.raises(IntegrityError, match="ck_payments_distinct_agents"):
         async with sessions() as session, session.begin():
             await session.execute(update(Payment).where(Payment.id == payment.id).values(creditor_agent_bic="EBILAEAD"))
+
+
+async def test_a_currency_deltran_knows_but_does_not_clear_is_refused_at_intake(http, credentials, sessions, e2e_id):
+    """One currency table: GBP has its minor units in it but is not cleared, so the
+    payment is a 422 at the door, not a 202 that screening then rejects."""
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    refused = await http.post("/v1/payments", json=payment_body(e2e_id, currency="GBP", amount="10.00"), headers=bank)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["type"].endswith("currency-not-cleared")
+    assert refused.json()["errors"][0]["field"] == "currency"
+    gbp = Pacs008Spec(
+        end_to_end_id=f"{e2e_id}-GBP", amount=Decimal("10.00"), currency="GBP", debtor_name="Al Noor Trading LLC",
+        debtor_agent_bic="EBILAEAD", debtor_iban=AE_IBAN, creditor_name="Ganesh Textiles Pvt Ltd",
+        creditor_agent_bic="SBININBB", creditor_account="30001234567",
+    )  # fmt: skip
+    xml = build_pacs008([gbp], message_id=f"MSG-{uuid.uuid4().hex[:20]}", instructing_agent_bic="EBILAEAD")
+    refused = await http.post("/v1/payments", content=xml, headers={**bank, **XML})
+    assert refused.status_code == 422, refused.text
+    assert [(e["field"], e["transaction"]) for e in refused.json()["errors"]] == [
+        ("CdtTrfTxInf[0]/IntrBkSttlmAmt/@Ccy", 0)
+    ]
+    async with sessions() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like(f"{e2e_id}%"))
+        )
+    assert stored == 0
 
 
 @activity.defn(name="never_succeeds")

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from activities.clearing import close_window, ensure_open_window, net_window
 from deltran.db.tables import FundingInstruction, NetPosition, Obligation
 from deltran.domain.clearing import netting
-from deltran.shared import PaymentStatus
+from deltran.vocabulary import PaymentStatus
 from tests.support.minting import make_scenario, new_bank, private_currency
 
 WINDOWS = 24

@@ -30,8 +30,9 @@ from deltran.db.tables import (
     Payment,
     Token,
 )
-from deltran.shared import MintInput, ObligationStatus, PaymentStatus
+from deltran.shared import MintInput
 from deltran.temporal.errors import MINT_REFUSED
+from deltran.vocabulary import ObligationStatus, PaymentStatus
 
 AMOUNT = Decimal("2500.00")
 CURRENCY = "AED"

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from api.problems import Problem
 from api.schemas import PaymentIn
 from api.strict_json import refuse_duplicate_keys
+from deltran.config import Settings
 from deltran.ledger import LedgerRefused, Refusal, refusal_of
 from tests.support.payments import payment_body
 from worker.fail_fast import permanent_failure
@@ -76,3 +77,9 @@ def test_end_to_end_ids_that_cannot_identify_a_payment_or_be_written_as_xml_are_
 
 def test_an_ordinary_end_to_end_id_with_unicode_letters_passes():
     assert PaymentIn.model_validate(payment_body("ÜBERWEISUNG-é-1")).end_to_end_id == "ÜBERWEISUNG-é-1"
+
+
+@pytest.mark.parametrize("currencies", [("AED", "XYZ"), (), ("AED", "AED"), ("aed",)])
+def test_the_cleared_currencies_must_come_from_the_one_currency_table(currencies):
+    with pytest.raises(ValidationError, match="supported_currencies"):
+        Settings(supported_currencies=currencies)

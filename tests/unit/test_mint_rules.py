@@ -11,7 +11,7 @@ import pytest
 
 from deltran.db.tables import Obligation
 from deltran.domain.tokens import FiatEvidence, mint_refusal
-from deltran.shared import ObligationStatus
+from deltran.vocabulary import ObligationStatus
 
 
 def _obligation(**overrides) -> Obligation:

@@ -25,7 +25,7 @@ from deltran.iso20022.pacs002 import (
 )
 from deltran.iso20022.xml_safety import SCHEMA_DIR, XmlRejected, load_schema
 from deltran.reason_codes import ReasonCode
-from deltran.shared import PaymentStatus
+from deltran.vocabulary import PaymentStatus
 
 UTC = datetime.UTC
 GST = datetime.timezone(datetime.timedelta(hours=4))

@@ -1,0 +1,219 @@
+"""PaymentWorkflow, branch by branch: rejected by compliance or by risk, gross on its
+booking, net on its window, expired at its deadline, a net payment whose window closed
+waiting on (rolled) until its window settles, a duplicate booking, the wrong kind of
+signal, and a mint held back by an open circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+
+from deltran.reconciliation import CIRCUIT_BREAKER_OPEN
+from deltran.shared import (
+    ComplianceOutcome,
+    ExpireInput,
+    FiatBooking,
+    MintInput,
+    MintResult,
+    ObligationRef,
+    PaymentInput,
+    PaymentState,
+    SettleInput,
+    WindowSettlement,
+)
+from deltran.vocabulary import PaymentStatus, SettlementMode
+from workflows.payment import PaymentWorkflow
+
+DEADLINE_S = 3 * 24 * 3600
+
+
+@dataclass
+class Stubs:
+    """What each step answers, and what each step was asked."""
+
+    compliance: ComplianceOutcome = field(default_factory=lambda: ComplianceOutcome(passed=True))
+    obligation: ObligationRef | None = None
+    expire_answers: list[bool] = field(default_factory=lambda: [True])
+    mint_failures: int = 0  # retryable failures before the mint succeeds
+    calls: list[tuple[str, object]] = field(default_factory=list)
+
+    def activities(self) -> list:
+        stubs = self
+
+        @activity.defn(name="screen_payment")
+        async def screen_payment(payment_id: uuid.UUID) -> ComplianceOutcome:
+            stubs.calls.append(("screen_payment", payment_id))
+            return stubs.compliance
+
+        @activity.defn(name="create_obligation")
+        async def create_obligation(payment_id: uuid.UUID) -> ObligationRef:
+            stubs.calls.append(("create_obligation", payment_id))
+            assert stubs.obligation is not None
+            return stubs.obligation
+
+        @activity.defn(name="expire_payment")
+        async def expire_payment(data: ExpireInput) -> bool:
+            stubs.calls.append(("expire_payment", data))
+            return stubs.expire_answers.pop(0) if len(stubs.expire_answers) > 1 else stubs.expire_answers[0]
+
+        @activity.defn(name="settle_obligation")
+        async def settle_obligation(data: SettleInput) -> None:
+            stubs.calls.append(("settle_obligation", data))
+
+        @activity.defn(name="mint_token")
+        async def mint_token(data: MintInput) -> MintResult:
+            stubs.calls.append(("mint_token", data))
+            if stubs.mint_failures:
+                stubs.mint_failures -= 1
+                raise ApplicationError("AED breaker open (stub)", type=CIRCUIT_BREAKER_OPEN)
+            return MintResult(token_id=TOKEN_ID, amount=AMOUNT, currency="AED")
+
+        return [screen_payment, create_obligation, expire_payment, settle_obligation, mint_token]
+
+    def steps(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+AMOUNT = Decimal("2500.00")
+TOKEN_ID = uuid.uuid4()
+OBLIGATION_ID = uuid.uuid4()
+WINDOW_ID = uuid.uuid4()
+GROSS = ObligationRef(obligation_id=OBLIGATION_ID, settlement_mode=SettlementMode.GROSS, routing_reason="urgent")
+NET = ObligationRef(obligation_id=OBLIGATION_ID, settlement_mode=SettlementMode.NET, window_id=WINDOW_ID)
+BOOKING = FiatBooking(
+    notification_id=uuid.uuid4(), camt054_entry_reference="NTRY-1", bank_confirmation_reference="BR-1",
+    amount=AMOUNT, currency="AED", booking_date=date(2026, 12, 4),
+)  # fmt: skip
+SETTLEMENT = WindowSettlement(window_id=WINDOW_ID, settlement_reference="STL-1")
+
+
+async def _start(skipping_env, task_queue: str) -> WorkflowHandle[PaymentWorkflow, PaymentState]:
+    payment_id = uuid.uuid4()
+    data = PaymentInput(
+        payment_id=payment_id, end_to_end_id=f"E2E-{payment_id.hex[:8]}", amount=AMOUNT, currency="AED",
+        debtor_agent_bic="EBILAEAD", creditor_agent_bic="SBININBB", deadline_s=DEADLINE_S, step_timeout_s=5,
+    )  # fmt: skip
+    return await skipping_env.client.start_workflow(
+        PaymentWorkflow.run, data, id=f"payment-test-{payment_id}", task_queue=task_queue
+    )
+
+
+async def _until_awaiting(handle) -> None:
+    """The workflow reached its wait (queries run without advancing the skipped clock)."""
+    for _ in range(200):
+        if (await handle.query(PaymentWorkflow.state)).status == PaymentStatus.AWAITING_SETTLEMENT:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the payment never reached AWAITING_SETTLEMENT")
+
+
+async def test_rejected_by_compliance_it_ends_before_any_obligation(skipping_env, run_worker):
+    stubs = Stubs(compliance=ComplianceOutcome(passed=False, reason_code="RR04", reason="sanctions hit"))
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        state = await (await _start(skipping_env, queue)).result()
+    assert (state.status, state.rejection_code, state.rejection_reason) == (
+        PaymentStatus.REJECTED, "RR04", "sanctions hit"
+    )  # fmt: skip
+    assert stubs.steps() == ["screen_payment"]
+
+
+async def test_refused_by_risk_it_is_rejected_without_waiting(skipping_env, run_worker):
+    stubs = Stubs(obligation=ObligationRef(accepted=False, reason_code="AM14", reason="net debit cap"))
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        state = await (await _start(skipping_env, queue)).result()
+    assert (state.status, state.rejection_code) == (PaymentStatus.REJECTED, "AM14")
+    assert stubs.steps() == ["screen_payment", "create_obligation"]
+
+
+async def test_gross_it_settles_on_its_booking_and_mints(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        state = await handle.result()
+    assert (state.status, state.token_id, state.booking) == (PaymentStatus.COMPLETED, TOKEN_ID, BOOKING)
+    assert stubs.steps() == ["screen_payment", "create_obligation", "settle_obligation", "mint_token"]
+    settle = stubs.calls[2][1]
+    assert isinstance(settle, SettleInput) and (settle.booking, settle.window) == (BOOKING, None)
+
+
+async def test_a_second_booking_changes_nothing(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS)
+    later = BOOKING.model_copy(update={"notification_id": uuid.uuid4(), "camt054_entry_reference": "NTRY-2"})
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        await handle.signal(PaymentWorkflow.fiat_booked, later)
+        state = await handle.result()
+    assert state.booking == BOOKING
+    assert [c for c in stubs.calls if c[0] == "settle_obligation"][0][1].booking == BOOKING
+
+
+async def test_net_it_settles_on_its_window_and_mints(skipping_env, run_worker):
+    stubs = Stubs(obligation=NET)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.window_settled, SETTLEMENT)
+        state = await handle.result()
+    assert (state.status, state.settlement_mode, state.window_id) == (PaymentStatus.COMPLETED, "NET", WINDOW_ID)
+    settle = stubs.calls[2][1]
+    assert isinstance(settle, SettleInput) and (settle.booking, settle.window) == (None, SETTLEMENT)
+
+
+async def test_the_wrong_kind_of_signal_does_not_settle_it_and_it_expires(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.window_settled, SETTLEMENT)  # a gross payment has no window
+        await skipping_env.sleep(timedelta(seconds=DEADLINE_S + 60))
+        state = await handle.result()
+    assert (state.status, state.rejection_code) == (PaymentStatus.EXPIRED, "AB01")
+    assert "settle_obligation" not in stubs.steps()
+
+
+async def test_unfunded_it_expires_at_its_deadline(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        state = await handle.result()  # the test server skips the three days
+    assert (state.status, state.rejection_code) == (PaymentStatus.EXPIRED, "AB01")
+    assert stubs.steps() == ["screen_payment", "create_obligation", "expire_payment"]
+    expire = stubs.calls[2][1]
+    assert isinstance(expire, ExpireInput) and expire.obligation_id == OBLIGATION_ID
+
+
+async def test_net_whose_window_closed_waits_on_until_the_window_that_took_it_settles(skipping_env, run_worker):
+    # expire_payment declines twice (its window closed: the obligation is rolled, not
+    # expired), then the next window's settlement reaches the payment.
+    stubs = Stubs(obligation=NET, expire_answers=[False, False, True])
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await skipping_env.sleep(timedelta(seconds=2 * DEADLINE_S + 60))
+        await handle.signal(PaymentWorkflow.window_settled, SETTLEMENT)
+        state = await handle.result()
+    assert state.status == PaymentStatus.COMPLETED
+    assert stubs.steps().count("expire_payment") == 2
+    assert stubs.steps()[-2:] == ["settle_obligation", "mint_token"]
+
+
+async def test_a_mint_held_back_by_an_open_breaker_retries_until_it_closes(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS, mint_failures=3)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        state = await handle.result()
+    assert state.status == PaymentStatus.COMPLETED
+    assert stubs.steps().count("mint_token") == 4  # three refusals, retried, then the mint

@@ -1,8 +1,10 @@
 """Replay tests: recorded payment histories must replay against today's workflow code.
 
-A change that would break payments already in flight (a reordered step, an extra
-activity without `workflow.patched`) fails here. Record a new history from the dev
-server as the README shows, and drop the JSON file into `histories/`.
+A change that would break payments and windows already in flight (a reordered step,
+an extra activity without `workflow.patched`, a result type that no longer reads what
+was recorded) fails here. Record a new history from the dev server as the README shows
+(or from the time-skipping server, as tests/workflows/ runs each branch), and drop the
+JSON file into `histories/`. Each history replays against the workflow its type names.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from deltran.shared import PaymentInput, PaymentState
+from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -35,13 +39,24 @@ def replayer(*workflows) -> Replayer:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path):
-    result = await replayer(PaymentWorkflow).replay_workflow(load(path), raise_on_replay_failure=True)
+    replay = replayer(PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow)
+    result = await replay.replay_workflow(load(path), raise_on_replay_failure=True)
     assert result.replay_failure is None
 
 
-def test_histories_cover_completion_and_rejection():
+def test_histories_cover_every_way_a_payment_and_a_window_end():
     names = {p.stem for p in HISTORIES}
-    assert {"payment_completed_gross", "payment_rejected_sanctions"} <= names
+    assert {
+        "payment_completed_gross",
+        "payment_completed_net",
+        "payment_rejected_sanctions",
+        "payment_refused_by_risk",
+        "payment_expired_gross",
+        "payment_rolled_then_completed_net",
+        "clearing_settled",
+        "clearing_partially_settled",
+        "clearing_zero_net",
+    } <= names
 
 
 @workflow.defn(name="PaymentWorkflow")

@@ -21,7 +21,7 @@ from deltran.domain import liquidity as routing
 from deltran.ledger import ensure_accounts
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
-from deltran.shared import ExpireInput, ObligationRef
+from deltran.shared import ExpireInput, ObligationCreated, ObligationOutcome, ObligationRefused
 from deltran.temporal.errors import payment_not_found
 from deltran.vocabulary import ObligationStatus, PaymentStatus, WindowStatus
 
@@ -34,7 +34,7 @@ class ObligationActivities:
         self._settings = settings
 
     @activity.defn(name="create_obligation")
-    async def create_obligation(self, payment_id: uuid.UUID) -> ObligationRef:
+    async def create_obligation(self, payment_id: uuid.UUID) -> ObligationOutcome:
         """Route, check risk and record the obligation, in one transaction: one
         obligation per payment (unique payment_id), so a retry returns the same answer.
         The liquidity router and the risk engine run here, inside the obligation's
@@ -49,9 +49,8 @@ class ObligationActivities:
             if existing is not None:
                 return _ref(existing)
             if payment.status == PaymentStatus.REJECTED:  # refused by risk on an earlier attempt
-                return ObligationRef(
-                    accepted=False, reason_code=payment.rejection_code, reason=payment.rejection_reason
-                )
+                assert payment.rejection_code is not None and payment.rejection_reason is not None
+                return ObligationRefused(reason_code=payment.rejection_code, reason=payment.rejection_reason)
             agents = await agents_of(session, payment)
             payer_id = agents[payment.debtor_agent_bic].id
             payee_id = agents[payment.creditor_agent_bic].id
@@ -76,7 +75,7 @@ class ObligationActivities:
             if assessment.breach is not None:
                 await reject(session, payment.id, ReasonCode.LIMIT_EXCEEDED, assessment.breach, **payment_update)
                 metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
-                return ObligationRef(accepted=False, reason_code=ReasonCode.LIMIT_EXCEEDED, reason=assessment.breach)
+                return ObligationRefused(reason_code=ReasonCode.LIMIT_EXCEEDED, reason=assessment.breach)
             await ensure_accounts(session, [payer_id, payee_id], payment.currency)
             obligation = Obligation(
                 payment_id=payment.id,
@@ -146,8 +145,8 @@ class ObligationActivities:
         return True
 
 
-def _ref(obligation: Obligation) -> ObligationRef:
-    return ObligationRef(
+def _ref(obligation: Obligation) -> ObligationCreated:
+    return ObligationCreated(
         obligation_id=obligation.id,
         settlement_mode=obligation.settlement_mode,
         routing_reason=obligation.routing_reason,

@@ -8,6 +8,7 @@ from temporalio import activity
 
 from deltran.config import Settings
 from deltran.reconciliation import run_reconciliation
+from deltran.shared import ReconciliationResult
 
 
 class ReconciliationActivities:
@@ -16,8 +17,8 @@ class ReconciliationActivities:
         self._settings = settings
 
     @activity.defn(name="reconcile")
-    async def reconcile(self, tier: str) -> dict:
+    async def reconcile(self, tier: str) -> ReconciliationResult:
         """Runs are records of a moment: a retry is simply another run."""
         async with self._sessions() as session, session.begin():
             run = await run_reconciliation(session, tier, self._settings)
-            return {"run_id": str(run.id), "ok": run.ok, "breaks": run.break_count}
+            return ReconciliationResult(run_id=str(run.id), ok=run.ok, breaks=run.break_count)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -41,17 +42,27 @@ class ComplianceOutcome(_Frozen):
     reason: str | None = None
 
 
-class ObligationRef(_Frozen):
-    """The obligation engine's answer: the obligation and how it settles, or why the
-    risk engine refused it (then no obligation exists)."""
+class ObligationCreated(_Frozen):
+    """The obligation engine's answer when the obligation exists: it, and how it settles."""
 
-    obligation_id: UUID | None = None
-    accepted: bool = True
+    accepted: Literal[True] = True  # tells the two answers apart (and is what older readers read)
+    obligation_id: UUID
     settlement_mode: SettlementMode = SettlementMode.GROSS
     routing_reason: str | None = None
     window_id: UUID | None = None
-    reason_code: str | None = None
-    reason: str | None = None
+
+
+class ObligationRefused(_Frozen):
+    """The obligation engine's answer when the risk engine refused it: no obligation exists."""
+
+    accepted: Literal[False] = False
+    reason_code: str
+    reason: str
+
+
+# Payloads recorded before the two answers were split read as one or the other: a
+# refusal had accepted=false and its reason, an obligation its id (extra keys ignored).
+ObligationOutcome = ObligationCreated | ObligationRefused
 
 
 class FiatBooking(_Frozen):
@@ -165,3 +176,11 @@ class PaymentState(_Frozen):
     booking: FiatBooking | None = None
     settlement_mode: SettlementMode | None = None
     window_id: UUID | None = None
+
+
+class ReconciliationResult(_Frozen):
+    """One account-monitor run, as its workflow returns it (the run itself is a row)."""
+
+    run_id: str
+    ok: bool
+    breaks: int

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ExpireInput,
         FiatBooking,
         MintInput,
+        ObligationRefused,
         PaymentInput,
         PaymentState,
         SettleInput,
@@ -43,6 +44,13 @@ STEP_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
 )
 STEP_TIMEOUT = timedelta(seconds=30)
+
+
+def _declined(expired: bool | None) -> bool:
+    """expire_payment answers False when it changed nothing (a net obligation whose window
+    has closed, a gross one already booked); histories recorded before it could decline
+    hold None (its old answer), which meant expired."""
+    return expired is False
 
 
 @workflow.defn(name="PaymentWorkflow")
@@ -67,14 +75,13 @@ class PaymentWorkflow(PaymentWorkflowContract):
             return self._state
 
         obligation = await self._step(ObligationActivities.create_obligation, data.payment_id)
-        if not obligation.accepted:  # the risk engine refused it (net debit cap)
+        if isinstance(obligation, ObligationRefused):  # the risk engine refused it (net debit cap)
             self._set(
                 status=PaymentStatus.REJECTED,
                 rejection_code=obligation.reason_code,
                 rejection_reason=obligation.reason,
             )
             return self._state
-        assert obligation.obligation_id is not None
         self._set(
             status=PaymentStatus.AWAITING_SETTLEMENT,
             obligation_id=obligation.obligation_id,
@@ -102,7 +109,7 @@ class PaymentWorkflow(PaymentWorkflowContract):
                 ObligationActivities.expire_payment,
                 ExpireInput(payment_id=data.payment_id, obligation_id=obligation.obligation_id),
             )
-            if expired is not False:  # None: recorded before expiry could decline
+            if not _declined(expired):
                 self._set(
                     status=PaymentStatus.EXPIRED,
                     rejection_code=ReasonCode.CLEARING_TIMEOUT.value,

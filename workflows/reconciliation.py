@@ -9,6 +9,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconciliation import ReconciliationActivities
+    from deltran.shared import ReconciliationResult
     from deltran.temporal.contract import ReconciliationContract
     from workflows.payment import STEP_RETRY
 
@@ -16,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name="ReconciliationWorkflow")
 class ReconciliationWorkflow(ReconciliationContract):
     @workflow.run
-    async def run(self, tier: str) -> dict:
+    async def run(self, tier: str) -> ReconciliationResult:
         return await workflow.execute_activity_method(
             ReconciliationActivities.reconcile,
             tier,

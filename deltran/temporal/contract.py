@@ -18,6 +18,7 @@ from deltran.shared import (
     FiatBooking,
     PaymentInput,
     PaymentState,
+    ReconciliationResult,
     WindowSettlement,
 )
 
@@ -65,5 +66,5 @@ class ReconciliationContract:
     """One account-monitor run of a tier ("intraday" or "end_of_day")."""
 
     @workflow.run
-    async def run(self, tier: str) -> dict:
+    async def run(self, tier: str) -> ReconciliationResult:
         raise NotImplementedError  # workflows/reconciliation.py

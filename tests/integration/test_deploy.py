@@ -348,14 +348,14 @@ class Demo:
             task_queue=self.settings.task_queue,
             execution_timeout=timedelta(seconds=60),
         )
-        if not result["ok"]:
+        if not result.ok:
             async with self.sessions() as session, session.begin():
                 await session.execute(
                     update(CircuitBreaker)
                     .where(CircuitBreaker.state == "OPEN", CircuitBreaker.currency.not_in(open_before))
                     .values(state="CLOSED", closed_by="test_deploy")
                 )
-        assert result["ok"], f"the intraday reconciliation found breaks: {result}"
+        assert result.ok, f"the intraday reconciliation found breaks: {result}"
 
     async def round(self, *, with_fallback: bool) -> None:
         await asyncio.gather(

@@ -22,7 +22,9 @@ from deltran.shared import (
     FiatBooking,
     MintInput,
     MintResult,
-    ObligationRef,
+    ObligationCreated,
+    ObligationOutcome,
+    ObligationRefused,
     PaymentInput,
     PaymentState,
     SettleInput,
@@ -39,7 +41,7 @@ class Stubs:
     """What each step answers, and what each step was asked."""
 
     compliance: ComplianceOutcome = field(default_factory=lambda: ComplianceOutcome(passed=True))
-    obligation: ObligationRef | None = None
+    obligation: ObligationOutcome | None = None
     expire_answers: list[bool] = field(default_factory=lambda: [True])
     mint_failures: int = 0  # retryable failures before the mint succeeds
     calls: list[tuple[str, object]] = field(default_factory=list)
@@ -53,7 +55,7 @@ class Stubs:
             return stubs.compliance
 
         @activity.defn(name="create_obligation")
-        async def create_obligation(payment_id: uuid.UUID) -> ObligationRef:
+        async def create_obligation(payment_id: uuid.UUID) -> ObligationOutcome:
             stubs.calls.append(("create_obligation", payment_id))
             assert stubs.obligation is not None
             return stubs.obligation
@@ -85,8 +87,8 @@ AMOUNT = Decimal("2500.00")
 TOKEN_ID = uuid.uuid4()
 OBLIGATION_ID = uuid.uuid4()
 WINDOW_ID = uuid.uuid4()
-GROSS = ObligationRef(obligation_id=OBLIGATION_ID, settlement_mode=SettlementMode.GROSS, routing_reason="urgent")
-NET = ObligationRef(obligation_id=OBLIGATION_ID, settlement_mode=SettlementMode.NET, window_id=WINDOW_ID)
+GROSS = ObligationCreated(obligation_id=OBLIGATION_ID, settlement_mode=SettlementMode.GROSS, routing_reason="urgent")
+NET = ObligationCreated(obligation_id=OBLIGATION_ID, settlement_mode=SettlementMode.NET, window_id=WINDOW_ID)
 BOOKING = FiatBooking(
     notification_id=uuid.uuid4(), camt054_entry_reference="NTRY-1", bank_confirmation_reference="BR-1",
     amount=AMOUNT, currency="AED", booking_date=date(2026, 12, 4),
@@ -125,7 +127,7 @@ async def test_rejected_by_compliance_it_ends_before_any_obligation(skipping_env
 
 
 async def test_refused_by_risk_it_is_rejected_without_waiting(skipping_env, run_worker):
-    stubs = Stubs(obligation=ObligationRef(accepted=False, reason_code="AM14", reason="net debit cap"))
+    stubs = Stubs(obligation=ObligationRefused(reason_code="AM14", reason="net debit cap"))
     async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
         state = await (await _start(skipping_env, queue)).result()
     assert (state.status, state.rejection_code) == (PaymentStatus.REJECTED, "AM14")

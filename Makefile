@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: up test migrate bench-clearing bench-mint clean load bench-gateway chaos
+.PHONY: up test test-fast migrate bench-clearing bench-mint clean load bench-gateway chaos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q -e '.[test]' && touch $@
@@ -12,6 +12,9 @@ up: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not system"
 
 migrate: $(VENV)/.installed
 	$(VENV)/bin/deltran migrate

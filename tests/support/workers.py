@@ -1,5 +1,5 @@
 """A `deltran worker` process (the production entry point) against the suite's servers
-(tests/integration/test_crash_points.py, test_two_workers.py)."""
+(tests/system/test_crash_points.py, test_two_workers.py)."""
 
 from __future__ import annotations
 

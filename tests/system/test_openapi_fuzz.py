@@ -51,8 +51,6 @@ from deltran.identity import normalize_bic
 from deltran.ports import free_port
 from tests.support.payments import AE_IBAN, payment_body
 
-pytestmark = pytest.mark.integration
-
 # The spec exactly as the application serves it at /openapi.json (building it needs no server).
 SPEC = create_app(Settings()).openapi()
 

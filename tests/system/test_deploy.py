@@ -38,8 +38,6 @@ from tests.support.payments import auth, camt054_for, payment_body, wait_for_sta
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"

@@ -5,15 +5,12 @@ import asyncio
 import subprocess
 import time
 
-import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from cli.devstack.postgres import POSTGRES_BIN_PATH, LocalPostgres
 from cli.devstack.temporal import LocalTemporal
 from deltran.ports import free_port
-
-pytestmark = pytest.mark.integration
 
 
 def _psql(pg: LocalPostgres, sql: str) -> str:

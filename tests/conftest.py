@@ -18,6 +18,8 @@ import httpx
 import pytest
 import uvicorn
 from hypothesis.configuration import set_hypothesis_home_dir
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -76,6 +78,25 @@ async def temporal_env():
         data_converter=pydantic_data_converter,
         search_attributes=list(search_attributes.ALL_KEYS),
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def skipping_env():
+    """Temporal's time-skipping test server (days of timers pass in milliseconds), with
+    the search attributes registered."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in search_attributes.ALL_KEYS
+            },
+        )
     )
     yield env
     await env.shutdown()

@@ -9,40 +9,14 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from deltran.db.tables import Obligation, Payment
 from deltran.intake.payments import NewPayment, submit_payments
-from deltran.temporal import search_attributes
 from deltran.vocabulary import ObligationStatus, PaymentStatus
-from tests.conftest import binary
 from tests.support.payments import AE_IBAN
 from worker.main import build_worker
 from workflows.payment import PaymentWorkflow
-
-
-@pytest.fixture(scope="module")
-async def skipping_env():
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
-    )
-    # The test server starts with no custom search attributes: register ours.
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in search_attributes.ALL_KEYS
-            },
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 async def test_unfunded_payment_expires_and_releases_its_obligation(skipping_env, sessions, settings, credentials):

@@ -40,7 +40,7 @@ from deltran.db.tables import (
     Payment,
 )
 from deltran.domain.clearing.fallback import choose_settleable
-from deltran.domain.clearing.netting import Obligation as NettingObligation
+from deltran.domain.clearing.netting import GrossObligation
 from deltran.observability import metrics
 from deltran.shared import (
     CloseInput,
@@ -331,7 +331,7 @@ async def _fall_back(
         )
     ).all()
     choice = choose_settleable(
-        [NettingObligation(id=str(r.id), payer=str(r.payer_id), payee=str(r.payee_id), amount=r.amount) for r in rows],
+        [GrossObligation(id=str(r.id), payer=str(r.payer_id), payee=str(r.payee_id), amount=r.amount) for r in rows],
         {str(bank): amount for bank, amount in funded.items()},
     )
     if choice.roll:

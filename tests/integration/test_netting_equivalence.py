@@ -86,7 +86,7 @@ async def test_sql_netting_and_the_reference_agree_on_random_windows(sessions):
 
         summary, positions, funding = await _net_in_sql(sessions, currency, drawn, banks)
         reference = netting.net(
-            netting.Obligation(id=str(i), payer=str(payer), payee=str(payee), amount=amount)
+            netting.GrossObligation(id=str(i), payer=str(payer), payee=str(payee), amount=amount)
             for i, (payer, payee, amount) in enumerate(drawn)
         )
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from deltran.domain.clearing import fallback
 from deltran.domain.clearing.fallback import choose_settleable
-from deltran.domain.clearing.netting import Obligation, net
+from deltran.domain.clearing.netting import GrossObligation, net
 
 PROPERTIES = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 ZERO = Decimal(0)
@@ -50,13 +50,13 @@ def feasible(obligations, funded, ids) -> bool:
 
 
 @st.composite
-def obligations_st(draw, max_obligations: int = 40, max_banks: int = 12) -> list[Obligation]:
+def obligations_st(draw, max_obligations: int = 40, max_banks: int = 12) -> list[GrossObligation]:
     n = draw(st.integers(2, max_banks))
     size = draw(st.integers(0, max_obligations))
     cents = st.integers(1, 1_000_000)
     rows = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n - 1), cents), min_size=size, max_size=size))
     return [
-        Obligation(f"o{k}", f"B{payer}", f"B{(payer + step) % n}", Decimal(c).scaleb(-2))
+        GrossObligation(f"o{k}", f"B{payer}", f"B{(payer + step) % n}", Decimal(c).scaleb(-2))
         for k, (payer, step, c) in enumerate(rows)
     ]
 
@@ -207,7 +207,7 @@ def test_fixing_never_cuts_off_the_optimum(data):
         st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n - 1), st.integers(1, 500)), min_size=20, max_size=80)
     )
     obligations = [
-        Obligation(f"o{k}", f"B{p}", f"B{(p + s) % n}", Decimal(c).scaleb(-2)) for k, (p, s, c) in enumerate(rows)
+        GrossObligation(f"o{k}", f"B{p}", f"B{(p + s) % n}", Decimal(c).scaleb(-2)) for k, (p, s, c) in enumerate(rows)
     ]
     positions = net(obligations).positions
     funded = {
@@ -231,9 +231,9 @@ def test_greedy_is_suboptimal_where_exact_is_not():
     # so it drops the largest (7), then a 4 for the remaining deficit of 1, and neither
     # fits back: 4 settles. Exact settles the 7.
     obligations = [
-        Obligation("a", "A", "B", Decimal("7.00")),
-        Obligation("b", "A", "C", Decimal("4.00")),
-        Obligation("c", "A", "D", Decimal("4.00")),
+        GrossObligation("a", "A", "B", Decimal("7.00")),
+        GrossObligation("b", "A", "C", Decimal("4.00")),
+        GrossObligation("c", "A", "D", Decimal("4.00")),
     ]
     funded = {"A": Decimal("7.00")}
     greedy = choose_settleable(obligations, funded, method="greedy")
@@ -253,9 +253,9 @@ def test_default_cascades_through_the_chain_it_funds():
     # D defaults on its payment to A; A then cannot pay B from that money, but B's
     # payment to C is covered by B's own funding.
     obligations = [
-        Obligation("d->a", "D", "A", Decimal("100.00")),
-        Obligation("a->b", "A", "B", Decimal("100.00")),
-        Obligation("b->c", "B", "C", Decimal("30.00")),
+        GrossObligation("d->a", "D", "A", Decimal("100.00")),
+        GrossObligation("a->b", "A", "B", Decimal("100.00")),
+        GrossObligation("b->c", "B", "C", Decimal("30.00")),
     ]
     funded = {"B": Decimal("30.00")}  # D owed 100 and sent nothing; A and B net zero / receive
     result = choose_settleable(obligations, funded)
@@ -266,7 +266,7 @@ def test_default_cascades_through_the_chain_it_funds():
 
 
 def test_unused_funding_is_released():
-    obligations = [Obligation("1", "A", "B", Decimal("50.00")), Obligation("2", "C", "B", Decimal("80.00"))]
+    obligations = [GrossObligation("1", "A", "B", Decimal("50.00")), GrossObligation("2", "C", "B", Decimal("80.00"))]
     funded = {"A": Decimal("60.00")}  # A over-funded; C did not fund
     result = choose_settleable(obligations, funded)
     assert result.settle == ("1",)
@@ -283,9 +283,9 @@ def test_huge_amounts_are_scaled_for_the_solver_and_checked_exactly():
     # coefficient range, so the solver sees scaled values; the answer is still exact.
     big = Decimal("100000000000000000.001")
     obligations = [
-        Obligation("1", "A", "B", big),
-        Obligation("2", "A", "C", big - Decimal("0.001")),
-        Obligation("3", "B", "C", Decimal("0.002")),
+        GrossObligation("1", "A", "B", big),
+        GrossObligation("2", "A", "C", big - Decimal("0.001")),
+        GrossObligation("3", "B", "C", Decimal("0.002")),
     ]
     funded = {"A": big}
     result = choose_settleable(obligations, funded)
@@ -296,9 +296,9 @@ def test_huge_amounts_are_scaled_for_the_solver_and_checked_exactly():
 
 def test_amounts_with_different_decimals_are_exact():
     obligations = [
-        Obligation("1", "A", "B", Decimal("0.001")),
-        Obligation("2", "A", "C", Decimal("1000000000000")),
-        Obligation("3", "A", "D", Decimal("0.5")),
+        GrossObligation("1", "A", "B", Decimal("0.001")),
+        GrossObligation("2", "A", "C", Decimal("1000000000000")),
+        GrossObligation("3", "A", "D", Decimal("0.5")),
     ]
     funded = {"A": Decimal("0.501")}
     result = choose_settleable(obligations, funded)
@@ -311,7 +311,7 @@ def test_amounts_with_different_decimals_are_exact():
 
 
 def test_a_solver_answer_that_fails_the_exact_check_is_never_returned(monkeypatch):
-    obligations = [Obligation("1", "A", "B", Decimal("10.00")), Obligation("2", "A", "C", Decimal("5.00"))]
+    obligations = [GrossObligation("1", "A", "B", Decimal("10.00")), GrossObligation("2", "A", "C", Decimal("5.00"))]
     funded = {"A": Decimal("5.00")}
     # a "solver" that claims the infeasible full set is optimal: repaired, not trusted
     monkeypatch.setattr(fallback, "_exact", lambda obligations, *args: (list(range(len(obligations))), True))
@@ -324,7 +324,7 @@ def test_a_solver_answer_that_fails_the_exact_check_is_never_returned(monkeypatc
 
 
 def test_solver_unavailable_falls_back_to_greedy(monkeypatch):
-    obligations = [Obligation("1", "A", "B", Decimal("10.00")), Obligation("2", "A", "C", Decimal("5.00"))]
+    obligations = [GrossObligation("1", "A", "B", Decimal("10.00")), GrossObligation("2", "A", "C", Decimal("5.00"))]
     monkeypatch.setattr(fallback, "_exact", lambda obligations, funded, incumbent, *args: (incumbent, False))
     result = choose_settleable(obligations, {"A": Decimal("12.00")})
     assert (result.method, result.settle, result.leftover) == ("greedy", ("1",), {"A": Decimal("2.00")})
@@ -332,7 +332,7 @@ def test_solver_unavailable_falls_back_to_greedy(monkeypatch):
 
 def test_windows_beyond_the_exact_bound_use_greedy(monkeypatch):
     monkeypatch.setattr(fallback, "MAX_EXACT_OBLIGATIONS", 1)
-    obligations = [Obligation("1", "A", "B", Decimal("10.00")), Obligation("2", "A", "C", Decimal("5.00"))]
+    obligations = [GrossObligation("1", "A", "B", Decimal("10.00")), GrossObligation("2", "A", "C", Decimal("5.00"))]
     result = choose_settleable(obligations, {"A": Decimal("5.00")})
     assert (result.method, result.settle) == ("greedy", ("2",))
 
@@ -343,12 +343,15 @@ def test_windows_beyond_the_exact_bound_use_greedy(monkeypatch):
 @pytest.mark.parametrize(
     "obligations, funded",
     [
-        ([Obligation("1", "A", "B", Decimal("1")), Obligation("1", "B", "A", Decimal("1"))], {}),  # duplicate id
-        ([Obligation("1", "A", "B", 1.0)], {}),  # type: ignore[arg-type]  # float
-        ([Obligation("1", "A", "A", Decimal("1"))], {}),
-        ([Obligation("1", "A", "B", Decimal("1"))], {"A": Decimal("-1")}),
-        ([Obligation("1", "A", "B", Decimal("1"))], {"A": 1}),
-        ([Obligation("1", "A", "B", Decimal("1"))], {"A": Decimal("NaN")}),
+        (
+            [GrossObligation("1", "A", "B", Decimal("1")), GrossObligation("1", "B", "A", Decimal("1"))],
+            {},
+        ),  # duplicate id
+        ([GrossObligation("1", "A", "B", 1.0)], {}),  # type: ignore[arg-type]  # float
+        ([GrossObligation("1", "A", "A", Decimal("1"))], {}),
+        ([GrossObligation("1", "A", "B", Decimal("1"))], {"A": Decimal("-1")}),
+        ([GrossObligation("1", "A", "B", Decimal("1"))], {"A": 1}),
+        ([GrossObligation("1", "A", "B", Decimal("1"))], {"A": Decimal("NaN")}),
     ],
 )
 def test_rejects_bad_input(obligations, funded):

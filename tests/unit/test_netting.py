@@ -8,20 +8,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deltran.domain.clearing.netting import Obligation, net, transfers_to_settle
+from deltran.domain.clearing.netting import GrossObligation, net, transfers_to_settle
 
 PROPERTIES = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 
 
 @st.composite
-def windows(draw, max_obligations: int = 200) -> list[Obligation]:
+def windows(draw, max_obligations: int = 200) -> list[GrossObligation]:
     """2..12 banks, 0..max_obligations obligations between distinct banks, amounts with 2 decimals."""
     n = draw(st.integers(2, 12))
     cents = st.one_of(st.integers(1, 10_000_000), st.integers(1, 10**20))
     size = draw(st.integers(0, max_obligations))  # uniform: st.lists alone favours short lists
     rows = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n - 1), cents), min_size=size, max_size=size))
     return [
-        Obligation(f"o{k}", f"BANK{payer:02d}", f"BANK{(payer + step) % n:02d}", Decimal(c).scaleb(-2))
+        GrossObligation(f"o{k}", f"BANK{payer:02d}", f"BANK{(payer + step) % n:02d}", Decimal(c).scaleb(-2))
         for k, (payer, step, c) in enumerate(rows)
     ]
 
@@ -67,9 +67,9 @@ def test_perfect_cycle_nets_to_zero():
     amount = Decimal("250000.00")
     result = net(
         [
-            Obligation("1", "A", "B", amount),
-            Obligation("2", "B", "C", amount),
-            Obligation("3", "C", "A", amount),
+            GrossObligation("1", "A", "B", amount),
+            GrossObligation("2", "B", "C", amount),
+            GrossObligation("3", "C", "A", amount),
         ]
     )
     assert result.positions == {"A": 0, "B": 0, "C": 0}
@@ -81,7 +81,7 @@ def test_perfect_cycle_nets_to_zero():
 
 
 def test_bilateral_example():
-    result = net([Obligation("1", "A", "B", Decimal("100.00")), Obligation("2", "B", "A", Decimal("60.00"))])
+    result = net([GrossObligation("1", "A", "B", Decimal("100.00")), GrossObligation("2", "B", "A", Decimal("60.00"))])
     assert result.positions == {"A": Decimal("-40.00"), "B": Decimal("40.00")}
     assert (result.gross, result.net, result.liquidity_saved) == (
         Decimal("160.00"),
@@ -94,10 +94,12 @@ def test_bilateral_example():
 
 def test_efficiency_rounds_half_even():
     # net/gross = 1/3: efficiency 0.666667 (0.6666666...)
-    third = net([Obligation("1", "A", "B", Decimal(2)), Obligation("2", "B", "A", Decimal(1))])
+    third = net([GrossObligation("1", "A", "B", Decimal(2)), GrossObligation("2", "B", "A", Decimal(1))])
     assert third.efficiency == Decimal("0.666667")
     # 1 - 1/16000000 = 0.9999999375 -> 1.000000 (nearest), never above 1
-    tiny = net([Obligation("1", "A", "B", Decimal("8000000.5")), Obligation("2", "B", "A", Decimal("7999999.5"))])
+    tiny = net(
+        [GrossObligation("1", "A", "B", Decimal("8000000.5")), GrossObligation("2", "B", "A", Decimal("7999999.5"))]
+    )
     assert tiny.efficiency == Decimal("1.000000")
 
 
@@ -110,12 +112,12 @@ def test_empty_window():
 @pytest.mark.parametrize(
     "obligation",
     [
-        Obligation("1", "A", "B", 10.0),  # type: ignore[arg-type]
-        Obligation("1", "A", "B", Decimal(0)),
-        Obligation("1", "A", "B", Decimal("-1")),
-        Obligation("1", "A", "B", Decimal("NaN")),
-        Obligation("1", "A", "B", Decimal("Infinity")),
-        Obligation("1", "A", "A", Decimal("1")),
+        GrossObligation("1", "A", "B", 10.0),  # type: ignore[arg-type]
+        GrossObligation("1", "A", "B", Decimal(0)),
+        GrossObligation("1", "A", "B", Decimal("-1")),
+        GrossObligation("1", "A", "B", Decimal("NaN")),
+        GrossObligation("1", "A", "B", Decimal("Infinity")),
+        GrossObligation("1", "A", "A", Decimal("1")),
     ],
 )
 def test_rejects_obligations_that_are_not_money_between_two_banks(obligation):

@@ -58,7 +58,7 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Literal
 
-from deltran.domain.clearing.netting import _PRECISION, Obligation, check_obligation
+from deltran.domain.clearing.netting import _PRECISION, GrossObligation, check_obligation
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class FallbackResult:
 
 
 def choose_settleable(
-    obligations: Sequence[Obligation],
+    obligations: Sequence[GrossObligation],
     funded: Mapping[str, Decimal],
     *,
     time_limit_s: float = 5.0,
@@ -120,7 +120,7 @@ def choose_settleable(
 # --------------------------------------------------------------------------- checks
 
 
-def _check(obligations: Sequence[Obligation], funded: Mapping[str, Decimal]) -> None:
+def _check(obligations: Sequence[GrossObligation], funded: Mapping[str, Decimal]) -> None:
     seen: set[str] = set()
     for obligation in obligations:
         check_obligation(obligation)
@@ -133,7 +133,7 @@ def _check(obligations: Sequence[Obligation], funded: Mapping[str, Decimal]) -> 
 
 
 def _balances(
-    obligations: Sequence[Obligation], funded: Mapping[str, Decimal], chosen: Iterable[int]
+    obligations: Sequence[GrossObligation], funded: Mapping[str, Decimal], chosen: Iterable[int]
 ) -> dict[str, Decimal]:
     """funded[b] + net_b(chosen) for every bank named by `funded` or any obligation."""
     balance = {b: _ZERO for o in obligations for b in (o.payer, o.payee)}
@@ -145,16 +145,16 @@ def _balances(
     return balance
 
 
-def _feasible(obligations: Sequence[Obligation], funded: Mapping[str, Decimal], chosen: Sequence[int]) -> bool:
+def _feasible(obligations: Sequence[GrossObligation], funded: Mapping[str, Decimal], chosen: Sequence[int]) -> bool:
     return all(b >= 0 for b in _balances(obligations, funded, chosen).values())
 
 
-def _value(obligations: Sequence[Obligation], chosen: Sequence[int]) -> Decimal:
+def _value(obligations: Sequence[GrossObligation], chosen: Sequence[int]) -> Decimal:
     return sum((obligations[i].amount for i in chosen), _ZERO)
 
 
 def _result(
-    obligations: Sequence[Obligation], funded: Mapping[str, Decimal], chosen: Sequence[int], method: Method
+    obligations: Sequence[GrossObligation], funded: Mapping[str, Decimal], chosen: Sequence[int], method: Method
 ) -> FallbackResult:
     keep = set(chosen)
     balance = _balances(obligations, funded, sorted(keep))
@@ -184,7 +184,7 @@ class _Model:
     unit: float  # the solver sees amounts / unit (1.0 unless amounts exceed 2**40)
 
 
-def _model(obligations: Sequence[Obligation], funded: Mapping[str, Decimal]) -> _Model:
+def _model(obligations: Sequence[GrossObligation], funded: Mapping[str, Decimal]) -> _Model:
     n = len(obligations)
     funders = list(funded)
     ints = _integers([o.amount for o in obligations] + [funded[b] for b in funders])
@@ -218,7 +218,7 @@ def _integers(values: list[Decimal]) -> list[int]:
 
 
 def _exact(
-    obligations: Sequence[Obligation],
+    obligations: Sequence[GrossObligation],
     funded: Mapping[str, Decimal],
     incumbent: list[int],
     time_limit_s: float,
@@ -372,7 +372,7 @@ def _fix(model: _Model, pi: list[float], incumbent_value: int) -> tuple[list[int
 
 
 def _greedy(
-    obligations: Sequence[Obligation], funded: Mapping[str, Decimal], start: Iterable[int] | None = None
+    obligations: Sequence[GrossObligation], funded: Mapping[str, Decimal], start: Iterable[int] | None = None
 ) -> list[int]:
     """A feasible set, not necessarily the best: from `start` (default: everything),
     remove payments of banks in deficit until none is, then add back, largest first,
@@ -415,7 +415,7 @@ def _pick(
     payments: list[tuple[Decimal, int]],
     deficit: Decimal,
     balance: dict[str, Decimal],
-    obligations: Sequence[Obligation],
+    obligations: Sequence[GrossObligation],
 ) -> int:
     """Which of a deficit bank's payments (sorted by amount) to roll. Preferably one its
     payee can do without (balance >= amount: no new deficit, no cascade): the smallest

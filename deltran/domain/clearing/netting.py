@@ -24,7 +24,7 @@ _ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
-class Obligation:
+class GrossObligation:
     """One gross obligation in a window: `payer` owes `payee` `amount` (> 0)."""
 
     id: str
@@ -42,7 +42,7 @@ class NettingResult:
     liquidity_saved: Decimal  # gross - net
 
 
-def check_obligation(obligation: Obligation) -> None:
+def check_obligation(obligation: GrossObligation) -> None:
     """Raise ValueError unless the obligation can be cleared: a positive, finite Decimal
     amount between two different banks."""
     amount = obligation.amount
@@ -54,7 +54,7 @@ def check_obligation(obligation: Obligation) -> None:
         raise ValueError(f"obligation {obligation.id!r}: payer and payee are the same bank")
 
 
-def net(obligations: Iterable[Obligation]) -> NettingResult:
+def net(obligations: Iterable[GrossObligation]) -> NettingResult:
     """Net a window's gross obligations. Every bank named by an obligation gets a
     position, zero included."""
     positions: dict[str, Decimal] = {}

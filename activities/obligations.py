@@ -49,8 +49,10 @@ class ObligationActivities:
             if existing is not None:
                 return _ref(existing)
             if payment.status == PaymentStatus.REJECTED:  # refused by risk on an earlier attempt
-                assert payment.rejection_code is not None and payment.rejection_reason is not None
-                return ObligationRefused(reason_code=payment.rejection_code, reason=payment.rejection_reason)
+                return ObligationRefused(
+                    reason_code=payment.rejection_code or ReasonCode.LIMIT_EXCEEDED,
+                    reason=payment.rejection_reason or "refused by the risk engine",
+                )
             agents = await agents_of(session, payment)
             payer_id = agents[payment.debtor_agent_bic].id
             payee_id = agents[payment.creditor_agent_bic].id

@@ -14,7 +14,7 @@ STATUS = {Malformed: 400, Forbidden: 403, NotFound: 404, Conflict: 409, Refused:
 
 async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    status = next(code for cls, code in STATUS.items() if isinstance(exc, cls))
+    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 422)
     return problem_response(request, status, exc.detail, kind=exc.kind, errors=exc.errors)
 
 

@@ -12,7 +12,7 @@ Meanwhile a timeline of faults: the worker SIGKILLed CHAOS_WORKER_KILLS times (a
 restarted), the Temporal server stopped and started once, PostgreSQL once.
 
 After a bounded drain, bench/chaos_invariants.py checks with plain SQL and the Temporal
-visibility API. Output: a report on stdout and `bench-results/chaos.json`
+visibility API. Output: a report on stdout and `chaos.json` in the results folder (bench/common.py `results_path`)
 {"payments", "completed", "rejected", "in_flight", "lost", "duplicate_workflows",
  "duplicate_tokens", "invariant_violations", "faults"} (details beside it in
 `chaos-details.json`). Exit code 0 when nothing is lost or duplicated and no invariant

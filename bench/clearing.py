@@ -42,7 +42,7 @@ What it checks
     counts add up to N, and the baseline summed the same gross. A wrong close is not timed.
 
 Output
-    One table on stdout and bench-results/clearing.json: a list of
+    One table on stdout and clearing.json (bench/common.py `results_path`): a list of
     {"obligations", "close_seconds", "baseline_seconds", "ratio", ...} (plus netting
     efficiency, per-window figures and the server version).
 

@@ -20,7 +20,7 @@ What it measures
     in production): that competes for the same Temporal server; the baseline has no such
     competition. Run it on a quiet stack (not during `make load`).
 
-Output: a table and bench-results/gateway.json =
+Output: a table and gateway.json (bench/common.py `results_path`) =
     {"json": {"api_per_s", "baseline_per_s", "ratio"}, "pacs008": {...}}
 """
 

@@ -41,7 +41,7 @@ What it checks
     query finds no break). No batch failed (a failure would fall back to one by one).
 
 Output
-    A table on stdout and bench-results/mint.json: {"mints_per_s", "baseline_per_s",
+    A table on stdout and mint.json (bench/common.py `results_path`): {"mints_per_s", "baseline_per_s",
     "ratio", ...} (plus callers, counts, batch sizes and the server version).
 """
 

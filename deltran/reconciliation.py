@@ -28,14 +28,12 @@ from decimal import Decimal
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.exceptions import ApplicationError
 
 from deltran.config import Settings
 from deltran.db.tables import CircuitBreaker, ReconciliationRun
 from deltran.observability import metrics
 from deltran.vocabulary import BreakerState, ReconciliationTier
 
-CIRCUIT_BREAKER_OPEN = "CircuitBreakerOpen"
 BREAKS_LISTED_MAX = 1000
 # A settled obligation gets its token seconds later; only a lasting gap is a break.
 SETTLE_TO_MINT_GRACE = timedelta(minutes=5)
@@ -107,15 +105,6 @@ async def close_breaker(session: AsyncSession, currency: str, actor: str) -> Non
         .values(state=BreakerState.CLOSED, closed_at=func.now(), closed_by=actor)
     )
     metrics.circuit_breaker_open.labels(currency).set(0)
-
-
-def breaker_open_error(currency: str) -> ApplicationError:
-    # Retryable on purpose: the payment waits, retrying, until the breaker closes.
-    return ApplicationError(
-        f"circuit breaker open for {currency}: minting is stopped until the reconciliation"
-        " break is resolved and an admin closes it",
-        type=CIRCUIT_BREAKER_OPEN,
-    )
 
 
 # -- tier a: at every mint -----------------------------------------------------------------

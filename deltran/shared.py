@@ -62,6 +62,8 @@ class ObligationRefused(_Frozen):
 
 # Payloads recorded before the two answers were split read as one or the other: a
 # refusal had accepted=false and its reason, an obligation its id (extra keys ignored).
+# Keep this a plain (smart) union: the oldest recorded payloads carry no `accepted` at
+# all, so a discriminator on it would not read them.
 ObligationOutcome = ObligationCreated | ObligationRefused
 
 

@@ -25,9 +25,8 @@ from temporalio.client import (
 from activities.clearing import ensure_open_window
 from deltran.config import Settings
 from deltran.shared import ClearingInput
+from deltran.temporal.contract import ClearingWindowContract, ReconciliationContract
 from deltran.vocabulary import ReconciliationTier
-from workflows.clearing import ClearingWindowWorkflow
-from workflows.reconciliation import ReconciliationWorkflow
 
 
 def schedule_id(currency: str) -> str:
@@ -37,7 +36,7 @@ def schedule_id(currency: str) -> str:
 def _schedule(currency: str, settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            ClearingWindowWorkflow.run,
+            ClearingWindowContract.run,
             ClearingInput(currency=currency, funding_timeout_s=settings.window_funding_timeout_s),
             id=f"clearing-{currency}",
             task_queue=settings.task_queue,
@@ -53,7 +52,7 @@ def _reconciliation_schedules(settings: Settings) -> dict[str, Schedule]:
 
     def start(tier: str) -> ScheduleActionStartWorkflow:
         return ScheduleActionStartWorkflow(
-            ReconciliationWorkflow.run, tier, id=f"reconciliation-{tier}", task_queue=settings.task_queue
+            ReconciliationContract.run, tier, id=f"reconciliation-{tier}", task_queue=settings.task_queue
         )
 
     skip = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)

@@ -35,7 +35,7 @@ from deltran.db.tables import Account, BankNotification, ClearingWindow, LedgerT
 from deltran.domain.tokens import FiatEvidence, mint_refusal, net_mint_refusal
 from deltran.observability import metrics
 from deltran.shared import MintInput, MintResult
-from deltran.temporal.errors import mint_refused
+from deltran.temporal.errors import breaker_open_error, mint_refused
 from deltran.vocabulary import AccountKind, BreakerState, EntryOutcome, PaymentStatus, SettlementMode
 
 
@@ -78,7 +78,7 @@ class TokenActivities:
             assert broken.currency is not None
             async with self._sessions() as session, session.begin():
                 await reconciliation.open_breaker(session, broken.currency, str(broken))
-            raise reconciliation.breaker_open_error(broken.currency) from None
+            raise breaker_open_error(broken.currency) from None
 
     async def mint_batch(self, inputs: Sequence[MintInput]) -> dict[uuid.UUID, Outcome[MintResult]]:
         """Many mints in one transaction; per obligation, what a `mint_one` would have
@@ -99,7 +99,7 @@ class TokenActivities:
         if existing is not None:
             return existing, False
         if await reconciliation.breaker_is_open(session, obligation.currency):
-            raise reconciliation.breaker_open_error(obligation.currency)
+            raise breaker_open_error(obligation.currency)
         if obligation.settlement_mode == SettlementMode.NET:
             result = await self._mint_net(session, obligation)
         else:
@@ -459,7 +459,7 @@ async def mint_batch(session: AsyncSession, inputs: Sequence[MintInput]) -> dict
             outcomes[oid] = Outcome(result=MintResult(token_id=ev.token_id, amount=ev.amount, currency=ev.currency))
             continue
         if ev.breaker == BreakerState.OPEN:
-            outcomes[oid] = Outcome(error=functools.partial(reconciliation.breaker_open_error, ev.currency))
+            outcomes[oid] = Outcome(error=functools.partial(breaker_open_error, ev.currency))
             continue
         if (refusal := _refusal(ev)) is not None:
             outcomes[oid] = Outcome(error=functools.partial(mint_refused, refusal))

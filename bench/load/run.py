@@ -29,7 +29,7 @@ Accounting (DelTran)
     (listed with its reason), or lost (answered 202 but not in the database: must be 0).
     An attempt without a 202 (an error) that nevertheless exists counts as submitted.
 
-Output: a table on stdout, `bench-results/load.json` (written atomically) with exactly
+Output: a table on stdout, `load.json` (bench/common.py `results_path`) (written atomically) with exactly
     {"seconds", "submitted_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms",
      "error_rate", "baseline_per_s", "ratio"}
 and the accounting beside it (`load-accounting.json`). p50/p95/p99 and the error rate are

@@ -6,12 +6,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from deltran.vocabulary import SETTLED_WINDOW_STATUSES, EntryOutcome, ObligationStatus
 
-if TYPE_CHECKING:
-    from deltran.db.tables import Obligation
+
+class Obligation(Protocol):
+    """What the rules read of an obligation (a row, or a batch's evidence row)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def bank_confirmation_reference(self) -> str | None: ...
+    @property
+    def camt054_entry_reference(self) -> str | None: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from deltran.shared import FiatBooking
 from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract
 from deltran.vocabulary import EntryOutcome, FundingStatus
 
+# The logger keeps the name it had when intake lived in the API: dashboards and log queries use it.
 log = logging.getLogger("deltran.api.camt054")
 
 

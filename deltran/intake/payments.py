@@ -34,6 +34,7 @@ from deltran.temporal.contract import PaymentWorkflowContract
 from deltran.temporal.search_attributes import initial_search_attributes
 from deltran.vocabulary import PaymentStatus
 
+# The logger keeps the name it had when intake lived in the API: dashboards and log queries use it.
 log = logging.getLogger("deltran.api.intake")
 
 # Payments per message: a bound on one transaction's size (the pacs.008 reader refuses more).
@@ -97,9 +98,9 @@ async def submit_payments(
     assert 0 < len(batch) <= MAX_BATCH
     _refuse_repeated_end_to_end_ids(batch)
     _refuse_self_payments(batch)
-    _refuse_uncleared_currencies(batch, settings)
     intakes: list[Intake] = []
     async with session.begin():
+        await _refuse_uncleared_currencies(session, batch, settings)
         for new in batch:
             intakes.append(await _record(session, new))
         created = [str(i.payment_id) for i in intakes if i.created]
@@ -180,10 +181,15 @@ def _refuse_self_payments(batch: Sequence[NewPayment]) -> None:
         )
 
 
-def _refuse_uncleared_currencies(batch: Sequence[NewPayment], settings: Settings) -> None:
+async def _refuse_uncleared_currencies(session: AsyncSession, batch: Sequence[NewPayment], settings: Settings) -> None:
     """A currency DelTran knows but does not clear is refused at the door, not accepted
-    and then rejected by screening."""
+    and then rejected by screening. A payment already recorded (accepted while its
+    currency was cleared) is not refused: its resubmission still finds it."""
     cleared = settings.supported_currencies
+    uncleared = [payment_id_for(new.instructing_bic, new.end_to_end_id) for new in batch if new.currency not in cleared]
+    if not uncleared:
+        return
+    recorded = set((await session.scalars(select(Payment.id).where(Payment.id.in_(uncleared)))).all())
     errors = [
         {
             "field": "currency" if new.source_format == "json" else f"CdtTrfTxInf[{index}]/IntrBkSttlmAmt/@Ccy",
@@ -191,7 +197,7 @@ def _refuse_uncleared_currencies(batch: Sequence[NewPayment], settings: Settings
             "message": f"{new.currency} is not cleared by DelTran (it clears {', '.join(cleared)})",
         }
         for index, new in enumerate(batch)
-        if new.currency not in cleared
+        if new.currency not in cleared and payment_id_for(new.instructing_bic, new.end_to_end_id) not in recorded
     ]
     if errors:
         raise Refused("a payment's currency is not cleared by DelTran", kind="currency-not-cleared", errors=errors)

@@ -23,7 +23,7 @@ from activities.tokens import TokenActivities
 from deltran import ledger, reconciliation
 from deltran.db.tables import Account, CircuitBreaker, LedgerTransfer, Payment, Token
 from deltran.shared import MintInput
-from deltran.temporal.errors import MINT_REFUSED
+from deltran.temporal.errors import CIRCUIT_BREAKER_OPEN, MINT_REFUSED
 from deltran.vocabulary import PaymentStatus
 from tests.support.minting import (
     AMOUNT,
@@ -347,7 +347,7 @@ async def test_a_broken_backing_fails_the_batch_opens_the_breaker_and_mints_noth
         assert engine.batcher.batch_failures == 1
         for error in results:
             assert isinstance(error, ApplicationError), error
-            assert error.type == reconciliation.CIRCUIT_BREAKER_OPEN and not error.non_retryable
+            assert error.type == CIRCUIT_BREAKER_OPEN and not error.non_retryable
         async with sessions() as session:
             assert (await session.get(CircuitBreaker, currency)).state == "OPEN"
         for s in scenarios:
@@ -355,7 +355,7 @@ async def test_a_broken_backing_fails_the_batch_opens_the_breaker_and_mints_noth
         # While the breaker is open a batch refuses at once, without failing.
         failures = engine.batcher.batch_failures
         again = await asyncio.gather(*(engine.mint_token(s.mint_input) for s in scenarios), return_exceptions=True)
-        assert all(isinstance(e, ApplicationError) and e.type == reconciliation.CIRCUIT_BREAKER_OPEN for e in again)
+        assert all(isinstance(e, ApplicationError) and e.type == CIRCUIT_BREAKER_OPEN for e in again)
         assert engine.batcher.batch_failures == failures
     finally:
         await tamper_by(-tamper)

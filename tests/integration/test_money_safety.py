@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -37,6 +38,8 @@ from deltran.db.tables import (
     Payment,
     Token,
 )
+from deltran.errors import Refused
+from deltran.intake.payments import NewPayment, submit_payments
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.reconciliation import end_of_day_breaks
 from deltran.shared import ExpireInput
@@ -256,6 +259,30 @@ async def test_a_currency_deltran_knows_but_does_not_clear_is_refused_at_intake(
             select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like(f"{e2e_id}%"))
         )
     assert stored == 0
+
+
+async def test_a_payment_recorded_while_its_currency_was_cleared_is_still_found_on_resubmission(
+    sessions, settings, temporal_env, e2e_id
+):
+    """Taking a currency off the cleared list refuses new payments in it, not the
+    resubmission of one already recorded (which a 503 asks the bank to make)."""
+    new = NewPayment(
+        instructing_bic="EBILAEAD", end_to_end_id=e2e_id, amount=Decimal("10.00"), currency="GBP",
+        debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_account=None, debtor_agent_bic="EBILAEAD",
+        creditor_name="Ganesh Textiles Pvt Ltd", creditor_iban=None, creditor_account="30001234567",
+        creditor_agent_bic="SBININBB",
+    )  # fmt: skip
+    idle_queue = settings.model_copy(update={"task_queue": f"no-worker-{uuid.uuid4().hex[:8]}"})
+    with_gbp = idle_queue.model_copy(update={"supported_currencies": (*settings.supported_currencies, "GBP")})
+    async with sessions() as session:
+        [first] = await submit_payments(session, temporal_env.client, with_gbp, [new], actor="test")
+    async with sessions() as session:
+        [again] = await submit_payments(session, temporal_env.client, idle_queue, [new], actor="test")
+        with pytest.raises(Refused) as refused:
+            other = replace(new, end_to_end_id=f"{e2e_id}-2")
+            await submit_payments(session, temporal_env.client, idle_queue, [other], actor="test")
+    assert first.created and (again.payment_id, again.created) == (first.payment_id, False)
+    assert refused.value.kind == "currency-not-cleared"
 
 
 @activity.defn(name="never_succeeds")

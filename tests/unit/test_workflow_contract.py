@@ -4,7 +4,7 @@ workflows through the interfaces only, so a drift here would be a signal nobody 
 
 from __future__ import annotations
 
-import inspect
+from typing import get_type_hints
 
 import pytest
 from temporalio.workflow import _Definition
@@ -28,9 +28,12 @@ def test_each_workflow_implements_its_interface_exactly(contract, implementation
     assert declared.name == implemented.name
     assert set(declared.signals) == set(implemented.signals)
     assert set(declared.queries) == set(implemented.queries)
-    assert inspect.signature(contract.run) == inspect.signature(implementation.run)
+    # Resolved types, not annotation strings: a type drift behind the same name fails.
+    assert (declared.arg_types, declared.ret_type) == (implemented.arg_types, implemented.ret_type)
     for name, signal in declared.signals.items():
-        assert inspect.signature(signal.fn) == inspect.signature(implemented.signals[name].fn), name
+        assert get_type_hints(signal.fn) == get_type_hints(implemented.signals[name].fn), name
+    for name, query in declared.queries.items():
+        assert get_type_hints(query.fn) == get_type_hints(implemented.queries[name].fn), name
 
 
 def test_the_names_recorded_histories_use_are_kept():

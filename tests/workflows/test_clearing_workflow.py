@@ -101,10 +101,17 @@ async def test_an_empty_window_is_settled_by_its_netting(skipping_env, run_worke
     assert state.status == WindowStatus.SETTLED and stubs.steps() == ["close_window", "net_window"]
 
 
+async def _deadline_fired(handle) -> bool:
+    """Whether the funding deadline's timer fired, read from the run's history."""
+    kinds = {event.WhichOneof("attributes") for event in (await handle.fetch_history()).events}
+    return "timer_fired_event_attributes" in kinds
+
+
 async def test_every_funding_booked_it_settles_and_tells_its_payments(skipping_env, run_worker):
     stubs = Stubs()
     async with run_worker([ClearingWindowWorkflow], stubs.activities()) as queue:
         handle, state = await _run(skipping_env, queue, fund=["FUND-A", "FUND-B", "FUND-A"])
+        assert not await _deadline_fired(handle)  # settled on its fundings, not its deadline
     assert state.status == WindowStatus.SETTLED
     assert state.funded_references == ["FUND-A", "FUND-B"]
     assert stubs.steps() == ["close_window", "net_window", "settle_window", "signal_window_payments"]
@@ -116,7 +123,8 @@ async def test_every_funding_booked_it_settles_and_tells_its_payments(skipping_e
 async def test_a_missed_funding_deadline_settles_what_was_funded(skipping_env, run_worker):
     stubs = Stubs(outcome_status=WindowStatus.PARTIALLY_SETTLED)
     async with run_worker([ClearingWindowWorkflow], stubs.activities()) as queue:
-        _, state = await _run(skipping_env, queue, fund=["FUND-A"])  # FUND-B never comes
+        handle, state = await _run(skipping_env, queue, fund=["FUND-A"])  # FUND-B never comes
+        assert await _deadline_fired(handle)  # the deadline decided
     assert state.status == WindowStatus.PARTIALLY_SETTLED
     assert stubs.steps()[-2:] == ["settle_window", "signal_window_payments"]
 

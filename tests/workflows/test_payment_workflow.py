@@ -15,7 +15,6 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from deltran.reconciliation import CIRCUIT_BREAKER_OPEN
 from deltran.shared import (
     ComplianceOutcome,
     ExpireInput,
@@ -30,6 +29,7 @@ from deltran.shared import (
     SettleInput,
     WindowSettlement,
 )
+from deltran.temporal.errors import CIRCUIT_BREAKER_OPEN
 from deltran.vocabulary import PaymentStatus, SettlementMode
 from workflows.payment import PaymentWorkflow
 
@@ -44,6 +44,7 @@ class Stubs:
     obligation: ObligationOutcome | None = None
     expire_answers: list[bool] = field(default_factory=lambda: [True])
     mint_failures: int = 0  # retryable failures before the mint succeeds
+    settle_gate: asyncio.Event | None = None  # settle_obligation waits for it, if set
     calls: list[tuple[str, object]] = field(default_factory=list)
 
     def activities(self) -> list:
@@ -68,6 +69,8 @@ class Stubs:
         @activity.defn(name="settle_obligation")
         async def settle_obligation(data: SettleInput) -> None:
             stubs.calls.append(("settle_obligation", data))
+            if stubs.settle_gate is not None:
+                await stubs.settle_gate.wait()
 
         @activity.defn(name="mint_token")
         async def mint_token(data: MintInput) -> MintResult:
@@ -148,13 +151,18 @@ async def test_gross_it_settles_on_its_booking_and_mints(skipping_env, run_worke
 
 
 async def test_a_second_booking_changes_nothing(skipping_env, run_worker):
-    stubs = Stubs(obligation=GROSS)
+    # settle_obligation holds until the second booking is in: it lands while the payment
+    # runs on the first, not after the workflow has ended.
+    stubs = Stubs(obligation=GROSS, settle_gate=asyncio.Event())
     later = BOOKING.model_copy(update={"notification_id": uuid.uuid4(), "camt054_entry_reference": "NTRY-2"})
     async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
         handle = await _start(skipping_env, queue)
         await _until_awaiting(handle)
         await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        while "settle_obligation" not in stubs.steps():
+            await asyncio.sleep(0.02)
         await handle.signal(PaymentWorkflow.fiat_booked, later)
+        stubs.settle_gate.set()
         state = await handle.result()
     assert state.booking == BOOKING
     assert [c for c in stubs.calls if c[0] == "settle_obligation"][0][1].booking == BOOKING

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import Protocol
 
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
@@ -16,8 +17,27 @@ from deltran.config import Settings
 from deltran.money import AmountError, parse_amount
 from deltran.reason_codes import ReasonCode
 
-if TYPE_CHECKING:
-    from deltran.db.tables import Payment
+
+class Payment(Protocol):
+    """What the static checks read of a payment."""
+
+    @property
+    def debtor_agent_bic(self) -> str: ...
+    @property
+    def creditor_agent_bic(self) -> str: ...
+    @property
+    def debtor_iban(self) -> str | None: ...
+    @property
+    def debtor_account(self) -> str | None: ...
+    @property
+    def creditor_iban(self) -> str | None: ...
+    @property
+    def creditor_account(self) -> str | None: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+
 
 # Domestic account numbers (e.g. Indian accounts, which have no IBAN): ISO 20022
 # Othr/Id is Max34Text; we accept letters and digits only.

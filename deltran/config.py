@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     # batch (activities/tokens/batcher.py), so a worker that mints thousands per second
     # needs this in the thousands; the default suits a worker that does everything.
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
+    # How long the server holds a workflow's next task for the worker that has it cached
+    # before handing it to any worker: after a worker dies, its workflows wait this long.
+    # Lower fails over sooner; too low makes a busy live worker lose its cache (a replay
+    # per task). The SDK's default.
+    worker_sticky_timeout_s: float = Field(default=10.0, gt=0)
     # The cyclic garbage collector's youngest-generation threshold in the worker and the
     # API (deltran/gc_tuning.py); CPython's default is 700.
     gc_gen0_threshold: int = Field(default=50_000, gt=0)

@@ -73,6 +73,7 @@ def build_worker(client: Client, session_factory: async_sessionmaker, settings: 
         interceptors=_interceptors(client),
         # Let running activities finish their transaction on shutdown (default 0 cancels them).
         graceful_shutdown_timeout=timedelta(seconds=10),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
     )
 
 

@@ -34,6 +34,8 @@ def crashing_worker(settings, task_queue: str, point: str, fault_dir) -> subproc
         settings.model_copy(update={"task_queue": task_queue}),
         DELTRAN_FAULT_CRASH=point,
         DELTRAN_FAULT_DIR=str(fault_dir),
+        # The healthy worker takes the dead one's workflows after 1 s, not the default 10.
+        DELTRAN_WORKER_STICKY_TIMEOUT_S="1",
     )
 
 

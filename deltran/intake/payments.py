@@ -161,20 +161,23 @@ def _refuse_repeated_end_to_end_ids(batch: Sequence[NewPayment]) -> None:
         )
 
 
+def _field_error(index: int, new: NewPayment, json_field: str, xml_path: str, message: str) -> dict:
+    """One field at fault, named as the payment's format names it (a pacs.008 transaction
+    by its path and index)."""
+    if new.source_format == "json":
+        return {"field": json_field, "message": message}
+    return {"field": f"CdtTrfTxInf[{index}]/{xml_path}", "transaction": index, "message": message}
+
+
 def _refuse_self_payments(batch: Sequence[NewPayment]) -> None:
     """A bank cannot pay itself through DelTran: such an obligation has no counterparty
     to net against, and its transfer would debit and credit one account."""
     errors = [
-        {
-            "field": "creditor.agent_bic"
-            if new.source_format == "json"
-            else f"CdtTrfTxInf[{index}]/CdtrAgt/FinInstnId/BICFI",
-            **({} if new.source_format == "json" else {"transaction": index}),
-            "message": f"{new.creditor_agent_bic} is also the debtor agent: a bank cannot pay itself",
-        }
+        _field_error(index, new, "creditor.agent_bic", "CdtrAgt/FinInstnId/BICFI",
+                     f"{new.creditor_agent_bic} is also the debtor agent: a bank cannot pay itself")
         for index, new in enumerate(batch)
         if new.debtor_agent_bic == new.creditor_agent_bic
-    ]
+    ]  # fmt: skip
     if errors:
         raise Refused(
             "the debtor agent and the creditor agent must be different banks", kind="same-agent", errors=errors
@@ -186,19 +189,20 @@ async def _refuse_uncleared_currencies(session: AsyncSession, batch: Sequence[Ne
     and then rejected by screening. A payment already recorded (accepted while its
     currency was cleared) is not refused: its resubmission still finds it."""
     cleared = settings.supported_currencies
-    uncleared = [payment_id_for(new.instructing_bic, new.end_to_end_id) for new in batch if new.currency not in cleared]
+    uncleared = {
+        payment_id_for(new.instructing_bic, new.end_to_end_id): (index, new)
+        for index, new in enumerate(batch)
+        if new.currency not in cleared
+    }
     if not uncleared:
         return
     recorded = set((await session.scalars(select(Payment.id).where(Payment.id.in_(uncleared)))).all())
     errors = [
-        {
-            "field": "currency" if new.source_format == "json" else f"CdtTrfTxInf[{index}]/IntrBkSttlmAmt/@Ccy",
-            **({} if new.source_format == "json" else {"transaction": index}),
-            "message": f"{new.currency} is not cleared by DelTran (it clears {', '.join(cleared)})",
-        }
-        for index, new in enumerate(batch)
-        if new.currency not in cleared and payment_id_for(new.instructing_bic, new.end_to_end_id) not in recorded
-    ]
+        _field_error(index, new, "currency", "IntrBkSttlmAmt/@Ccy",
+                     f"{new.currency} is not cleared by DelTran (it clears {', '.join(cleared)})")
+        for payment_id, (index, new) in uncleared.items()
+        if payment_id not in recorded
+    ]  # fmt: skip
     if errors:
         raise Refused("a payment's currency is not cleared by DelTran", kind="currency-not-cleared", errors=errors)
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
-from decimal import Decimal
 
 from sqlalchemy import select
 
 from deltran.db.tables import Obligation, Payment
-from deltran.intake.payments import NewPayment, submit_payments
+from deltran.intake.payments import submit_payments
 from deltran.vocabulary import ObligationStatus, PaymentStatus
-from tests.support.payments import AE_IBAN
+from tests.support.payments import new_payment
 from worker.main import build_worker
 from workflows.payment import PaymentWorkflow
 
@@ -22,20 +21,7 @@ from workflows.payment import PaymentWorkflow
 async def test_unfunded_payment_expires_and_releases_its_obligation(skipping_env, sessions, settings, credentials):
     task_queue = f"expiry-{uuid.uuid4()}"
     settings = settings.model_copy(update={"task_queue": task_queue, "payment_deadline_s": 3 * 24 * 3600})
-    new = NewPayment(
-        instructing_bic="EBILAEAD",
-        end_to_end_id=f"EXP-{uuid.uuid4().hex[:16]}",
-        amount=Decimal("750.00"),
-        currency="AED",
-        debtor_name="Al Noor Trading LLC",
-        debtor_iban=AE_IBAN,
-        debtor_account=None,
-        debtor_agent_bic="EBILAEAD",
-        creditor_name="Ganesh Textiles Pvt Ltd",
-        creditor_iban=None,
-        creditor_account="30001234567",
-        creditor_agent_bic="SBININBB",
-    )
+    new = new_payment(f"EXP-{uuid.uuid4().hex[:16]}", "750.00")
     async with build_worker(skipping_env.client, sessions, settings, task_queue):
         async with sessions() as session:
             [intake] = await submit_payments(session, skipping_env.client, settings, [new], actor="test")

@@ -39,13 +39,13 @@ from deltran.db.tables import (
     Token,
 )
 from deltran.errors import Refused
-from deltran.intake.payments import NewPayment, submit_payments
+from deltran.intake.payments import submit_payments
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.reconciliation import end_of_day_breaks
 from deltran.shared import ExpireInput
 from deltran.vocabulary import PaymentStatus
 from tests.integration.test_clearing import fund, submit_all, supply_and_fiat
-from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body, wait_for_status
+from tests.support.payments import AE_IBAN, auth, camt054_for, new_payment, payment_body, wait_for_status
 from worker.fail_fast import INVARIANT_VIOLATED, FailFastInterceptor
 
 XML = {"Content-Type": "application/xml"}
@@ -266,12 +266,7 @@ async def test_a_payment_recorded_while_its_currency_was_cleared_is_still_found_
 ):
     """Taking a currency off the cleared list refuses new payments in it, not the
     resubmission of one already recorded (which a 503 asks the bank to make)."""
-    new = NewPayment(
-        instructing_bic="EBILAEAD", end_to_end_id=e2e_id, amount=Decimal("10.00"), currency="GBP",
-        debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_account=None, debtor_agent_bic="EBILAEAD",
-        creditor_name="Ganesh Textiles Pvt Ltd", creditor_iban=None, creditor_account="30001234567",
-        creditor_agent_bic="SBININBB",
-    )  # fmt: skip
+    new = new_payment(e2e_id, "10.00", currency="GBP")
     idle_queue = settings.model_copy(update={"task_queue": f"no-worker-{uuid.uuid4().hex[:8]}"})
     with_gbp = idle_queue.model_copy(update={"supported_currencies": (*settings.supported_currencies, "GBP")})
     async with sessions() as session:

@@ -8,10 +8,23 @@ from decimal import Decimal
 
 import httpx
 
+from deltran.intake.payments import NewPayment
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 
 # Real registry-valid IBANs for the demo corridor; India has no IBAN: account numbers.
 AE_IBAN = "AE070331234567890123456"
+
+
+def new_payment(end_to_end_id: str, amount: str, currency: str = "AED", **overrides) -> NewPayment:
+    """The demo corridor's payment (Al Noor, Emirates NBD → Ganesh Textiles, SBI) as intake
+    receives it, for tests that submit without HTTP."""
+    values = dict(
+        instructing_bic="EBILAEAD", end_to_end_id=end_to_end_id, amount=Decimal(amount), currency=currency,
+        debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_account=None, debtor_agent_bic="EBILAEAD",
+        creditor_name="Ganesh Textiles Pvt Ltd", creditor_iban=None, creditor_account="30001234567",
+        creditor_agent_bic="SBININBB",
+    )  # fmt: skip
+    return NewPayment(**{**values, **overrides})
 
 
 def auth(key: str) -> dict[str, str]:

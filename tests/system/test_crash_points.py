@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from deltran.db.tables import ComplianceResult, LedgerTransfer, Obligation, Payment, Token
-from deltran.intake.payments import NewPayment, submit_payments
-from tests.support.payments import AE_IBAN, auth, camt054_for, wait_for_status
+from deltran.intake.payments import submit_payments
+from tests.support.payments import auth, camt054_for, new_payment, wait_for_status
 from tests.support.workers import worker_process
 from worker.main import build_worker
 
@@ -47,21 +46,7 @@ async def test_a_crash_at_the_worst_moment_changes_nothing(
     crash_settings = settings.model_copy(update={"task_queue": queue, "activity_timeout_s": 2})
     worker = crashing_worker(crash_settings, queue, f"{activity}:{phase}", tmp_path)
     e2e = f"CRASH-{uuid.uuid4().hex[:12]}"
-    new = NewPayment(
-        instructing_bic="EBILAEAD",
-        end_to_end_id=e2e,
-        amount=Decimal("321.00"),
-        currency="AED",
-        debtor_name="Al Noor Trading LLC",
-        debtor_iban=AE_IBAN,
-        debtor_account=None,
-        debtor_agent_bic="EBILAEAD",
-        creditor_name="Ganesh Textiles Pvt Ltd",
-        creditor_iban=None,
-        creditor_account="30001234567",
-        creditor_agent_bic="SBININBB",
-        urgent=True,
-    )
+    new = new_payment(e2e, "321.00", urgent=True)
     try:
         async with sessions() as session:
             [intake] = await submit_payments(session, temporal_env.client, crash_settings, [new], actor="test")

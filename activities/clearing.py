@@ -184,7 +184,7 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
         .values(
             # Obligations whose positions all net to zero still settle (their tokens move
             # and their payments are told); only an empty window is settled here.
-            status=WindowStatus.AWAITING_FUNDING if count else "SETTLED",
+            status=WindowStatus.AWAITING_FUNDING if count else WindowStatus.SETTLED,
             obligations_count=count,
             gross_amount=gross,
             net_amount=net,

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from deltran.vocabulary import PaymentStatus, SettlementMode
+from deltran.vocabulary import PaymentStatus, SettlementMode, WindowStatus
 
 
 class _Frozen(BaseModel):
@@ -135,7 +135,7 @@ class NettingSummary(_Frozen):
 
 class WindowOutcome(_Frozen):
     window_id: UUID
-    status: str  # SETTLED or PARTIALLY_SETTLED
+    status: WindowStatus  # SETTLED or PARTIALLY_SETTLED
     settlement_reference: str
     settled_obligations: int
     rolled_obligations: int
@@ -145,7 +145,7 @@ class WindowOutcome(_Frozen):
 class ClearingState(_Frozen):
     currency: str
     window_id: UUID | None = None
-    status: str = "CLOSING"
+    status: WindowStatus | Literal["NO_WINDOW"] = WindowStatus.CLOSING
     funded_references: list[str] = []
     instructions: list[FundingInstructionOut] = []
 

@@ -6,6 +6,7 @@ Safe inside the workflow sandbox: no I/O."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 
 def sql_in(column: str, values: type[StrEnum]) -> str:
@@ -47,6 +48,10 @@ class WindowStatus(StrEnum):
 
 
 SETTLED_WINDOW_STATUSES = frozenset({WindowStatus.SETTLED, WindowStatus.PARTIALLY_SETTLED})
+
+# A clearing workflow that found no open window to close ends in this instead of a
+# window status (it is no row's status, so no CHECK constraint holds it).
+NO_WINDOW: Final = "NO_WINDOW"
 
 
 class FundingStatus(StrEnum):

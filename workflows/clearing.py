@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         WindowSettlement,
     )
     from deltran.temporal.contract import ClearingWindowContract
-    from deltran.vocabulary import WindowStatus
+    from deltran.vocabulary import NO_WINDOW, WindowStatus
     from workflows.payment import STEP_RETRY, STEP_TIMEOUT
 
 # Netting a million obligations takes seconds; signalling every payment of a large
@@ -48,7 +48,7 @@ class ClearingWindowWorkflow(ClearingWindowContract):
             retry_policy=STEP_RETRY,
         )
         if closed.window_id is None:
-            self._state = self._state.model_copy(update={"status": "NO_WINDOW"})
+            self._state = self._state.model_copy(update={"status": NO_WINDOW})
             return self._state
         self._state = self._state.model_copy(update={"window_id": closed.window_id})
         summary = await workflow.execute_activity_method(

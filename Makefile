@@ -1,20 +1,28 @@
 # Each target is one line; the work lives in the `deltran` command and pytest.
 VENV ?= .venv
 PYTHON ?= python3
+# Test processes, each with its own PostgreSQL, Temporal dev server, worker and API. Most
+# of a test's time is spent waiting on those servers, so three keep two cores busy.
+TEST_PROCESSES ?= 3
+PYTEST_PARALLEL = -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: up test test-fast migrate bench-clearing bench-mint clean load bench-gateway chaos
 
+# pip installs uv, uv installs the project: the same packages from the same index, resolved
+# and fetched in parallel (about 10 s from an empty cache here, against pip's 40-80 s).
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q -e '.[test]' && touch $@
+	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q 'uv>=0.9,<1' && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV)/bin/python -e '.[test]' && touch $@
 
 up: $(VENV)/.installed
 	$(VENV)/bin/deltran up
 
+# The suite starts some thirty Python processes: where the environment sets
+# PYTHONDONTWRITEBYTECODE, each would compile the project and its test plugins anew.
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/pytest -m "not system"
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not system"
 
 migrate: $(VENV)/.installed
 	$(VENV)/bin/deltran migrate

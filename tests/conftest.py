@@ -38,15 +38,33 @@ set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "deltran-hypothesis"))
 
 
 TIERS = ("unit", "workflows", "replay", "integration", "system")
+# The order tests are handed to `make test`'s parallel processes: the longest first (the
+# slow marker, then whole stacks, then the real servers), the many short ones last to fill
+# the gaps, so the processes finish together instead of one running a long test alone.
+SCHEDULE = ("system", "integration", "workflows", "replay", "unit")
+
+
+def _tier(item: pytest.Item) -> str | None:
+    return next((part for part in item.path.parts[::-1] if part in TIERS), None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test carries its tier's marker, named by its folder: `-m "not system"` is the
     edit loop (`make test-fast`)."""
     for item in items:
-        tier = next((part for part in item.path.parts[::-1] if part in TIERS), None)
+        tier = _tier(item)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+    # pytest-xdist knows tests by node id: of several sharing one it would run one, silently
+    # (schemathesis's per-operation tests do under pytest 9.2, hence the pin in pyproject.toml).
+    ids = [item.nodeid for item in items]
+    assert len(set(ids)) == len(ids), f"tests sharing a node id: {sorted({i for i in ids if ids.count(i) > 1})}"
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            SCHEDULE.index(tier) if (tier := _tier(item)) else len(SCHEDULE),
+        )
+    )
 
 
 def binary(name: str) -> str:

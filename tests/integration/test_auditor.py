@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
+
 from tests.support.auditor import Auditor, violations, wait_until_quiet
 
 
+@pytest.mark.slow
 async def test_random_operations_never_break_the_money(http, credentials, sessions, settings, temporal_env, worker):
     seed = int(os.environ.get("DELTRAN_AUDIT_SEED") or random.randrange(2**32))
     steps = int(os.environ.get("DELTRAN_AUDIT_STEPS") or 30)

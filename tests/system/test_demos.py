@@ -46,14 +46,14 @@ async def test_load_counts_every_payment(demo_settings, sessions, capsys):
         before = await session.scalar(
             select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like("LOAD-%"))
         )
-    assert await asyncio.to_thread(demo.load, demo_settings, 2, 2) == 0
+    assert await asyncio.to_thread(demo.load, demo_settings, 1, 2) == 0
     async with sessions() as session:
         after = await session.scalar(
             select(func.count()).select_from(Payment).where(Payment.end_to_end_id.like("LOAD-%"))
         )
     out = capsys.readouterr().out
     assert after > before and "error rate" in out
-    # Closed loop: everything accepted in the 2 s completes within the drain.
+    # Closed loop: everything accepted in the 1 s completes within the drain.
     assert f"every one of the {after - before} accepted payments COMPLETED" in out, out[-500:]
 
 

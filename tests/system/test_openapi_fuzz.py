@@ -51,6 +51,9 @@ from deltran.identity import normalize_bic
 from deltran.ports import free_port
 from tests.support.payments import AE_IBAN, payment_body
 
+# One process runs the whole module, in order: its API server and bank are set up once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("openapi-fuzz")]
+
 # The spec exactly as the application serves it at /openapi.json (building it needs no server).
 SPEC = create_app(Settings()).openapi()
 

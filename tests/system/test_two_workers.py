@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -18,7 +19,7 @@ from deltran.db.tables import Obligation, Token
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
 from tests.support.workers import worker_process
 
-PAYMENTS = 24
+PAYMENTS = 12
 
 
 async def wait_until_polling(client, task_queue: str, identity_prefix: str, timeout_s: float = 60) -> None:
@@ -37,6 +38,7 @@ async def wait_until_polling(client, task_queue: str, identity_prefix: str, time
     raise AssertionError(f"no worker {identity_prefix}… polls {task_queue}")
 
 
+@pytest.mark.slow
 async def test_two_workers_share_the_payments_and_each_completes_once(
     http, credentials, sessions, settings, temporal_env, worker
 ):

@@ -37,7 +37,7 @@ def test_the_api_process_loads_no_activity_or_workflow_code():
 
 @pytest.mark.parametrize(
     "argv",
-    [("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",)],
+    [("ruff", "check", "."), ("ruff", "format", "--check", "."), pytest.param(("mypy",), marks=pytest.mark.slow)],
     ids=["ruff-check", "ruff-format", "mypy"],
 )
 def test_the_code_is_lint_clean_formatted_and_typed(argv):

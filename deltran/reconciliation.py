@@ -188,6 +188,10 @@ _EOD_CHECKS: dict[str, str] = {
 }
 
 
+# Every kind of break a run can report (the metric's `kind` label).
+BREAK_KINDS: tuple[str, ...] = ("backing_mismatch", *_EOD_CHECKS)
+
+
 async def end_of_day_breaks(session: AsyncSession, settings: Settings) -> list[dict]:
     params = {"deadline_s": settings.payment_deadline_s, "grace_s": SETTLE_TO_MINT_GRACE.total_seconds()}
     found: list[dict] = []

@@ -25,7 +25,9 @@ from activities.tokens import TokenActivities
 from deltran import audit, faults, gc_tuning
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
+from deltran.observability import metrics
 from deltran.observability.tracing import setup_tracing
+from deltran.reconciliation import BREAK_KINDS
 from deltran.temporal.client import connect
 from worker.fail_fast import FailFastInterceptor
 from worker.logging_interceptor import LoggingInterceptor
@@ -63,6 +65,9 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
 
 
 def build_worker(client: Client, session_factory: async_sessionmaker, settings: Settings, task_queue: str) -> Worker:
+    # The counters this worker records start at 0 for its currencies: dashboards show 0,
+    # not "No data", before the first fallback, roll, breaker trip or break.
+    metrics.initialise(settings.supported_currencies, BREAK_KINDS)
     return Worker(
         client,
         task_queue=task_queue,

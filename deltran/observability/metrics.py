@@ -5,7 +5,11 @@ the ones it records on its own /metrics.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from deltran.vocabulary import FINAL_PAYMENT_STATUSES, ReconciliationTier, SettlementMode
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SETTLEMENT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
@@ -84,3 +88,32 @@ circuit_breaker_open = Gauge(
     "deltran_circuit_breaker_open", "1 while minting is stopped for the currency", ["currency"]
 )
 circuit_breaker_trips = Counter("deltran_circuit_breaker_trips", "Times the breaker opened", ["currency"])
+
+
+def initialise(currencies: Iterable[str], break_kinds: Iterable[str]) -> None:
+    """Create every event counter's series at zero for the label values known at start.
+
+    A series is otherwise born at its first event: until then a dashboard shows "No
+    data" instead of 0, and `increase()` misses that first event (a series that appears
+    at 1 has not increased). Idempotent; only counters whose labels are a known, finite
+    set (histograms and gauges stay absent until measured: an absent gauge is honest)."""
+    for currency in currencies:
+        for counter in (
+            windows_closed,
+            stale_window_routings,
+            window_fallbacks,
+            obligations_rolled,
+            tokens_minted,
+            tokens_minted_amount,
+            circuit_breaker_trips,
+        ):
+            counter.labels(currency)
+        for mode in SettlementMode:
+            obligations_created.labels(currency, mode)
+            settlements.labels(currency, mode)
+    for status in FINAL_PAYMENT_STATUSES:
+        payments_final.labels(status)
+    for tier in ReconciliationTier:
+        reconciliation_runs.labels(tier)
+        for kind in break_kinds:
+            reconciliation_breaks.labels(tier, kind)

@@ -1,5 +1,6 @@
-"""One set of real servers for the whole suite: an embedded PostgreSQL (migrated) and a
-Temporal dev server, plus the production worker and the HTTP API on loopback.
+"""One set of real servers for each test process (`make test` runs three): an embedded
+PostgreSQL (migrated) and a Temporal dev server, plus the production worker and the HTTP
+API on loopback.
 
 Each test gets its own payment identities (uuid-based EndToEndIds), so tests share the
 servers without sharing state.

@@ -27,6 +27,9 @@ def test_a_small_chaos_run_loses_and_doubles_nothing(tmp_path):
         "CHAOS_LOAD_SECONDS": "8",
         # Windows close every 4 s: more netting cycles under the kill, and a shorter drain.
         "CHAOS_CLEARING_INTERVAL_S": "4",
+        # A plan with duplicate storms (5 payments sent 3x at once) and sanctioned parties
+        # (2): at 40 payments a random seed has no duplicate one run in eight.
+        "CHAOS_SEED": "32",
         "CHAOS_DRAIN_SECONDS": "30",
         "CHAOS_RESULTS": str(report),
     }
@@ -51,4 +54,7 @@ def test_a_small_chaos_run_loses_and_doubles_nothing(tmp_path):
     assert result["invariant_violations"] == [], result["invariant_violations"]
     assert result["completed"] + result["rejected"] + result["in_flight"] == result["payments"]
     assert [f["fault"] for f in result["faults"]] == ["worker_sigkill"]
+    details = json.loads((tmp_path / "chaos-details.json").read_text())
+    assert details["duplicate_submissions"] >= 3 and details["sanctioned_submitted"] >= 2, details
+    assert details["camt054"]["posted_twice"] + details["camt054"]["posted_concurrently"] > 0, details["camt054"]
     assert run.returncode == 0, run.stdout[-3000:]

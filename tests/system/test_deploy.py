@@ -19,24 +19,21 @@ import shutil
 import subprocess
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
-from sqlalchemy import select, update
 
 from activities.clearing import ensure_open_window
-from deltran.db.tables import CircuitBreaker
 from deltran.observability import metrics
 from deltran.ports import free_port
 from deltran.shared import ClearingInput
 from deltran.temporal import search_attributes
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
+from tests.support.reconciliation import reconcile_intraday
 from workflows.clearing import ClearingWindowWorkflow
-from workflows.reconciliation import ReconciliationWorkflow
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -328,27 +325,8 @@ class Demo:
             await wait_for_status(self.http, payment_id, self.bank(payer), {"COMPLETED"}, timeout_s=60)
 
     async def reconcile(self) -> None:
-        """An intraday account-monitor run, as its schedule starts it. The shared test
-        database must reconcile; if it does not, the breakers this run opened are put
-        back, so the tests after this one can still mint."""
-        async with self.sessions() as session:
-            open_before = set(
-                (await session.scalars(select(CircuitBreaker.currency).where(CircuitBreaker.state == "OPEN"))).all()
-            )
-        result = await self.temporal_env.client.execute_workflow(
-            ReconciliationWorkflow.run,
-            "intraday",
-            id=f"reconciliation-intraday-deploy-{uuid.uuid4().hex[:8]}",
-            task_queue=self.settings.task_queue,
-            execution_timeout=timedelta(seconds=60),
-        )
-        if not result.ok:
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(CircuitBreaker)
-                    .where(CircuitBreaker.state == "OPEN", CircuitBreaker.currency.not_in(open_before))
-                    .values(state="CLOSED", closed_by="test_deploy")
-                )
+        """An intraday account-monitor run, as its schedule starts it."""
+        result = await reconcile_intraday(self.sessions, self.temporal_env.client, self.settings, by="test_deploy")
         assert result.ok, f"the intraday reconciliation found breaks: {result}"
 
     async def round(self, *, with_fallback: bool) -> None:

@@ -29,6 +29,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 import requests
 import schemathesis
@@ -44,12 +45,15 @@ from schemathesis.checks import (
 from schwifty.exceptions import SchwiftyException
 from sqlalchemy import select
 
+from activities.clearing import ensure_open_window
 from api.main import create_app
 from deltran.config import Settings
 from deltran.db.tables import Participant, Payment
 from deltran.identity import normalize_bic
 from deltran.ports import free_port
-from tests.support.payments import AE_IBAN, payment_body
+from tests.support.auditor import SANCTIONED
+from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body, wait_for_status
+from tests.support.reconciliation import reconcile_intraday
 
 # One process runs the whole module, in order: its API server and bank are set up once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("openapi-fuzz")]
@@ -279,10 +283,45 @@ class FuzzApi:
         )
 
 
+async def _make_readable_state(api_url: str, sessions, credentials, settings, temporal_env) -> None:
+    """What the read operations should find whatever ran before in this test process: a
+    payment completed, one rejected and one awaiting settlement, a settled clearing window
+    and a reconciliation run."""
+    bank = auth(credentials["banks"][BANK_BIC])
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        ids = {}
+        for name, creditor in (("completed", "Ganesh Textiles Pvt Ltd"), ("rejected", SANCTIONED), ("awaiting", None)):
+            e2e = f"FUZZ-{name[:4].upper()}-{uuid.uuid4().hex[:12]}"
+            body = payment_body(e2e, amount="1000.00", **({"creditor_name": creditor} if creditor else {}))
+            accepted = await http.post("/v1/payments", json=body, headers=bank)
+            assert accepted.status_code == 202, accepted.text
+            ids[name] = (e2e, accepted.json()["payment_id"])
+        e2e, completed = ids["completed"]
+        await wait_for_status(http, completed, bank, {"AWAITING_SETTLEMENT"})
+        booked = await http.post(
+            "/v1/notifications/camt054",
+            content=camt054_for(e2e, "1000.00", entry_reference=f"FZ-{uuid.uuid4().hex[:16]}"),
+            headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
+        )
+        assert booked.status_code == 200 and booked.json()["entries"][0]["matched"], booked.text
+        await wait_for_status(http, completed, bank, {"COMPLETED"})
+        await wait_for_status(http, ids["rejected"][1], bank, {"REJECTED"})
+        await wait_for_status(http, ids["awaiting"][1], bank, {"AWAITING_SETTLEMENT"})
+        async with sessions() as session, session.begin():
+            await ensure_open_window(session, "EUR")  # empty: closing it settles it at once
+        closed = await http.post(
+            "/v1/clearing/windows/close", params={"currency": "EUR"}, headers=auth(credentials["admin"])
+        )
+        assert closed.is_success and closed.json()["status"] == "SETTLED", closed.text
+    result = await reconcile_intraday(sessions, temporal_env.client, settings, by="openapi-fuzz")
+    assert result.ok, result
+
+
 @pytest.fixture(scope="module")
-async def _database_state(sessions, credentials) -> tuple[frozenset[str], list[str]]:
+async def _database_state(api_url, sessions, credentials, settings, temporal_env) -> tuple[frozenset[str], list[str]]:
     """The banks that exist (never to be rotated or suspended by the fuzzer) and a few
     payments in each status (to read)."""
+    await _make_readable_state(api_url, sessions, credentials, settings, temporal_env)
     async with sessions() as session:
         bics = frozenset((await session.scalars(select(Participant.bic))).all())
         recent = (

@@ -19,7 +19,9 @@ from deltran.db.tables import Obligation, Token
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
 from tests.support.workers import worker_process
 
-PAYMENTS = 12
+# Enough that both workers take tasks even when one is starved of CPU (all of them going
+# to one worker at a 25/75 split: 2 x 0.75^24, about one run in 500).
+PAYMENTS = 24
 
 
 async def wait_until_polling(client, task_queue: str, identity_prefix: str, timeout_s: float = 60) -> None:

@@ -1,11 +1,14 @@
-"""The baseline for `make load`: a bare workflow of the payment's shape.
+"""The baselines for `make load`: a bare workflow of the payment's shape, two ways.
 
 `BareCycleWorkflow` does what PaymentWorkflow does minus the work: four activities that
 do nothing (screen, obligation, settle, mint), one signal it waits for (with the same
 deadline timer), the same search attributes at start and the same three upserts
-(AWAITING_SETTLEMENT with SettlementMode, SETTLED, COMPLETED). It runs on its own task
-queue, served by its own worker process (`python -m bench.load.baseline --task-queue Q`,
-the same way DelTran's worker is a process of its own), on the same Temporal server.
+(AWAITING_SETTLEMENT with SettlementMode, SETTLED, COMPLETED). `BareCycleLocalWorkflow`
+is the same cycle with the four steps as local activities (run inside the workflow task
+by the worker that holds it: no activity tasks, about a fifth of the history events).
+Both run on their own task queue, served by their own worker process
+(`python -m bench.load.baseline --task-queue Q`, the same way DelTran's worker is a
+process of its own), on the same Temporal server.
 
 `drive` starts and signals such workflows in a closed loop — at most `in_flight` at once,
 the same cap the bank users keep for DelTran — for `seconds`, then waits up to `drain_s`
@@ -63,13 +66,14 @@ async def bare_mint(payment_id: str) -> bool:
 ACTIVITIES = [bare_screen, bare_obligation, bare_settle, bare_mint]
 
 
-@workflow.defn(name="BareCycleWorkflow")
-class BareCycleWorkflow:
+class _BareCycle:
+    """The cycle both baselines run; they differ only in how a step runs (the SDK wants
+    each workflow's run method on the class itself)."""
+
     def __init__(self) -> None:
         self._booked = False
 
-    @workflow.run
-    async def run(self, data: PaymentInput) -> str:
+    async def _cycle(self, data: PaymentInput) -> str:
         pid = str(data.payment_id)
         await self._step(bare_screen, pid)
         await self._step(bare_obligation, pid)
@@ -89,13 +93,38 @@ class BareCycleWorkflow:
         self._booked = True
 
     async def _step(self, fn, arg: str) -> bool:
-        return await workflow.execute_activity(fn, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY)
+        raise NotImplementedError
 
     def _upsert(self, status: PaymentStatus, settlement_mode: str | None = None) -> None:
         updates = [sa.PAYMENT_STATUS.value_set(status.value)]
         if settlement_mode is not None:
             updates.append(sa.SETTLEMENT_MODE.value_set(settlement_mode))
         workflow.upsert_search_attributes(updates)
+
+
+@workflow.defn(name="BareCycleWorkflow")
+class BareCycleWorkflow(_BareCycle):
+    @workflow.run
+    async def run(self, data: PaymentInput) -> str:
+        return await self._cycle(data)
+
+    async def _step(self, fn, arg: str) -> bool:
+        return await workflow.execute_activity(fn, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY)
+
+
+@workflow.defn(name="BareCycleLocalWorkflow")
+class BareCycleLocalWorkflow(_BareCycle):
+    @workflow.run
+    async def run(self, data: PaymentInput) -> str:
+        return await self._cycle(data)
+
+    async def _step(self, fn, arg: str) -> bool:
+        return await workflow.execute_local_activity(
+            fn, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
+        )
+
+
+BASELINES = {"regular": BareCycleWorkflow, "local": BareCycleLocalWorkflow}
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -140,8 +169,16 @@ def _booking(n: int) -> FiatBooking:
     )
 
 
-async def drive(client, task_queue: str, seconds: float, in_flight: int, drain_s: float) -> DriveResult:
-    """Start + signal + await bare cycles, `in_flight` at a time, for `seconds` (then drain)."""
+async def drive(
+    client,
+    task_queue: str,
+    seconds: float,
+    in_flight: int,
+    drain_s: float,
+    shape: type[BareCycleWorkflow] | type[BareCycleLocalWorkflow] = BareCycleWorkflow,
+) -> DriveResult:
+    """Start + signal + await bare cycles of `shape`, `in_flight` at a time, for `seconds`
+    (then drain)."""
     run_id = uuid.uuid4().hex[:8]
     result = DriveResult()
     stop_at = time.monotonic() + seconds
@@ -153,7 +190,7 @@ async def drive(client, task_queue: str, seconds: float, in_flight: int, drain_s
         data = _input(run_id, n)
         wid = f"bare-{run_id}-{n}"
         handle = await client.start_workflow(
-            BareCycleWorkflow.run,
+            shape.run,
             data,
             id=wid,
             task_queue=task_queue,
@@ -163,7 +200,7 @@ async def drive(client, task_queue: str, seconds: float, in_flight: int, drain_s
         if result.first_start is None:
             result.first_start = time.time()
         running.add(wid)
-        await handle.signal(BareCycleWorkflow.fiat_booked, _booking(n))
+        await handle.signal(shape.fiat_booked, _booking(n))
         remaining = drain_until - time.monotonic()
         if remaining <= 0:
             return
@@ -205,7 +242,7 @@ async def serve(task_queue: str) -> None:
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[BareCycleWorkflow],
+        workflows=list(BASELINES.values()),
         activities=ACTIVITIES,
         max_concurrent_activities=100,
         graceful_shutdown_timeout=timedelta(seconds=5),

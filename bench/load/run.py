@@ -1,11 +1,13 @@
 """`make load`: banks submit payments over HTTP for LOAD_SECONDS, a settlement-agent
 simulator settles them, and every payment is accounted for afterwards; the same Temporal
-server runs a bare workflow of the same shape, in the same run, as the baseline.
+server runs a bare workflow of the same shape, in the same run, as the baselines: once
+with regular activities, once with local ones.
 
 Phases (one after the other, never at the same time)
-    1. Baseline: bench.load.baseline's worker (its own process and task queue) and its
+    1. Baselines: bench.load.baseline's worker (its own process and task queue) and its
        closed-loop driver: `in_flight` bare cycles at a time (start, signal, result) for
-       LOAD_SECONDS, then the drain.
+       LOAD_SECONDS, then the drain; first with four regular activities, then with the
+       same four as local activities.
     2. DelTran: LOAD_USERS Locust bank users (bench/load/locustfile.py, headless, in a
        subprocess so gevent never meets asyncio) keep at most `in_flight` payments in
        processing for LOAD_SECONDS. Meanwhile this process is the settlement agent: it
@@ -31,7 +33,7 @@ Accounting (DelTran)
 
 Output: a table on stdout, `load.json` (bench/common.py `results_path`) (written atomically) with exactly
     {"seconds", "submitted_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms",
-     "error_rate", "baseline_per_s", "ratio"}
+     "error_rate", "baseline_per_s", "ratio", "baseline_local_per_s", "ratio_local"}
 and the accounting beside it (`load-accounting.json`). p50/p95/p99 and the error rate are
 over every API call of the run: the banks' submissions and the agent's camt.054 and
 clearing-window calls; an agent entry that is not MATCHED counts as an error.
@@ -63,7 +65,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.common import results_path
-from bench.load.baseline import DriveResult, drive
+from bench.load.baseline import BareCycleLocalWorkflow, BareCycleWorkflow, DriveResult, drive
 from deltran.config import Settings
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.temporal.client import connect
@@ -80,6 +82,8 @@ KEYS = (
     "error_rate",
     "baseline_per_s",
     "ratio",
+    "baseline_local_per_s",
+    "ratio_local",
 )
 TICK_S = 0.1
 WINDOW_TICK_S = 1.0
@@ -467,7 +471,9 @@ async def account(engine, attempts: dict[str, dict], drain_end: float) -> dict:
 # -- baseline phase ----------------------------------------------------------------------------
 
 
-async def run_baseline(cfg: Config, settings: Settings) -> DriveResult:
+async def run_baseline(cfg: Config, settings: Settings) -> tuple[DriveResult, DriveResult]:
+    """The bare cycle with regular activities, then with local ones: one after the other,
+    on the same server, each for `seconds` (and its drain)."""
     task_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.update(
@@ -492,7 +498,9 @@ async def run_baseline(cfg: Config, settings: Settings) -> DriveResult:
         if line.strip() != b"ready":
             raise RuntimeError("the baseline worker did not start")
         client = await connect(settings)
-        return await drive(client, task_queue, cfg.seconds, cfg.in_flight, cfg.drain_s)
+        regular = await drive(client, task_queue, cfg.seconds, cfg.in_flight, cfg.drain_s, BareCycleWorkflow)
+        local = await drive(client, task_queue, cfg.seconds, cfg.in_flight, cfg.drain_s, BareCycleLocalWorkflow)
+        return regular, local
     finally:
         if worker.returncode is None:
             worker.terminate()
@@ -509,7 +517,7 @@ async def run_baseline(cfg: Config, settings: Settings) -> DriveResult:
 async def run(cfg: Config, settings: Settings) -> dict:
     keys = json.loads(settings.credentials_path.read_text())
     api_url = cfg.api_url or f"http://{settings.api_host}:{settings.api_port}"
-    baseline = await run_baseline(cfg, settings) if cfg.baseline else DriveResult()
+    baseline, baseline_local = await run_baseline(cfg, settings) if cfg.baseline else (DriveResult(), DriveResult())
     deltran = await run_deltran(cfg, settings, keys, api_url)
     calls: Calls = deltran["calls"]
     total_calls = len(calls.latencies_ms)
@@ -523,6 +531,8 @@ async def run(cfg: Config, settings: Settings) -> dict:
         "error_rate": round(calls.errors / total_calls, 4) if total_calls else 0.0,
         "baseline_per_s": round(baseline.per_s, 2),
         "ratio": round(deltran["completed_per_s"] / baseline.per_s, 3) if baseline.per_s else 0.0,
+        "baseline_local_per_s": round(baseline_local.per_s, 2),
+        "ratio_local": round(deltran["completed_per_s"] / baseline_local.per_s, 3) if baseline_local.per_s else 0.0,
     }
     assert tuple(result) == KEYS
     details = {
@@ -539,12 +549,8 @@ async def run(cfg: Config, settings: Settings) -> dict:
         "api_calls": total_calls,
         "errors": calls.errors,
         "error_kinds": dict(calls.error_kinds),
-        "baseline": {
-            "started": baseline.started,
-            "completed": baseline.completed,
-            "errors": baseline.errors,
-            "in_flight": baseline.in_flight,
-        },
+        "baseline": _drive_details(baseline),
+        "baseline_local": _drive_details(baseline_local),
         "accounting": deltran["accounting"],
         "e2e_prefix": deltran["prefix"],
         "run_dir": deltran["run_dir"],
@@ -554,6 +560,15 @@ async def run(cfg: Config, settings: Settings) -> dict:
     _write(cfg.results.with_name(cfg.results.stem + "-accounting.json"), details)
     _print(result, details)
     return details
+
+
+def _drive_details(drive_result: DriveResult) -> dict:
+    return {
+        "started": drive_result.started,
+        "completed": drive_result.completed,
+        "errors": drive_result.errors,
+        "in_flight": drive_result.in_flight,
+    }
 
 
 def _write(path: Path, data: dict) -> None:
@@ -571,12 +586,19 @@ def _print(result: dict, details: dict) -> None:
         f"net share {cfg['net_share']:.0%}, drain ≤ {cfg['drain_s']:.0f} s"
     )
     print()
-    print("submitted/s | completed/s | p50 ms | p95 ms | p99 ms | error rate | baseline/s | ratio")
-    print("------------+-------------+--------+--------+--------+------------+------------+------")
+    print(
+        "submitted/s | completed/s | p50 ms | p95 ms | p99 ms | error rate | baseline/s | ratio"
+        " | local baseline/s | ratio local"
+    )
+    print(
+        "------------+-------------+--------+--------+--------+------------+------------+------"
+        "+------------------+------------"
+    )
     print(
         f"{result['submitted_per_s']:>11.1f} | {result['completed_per_s']:>11.1f} | {result['p50_ms']:>6.0f} | "
         f"{result['p95_ms']:>6.0f} | {result['p99_ms']:>6.0f} | {result['error_rate']:>10.2%} | "
-        f"{result['baseline_per_s']:>10.1f} | {result['ratio']:>5.2f}"
+        f"{result['baseline_per_s']:>10.1f} | {result['ratio']:>5.2f} | "
+        f"{result['baseline_local_per_s']:>16.1f} | {result['ratio_local']:>11.2f}"
     )
     print()
     print(
@@ -584,8 +606,9 @@ def _print(result: dict, details: dict) -> None:
         f" + {acc['rejected']} rejected + {acc['lost']} lost   ({details['api_calls']} API calls, "
         f"{details['errors']} errors{': ' + str(details['error_kinds']) if details['error_kinds'] else ''})"
     )
-    b = details["baseline"]
-    print(f"baseline:   {b['completed']} of {b['started']} bare cycles completed, {b['errors']} errors")
+    for label, key in (("baseline:  ", "baseline"), ("local:     ", "baseline_local")):
+        b = details[key]
+        print(f"{label} {b['completed']} of {b['started']} bare cycles completed, {b['errors']} errors")
     for p in acc["in_flight_payments"][:LIST_MAX]:
         print(f"  in flight  {p['end_to_end_id']}  {p['payment_id']}  {p['status']}")
     if acc["in_flight"] > LIST_MAX:

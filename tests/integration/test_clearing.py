@@ -153,7 +153,9 @@ async def test_fallback_settles_what_the_fundings_cover_and_rolls_the_rest(
     payment_ids = await submit_all(http, credentials, specs, "USD")
     handle = await temporal_env.client.start_workflow(
         ClearingWindowWorkflow.run,
-        ClearingInput(currency="USD", funding_timeout_s=3),
+        # Long enough for Chase's funding to land through the API with three test processes
+        # on two cores; EBILAEAD's default then costs the test this long.
+        ClearingInput(currency="USD", funding_timeout_s=6),
         id=f"clearing-USD-test-{uuid.uuid4().hex[:8]}",
         task_queue=settings.task_queue,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from decimal import Decimal
 
 import httpx
@@ -94,3 +95,22 @@ async def wait_for_status(
         await asyncio.sleep(pause_s)
         pause_s = min(pause_s * 1.5, 0.5)
     raise AssertionError(f"payment {payment_id} did not reach {statuses}: {body}")
+
+
+async def complete_gross_payment(http: httpx.AsyncClient, credentials: dict, amount: str, *, prefix: str) -> str:
+    """An urgent (GROSS: never an AED window) corridor payment, booked by the settlement
+    agent and followed to COMPLETED; its payment id."""
+    e2e = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    accepted = await http.post("/v1/payments", json={**payment_body(e2e, amount=amount), "urgent": True}, headers=bank)
+    assert accepted.status_code == 202, accepted.text
+    payment_id = accepted.json()["payment_id"]
+    await wait_for_status(http, payment_id, bank, {"AWAITING_SETTLEMENT"})
+    booked = await http.post(
+        "/v1/notifications/camt054",
+        content=camt054_for(e2e, amount, "AED", entry_reference=f"N{uuid.uuid4().hex[:20]}"),
+        headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
+    )
+    assert booked.status_code == 200 and booked.json()["entries"][0]["matched"], booked.text
+    await wait_for_status(http, payment_id, bank, {"COMPLETED"})
+    return payment_id

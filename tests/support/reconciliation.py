@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from deltran.db.tables import CircuitBreaker
+from deltran.vocabulary import BreakerState
 from workflows.reconciliation import ReconciliationWorkflow
 
 
@@ -16,7 +17,9 @@ async def reconcile_intraday(sessions, client, settings, *, by: str):
     does not, the breakers this run opened are put back, so later tests can still mint."""
     async with sessions() as session:
         open_before = set(
-            (await session.scalars(select(CircuitBreaker.currency).where(CircuitBreaker.state == "OPEN"))).all()
+            (
+                await session.scalars(select(CircuitBreaker.currency).where(CircuitBreaker.state == BreakerState.OPEN))
+            ).all()
         )
     result = await client.execute_workflow(
         ReconciliationWorkflow.run,
@@ -29,7 +32,7 @@ async def reconcile_intraday(sessions, client, settings, *, by: str):
         async with sessions() as session, session.begin():
             await session.execute(
                 update(CircuitBreaker)
-                .where(CircuitBreaker.state == "OPEN", CircuitBreaker.currency.not_in(open_before))
-                .values(state="CLOSED", closed_by=by)
+                .where(CircuitBreaker.state == BreakerState.OPEN, CircuitBreaker.currency.not_in(open_before))
+                .values(state=BreakerState.CLOSED, closed_by=by)
             )
     return result

@@ -31,7 +31,7 @@ from deltran.observability import metrics
 from deltran.ports import free_port
 from deltran.shared import ClearingInput
 from deltran.temporal import search_attributes
-from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
+from tests.support.payments import auth, camt054_for, complete_gross_payment, payment_body, wait_for_status
 from tests.support.reconciliation import reconcile_intraday
 from workflows.clearing import ClearingWindowWorkflow
 
@@ -250,14 +250,7 @@ class Demo:
         return response.json()
 
     async def gross_payment(self, amount: str) -> None:
-        e2e = f"DEP-{uuid.uuid4().hex[:12]}"
-        body = {**payment_body(e2e, amount=amount), "urgent": True}  # urgent: GROSS, never an AED window
-        accepted = await self.http.post("/v1/payments", json=body, headers=self.bank("EBILAEAD"))
-        assert accepted.status_code == 202, accepted.text
-        payment_id = accepted.json()["payment_id"]
-        await wait_for_status(self.http, payment_id, self.bank("EBILAEAD"), {"AWAITING_SETTLEMENT"})
-        await self.post_camt054(camt054_for(e2e, amount, "AED", entry_reference=f"N{uuid.uuid4().hex[:20]}"))
-        await wait_for_status(self.http, payment_id, self.bank("EBILAEAD"), {"COMPLETED"})
+        await complete_gross_payment(self.http, self.credentials, amount, prefix="DEP")
 
     async def rejected_payment(self) -> None:
         body = payment_body(f"DEP-{uuid.uuid4().hex[:12]}", creditor_name="Viktor Blacklistov")

@@ -52,7 +52,7 @@ from deltran.db.tables import Participant, Payment
 from deltran.identity import normalize_bic
 from deltran.ports import free_port
 from tests.support.auditor import SANCTIONED
-from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body, wait_for_status
+from tests.support.payments import AE_IBAN, auth, complete_gross_payment, payment_body, wait_for_status
 from tests.support.reconciliation import reconcile_intraday
 
 # One process runs the whole module, in order: its API server and bank are set up once.
@@ -289,24 +289,15 @@ async def _make_readable_state(api_url: str, sessions, credentials, settings, te
     and a reconciliation run."""
     bank = auth(credentials["banks"][BANK_BIC])
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
-        ids = {}
-        for name, creditor in (("completed", "Ganesh Textiles Pvt Ltd"), ("rejected", SANCTIONED), ("awaiting", None)):
-            e2e = f"FUZZ-{name[:4].upper()}-{uuid.uuid4().hex[:12]}"
-            body = payment_body(e2e, amount="1000.00", **({"creditor_name": creditor} if creditor else {}))
-            accepted = await http.post("/v1/payments", json=body, headers=bank)
+        waiting = {}
+        for status, creditor in (("REJECTED", SANCTIONED), ("AWAITING_SETTLEMENT", "Ganesh Textiles Pvt Ltd")):
+            body = payment_body(f"FUZZ-{uuid.uuid4().hex[:12]}", amount="1000.00", creditor_name=creditor)
+            accepted = await http.post("/v1/payments", json={**body, "urgent": True}, headers=bank)
             assert accepted.status_code == 202, accepted.text
-            ids[name] = (e2e, accepted.json()["payment_id"])
-        e2e, completed = ids["completed"]
-        await wait_for_status(http, completed, bank, {"AWAITING_SETTLEMENT"})
-        booked = await http.post(
-            "/v1/notifications/camt054",
-            content=camt054_for(e2e, "1000.00", entry_reference=f"FZ-{uuid.uuid4().hex[:16]}"),
-            headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
-        )
-        assert booked.status_code == 200 and booked.json()["entries"][0]["matched"], booked.text
-        await wait_for_status(http, completed, bank, {"COMPLETED"})
-        await wait_for_status(http, ids["rejected"][1], bank, {"REJECTED"})
-        await wait_for_status(http, ids["awaiting"][1], bank, {"AWAITING_SETTLEMENT"})
+            waiting[accepted.json()["payment_id"]] = status
+        await complete_gross_payment(http, credentials, "1000.00", prefix="FUZZ")
+        for payment_id, status in waiting.items():
+            await wait_for_status(http, payment_id, bank, {status})
         async with sessions() as session, session.begin():
             await ensure_open_window(session, "EUR")  # empty: closing it settles it at once
         closed = await http.post(

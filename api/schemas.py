@@ -203,6 +203,13 @@ class PaymentOut(BaseModel):
     rejection_reason: str | None
     rejection_code: str | None
     risk_score: str | None
+    step: str | None = Field(
+        default=None,
+        description="The step a payment in flight is retrying (e.g. settle_obligation), as the"
+        " Temporal UI shows it; null when no step is retrying",
+    )
+    attempt: int | None = Field(default=None, description="The attempt that step is on")
+    last_error: str | None = Field(default=None, description="Why its last attempt failed")
 
 
 class NotificationEntryOut(BaseModel):

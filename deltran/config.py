@@ -45,6 +45,19 @@ class Settings(BaseSettings):
     # One attempt of a payment's step may take this long; a worker that died mid-step
     # is noticed after it, and the step is retried on another worker.
     activity_timeout_s: int = Field(default=30, gt=0)
+    # A step that still fails after this many local attempts (about 3 s of backoff at
+    # the default) is retried as a regular activity, so ops see its attempts and last
+    # error (workflows/payment.py).
+    local_step_attempts: int = Field(default=6, ge=1, le=10)
+    # A payment's workflow task, which runs its steps: a worker that died mid-step is
+    # noticed after this long, and the step runs again on another worker.
+    workflow_task_timeout_s: int = Field(default=10, ge=1, le=120)
+    # Temporal's workflow sandbox re-imports each workflow module for every run and
+    # evaluates code strings around every payload: a fifth of a busy worker's CPU
+    # (docs/capacity.md). Determinism is checked where it can fail a build instead:
+    # tests/workflows runs every branch sandboxed and tests/replay replays every
+    # recorded history sandboxed. True runs the production worker sandboxed too.
+    workflow_sandbox: bool = False
 
     sanctions_list_path: Path = DEMO_SANCTIONS_LIST
     # Similarity (0-100) at or above which a party name counts as a sanctions hit.

@@ -34,6 +34,9 @@ class PaymentInput(_Frozen):
     # How long one attempt of a step may take before Temporal retries it elsewhere
     # (a worker that died mid-step is noticed after this long).
     step_timeout_s: int = 30
+    # How many times a step runs as a local activity (whose retries ops cannot see)
+    # before it runs on as a regular activity (visible in the UI and the API).
+    local_step_attempts: int = 6
 
 
 class ComplianceOutcome(_Frozen):

@@ -16,6 +16,7 @@ in `deltran_activity_failed_permanently_total`, which pages (deploy/prometheus/a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -46,6 +47,12 @@ def permanent_failure(exc: BaseException) -> str | None:
     return None
 
 
+def _retried(exc: BaseException) -> bool:
+    """Whether Temporal will run this attempt again: anything but a non-retryable
+    application error (a business outcome, or one converted here)."""
+    return not (isinstance(exc, ApplicationError) and exc.non_retryable) and not isinstance(exc, asyncio.CancelledError)
+
+
 class _FailFast(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
@@ -53,6 +60,7 @@ class _FailFast(ActivityInboundInterceptor):
         except (AssertionError, IntegrityError, LedgerRefused) as exc:
             kind = permanent_failure(exc)
             if kind is None:
+                metrics.step_attempts_failed.labels(activity.info().activity_type).inc()
                 raise
             info = activity.info()
             metrics.activity_failed_permanently.labels(info.activity_type, kind.split(":")[0]).inc()
@@ -65,6 +73,10 @@ class _FailFast(ActivityInboundInterceptor):
                 type=INVARIANT_VIOLATED,
                 non_retryable=True,
             ) from exc
+        except BaseException as exc:
+            if _retried(exc):  # counted per attempt: a step that keeps failing alerts
+                metrics.step_attempts_failed.labels(activity.info().activity_type).inc()
+            raise
 
 
 class FailFastInterceptor(Interceptor):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.clearing import ClearingActivities
 from activities.compliance import ComplianceActivities
@@ -67,13 +69,15 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
 def build_worker(client: Client, session_factory: async_sessionmaker, settings: Settings, task_queue: str) -> Worker:
     # The counters this worker records start at 0 for its currencies: dashboards show 0,
     # not "No data", before the first fallback, roll, breaker trip or break.
-    metrics.initialise(settings.supported_currencies, BREAK_KINDS)
+    activities = activities_for(client, session_factory, settings)
+    metrics.initialise(settings.supported_currencies, BREAK_KINDS, steps=[a.__name__ for a in activities])
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(client, session_factory, settings),
+        activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
+        workflow_runner=SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
         # Log context (workflow, activity, payment, window) and one line per activity.
         interceptors=_interceptors(client),
         # Let running activities finish their transaction on shutdown (default 0 cancels them).
@@ -95,12 +99,18 @@ def _interceptors(client: Client) -> list:
 
 
 async def run_worker(settings: Settings) -> None:
+    # The workflow sandbox imports each workflow module afresh for every workflow run:
+    # from its cached bytecode if there is one, else compiled from source each time.
+    # Write the cache even where the environment sets PYTHONDONTWRITEBYTECODE.
+    sys.dont_write_bytecode = False
     # Each activity holds a connection only for one short transaction, so a quarter of
     # the activity slots (plus overflow) keeps them fed; the rest wait briefly for one.
     # Capped: a minting worker runs thousands of activities, but its mints share a few
     # batch transactions, and PostgreSQL's connections are the scarcer resource.
     slots = settings.worker_max_concurrent_activities
-    engine = make_engine(settings.effective_database_url, pool_size=min(max(slots // 4, 5), MAX_POOL_SIZE))
+    engine = make_engine(
+        settings.effective_database_url, pool_size=min(max(slots // 4, 5), MAX_POOL_SIZE), pre_ping=False
+    )
     setup_tracing("deltran-worker")
     runtime = start_worker_metrics(settings)
     client = await connect(settings, runtime=runtime)

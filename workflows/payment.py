@@ -4,6 +4,16 @@ compliance → obligation → wait (durably, until the deadline) for the camt.05
 books the fiat → settle → mint. Deterministic: no I/O, clocks or randomness here; every
 side effect is an activity. Search attributes are set at start and upserted only when
 the status changes (each upsert is a history event).
+
+Each step is a short PostgreSQL transaction, so it runs first as a *local* activity: in
+the worker, inside the workflow task, with no activity task to dispatch and a marker in
+the history instead of three events (docs/capacity.md measures what this saves). A local
+activity's retries are invisible to ops until it ends, so a step gets a few local attempts
+(`local_step_attempts`, about 3 s); one that still fails runs on as a regular activity
+with the unbounded retry policy, visible in the Temporal UI's pending activities (attempt,
+last failure) and in `GET /v1/payments/{id}` (`step`, `attempt`, `last_error`). Payments
+started before local steps (no `local-steps` marker in their history) keep regular
+activities to the end, so their histories replay.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.compliance import ComplianceActivities
@@ -45,12 +56,31 @@ STEP_RETRY = RetryPolicy(
 )
 STEP_TIMEOUT = timedelta(seconds=30)
 
+# The patch that made the steps local: recorded as a marker at the start of each payment.
+LOCAL_STEPS_PATCH = "local-steps"
+# The local attempts of a step (PaymentInput.local_step_attempts, 6 by default: 2.5 s of
+# backoff) ride out a dropped connection or a deadlock, and end soon enough that a step
+# stuck on PostgreSQL shows in the UI and the API well within 30 s — even one whose
+# attempts hang until LOCAL_ATTEMPT_TIMEOUT (6 × 4 s). Bounded by attempts: the SDK does
+# not end a local activity's retries at its schedule-to-close timeout.
+LOCAL_ATTEMPT_TIMEOUT = timedelta(seconds=4)
+LOCAL_INITIAL_INTERVAL = timedelta(milliseconds=100)
+LOCAL_MAXIMUM_INTERVAL = timedelta(seconds=1)
+
 
 def _declined(expired: bool | None) -> bool:
     """expire_payment answers False when it changed nothing (a net obligation whose window
     has closed, a gross one already booked); histories recorded before it could decline
     hold None (its old answer), which meant expired."""
     return expired is False
+
+
+def _business_outcome(error: FailureError) -> bool:
+    """A failure no retry changes (it ends the step in either mode), as opposed to one a
+    regular activity keeps retrying (a fault that outlasted the local attempts). A local
+    activity's failure arrives bare or wrapped in an ActivityError."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in NON_RETRYABLE_ERROR_TYPES)
 
 
 @workflow.defn(name="PaymentWorkflow")
@@ -62,9 +92,21 @@ class PaymentWorkflow(PaymentWorkflowContract):
         self._booking: FiatBooking | None = None
         self._window: WindowSettlement | None = None
         self._step_timeout = timedelta(seconds=data.step_timeout_s)
+        self._local_steps = False  # decided at the start of run
+        self._searchable_status = PaymentStatus.SCREENING  # the search attribute's value
+        self._local_retry = RetryPolicy(
+            initial_interval=LOCAL_INITIAL_INTERVAL,
+            backoff_coefficient=2.0,
+            maximum_interval=LOCAL_MAXIMUM_INTERVAL,
+            maximum_attempts=data.local_step_attempts,
+            non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+        )
 
     @workflow.run
     async def run(self, data: PaymentInput) -> PaymentState:
+        # False only when replaying a payment started before the patch (memoised, so the
+        # whole run keeps one mode).
+        self._local_steps = workflow.patched(LOCAL_STEPS_PATCH)
         compliance = await self._step(ComplianceActivities.screen_payment, data.payment_id)
         if not compliance.passed:
             self._set(
@@ -128,7 +170,9 @@ class PaymentWorkflow(PaymentWorkflowContract):
                 window=self._window if net else None,
             ),
         )
-        self._set(status=PaymentStatus.SETTLED)
+        # With local steps the mint follows in the same workflow task, so SETTLED is
+        # searchable only if the mint has to run on as a regular activity (see _step).
+        self._set(status=PaymentStatus.SETTLED, searchable=not self._local_steps)
 
         token = await self._step(
             TokenActivities.mint_token,
@@ -156,13 +200,38 @@ class PaymentWorkflow(PaymentWorkflowContract):
         return self._state
 
     async def _step(self, activity, arg):
+        if self._local_steps:
+            try:
+                return await workflow.execute_local_activity_method(
+                    activity,
+                    arg,
+                    start_to_close_timeout=min(self._step_timeout, LOCAL_ATTEMPT_TIMEOUT),
+                    retry_policy=self._local_retry,
+                )
+            except FailureError as error:
+                if _business_outcome(error):
+                    raise
+                workflow.logger.warning(
+                    "step %s still failing after its local attempts; it runs on as a regular activity: %s",
+                    activity.__name__,
+                    error,
+                )
+                self._make_status_searchable()  # a stuck payment is found by its true status
         return await workflow.execute_activity_method(
             activity, arg, start_to_close_timeout=self._step_timeout, retry_policy=STEP_RETRY
         )
 
-    def _set(self, *, status: PaymentStatus, **changes) -> None:
+    def _set(self, *, status: PaymentStatus, searchable: bool = True, **changes) -> None:
         self._state = self._state.model_copy(update={"status": status, **changes})
+        if not searchable:
+            return
         updates = [sa.PAYMENT_STATUS.value_set(status.value)]
         if "settlement_mode" in changes:
             updates.append(sa.SETTLEMENT_MODE.value_set(changes["settlement_mode"]))
         workflow.upsert_search_attributes(updates)
+        self._searchable_status = status
+
+    def _make_status_searchable(self) -> None:
+        if self._state.status != self._searchable_status:
+            workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(self._state.status.value)])
+            self._searchable_status = self._state.status

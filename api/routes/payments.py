@@ -25,10 +25,13 @@ from api.schemas import (
 from api.status_report import pacs002_for
 from api.strict_json import StrictJSONRoute
 from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, Token
+from deltran.errors import ServiceUnavailable
 from deltran.intake.payments import NewPayment, submit_payments
 from deltran.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
 from deltran.iso20022.xml_safety import XmlRejected
 from deltran.money import format_amount
+from deltran.temporal.steps import PendingStep, pending_step
+from deltran.vocabulary import FINAL_PAYMENT_STATUSES
 
 router = APIRouter(
     route_class=StrictJSONRoute,
@@ -167,6 +170,7 @@ async def read(
     payment = await _visible_payment(session, caller, payment_id)
     if _wants_xml(request.headers.get("accept", "")):
         return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
+    step = None if payment.status in FINAL_PAYMENT_STATUSES else await _pending_step(request, payment.workflow_id)
     payer, payee = aliased(Participant), aliased(Participant)
     row = (
         await session.execute(
@@ -226,7 +230,20 @@ async def read(
         rejection_reason=payment.rejection_reason,
         rejection_code=payment.rejection_code,
         risk_score=None if payment.risk_score is None else str(payment.risk_score),
+        step=step.step if step else None,
+        attempt=step.attempt if step else None,
+        last_error=step.last_error if step else None,
     )
+
+
+async def _pending_step(request: Request, workflow_id: str) -> PendingStep | None:
+    """The step a payment in flight is retrying; unknown (None) while Temporal is down,
+    which leaves the rest of the answer, read from PostgreSQL, as it is."""
+    try:
+        temporal = await request.app.state.temporal.get()
+    except ServiceUnavailable:
+        return None
+    return await pending_step(temporal, workflow_id)
 
 
 def _wants_xml(accept: str) -> bool:

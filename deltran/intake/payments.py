@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -289,6 +289,7 @@ def payment_input(
         creditor_agent_bic=creditor_agent_bic,
         deadline_s=settings.payment_deadline_s,
         step_timeout_s=settings.activity_timeout_s,
+        local_step_attempts=settings.local_step_attempts,
     )
 
 
@@ -304,6 +305,9 @@ async def start_payment_workflow(temporal: Client, settings: Settings, data: Pay
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(data),
+            # The steps run inside workflow tasks (local activities): a worker that dies
+            # mid-step is noticed when its task times out, and another worker replays it.
+            task_timeout=timedelta(seconds=settings.workflow_task_timeout_s),
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran before and closed: this is a duplicate

@@ -63,6 +63,12 @@ netting_seconds = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
 )
 
+step_attempts_failed = Counter(
+    "deltran_step_attempts_failed",
+    "Attempts of a workflow step (activity, local or regular) that failed and will be retried:"
+    " a database that is down, an open circuit breaker… A step that keeps failing alerts",
+    ["step"],
+)
 activity_failed_permanently = Counter(
     "deltran_activity_failed_permanently",
     "Activity executions failed without retry: an invariant or integrity constraint no retry can change",
@@ -90,7 +96,7 @@ circuit_breaker_open = Gauge(
 circuit_breaker_trips = Counter("deltran_circuit_breaker_trips", "Times the breaker opened", ["currency"])
 
 
-def initialise(currencies: Iterable[str], break_kinds: Iterable[str]) -> None:
+def initialise(currencies: Iterable[str], break_kinds: Iterable[str], steps: Iterable[str] = ()) -> None:
     """Create every event counter's series at zero for the label values known at start.
 
     A series is otherwise born at its first event: until then a dashboard shows "No
@@ -117,3 +123,5 @@ def initialise(currencies: Iterable[str], break_kinds: Iterable[str]) -> None:
         reconciliation_runs.labels(tier)
         for kind in break_kinds:
             reconciliation_breaks.labels(tier, kind)
+    for step in steps:
+        step_attempts_failed.labels(step)

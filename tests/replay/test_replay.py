@@ -59,6 +59,11 @@ def test_histories_cover_every_way_a_payment_and_a_window_end():
         "dev_payment_completed_net",
         "dev_clearing_window_settled",
         "dev_reconciliation_intraday",
+        # local steps (the `local-steps` patch): recorded on the dev server of `make up`,
+        # and a step that outlasted its local attempts, run on as a regular activity
+        "dev_payment_completed_gross_local_steps",
+        "dev_payment_completed_net_local_steps",
+        "payment_step_retried_as_regular_activity_gross",
     } <= names
 
 
@@ -76,3 +81,15 @@ async def test_a_nondeterministic_change_is_caught():
     completed = next(p for p in HISTORIES if p.stem == "payment_completed_gross")
     result = await replayer(ReorderedPaymentWorkflow).replay_workflow(load(completed), raise_on_replay_failure=False)
     assert result.replay_failure is not None
+
+
+def test_payments_recorded_before_local_steps_replay_with_regular_activities():
+    """The histories recorded before the patch have no `local-steps` marker and schedule
+    every step as an activity task: their replay above runs the regular path to the end."""
+    before = load(next(p for p in HISTORIES if p.stem == "payment_completed_gross"))
+    after = load(next(p for p in HISTORIES if p.stem == "dev_payment_completed_gross_local_steps"))
+
+    def scheduled(history: WorkflowHistory) -> int:
+        return sum(e.HasField("activity_task_scheduled_event_attributes") for e in history.events)
+
+    assert scheduled(before) == 4 and scheduled(after) == 0

@@ -114,3 +114,18 @@ async def complete_gross_payment(http: httpx.AsyncClient, credentials: dict, amo
     assert booked.status_code == 200 and booked.json()["entries"][0]["matched"], booked.text
     await wait_for_status(http, payment_id, bank, {"COMPLETED"})
     return payment_id
+
+
+async def wait_for_retrying_step(
+    http: httpx.AsyncClient, payment_id: str, headers: dict, step: str, timeout_s: float = 30
+) -> dict:
+    """GET the payment until it shows `step` retrying (attempt 2 or later), as ops would
+    see a stuck step: within 30 s of its first failure."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    body: dict = {}
+    while asyncio.get_running_loop().time() < deadline:
+        body = (await http.get(f"/v1/payments/{payment_id}", headers=headers)).json()
+        if body.get("step") == step and (body.get("attempt") or 0) >= 2:
+            return body
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{step} never showed as retrying within {timeout_s} s; last answer: {body}")

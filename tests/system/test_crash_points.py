@@ -43,7 +43,9 @@ async def test_a_crash_at_the_worst_moment_changes_nothing(
     activity, phase, tmp_path, settings, sessions, temporal_env, http, credentials
 ):
     queue = f"crash-{uuid.uuid4().hex[:8]}"
-    crash_settings = settings.model_copy(update={"task_queue": queue, "activity_timeout_s": 2})
+    crash_settings = settings.model_copy(
+        update={"task_queue": queue, "activity_timeout_s": 2, "workflow_task_timeout_s": 2}
+    )
     worker = crashing_worker(crash_settings, queue, f"{activity}:{phase}", tmp_path)
     e2e = f"CRASH-{uuid.uuid4().hex[:12]}"
     new = new_payment(e2e, "321.00", urgent=True)

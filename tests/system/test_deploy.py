@@ -48,6 +48,7 @@ ALERTS = {
     "DeltranReconciliationBreak",
     "DeltranClearingWindowStale",
     "DeltranStepFailedPermanently",
+    "DeltranStepFailing",
 }
 
 # What Grafana would put in for its variables when the test runs a panel's query.

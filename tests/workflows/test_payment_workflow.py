@@ -1,7 +1,8 @@
 """PaymentWorkflow, branch by branch: rejected by compliance or by risk, gross on its
 booking, net on its window, expired at its deadline, a net payment whose window closed
 waiting on (rolled) until its window settles, a duplicate booking, the wrong kind of
-signal, and a mint held back by an open circuit breaker."""
+signal, a mint held back by an open circuit breaker; and how the steps run: locally,
+until one keeps failing and becomes a regular activity that ops can see."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+import pytest
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from deltran.shared import (
@@ -29,11 +32,13 @@ from deltran.shared import (
     SettleInput,
     WindowSettlement,
 )
+from deltran.temporal import search_attributes as sa
 from deltran.temporal.errors import CIRCUIT_BREAKER_OPEN
 from deltran.vocabulary import PaymentStatus, SettlementMode
 from workflows.payment import PaymentWorkflow
 
 DEADLINE_S = 3 * 24 * 3600
+LOCAL_ATTEMPTS = 3  # local retries sleep in the worker, in real time (0.1 s, 0.2 s)
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Stubs:
     obligation: ObligationOutcome | None = None
     expire_answers: list[bool] = field(default_factory=lambda: [True])
     mint_failures: int = 0  # retryable failures before the mint succeeds
+    settle_failures: int = 0  # retryable failures (a database that is down) before settling
     settle_gate: asyncio.Event | None = None  # settle_obligation waits for it, if set
     calls: list[tuple[str, object]] = field(default_factory=list)
 
@@ -69,6 +75,9 @@ class Stubs:
         @activity.defn(name="settle_obligation")
         async def settle_obligation(data: SettleInput) -> None:
             stubs.calls.append(("settle_obligation", data))
+            if stubs.settle_failures:
+                stubs.settle_failures -= 1
+                raise ConnectionRefusedError("database unreachable (stub)")
             if stubs.settle_gate is not None:
                 await stubs.settle_gate.wait()
 
@@ -104,6 +113,7 @@ async def _start(skipping_env, task_queue: str) -> WorkflowHandle[PaymentWorkflo
     data = PaymentInput(
         payment_id=payment_id, end_to_end_id=f"E2E-{payment_id.hex[:8]}", amount=AMOUNT, currency="AED",
         debtor_agent_bic="EBILAEAD", creditor_agent_bic="SBININBB", deadline_s=DEADLINE_S, step_timeout_s=5,
+        local_step_attempts=LOCAL_ATTEMPTS,
     )  # fmt: skip
     return await skipping_env.client.start_workflow(
         PaymentWorkflow.run, data, id=f"payment-test-{payment_id}", task_queue=task_queue
@@ -227,3 +237,83 @@ async def test_a_mint_held_back_by_an_open_breaker_retries_until_it_closes(skipp
         state = await handle.result()
     assert state.status == PaymentStatus.COMPLETED
     assert stubs.steps().count("mint_token") == 4  # three refusals, retried, then the mint
+
+
+async def _event_types(handle) -> list[str]:
+    return [EventType.Name(e.event_type) for e in (await handle.fetch_history()).events]
+
+
+async def test_its_steps_run_as_local_activities_recorded_as_markers(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        assert (await handle.result()).status == PaymentStatus.COMPLETED
+    events = await _event_types(handle)
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in events
+    # the patch marker, then one marker per step
+    assert events.count("EVENT_TYPE_MARKER_RECORDED") == 1 + 4
+
+
+async def test_a_step_that_keeps_failing_becomes_a_regular_activity_ops_can_see(skipping_env, run_worker):
+    # More failures than its local attempts: the step runs on as a regular
+    # activity, whose attempt count and last failure the UI shows (describe), and the
+    # payment completes once the step stops failing.
+    stubs = Stubs(obligation=GROSS, settle_failures=40)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        seen = None
+        for _ in range(500):
+            pending = (await handle.describe()).raw_description.pending_activities
+            if pending and pending[0].attempt >= 2:
+                seen = pending[0]
+                break
+            await asyncio.sleep(0.02)
+        assert seen is not None, "the failing step never showed as a pending activity"
+        assert seen.activity_type.name == "settle_obligation"
+        assert "database unreachable" in seen.last_failure.message
+        stubs.settle_failures = 0
+        state = await handle.result()
+    assert state.status == PaymentStatus.COMPLETED
+    events = await _event_types(handle)
+    assert events.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED") == 1  # settle only; mint ran locally
+
+
+async def test_a_business_refusal_in_a_local_step_is_not_retried_as_a_regular_activity(skipping_env, run_worker):
+    refused = ApplicationError("obligation released (stub)", type="ObligationReleased", non_retryable=True)
+
+    @activity.defn(name="settle_obligation")
+    async def settle_obligation(data: SettleInput) -> None:
+        raise refused
+
+    stubs = Stubs(obligation=GROSS)
+    activities = [a for a in stubs.activities() if a.__name__ != "settle_obligation"] + [settle_obligation]
+    async with run_worker([PaymentWorkflow], activities) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in await _event_types(handle)
+
+
+async def test_a_mint_that_keeps_failing_leaves_the_payment_searchable_as_settled(skipping_env, run_worker):
+    # SETTLED is upserted only when the mint cannot follow in the same workflow task.
+    stubs = Stubs(obligation=GROSS, mint_failures=1000)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        for _ in range(500):
+            description = await handle.describe()
+            if description.raw_description.pending_activities:
+                break
+            await asyncio.sleep(0.02)
+        assert description.raw_description.pending_activities[0].activity_type.name == "mint_token"
+        assert description.typed_search_attributes.get(sa.PAYMENT_STATUS) == PaymentStatus.SETTLED.value
+        stubs.mint_failures = 0
+        assert (await handle.result()).status == PaymentStatus.COMPLETED
+    assert (await handle.describe()).typed_search_attributes.get(sa.PAYMENT_STATUS) == PaymentStatus.COMPLETED.value

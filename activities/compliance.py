@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from deltran.config import Settings
+from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
 from deltran.db.tables import ComplianceResult, Payment
 from deltran.domain.compliance.checks import Rejection, static_checks
@@ -61,7 +62,9 @@ class ComplianceActivities:
     async def screen_payment(self, payment_id: uuid.UUID) -> ComplianceOutcome:
         """Screen once; a retry after a committed screening returns the stored outcome."""
         async with self._sessions() as session, session.begin():
-            payment = await session.get(Payment, payment_id)
+            # Locked: two attempts that overlap (a timed-out one still running) screen one
+            # after the other, and the second returns what the first stored.
+            payment = await payment_rows.lock(session, payment_id)
             if payment is None:
                 raise payment_not_found(payment_id)
             stored = await session.scalar(select(ComplianceResult).where(ComplianceResult.payment_id == payment_id))

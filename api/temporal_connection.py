@@ -18,6 +18,11 @@ class TemporalConnection:
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
+    def connected(self) -> Client | None:
+        """The client if it is connected, without trying to connect (for answers that can
+        do without Temporal)."""
+        return self._client
+
     async def get(self) -> Client:
         if self._client is not None:
             return self._client

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # the default) is retried as a regular activity, so ops see its attempts and last
     # error (workflows/payment.py).
     local_step_attempts: int = Field(default=6, ge=1, le=10)
+    # New payments run their steps as local activities. A rolling upgrade from a version
+    # without them sets this false until every worker runs the new code (an old worker
+    # cannot replay a payment that ran local steps); see docs/runbook.md.
+    local_steps: bool = True
     # A payment's workflow task, which runs its steps: a worker that died mid-step is
     # noticed after this long, and the step runs again on another worker.
     workflow_task_timeout_s: int = Field(default=10, ge=1, le=120)

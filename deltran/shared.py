@@ -37,6 +37,9 @@ class PaymentInput(_Frozen):
     # How many times a step runs as a local activity (whose retries ops cannot see)
     # before it runs on as a regular activity (visible in the UI and the API).
     local_step_attempts: int = 6
+    # Whether the steps may run as local activities (workflows/payment.py). Absent (None)
+    # in inputs recorded before this field: their history's patch marker decides.
+    local_steps: bool | None = None
 
 
 class ComplianceOutcome(_Frozen):

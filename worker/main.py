@@ -77,6 +77,9 @@ def build_worker(client: Client, session_factory: async_sessionmaker, settings: 
         workflows=WORKFLOWS,
         activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
+        # The payment steps run as local activities: as many slots (a minting worker's
+        # thousands of concurrent mints feed the batcher through these).
+        max_concurrent_local_activities=settings.worker_max_concurrent_activities,
         workflow_runner=SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
         # Log context (workflow, activity, payment, window) and one line per activity.
         interceptors=_interceptors(client),
@@ -99,10 +102,11 @@ def _interceptors(client: Client) -> list:
 
 
 async def run_worker(settings: Settings) -> None:
-    # The workflow sandbox imports each workflow module afresh for every workflow run:
-    # from its cached bytecode if there is one, else compiled from source each time.
-    # Write the cache even where the environment sets PYTHONDONTWRITEBYTECODE.
-    sys.dont_write_bytecode = False
+    if settings.workflow_sandbox:
+        # The sandbox imports each workflow module afresh for every workflow run: from its
+        # cached bytecode if there is one, else compiled from source each time. Write the
+        # cache even where the environment sets PYTHONDONTWRITEBYTECODE.
+        sys.dont_write_bytecode = False
     # Each activity holds a connection only for one short transaction, so a quarter of
     # the activity slots (plus overflow) keeps them fed; the rest wait briefly for one.
     # Capped: a minting worker runs thousands of activities, but its mints share a few

@@ -12,8 +12,9 @@ activity's retries are invisible to ops until it ends, so a step gets a few loca
 (`local_step_attempts`, about 3 s); one that still fails runs on as a regular activity
 with the unbounded retry policy, visible in the Temporal UI's pending activities (attempt,
 last failure) and in `GET /v1/payments/{id}` (`step`, `attempt`, `last_error`). Payments
-started before local steps (no `local-steps` marker in their history) keep regular
-activities to the end, so their histories replay.
+started before local steps (no `local-steps` marker in their history, or started with
+`local_steps` off) keep regular activities to the end, so their histories replay and a
+rolling deploy never hands an old worker a history it cannot read.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.compliance import ComplianceActivities
@@ -104,9 +105,11 @@ class PaymentWorkflow(PaymentWorkflowContract):
 
     @workflow.run
     async def run(self, data: PaymentInput) -> PaymentState:
-        # False only when replaying a payment started before the patch (memoised, so the
-        # whole run keeps one mode).
-        self._local_steps = workflow.patched(LOCAL_STEPS_PATCH)
+        # Local steps unless the payment was started with them off (DELTRAN_LOCAL_STEPS
+        # false during a rolling upgrade: no marker, so an old worker can run it), and
+        # only if its history has the patch marker or is new: a payment started before
+        # local steps keeps regular activities to its end.
+        self._local_steps = data.local_steps is not False and workflow.patched(LOCAL_STEPS_PATCH)
         compliance = await self._step(ComplianceActivities.screen_payment, data.payment_id)
         if not compliance.passed:
             self._set(
@@ -209,7 +212,10 @@ class PaymentWorkflow(PaymentWorkflowContract):
                     retry_policy=self._local_retry,
                 )
             except FailureError as error:
+                if is_cancelled_exception(error):
+                    raise  # the workflow is being cancelled: the step ends, it does not run on
                 if _business_outcome(error):
+                    self._make_status_searchable()  # the payment ends here, at its true status
                     raise
                 workflow.logger.warning(
                     "step %s still failing after its local attempts; it runs on as a regular activity: %s",

@@ -25,12 +25,11 @@ from api.schemas import (
 from api.status_report import pacs002_for
 from api.strict_json import StrictJSONRoute
 from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, Token
-from deltran.errors import ServiceUnavailable
 from deltran.intake.payments import NewPayment, submit_payments
 from deltran.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
 from deltran.iso20022.xml_safety import XmlRejected
 from deltran.money import format_amount
-from deltran.temporal.steps import PendingStep, pending_step
+from deltran.temporal.steps import RetryingStep, retrying_step
 from deltran.vocabulary import FINAL_PAYMENT_STATUSES
 
 router = APIRouter(
@@ -170,7 +169,6 @@ async def read(
     payment = await _visible_payment(session, caller, payment_id)
     if _wants_xml(request.headers.get("accept", "")):
         return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
-    step = None if payment.status in FINAL_PAYMENT_STATUSES else await _pending_step(request, payment.workflow_id)
     payer, payee = aliased(Participant), aliased(Participant)
     row = (
         await session.execute(
@@ -181,6 +179,20 @@ async def read(
         )
     ).first()
     token = await session.scalar(select(Token).where(Token.payment_id == payment_id))
+    rolls = (
+        []
+        if row is None
+        else [
+            RollOut(
+                from_window_id=r.from_window_id, to_window_id=r.to_window_id, reason=r.reason, rolled_at=r.rolled_at
+            )
+            for r in await session.scalars(
+                select(ObligationRoll)
+                .where(ObligationRoll.obligation_id == row[0].id)
+                .order_by(ObligationRoll.rolled_at)
+            )
+        ]
+    )
     obligation = None
     if row is not None:
         ob, payer_bic, payee_bic = row
@@ -196,21 +208,15 @@ async def read(
             clearing_window_id=ob.clearing_window_id,
             rolled_from_window_id=ob.rolled_from_window_id,
             fallback_reason=ob.fallback_reason,
-            rolls=[
-                RollOut(
-                    from_window_id=r.from_window_id, to_window_id=r.to_window_id, reason=r.reason, rolled_at=r.rolled_at
-                )
-                for r in await session.scalars(
-                    select(ObligationRoll)
-                    .where(ObligationRoll.obligation_id == ob.id)
-                    .order_by(ObligationRoll.rolled_at)
-                )
-            ],
+            rolls=rolls,
             created_at=ob.created_at,
             settled_at=ob.settled_at,
             bank_confirmation_reference=ob.bank_confirmation_reference,
             camt054_entry_reference=ob.camt054_entry_reference,
         )
+    # Everything is read: give the connection back before asking Temporal.
+    await session.close()
+    step = None if payment.status in FINAL_PAYMENT_STATUSES else await _retrying_step(request, payment.workflow_id)
     return PaymentOut(
         payment_id=payment.id,
         workflow_id=payment.workflow_id,
@@ -232,18 +238,25 @@ async def read(
         risk_score=None if payment.risk_score is None else str(payment.risk_score),
         step=step.step if step else None,
         attempt=step.attempt if step else None,
-        last_error=step.last_error if step else None,
+        last_error=_last_error(step, caller),
     )
 
 
-async def _pending_step(request: Request, workflow_id: str) -> PendingStep | None:
-    """The step a payment in flight is retrying; unknown (None) while Temporal is down,
-    which leaves the rest of the answer, read from PostgreSQL, as it is."""
-    try:
-        temporal = await request.app.state.temporal.get()
-    except ServiceUnavailable:
+async def _retrying_step(request: Request, workflow_id: str) -> RetryingStep | None:
+    """The step a payment in flight is retrying; unknown (None) while Temporal is not
+    connected or does not answer at once: the rest of the answer, from PostgreSQL, stands."""
+    temporal = request.app.state.temporal.connected()
+    return None if temporal is None else await retrying_step(temporal, workflow_id)
+
+
+def _last_error(step: RetryingStep | None, caller: Caller) -> str | None:
+    """Operators see the failure's text; a bank sees its kind (e.g. CircuitBreakerOpen),
+    never internal detail such as SQL, hosts or file paths."""
+    if step is None:
         return None
-    return await pending_step(temporal, workflow_id)
+    if caller.role == "admin":
+        return (step.error_message or step.error_type or "")[:500] or None
+    return step.error_type or ("failed" if step.error_message else None)
 
 
 def _wants_xml(accept: str) -> bool:

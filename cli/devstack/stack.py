@@ -30,9 +30,9 @@ from worker.schedules import ensure_reconciliation_schedules, ensure_schedules
 READY_TIMEOUT_S = 60
 
 
-def _child(role: str, settings: Settings, log_dir: Path) -> subprocess.Popen:
+def _child(role: str, settings: Settings, log_dir: Path, database_url: str) -> subprocess.Popen:
     env = dict(os.environ)
-    env["DELTRAN_DATABASE_URL"] = settings.effective_database_url
+    env["DELTRAN_DATABASE_URL"] = database_url
     env["DELTRAN_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
     log = open(log_dir / f"{role}.log", "ab")
     return subprocess.Popen(
@@ -106,8 +106,10 @@ def run_stack(settings: Settings) -> int:
         asyncio.run(seed(settings))
         schedules = asyncio.run(schedule_clearing(settings))
         print(f"schedules: {', '.join(schedules)}")
-        children.append(_child("worker", settings, logs))
-        api = _child("api", settings, logs)
+        # The worker and the API reach the embedded PostgreSQL over its Unix socket.
+        database_url = postgres.socket_url if postgres is not None else settings.effective_database_url
+        children.append(_child("worker", settings, logs, database_url))
+        api = _child("api", settings, logs, database_url)
         children.append(api)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         wait_healthy(api_url, api)

@@ -290,6 +290,7 @@ def payment_input(
         deadline_s=settings.payment_deadline_s,
         step_timeout_s=settings.activity_timeout_s,
         local_step_attempts=settings.local_step_attempts,
+        local_steps=settings.local_steps,
     )
 
 

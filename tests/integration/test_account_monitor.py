@@ -62,7 +62,9 @@ async def test_breaking_the_backing_opens_the_breaker_and_payments_wait_until_it
         # Past its local attempts, the mint retries as a regular activity: ops see it in
         # the Temporal UI and in the API, with its attempt and why it fails.
         stuck = await wait_for_retrying_step(http, payment_id, bank_key, "mint_token")
-        assert stuck["status"] == "SETTLED" and "circuit breaker open" in stuck["last_error"]
+        assert (stuck["status"], stuck["last_error"]) == ("SETTLED", "CircuitBreakerOpen")
+        as_admin = (await http.get(f"/v1/payments/{payment_id}", headers=admin)).json()
+        assert "circuit breaker open for AED" in as_admin["last_error"]
         description = await temporal_env.client.get_workflow_handle(waiting["workflow_id"]).describe()
         [pending] = description.raw_description.pending_activities
         assert pending.activity_type.name == "mint_token" and pending.attempt >= 2

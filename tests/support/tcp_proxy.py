@@ -1,6 +1,7 @@
 """A loopback TCP proxy that a test can cut and restore: what a process connecting
-through it sees of a server that stops (open connections dropped, new ones refused) and
-comes back, while other processes still reach the server directly."""
+through it sees of a server that stops (open connections dropped, new ones closed at
+once) and comes back, while other processes still reach the server directly. It keeps
+its port while cut, so no other process can take it in between."""
 
 from __future__ import annotations
 
@@ -16,22 +17,31 @@ class CuttableProxy:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
+        self._cut = False
 
     async def start(self) -> None:
-        """Accept connections again (first start, or after a cut)."""
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
-    async def cut(self) -> None:
-        """Stop listening (new connections are refused) and drop every open one."""
+    async def stop(self) -> None:
+        await self.cut()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-            self._server = None
+
+    async def cut(self) -> None:
+        """Drop every open connection and close each new one as it arrives."""
+        self._cut = True
         for writer in list(self._pipes):
             writer.transport.abort()
         self._pipes.clear()
 
+    def restore(self) -> None:
+        self._cut = False
+
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            client_writer.transport.abort()
+            return
         try:
             server_reader, server_writer = await asyncio.open_connection(*self._target)
         except OSError:

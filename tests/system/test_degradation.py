@@ -5,6 +5,7 @@ back, requests go through again by themselves."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -18,6 +19,7 @@ from deltran.db.engine import make_engine, make_session_factory
 from deltran.participants import seed_demo
 from deltran.ports import free_port
 from tests.support.payments import auth, payment_body
+from tests.support.tcp_proxy import CuttableProxy
 
 
 @pytest.fixture
@@ -90,3 +92,38 @@ async def test_temporal_down_is_503_and_stores_nothing(settings, credentials, se
         await task
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id == e2e)) == 0
+
+
+async def test_a_payment_in_flight_still_reads_at_once_while_temporal_is_unreachable(settings, credentials, worker):
+    """GET /v1/payments/{id} asks Temporal which step a payment in flight is retrying;
+    with Temporal gone after the API connected, it answers from PostgreSQL at once,
+    without the step, and holds no database connection while it tries."""
+    target_host, _, target_port = settings.effective_temporal_address.rpartition(":")
+    proxy = CuttableProxy(target_host, int(target_port))
+    await proxy.start()
+    through_proxy = settings.model_copy(update={"temporal_address": f"127.0.0.1:{proxy.port}"})
+    port = free_port()
+    api = uvicorn.Server(uvicorn.Config(create_app(through_proxy), host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(api.serve())
+    while not api.started:
+        await asyncio.sleep(0.05)
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            accepted = await http.post(
+                "/v1/payments", json=payment_body(f"NOTEMP-{uuid.uuid4().hex[:10]}"), headers=bank
+            )
+            assert accepted.status_code == 202, accepted.text
+            payment_id = accepted.json()["payment_id"]
+            await proxy.cut()
+            # More concurrent reads than the API has database connections (20 + 10).
+            started = time.monotonic()
+            answers = await asyncio.gather(*(http.get(f"/v1/payments/{payment_id}", headers=bank) for _ in range(40)))
+            took = time.monotonic() - started
+            assert {a.status_code for a in answers} == {200}
+            assert {(a.json()["step"], a.json()["attempt"]) for a in answers} == {(None, None)}
+            assert took < 10, f"40 reads took {took:.1f} s with Temporal unreachable"
+    finally:
+        api.should_exit = True
+        await task
+        await proxy.stop()

@@ -16,7 +16,7 @@ import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from deltran.shared import (
     ComplianceOutcome,
@@ -108,15 +108,17 @@ BOOKING = FiatBooking(
 SETTLEMENT = WindowSettlement(window_id=WINDOW_ID, settlement_reference="STL-1")
 
 
-async def _start(skipping_env, task_queue: str) -> WorkflowHandle[PaymentWorkflow, PaymentState]:
+async def _start(
+    skipping_env, task_queue: str, *, local_steps: bool = True, task_timeout: timedelta | None = None
+) -> WorkflowHandle[PaymentWorkflow, PaymentState]:
     payment_id = uuid.uuid4()
     data = PaymentInput(
         payment_id=payment_id, end_to_end_id=f"E2E-{payment_id.hex[:8]}", amount=AMOUNT, currency="AED",
         debtor_agent_bic="EBILAEAD", creditor_agent_bic="SBININBB", deadline_s=DEADLINE_S, step_timeout_s=5,
-        local_step_attempts=LOCAL_ATTEMPTS,
+        local_step_attempts=LOCAL_ATTEMPTS, local_steps=local_steps,
     )  # fmt: skip
     return await skipping_env.client.start_workflow(
-        PaymentWorkflow.run, data, id=f"payment-test-{payment_id}", task_queue=task_queue
+        PaymentWorkflow.run, data, id=f"payment-test-{payment_id}", task_queue=task_queue, task_timeout=task_timeout
     )
 
 
@@ -317,3 +319,42 @@ async def test_a_mint_that_keeps_failing_leaves_the_payment_searchable_as_settle
         stubs.mint_failures = 0
         assert (await handle.result()).status == PaymentStatus.COMPLETED
     assert (await handle.describe()).typed_search_attributes.get(sa.PAYMENT_STATUS) == PaymentStatus.COMPLETED.value
+
+
+async def test_started_without_local_steps_every_step_is_a_regular_activity(skipping_env, run_worker):
+    # A payment started while local steps were off (a rolling upgrade): no patch marker,
+    # so a worker without local steps can still run every task of it.
+    stubs = Stubs(obligation=GROSS)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue, local_steps=False)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        assert (await handle.result()).status == PaymentStatus.COMPLETED
+    events = await _event_types(handle)
+    assert events.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED") == 4
+    assert "EVENT_TYPE_MARKER_RECORDED" not in events
+
+
+async def test_cancelled_during_a_local_step_it_ends_cancelled_and_the_step_does_not_run_on(skipping_env, run_worker):
+    started = asyncio.Event()
+
+    @activity.defn(name="screen_payment")
+    async def screen_payment(payment_id: uuid.UUID) -> ComplianceOutcome:
+        started.set()
+        await asyncio.sleep(60)  # a step that hangs until it is cancelled
+        return ComplianceOutcome(passed=True)
+
+    stubs = Stubs(obligation=GROSS)
+    activities = [a for a in stubs.activities() if a.__name__ != "screen_payment"] + [screen_payment]
+    async with run_worker([PaymentWorkflow], activities) as queue:
+        # A short task timeout: the worker reports on the running local step every 1.6 s,
+        # and the cancellation reaches the workflow then.
+        handle = await _start(skipping_env, queue, task_timeout=timedelta(seconds=2))
+        await started.wait()
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert is_cancelled_exception(failure.value.cause)
+    events = await _event_types(handle)
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in events
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED" in events

@@ -21,7 +21,8 @@ is violated.
 Settings: CHAOS_PAYMENTS (1000), CHAOS_WORKER_KILLS (3), CHAOS_SERVER_RESTARTS (1; 0 skips
 the Temporal and PostgreSQL restarts, as the suite's small run does), CHAOS_LOAD_SECONDS (pace of the
 submissions; default max(60, payments / 8)), CHAOS_DRAIN_SECONDS (90), CHAOS_STICKY_TIMEOUT_S
-(2: how soon a killed worker's workflows move on), CHAOS_SEED,
+(2: how soon a killed worker's workflows move on), CHAOS_WORKFLOW_TASK_TIMEOUT_S (5: how
+soon a step a killed worker was running runs again), CHAOS_SEED,
 CHAOS_KEEP_HOME=1 keeps the temporary state directory.
 """
 
@@ -99,6 +100,8 @@ class Stack:
             "DELTRAN_CLEARING_INTERVAL_S": os.environ.get("CHAOS_CLEARING_INTERVAL_S", "10"),
             "DELTRAN_WINDOW_FUNDING_TIMEOUT_S": os.environ.get("CHAOS_FUNDING_TIMEOUT_S", "20"),
             "DELTRAN_ACTIVITY_TIMEOUT_S": os.environ.get("CHAOS_ACTIVITY_TIMEOUT_S", "5"),
+            # The steps run inside workflow tasks: a killed worker's step runs again after this.
+            "DELTRAN_WORKFLOW_TASK_TIMEOUT_S": os.environ.get("CHAOS_WORKFLOW_TASK_TIMEOUT_S", "5"),
             # A killed worker's workflows move to the restarted one after this (SDK default 10 s).
             "DELTRAN_WORKER_STICKY_TIMEOUT_S": os.environ.get("CHAOS_STICKY_TIMEOUT_S", "2"),
             "DELTRAN_RECONCILIATION_INTERVAL_S": "30",

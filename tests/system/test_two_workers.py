@@ -9,13 +9,14 @@ import asyncio
 import time
 import uuid
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
-from temporalio.api.enums.v1 import EventType, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import EventType
 
 from deltran.db.tables import Obligation, Token
+from deltran.ports import free_port
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
 from tests.support.workers import worker_process
 
@@ -24,20 +25,26 @@ from tests.support.workers import worker_process
 PAYMENTS = 24
 
 
-async def wait_until_polling(client, task_queue: str, identity_prefix: str, timeout_s: float = 60) -> None:
+async def wait_until_polling(metrics_port: int, timeout_s: float = 60) -> None:
+    """Until the worker process reports a workflow-task poller (the SDK's
+    temporal_num_pollers on its /metrics). The server's DescribeTaskQueue is no use here:
+    it lists the pollers of one partition, and with the steps run as local activities a
+    worker's poll may sit on another partition for its whole minute-long poll."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        described = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            )
-        )
-        if any(p.identity.startswith(identity_prefix) for p in described.pollers):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no worker {identity_prefix}… polls {task_queue}")
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            try:
+                text = (await http.get(url)).text
+            except httpx.HTTPError:
+                text = ""
+            for family in text_string_to_metric_families(text):
+                if family.name == "temporal_num_pollers" and any(
+                    s.labels.get("poller_type") == "workflow_task" and s.value > 0 for s in family.samples
+                ):
+                    return
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"the worker with metrics on port {metrics_port} never polled for workflow tasks")
 
 
 @pytest.mark.slow
@@ -46,10 +53,11 @@ async def test_two_workers_share_the_payments_and_each_completes_once(
 ):
     bank = auth(credentials["banks"]["EBILAEAD"])
     agent = {**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"}
-    process = worker_process(settings)
+    metrics_port = free_port()
+    process = worker_process(settings, DELTRAN_WORKER_METRICS_PORT=str(metrics_port))
     second = f"{process.pid}@"
     try:
-        await wait_until_polling(temporal_env.client, settings.task_queue, second)
+        await wait_until_polling(metrics_port)
         e2e_ids = [f"TW-{uuid.uuid4().hex[:12]}-{n}" for n in range(PAYMENTS)]
         accepted = await asyncio.gather(
             *(

@@ -112,9 +112,7 @@ async def run_worker(settings: Settings) -> None:
     # Capped: a minting worker runs thousands of activities, but its mints share a few
     # batch transactions, and PostgreSQL's connections are the scarcer resource.
     slots = settings.worker_max_concurrent_activities
-    engine = make_engine(
-        settings.effective_database_url, pool_size=min(max(slots // 4, 5), MAX_POOL_SIZE), pre_ping=False
-    )
+    engine = make_engine(settings.effective_database_url, pool_size=min(max(slots // 4, 5), MAX_POOL_SIZE))
     setup_tracing("deltran-worker")
     runtime = start_worker_metrics(settings)
     client = await connect(settings, runtime=runtime)

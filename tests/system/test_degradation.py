@@ -127,3 +127,38 @@ async def test_a_payment_in_flight_still_reads_at_once_while_temporal_is_unreach
         api.should_exit = True
         await task
         await proxy.stop()
+
+
+async def test_after_a_postgres_restart_the_first_request_goes_through(own_database, worker):
+    """The pool's connections died with the restart; none of them is handed to a request
+    (deltran/db/engine.py checks each as it leaves the pool, without a round trip)."""
+    server, settings, credentials = own_database
+    port = free_port()
+    api = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(api.serve())
+    while not api.started:
+        await asyncio.sleep(0.05)
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            # Several connections in the pool, all idle.
+            before = await asyncio.gather(
+                *(
+                    http.post("/v1/payments", json=payment_body(f"PRE-{uuid.uuid4().hex[:12]}"), headers=bank)
+                    for _ in range(5)
+                )
+            )
+            assert {r.status_code for r in before} == {202}
+            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.start)
+            await asyncio.sleep(0.2)  # the event loop sees the closed sockets
+            after = await asyncio.gather(
+                *(
+                    http.post("/v1/payments", json=payment_body(f"POST-{uuid.uuid4().hex[:12]}"), headers=bank)
+                    for _ in range(5)
+                )
+            )
+            assert [r.status_code for r in after] == [202] * 5, [r.text for r in after]
+    finally:
+        api.should_exit = True
+        await task

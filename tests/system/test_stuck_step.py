@@ -41,7 +41,7 @@ async def test_a_step_stuck_on_postgres_is_visible_and_completes_once_it_is_back
             "database_url": url.set(port=proxy.port).render_as_string(hide_password=False),
         }
     )
-    engine = make_engine(worker_settings.effective_database_url, pool_size=5, pre_ping=False)  # as the worker's
+    engine = make_engine(worker_settings.effective_database_url, pool_size=5)
     bank = auth(credentials["banks"]["EBILAEAD"])
     e2e = f"STUCK-{uuid.uuid4().hex[:12]}"
     try:

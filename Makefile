@@ -6,7 +6,7 @@ PYTHON ?= python3
 TEST_PROCESSES ?= 3
 PYTEST_PARALLEL = -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: up test test-fast migrate bench-clearing bench-mint clean load bench-gateway chaos
+.PHONY: up test test-fast migrate bench-clearing bench-mint clean load load-curve bench-gateway chaos
 
 # pip installs uv, uv installs the project from PyPI, resolved and fetched in parallel and
 # compiled to bytecode once (about 20 s from empty caches here, against pip's 40-80 s).
@@ -37,6 +37,9 @@ bench-mint: $(VENV)/.installed
 
 load: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.load
+
+load-curve: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.load.curve
 
 bench-gateway: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.gateway

@@ -1,0 +1,57 @@
+"""`make load-curve`'s arithmetic and its picture (bench/load/curve.py): the staged plan,
+the per-step summary, the knee (highest offered rate with p95 < 500 ms and no errors)
+and the PNG. Its run against a live stack is what `make load-curve` does; its settlement
+agent is the one the suite's load-accounting test drives."""
+
+from __future__ import annotations
+
+import json
+
+from bench.load.curve import STEP_KEYS, Step, draw, knee, plan, summarise
+
+
+def test_the_plan_warms_up_climbs_to_its_peak_and_cools_down():
+    steps = plan([5, 10, 15], 20)
+    assert [(s.phase, s.offered_per_s, s.seconds) for s in steps] == [
+        ("warm-up", 5, 10),
+        ("sustained", 5, 20),
+        ("sustained", 10, 20),
+        ("peak", 15, 20),
+        ("cool-down", 5, 10),
+    ]
+
+
+def _step(offered: float, p95: float, error_rate: float = 0.0) -> dict:
+    return {
+        "phase": "sustained", "offered_per_s": offered, "completed_per_s": offered, "p50_ms": p95 / 3,
+        "p95_ms": p95, "p99_ms": p95 * 2, "error_rate": error_rate,
+    }  # fmt: skip
+
+
+def test_the_knee_is_the_highest_rate_with_p95_under_500_ms_and_no_errors():
+    steps = [_step(5, 120), _step(10, 480), _step(15, 499.9, error_rate=0.01), _step(20, 900), _step(25, 300)]
+    # 25/s recovered its latency (a quieter moment): it still counts, being the highest good step
+    assert knee(steps) == 25
+    assert knee(steps[:4]) == 10  # 15/s had errors, 20/s a p95 over 500 ms
+    assert knee([_step(5, 500)]) is None  # 500 ms is not under 500 ms
+
+
+def test_a_step_summary_has_the_contract_keys_and_its_rates():
+    step = Step("sustained", 10, 20)
+    for ms in (100, 200, 300, 400):
+        step.calls.record(ms, None)
+    step.calls.record(5000, "POST /v1/payments 503")
+    step.completed = 150
+    summary = summarise(step)
+    assert tuple(summary) == STEP_KEYS
+    assert summary["completed_per_s"] == 7.5 and summary["error_rate"] == 0.2
+    assert summary["p50_ms"] == 300 and summary["p99_ms"] > 400
+
+
+def test_the_curve_is_drawn_as_a_png(tmp_path):
+    result = {"steps": [_step(5, 120), _step(10, 300), _step(15, 900)], "knee_per_s": 10}
+    path = tmp_path / "load-curve.png"
+    draw(result, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000
+    json.dumps(result)  # what the JSON holds is plain data

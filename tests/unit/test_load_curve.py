@@ -1,6 +1,6 @@
 """`make load-curve`'s arithmetic and its picture (bench/load/curve.py): the staged plan,
-the per-step summary, the knee (highest offered rate with p95 < 500 ms and no errors)
-and the PNG. Its run against a live stack is what `make load-curve` does; its settlement
+the per-step summary, the knee (highest offered rate with p95 < 500 ms, no errors and
+completions keeping up) and the PNG. Its run against a live stack is what `make load-curve` does; its settlement
 agent is the one the suite's load-accounting test drives."""
 
 from __future__ import annotations
@@ -21,19 +21,22 @@ def test_the_plan_warms_up_climbs_to_its_peak_and_cools_down():
     ]
 
 
-def _step(offered: float, p95: float, error_rate: float = 0.0) -> dict:
+def _step(offered: float, p95: float, error_rate: float = 0.0, completed: float | None = None) -> dict:
     return {
-        "phase": "sustained", "offered_per_s": offered, "completed_per_s": offered, "p50_ms": p95 / 3,
-        "p95_ms": p95, "p99_ms": p95 * 2, "error_rate": error_rate,
+        "phase": "sustained", "offered_per_s": offered, "completed_per_s": offered if completed is None else completed,
+        "p50_ms": p95 / 3, "p95_ms": p95, "p99_ms": p95 * 2, "error_rate": error_rate,
     }  # fmt: skip
 
 
-def test_the_knee_is_the_highest_rate_with_p95_under_500_ms_and_no_errors():
+def test_the_knee_is_the_highest_rate_that_keeps_up_with_p95_under_500_ms_and_no_errors():
     steps = [_step(5, 120), _step(10, 480), _step(15, 499.9, error_rate=0.01), _step(20, 900), _step(25, 300)]
     # 25/s recovered its latency (a quieter moment): it still counts, being the highest good step
     assert knee(steps) == 25
     assert knee(steps[:4]) == 10  # 15/s had errors, 20/s a p95 over 500 ms
     assert knee([_step(5, 500)]) is None  # 500 ms is not under 500 ms
+    # fast answers while the backlog grows: 24/s offered, 14.7/s completed does not keep up
+    assert knee([_step(16, 264, completed=15.7), _step(24, 342, completed=14.7)]) == 16
+    assert knee([_step(10, 100, completed=9.0)]) == 10  # 90 % is keeping up
 
 
 def test_a_step_summary_has_the_contract_keys_and_its_rates():

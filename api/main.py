@@ -7,11 +7,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyLimitMiddleware
-from api.errors import database_unavailable_handler, domain_error_handler, service_unavailable_handler
+from api.errors import (
+    database_unavailable_handler,
+    domain_error_handler,
+    driver_error_handler,
+    service_unavailable_handler,
+)
 from api.observability import add_metrics
 from api.problems import (
     Problem,
@@ -78,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A connection refused or dropped by Postgres is an outage, not a bug: 503, retry.
     app.add_exception_handler(OSError, database_unavailable_handler)
     app.add_exception_handler(InterfaceError, database_unavailable_handler)
+    # PostgreSQL restarting (shutting down, starting up) or a connection it dropped: 503.
+    app.add_exception_handler(DBAPIError, driver_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.include_router(payments.router)
     app.include_router(notifications.router)

@@ -8,16 +8,22 @@ the knee, as completions falling behind the offered rate. Bank payments are JSON
 (urgent), from the demo banks; this process is also the settlement agent (bench/load/
 run.py `SettlementAgent`: it books each payment's camt.054 once it awaits settlement).
 
-Per step: offered/s, completed/s (this run's payments that reached COMPLETED during the
-step, counted in the database as the step starts and ends), and p50/p95/p99 and the
-error rate of every API call made during the step (the banks' submissions and the
-agent's camt.054). The knee is the highest offered rate whose step had p95 < 500 ms, no
-errors, and completions that kept up (at least 90 % of the offered rate).
+Per step: offered/s and the arrivals achieved, completed/s (this run's payments that
+reached COMPLETED during the step, counted in the database as the step starts and ends),
+p50/p95/p99 of the banks' submissions timed from when each was due (a client running
+late adds to the latency, it is not left out), the agent's p95 apart, and the error rate
+of every call of the step, the agent's included. The knee is the offered rate of the last
+ramp step before the first that failed: p95 at or over 500 ms, an error, or completions
+under 90 % of the offered rate.
 
 Output: a table on stdout, `load-curve.json` (bench/common.py `results_path`)
     {"steps": [{"phase", "offered_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms",
-                "error_rate"}], "knee_per_s"}
-and `load-curve.png` beside it (matplotlib).
+                "error_rate", "arrivals_per_s", "agent_p95_ms"}], "knee_per_s",
+     "accounting": {"submitted", "completed", "rejected_or_expired", "unfinished",
+                    "agent_failures"}}
+and `load-curve.png` beside it (matplotlib). After the cool-down the agent keeps settling
+for up to LOAD_CURVE_DRAIN_SECONDS (60) so that the run's payments finish; those that do
+not are counted as unfinished.
 
 Settings: the stack's own DELTRAN_* (as `make load`), LOAD_CURVE_STEPS (offered rates of
 the sustained steps, "4,8,12,16,20,24,28"), LOAD_CURVE_STEP_SECONDS (20); the warm-up and
@@ -30,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -48,7 +55,10 @@ from deltran.config import Settings
 RESULTS = results_path("load-curve")
 KNEE_P95_MS = 500.0
 KEEPS_UP = 0.9  # completed/offered at or above which a step keeps up
-STEP_KEYS = ("phase", "offered_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms", "error_rate")
+STEP_KEYS = (
+    "phase", "offered_per_s", "completed_per_s", "p50_ms", "p95_ms", "p99_ms", "error_rate", "arrivals_per_s",
+    "agent_p95_ms",
+)  # fmt: skip
 
 
 @dataclass
@@ -56,7 +66,10 @@ class Step:
     phase: str
     offered_per_s: float
     seconds: float
-    calls: Calls = field(default_factory=Calls)
+    calls: Calls = field(default_factory=Calls)  # the banks' submissions, timed from their due time
+    agent: Calls = field(default_factory=Calls)  # the settlement agent's camt.054 and window calls
+    arrivals: int = 0
+    elapsed: float = 0.0
     completed: int = 0
 
 
@@ -69,31 +82,40 @@ def plan(rates: list[float], step_s: float) -> list[Step]:
 
 
 def knee(steps: list[dict]) -> float | None:
-    """The highest offered rate whose step kept p95 under 500 ms with no errors, and kept
-    up: completed at least 90 % of what was offered. (Past that, the API still answers
-    fast while the backlog grows behind it: not a rate DelTran sustains.)"""
-    good = [
-        s["offered_per_s"]
-        for s in steps
-        if s["p95_ms"] < KNEE_P95_MS and s["error_rate"] == 0 and s["completed_per_s"] >= KEEPS_UP * s["offered_per_s"]
-    ]
-    return max(good) if good else None
+    """The offered rate of the last ramp step (sustained or peak) before the first one that
+    failed: p95 at or over 500 ms, an error, or completions that did not keep up (under
+    90 % of the offered rate). Past that, the API may still answer fast while the backlog
+    grows behind it: not a rate DelTran sustains."""
+    best = None
+    for s in steps:
+        if s["phase"] not in ("sustained", "peak"):
+            continue
+        if s["p95_ms"] >= KNEE_P95_MS or s["error_rate"] > 0 or s["completed_per_s"] < KEEPS_UP * s["offered_per_s"]:
+            break
+        best = s["offered_per_s"]
+    return best
 
 
 def summarise(step: Step) -> dict:
+    """Latency: the banks' submissions, from when each was due (a late client adds to it,
+    it is not left out). Errors: every call of the step, the agent's included."""
     lat = step.calls.latencies_ms
+    calls = len(lat) + len(step.agent.latencies_ms)
+    elapsed = step.elapsed or step.seconds
     return {
         "phase": step.phase,
         "offered_per_s": step.offered_per_s,
-        "completed_per_s": round(step.completed / step.seconds, 2),
+        "completed_per_s": round(step.completed / elapsed, 2),
         "p50_ms": round(percentile(lat, 50), 1),
         "p95_ms": round(percentile(lat, 95), 1),
         "p99_ms": round(percentile(lat, 99), 1),
-        "error_rate": round(step.calls.errors / len(lat), 4) if lat else 0.0,
+        "error_rate": round(min(1.0, (step.calls.errors + step.agent.errors) / calls), 4) if calls else 0.0,
+        "arrivals_per_s": round(step.arrivals / elapsed, 2),
+        "agent_p95_ms": round(percentile(step.agent.latencies_ms, 95), 1),
     }
 
 
-async def _submit(http: httpx.AsyncClient, keys: dict, n: int, prefix: str, calls: Calls) -> None:
+async def _submit(http: httpx.AsyncClient, keys: dict, n: int, prefix: str, due: float, calls: Calls) -> None:
     debtor, creditor = DEMO_BICS[n % len(DEMO_BICS)], DEMO_BICS[(n + 1) % len(DEMO_BICS)]
     body = {
         "end_to_end_id": f"{prefix}{n}",
@@ -103,7 +125,6 @@ async def _submit(http: httpx.AsyncClient, keys: dict, n: int, prefix: str, call
         "creditor": party(creditor, "Load Curve Creditor Ltd"),
         "urgent": True,
     }
-    t0 = time.perf_counter()
     try:
         response = await http.post(
             "/v1/payments", json=body, headers={"Authorization": f"Bearer {keys['banks'][debtor]}"}
@@ -111,56 +132,80 @@ async def _submit(http: httpx.AsyncClient, keys: dict, n: int, prefix: str, call
         error = None if response.status_code == 202 else f"POST /v1/payments {response.status_code}"
     except httpx.HTTPError as exc:
         error = type(exc).__name__
-    calls.record((time.perf_counter() - t0) * 1000, error)
+    calls.record((time.monotonic() - due) * 1000, error)
 
 
-async def run(settings: Settings, steps: list[Step], api_url: str) -> list[dict]:
+async def run(settings: Settings, steps: list[Step], api_url: str, drain_s: float) -> tuple[list[dict], dict]:
     keys = json.loads(settings.credentials_path.read_text())
     prefix = f"LC{uuid.uuid4().hex[:8].upper()}-"
     engine = create_async_engine(settings.effective_database_url, pool_size=2)
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
+    run_dir = Path(tempfile.mkdtemp(prefix="deltran-curve-"))
+    agent_failures: list[str] = []
     async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as http:
-        run_dir = Path(tempfile.mkdtemp(prefix="deltran-curve-"))
-        agent = SettlementAgent(http, engine, keys, prefix, run_dir, steps[0].calls)
+        agent = SettlementAgent(http, engine, keys, prefix, run_dir, steps[0].agent)
         stop = asyncio.Event()
 
         async def settle() -> None:
             while not stop.is_set():
-                await agent.tick()
+                try:
+                    await agent.tick()
+                except Exception as exc:  # a tick that failed is counted, and the next one runs
+                    agent_failures.append(f"{type(exc).__name__}: {exc}"[:200])
                 await asyncio.sleep(TICK_S)
 
-        async def completed() -> int:
+        async def count(statuses: str) -> int:
             async with engine.connect() as conn:
-                count = await conn.scalar(
-                    text("SELECT count(*) FROM payments WHERE end_to_end_id LIKE :p AND status = 'COMPLETED'"),
+                found = await conn.scalar(
+                    text(f"SELECT count(*) FROM payments WHERE end_to_end_id LIKE :p AND status IN ({statuses})"),
                     {"p": prefix + "%"},
                 )
-            return int(count or 0)
+            return int(found or 0)
 
         settler = asyncio.create_task(settle())
         submissions: set[asyncio.Task] = set()
         n = 0
         for step in steps:
-            agent.calls = step.calls  # the agent's calls count in the step they are made in
+            agent.calls = step.agent  # the agent's calls count in the step they are made in
             started = time.monotonic()
-            done_before = await completed()
+            done_before = await count("'COMPLETED'")
             for k in range(int(step.offered_per_s * step.seconds)):
                 # Open loop: the k-th arrival of the step is due at k / rate, answered or not.
-                delay = started + k / step.offered_per_s - time.monotonic()
-                if delay > 0:
+                due = started + k / step.offered_per_s
+                if (delay := due - time.monotonic()) > 0:
                     await asyncio.sleep(delay)
-                task = asyncio.create_task(_submit(http, keys, n, prefix, step.calls))
+                else:
+                    await asyncio.sleep(0)  # behind schedule: let answers and the agent run
+                task = asyncio.create_task(_submit(http, keys, n, prefix, due, step.calls))
                 submissions.add(task)
                 task.add_done_callback(submissions.discard)
+                step.arrivals += 1
                 n += 1
             await asyncio.sleep(max(0.0, started + step.seconds - time.monotonic()))
-            step.completed = await completed() - done_before
+            step.elapsed = time.monotonic() - started
+            step.completed = await count("'COMPLETED'") - done_before
             print(f"[load-curve] {step.phase} {step.offered_per_s:g}/s: {step.completed} completed", flush=True)
+            if settler.done():
+                raise RuntimeError(f"the settlement agent stopped: {settler.exception()!r}")
         await asyncio.gather(*submissions)
+        # Drain: every payment of the run settles (or is counted as unfinished).
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline:
+            if await count("'COMPLETED', 'REJECTED', 'EXPIRED'") >= n:
+                break
+            await asyncio.sleep(0.5)
         stop.set()
         await settler
+        accounting = {
+            "submitted": n,
+            "completed": await count("'COMPLETED'"),
+            "rejected_or_expired": await count("'REJECTED', 'EXPIRED'"),
+            "agent_failures": len(agent_failures),
+        }
+        accounting["unfinished"] = n - accounting["completed"] - accounting["rejected_or_expired"]
     await engine.dispose()
-    return [summarise(s) for s in steps]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return [summarise(s) for s in steps], accounting
 
 
 def draw(result: dict, path: Path) -> None:
@@ -210,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default=os.environ.get("LOAD_CURVE_STEPS", "4,8,12,16,20,24,28"))
     parser.add_argument("--step-seconds", type=float, default=float(os.environ.get("LOAD_CURVE_STEP_SECONDS", "20")))
+    parser.add_argument("--drain-seconds", type=float, default=float(os.environ.get("LOAD_CURVE_DRAIN_SECONDS", "60")))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--api-url", default=None)
     args = parser.parse_args(argv)
@@ -218,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps needs positive rates and --step-seconds a positive duration")
     settings = Settings()
     api_url = args.api_url or f"http://{settings.api_host}:{settings.api_port}"
-    steps = asyncio.run(run(settings, plan(rates, args.step_seconds), api_url))
-    result = {"steps": steps, "knee_per_s": knee([s for s in steps if s["phase"] != "cool-down"])}
+    steps, accounting = asyncio.run(run(settings, plan(rates, args.step_seconds), api_url, args.drain_seconds))
+    result = {"steps": steps, "knee_per_s": knee(steps), "accounting": accounting}
     _write(args.results, result)
     draw(result, args.results.with_suffix(".png"))
     print("\nphase     | offered/s | completed/s | p50 ms | p95 ms | p99 ms | error rate")
@@ -235,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         else f"{result['knee_per_s']:g}/s"
     )
     print(f"\nknee: {knee_text}")
+    acc = accounting
+    print(
+        f"accounting: {acc['submitted']} submitted = {acc['completed']} completed + {acc['rejected_or_expired']}"
+        f" rejected or expired + {acc['unfinished']} unfinished after the drain;"
+        f" {acc['agent_failures']} failed agent ticks"
+    )
     print(f"Wrote {args.results} and {args.results.with_suffix('.png')}")
     return 0
 

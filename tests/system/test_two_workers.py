@@ -25,7 +25,7 @@ from tests.support.workers import worker_process
 PAYMENTS = 24
 
 
-async def wait_until_polling(metrics_port: int, timeout_s: float = 60) -> None:
+async def wait_until_polling(process, metrics_port: int, timeout_s: float = 60) -> None:
     """Until the worker process reports a workflow-task poller (the SDK's
     temporal_num_pollers on its /metrics). The server's DescribeTaskQueue is no use here:
     it lists the pollers of one partition, and with the steps run as local activities a
@@ -34,6 +34,7 @@ async def wait_until_polling(metrics_port: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(timeout=2) as http:
         while time.monotonic() < deadline:
+            assert process.poll() is None, f"the second worker exited ({process.returncode}) before it polled"
             try:
                 text = (await http.get(url)).text
             except httpx.HTTPError:
@@ -57,7 +58,7 @@ async def test_two_workers_share_the_payments_and_each_completes_once(
     process = worker_process(settings, DELTRAN_WORKER_METRICS_PORT=str(metrics_port))
     second = f"{process.pid}@"
     try:
-        await wait_until_polling(metrics_port)
+        await wait_until_polling(process, metrics_port)
         e2e_ids = [f"TW-{uuid.uuid4().hex[:12]}-{n}" for n in range(PAYMENTS)]
         accepted = await asyncio.gather(
             *(

@@ -83,3 +83,22 @@ def test_an_ordinary_end_to_end_id_with_unicode_letters_passes():
 def test_the_cleared_currencies_must_come_from_the_one_currency_table(currencies):
     with pytest.raises(ValidationError, match="supported_currencies"):
         Settings(supported_currencies=currencies)
+
+
+def test_a_database_restarting_or_dropping_the_connection_is_an_outage_not_a_bug():
+    from sqlalchemy.exc import DBAPIError
+
+    from api.errors import database_outage
+
+    class DriverError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    def error(sqlstate: str, invalidated: bool = False) -> DBAPIError:
+        return DBAPIError("SELECT 1", None, DriverError(sqlstate), connection_invalidated=invalidated)
+
+    assert database_outage(error("57P03"))  # the database system is starting up
+    assert database_outage(error("57P01"))  # terminating connection due to administrator command
+    assert database_outage(error("XX000", invalidated=True))  # a connection it dropped
+    assert not database_outage(error("22003"))  # numeric out of range: a bug, not an outage

@@ -57,10 +57,11 @@ class _FailFast(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
             return await self.next.execute_activity(input)
-        except (AssertionError, IntegrityError, LedgerRefused) as exc:
+        except BaseException as exc:
             kind = permanent_failure(exc)
             if kind is None:
-                metrics.step_attempts_failed.labels(activity.info().activity_type).inc()
+                if _retried(exc):  # counted per attempt: a step that keeps failing alerts
+                    metrics.step_attempts_failed.labels(activity.info().activity_type).inc()
                 raise
             info = activity.info()
             metrics.activity_failed_permanently.labels(info.activity_type, kind.split(":")[0]).inc()
@@ -73,10 +74,6 @@ class _FailFast(ActivityInboundInterceptor):
                 type=INVARIANT_VIOLATED,
                 non_retryable=True,
             ) from exc
-        except BaseException as exc:
-            if _retried(exc):  # counted per attempt: a step that keeps failing alerts
-                metrics.step_attempts_failed.labels(activity.info().activity_type).inc()
-            raise
 
 
 class FailFastInterceptor(Interceptor):

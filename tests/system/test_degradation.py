@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -20,6 +22,22 @@ from deltran.participants import seed_demo
 from deltran.ports import free_port
 from tests.support.payments import auth, payment_body
 from tests.support.tcp_proxy import CuttableProxy
+
+
+@asynccontextmanager
+async def api_of_its_own(settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An API process's app on a free port with these settings, and a client for it."""
+    port = free_port()
+    api = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(api.serve())
+    while not api.started:
+        await asyncio.sleep(0.05)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    finally:
+        api.should_exit = True
+        await task
 
 
 @pytest.fixture
@@ -37,34 +55,25 @@ async def own_database(tmp_path, settings):
 
 async def test_postgres_down_is_503_with_retry_after_and_recovers(own_database, worker):
     server, settings, credentials = own_database
-    port = free_port()
-    api = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(api.serve())
-    while not api.started:
-        await asyncio.sleep(0.05)
     bank = auth(credentials["banks"]["EBILAEAD"])
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            assert (
-                await http.post("/v1/payments", json=payment_body(f"UP-{uuid.uuid4().hex[:12]}"), headers=bank)
-            ).status_code == 202
+    async with api_of_its_own(settings) as http:
+        assert (
+            await http.post("/v1/payments", json=payment_body(f"UP-{uuid.uuid4().hex[:12]}"), headers=bank)
+        ).status_code == 202
 
-            await asyncio.to_thread(server.stop)
-            down = await http.post("/v1/payments", json=payment_body(f"DOWN-{uuid.uuid4().hex[:12]}"), headers=bank)
-            assert down.status_code == 503, down.text
-            assert int(down.headers["Retry-After"]) >= 1
-            assert down.headers["content-type"] == "application/problem+json"
-            health = await http.get("/healthz")
-            assert health.status_code == 503
-            assert health.json()["database"].startswith("down") and health.json()["temporal"] == "ok"
+        await asyncio.to_thread(server.stop)
+        down = await http.post("/v1/payments", json=payment_body(f"DOWN-{uuid.uuid4().hex[:12]}"), headers=bank)
+        assert down.status_code == 503, down.text
+        assert int(down.headers["Retry-After"]) >= 1
+        assert down.headers["content-type"] == "application/problem+json"
+        health = await http.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["database"].startswith("down") and health.json()["temporal"] == "ok"
 
-            await asyncio.to_thread(server.start)
-            back = await http.post("/v1/payments", json=payment_body(f"BACK-{uuid.uuid4().hex[:12]}"), headers=bank)
-            assert back.status_code == 202, back.text
-            assert (await http.get("/healthz")).status_code == 200
-    finally:
-        api.should_exit = True
-        await task
+        await asyncio.to_thread(server.start)
+        back = await http.post("/v1/payments", json=payment_body(f"BACK-{uuid.uuid4().hex[:12]}"), headers=bank)
+        assert back.status_code == 202, back.text
+        assert (await http.get("/healthz")).status_code == 200
 
 
 async def test_temporal_down_is_503_and_stores_nothing(settings, credentials, sessions):
@@ -73,23 +82,12 @@ async def test_temporal_down_is_503_and_stores_nothing(settings, credentials, se
     from deltran.db.tables import Payment
 
     unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-    port = free_port()
-    api = uvicorn.Server(uvicorn.Config(create_app(unreachable), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(api.serve())
-    while not api.started:
-        await asyncio.sleep(0.05)
     e2e = f"NOTEMPORAL-{uuid.uuid4().hex[:10]}"
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            down = await http.post(
-                "/v1/payments", json=payment_body(e2e), headers=auth(credentials["banks"]["EBILAEAD"])
-            )
-            assert down.status_code == 503 and int(down.headers["Retry-After"]) >= 1
-            health = (await http.get("/healthz")).json()
-            assert health["temporal"].startswith("down") and health["database"] == "ok"
-    finally:
-        api.should_exit = True
-        await task
+    async with api_of_its_own(unreachable) as http:
+        down = await http.post("/v1/payments", json=payment_body(e2e), headers=auth(credentials["banks"]["EBILAEAD"]))
+        assert down.status_code == 503 and int(down.headers["Retry-After"]) >= 1
+        health = (await http.get("/healthz")).json()
+        assert health["temporal"].startswith("down") and health["database"] == "ok"
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Payment).where(Payment.end_to_end_id == e2e)) == 0
 
@@ -102,14 +100,9 @@ async def test_a_payment_in_flight_still_reads_at_once_while_temporal_is_unreach
     proxy = CuttableProxy(target_host, int(target_port))
     await proxy.start()
     through_proxy = settings.model_copy(update={"temporal_address": f"127.0.0.1:{proxy.port}"})
-    port = free_port()
-    api = uvicorn.Server(uvicorn.Config(create_app(through_proxy), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(api.serve())
-    while not api.started:
-        await asyncio.sleep(0.05)
     bank = auth(credentials["banks"]["EBILAEAD"])
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        async with api_of_its_own(through_proxy) as http:
             accepted = await http.post(
                 "/v1/payments", json=payment_body(f"NOTEMP-{uuid.uuid4().hex[:10]}"), headers=bank
             )
@@ -124,8 +117,6 @@ async def test_a_payment_in_flight_still_reads_at_once_while_temporal_is_unreach
             assert {(a.json()["step"], a.json()["attempt"]) for a in answers} == {(None, None)}
             assert took < 10, f"40 reads took {took:.1f} s with Temporal unreachable"
     finally:
-        api.should_exit = True
-        await task
         await proxy.stop()
 
 
@@ -133,32 +124,23 @@ async def test_after_a_postgres_restart_the_first_request_goes_through(own_datab
     """The pool's connections died with the restart; none of them is handed to a request
     (deltran/db/engine.py checks each as it leaves the pool, without a round trip)."""
     server, settings, credentials = own_database
-    port = free_port()
-    api = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(api.serve())
-    while not api.started:
-        await asyncio.sleep(0.05)
     bank = auth(credentials["banks"]["EBILAEAD"])
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            # Several connections in the pool, all idle.
-            before = await asyncio.gather(
-                *(
-                    http.post("/v1/payments", json=payment_body(f"PRE-{uuid.uuid4().hex[:12]}"), headers=bank)
-                    for _ in range(5)
-                )
+    async with api_of_its_own(settings) as http:
+        # Several connections in the pool, all idle.
+        before = await asyncio.gather(
+            *(
+                http.post("/v1/payments", json=payment_body(f"PRE-{uuid.uuid4().hex[:12]}"), headers=bank)
+                for _ in range(5)
             )
-            assert {r.status_code for r in before} == {202}
-            await asyncio.to_thread(server.stop)
-            await asyncio.to_thread(server.start)
-            await asyncio.sleep(0.2)  # the event loop sees the closed sockets
-            after = await asyncio.gather(
-                *(
-                    http.post("/v1/payments", json=payment_body(f"POST-{uuid.uuid4().hex[:12]}"), headers=bank)
-                    for _ in range(5)
-                )
+        )
+        assert {r.status_code for r in before} == {202}
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.2)  # the event loop sees the closed sockets
+        after = await asyncio.gather(
+            *(
+                http.post("/v1/payments", json=payment_body(f"POST-{uuid.uuid4().hex[:12]}"), headers=bank)
+                for _ in range(5)
             )
-            assert [r.status_code for r in after] == [202] * 5, [r.text for r in after]
-    finally:
-        api.should_exit = True
-        await task
+        )
+        assert [r.status_code for r in after] == [202] * 5, [r.text for r in after]

@@ -53,7 +53,8 @@ class Stubs:
     settle_gate: asyncio.Event | None = None  # settle_obligation waits for it, if set
     calls: list[tuple[str, object]] = field(default_factory=list)
 
-    def activities(self) -> list:
+    def activities(self, *replacements) -> list:
+        """The stubs, with any of them replaced by an activity of the same name."""
         stubs = self
 
         @activity.defn(name="screen_payment")
@@ -89,7 +90,9 @@ class Stubs:
                 raise ApplicationError("AED breaker open (stub)", type=CIRCUIT_BREAKER_OPEN)
             return MintResult(token_id=TOKEN_ID, amount=AMOUNT, currency="AED")
 
-        return [screen_payment, create_obligation, expire_payment, settle_obligation, mint_token]
+        replaced = {r.__name__ for r in replacements}
+        defaults = [screen_payment, create_obligation, expire_payment, settle_obligation, mint_token]
+        return [a for a in defaults if a.__name__ not in replaced] + list(replacements)
 
     def steps(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -241,6 +244,17 @@ async def test_a_mint_held_back_by_an_open_breaker_retries_until_it_closes(skipp
     assert stubs.steps().count("mint_token") == 4  # three refusals, retried, then the mint
 
 
+async def _first_pending_activity(handle, min_attempt: int = 1):
+    """The workflow's description once it has a pending activity at `min_attempt` or later."""
+    for _ in range(500):
+        description = await handle.describe()
+        pending = description.raw_description.pending_activities
+        if pending and pending[0].attempt >= min_attempt:
+            return description
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no pending activity at attempt {min_attempt} or later")
+
+
 async def _event_types(handle) -> list[str]:
     return [EventType.Name(e.event_type) for e in (await handle.fetch_history()).events]
 
@@ -267,14 +281,7 @@ async def test_a_step_that_keeps_failing_becomes_a_regular_activity_ops_can_see(
         handle = await _start(skipping_env, queue)
         await _until_awaiting(handle)
         await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
-        seen = None
-        for _ in range(500):
-            pending = (await handle.describe()).raw_description.pending_activities
-            if pending and pending[0].attempt >= 2:
-                seen = pending[0]
-                break
-            await asyncio.sleep(0.02)
-        assert seen is not None, "the failing step never showed as a pending activity"
+        seen = (await _first_pending_activity(handle, min_attempt=2)).raw_description.pending_activities[0]
         assert seen.activity_type.name == "settle_obligation"
         assert "database unreachable" in seen.last_failure.message
         stubs.settle_failures = 0
@@ -292,8 +299,7 @@ async def test_a_business_refusal_in_a_local_step_is_not_retried_as_a_regular_ac
         raise refused
 
     stubs = Stubs(obligation=GROSS)
-    activities = [a for a in stubs.activities() if a.__name__ != "settle_obligation"] + [settle_obligation]
-    async with run_worker([PaymentWorkflow], activities) as queue:
+    async with run_worker([PaymentWorkflow], stubs.activities(settle_obligation)) as queue:
         handle = await _start(skipping_env, queue)
         await _until_awaiting(handle)
         await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
@@ -309,11 +315,7 @@ async def test_a_mint_that_keeps_failing_leaves_the_payment_searchable_as_settle
         handle = await _start(skipping_env, queue)
         await _until_awaiting(handle)
         await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
-        for _ in range(500):
-            description = await handle.describe()
-            if description.raw_description.pending_activities:
-                break
-            await asyncio.sleep(0.02)
+        description = await _first_pending_activity(handle)
         assert description.raw_description.pending_activities[0].activity_type.name == "mint_token"
         assert description.typed_search_attributes.get(sa.PAYMENT_STATUS) == PaymentStatus.SETTLED.value
         stubs.mint_failures = 0
@@ -345,8 +347,7 @@ async def test_cancelled_during_a_local_step_it_ends_cancelled_and_the_step_does
         return ComplianceOutcome(passed=True)
 
     stubs = Stubs(obligation=GROSS)
-    activities = [a for a in stubs.activities() if a.__name__ != "screen_payment"] + [screen_payment]
-    async with run_worker([PaymentWorkflow], activities) as queue:
+    async with run_worker([PaymentWorkflow], stubs.activities(screen_payment)) as queue:
         # A short task timeout: the worker reports on the running local step every 1.6 s,
         # and the cancellation reaches the workflow then.
         handle = await _start(skipping_env, queue, task_timeout=timedelta(seconds=2))

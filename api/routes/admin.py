@@ -67,7 +67,8 @@ async def list_banks(_: AdminDep, session: SessionDep) -> BankList:
     )
 
 
-@router.post("/banks", status_code=status.HTTP_201_CREATED, response_model=BankKey)
+# A JSON body that is not text (FastAPI cannot decode it) is a 400, as for payments.
+@router.post("/banks", status_code=status.HTTP_201_CREATED, response_model=BankKey, responses=problem_responses(400))
 async def add_bank(body: BankIn, caller: AdminDep, session: SessionDep) -> BankKey:
     try:
         async with session.begin():
@@ -133,7 +134,7 @@ class CapOut(BaseModel):
     cap: str
 
 
-@router.put("/banks/{bic}/net-debit-caps/{currency}", response_model=CapOut)
+@router.put("/banks/{bic}/net-debit-caps/{currency}", response_model=CapOut, responses=problem_responses(400))
 async def set_net_debit_cap(bic: str, currency: str, body: CapIn, caller: AdminDep, session: SessionDep) -> CapOut:
     """The most the bank may owe, net, in the currency's open window: a payment that
     would take its net position past it is rejected (AM14)."""

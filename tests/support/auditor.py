@@ -20,7 +20,7 @@ from decimal import Decimal
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from activities.clearing import ensure_open_window
 from deltran.config import Settings
@@ -94,7 +94,12 @@ async def violations(sessions: async_sessionmaker, client: Client, workflow_ids:
     async for wf in client.list_workflows(
         "ExecutionStatus = 'Failed' AND WorkflowType IN ('PaymentWorkflow', 'ClearingWindowWorkflow')"
     ):
-        found.append(f"workflow {wf.id} failed")
+        try:
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).result()
+            cause = "no failure recorded"
+        except WorkflowFailureError as failed:
+            cause = repr(failed.cause)
+        found.append(f"workflow {wf.id} failed: {cause}")
     for workflow_id in sorted(workflow_ids):
         description = await client.get_workflow_handle(workflow_id).describe()
         for pending in description.raw_description.pending_activities:

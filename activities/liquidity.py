@@ -16,9 +16,25 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deltran.db.tables import ClearingWindow
-from deltran.domain.liquidity import OpenWindow
+from deltran.config import Settings
+from deltran.db import payment_rows
+from deltran.db.tables import ClearingWindow, Payment
+from deltran.domain.liquidity import OpenWindow, Route, route
 from deltran.vocabulary import WindowStatus
+
+
+async def route_payment(session: AsyncSession, payment: Payment, settings: Settings) -> Route:
+    """The payment's route, inside the caller's transaction: the open window it joins
+    stays share-locked until that transaction ends (see open_window_for_update_share)."""
+    return route(
+        amount=payment.amount,
+        currency=payment.currency,
+        urgent=payment.urgent,
+        prefunded=await payment_rows.has_booking(session, payment.id),
+        gross_threshold=settings.gross_thresholds.get(payment.currency),
+        open_window=await open_window_for_update_share(session, payment.currency),
+        stale_after_s=settings.clearing_window_stale_after_s,
+    )
 
 
 async def open_window_for_update_share(session: AsyncSession, currency: str) -> OpenWindow | None:

@@ -17,7 +17,6 @@ from deltran.config import Settings
 from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
 from deltran.db.tables import ClearingWindow, Obligation, Payment
-from deltran.domain import liquidity as routing
 from deltran.ledger import ensure_accounts
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
@@ -56,15 +55,7 @@ class ObligationActivities:
             agents = await agents_of(session, payment)
             payer_id = agents[payment.debtor_agent_bic].id
             payee_id = agents[payment.creditor_agent_bic].id
-            settlement = routing.route(
-                amount=payment.amount,
-                currency=payment.currency,
-                urgent=payment.urgent,
-                prefunded=await payment_rows.has_booking(session, payment.id),
-                gross_threshold=self._settings.gross_thresholds.get(payment.currency),
-                open_window=await liquidity.open_window_for_update_share(session, payment.currency),
-                stale_after_s=self._settings.clearing_window_stale_after_s,
-            )
+            settlement = await liquidity.route_payment(session, payment, self._settings)
             if settlement.window_stale:
                 metrics.stale_window_routings.labels(payment.currency).inc()
                 log.warning("payment routed gross: %s", settlement.reason, extra={"payment_id": str(payment.id)})

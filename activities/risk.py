@@ -43,7 +43,8 @@ async def assess(
         .select_from(Payment)
         .where(
             Payment.debtor_agent_bic == payment.debtor_agent_bic,
-            or_(Payment.debtor_iban == account, Payment.debtor_account == account),
+            # Exactly one of the two is set (a CHECK): this is the indexed expression.
+            func.coalesce(Payment.debtor_iban, Payment.debtor_account) == account,
             Payment.created_at >= since,
             Payment.id != payment.id,
         )

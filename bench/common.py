@@ -57,6 +57,42 @@ def embedded_postgres(name: str) -> Iterator[LocalPostgres]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, own CPU s, reaped children's CPU s) of a process; None once it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return int(fields[1]), (utime + stime) * _TICK_S, (cutime + cstime) * _TICK_S
+
+
+def process_tree_cpu_s(root: int) -> float:
+    """CPU seconds of a server process and its children, live or exited: for PostgreSQL,
+    the postmaster, its backends, checkpointer, WAL writer... and every child it reaped."""
+    total = 0.0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        stat = _stat(int(name))
+        if stat is None:
+            continue
+        parent, own, reaped = stat
+        if int(name) == root:
+            total += own + reaped
+        elif parent == root:
+            total += own
+    return total
+
+
+def postmaster_pid(pg: LocalPostgres) -> int:
+    return int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+
+
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], *, label_first: bool = False) -> None:
     """A plain text table, numbers right-aligned (and the first column left-aligned when
     it labels the row)."""

@@ -196,6 +196,13 @@ class Payment(Base):
         CheckConstraint("debtor_agent_bic <> creditor_agent_bic", name="distinct_agents"),
         Index("ix_payments_end_to_end_id", "end_to_end_id"),
         Index("ix_payments_status", "status"),
+        # The risk engine's velocity count: a debtor account's recent payments at its bank.
+        Index(
+            "ix_payments_debtor_recent",
+            "debtor_agent_bic",
+            text("coalesce(debtor_iban, debtor_account)"),
+            "created_at",
+        ),
     )
 
 

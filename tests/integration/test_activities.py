@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from schwifty import IBAN
 from sqlalchemy import delete, func, select, text
 from temporalio.exceptions import ApplicationError
 
+from activities import risk
 from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
 from activities.settlement import SettlementActivities
+from deltran.db.payment_rows import agents_of
 from deltran.db.tables import ClearingWindow, ComplianceResult, Obligation, Participant, Payment
 from deltran.shared import ExpireInput, FiatBooking, SettleInput
 from deltran.temporal.errors import OBLIGATION_RELEASED
@@ -23,7 +26,13 @@ from deltran.vocabulary import ObligationStatus, PaymentStatus
 
 
 async def new_payment(
-    sessions, *, creditor_bic: str = "SBININBB", creditor_name: str = "Ganesh Textiles Pvt Ltd", currency: str = "AED"
+    sessions,
+    *,
+    creditor_bic: str = "SBININBB",
+    creditor_name: str = "Ganesh Textiles Pvt Ltd",
+    currency: str = "AED",
+    debtor_iban: str | None = "AE070331234567890123456",
+    debtor_account: str | None = None,
 ) -> uuid.UUID:
     e2e = f"ACT-{uuid.uuid4().hex[:16]}"
     payment_id = uuid.uuid4()
@@ -37,7 +46,8 @@ async def new_payment(
                 amount=Decimal("1200.00"),
                 currency=currency,
                 debtor_name="Al Noor Trading LLC",
-                debtor_iban="AE070331234567890123456",
+                debtor_iban=debtor_iban,
+                debtor_account=debtor_account,
                 debtor_agent_bic="EBILAEAD",
                 creditor_name=creditor_name,
                 creditor_account="30001234567",
@@ -163,3 +173,26 @@ async def test_a_stale_open_window_routes_new_payments_gross(sessions, settings,
     assert f"the open {currency} clearing window has not closed" in obligation.routing_reason
     assert "paused or not running" in obligation.routing_reason
     assert routed_gross() == before + 1
+
+
+async def test_risk_velocity_counts_the_debtor_accounts_recent_payments(sessions, settings, credentials):
+    """The velocity factor counts the other recent payments from the same debtor account
+    at the same bank, whether the account is an IBAN or a plain account number."""
+
+    async def recent_payments(payment_id: uuid.UUID) -> int:
+        async with sessions() as session, session.begin():
+            payment = await session.get(Payment, payment_id)
+            assert payment is not None
+            assessment = await risk.assess(session, payment, await agents_of(session, payment), None, settings)
+        return assessment.factors["recent_payments"]
+
+    iban = str(IBAN.generate("AE", bank_code="033", account_code=f"{uuid.uuid4().int % 10**16:016d}"))
+    account = f"{uuid.uuid4().int % 10**12:012d}"
+    first = await new_payment(sessions, debtor_iban=iban)
+    assert await recent_payments(first) == 0  # itself is not counted
+    await new_payment(sessions, debtor_iban=iban)
+    await new_payment(sessions, debtor_iban=None, debtor_account=account)  # another account
+    third = await new_payment(sessions, debtor_iban=iban)
+    assert await recent_payments(third) == 2
+    by_account = await new_payment(sessions, debtor_iban=None, debtor_account=account)
+    assert await recent_payments(by_account) == 1

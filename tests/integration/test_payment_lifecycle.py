@@ -13,6 +13,7 @@ from deltran import ledger
 from deltran.db.tables import BankNotification, ComplianceResult, Obligation, Participant, Payment, Token
 from deltran.temporal import search_attributes
 from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
+from tests.support.visibility import listed
 from workflows.payment import PaymentWorkflow
 
 
@@ -71,12 +72,9 @@ async def test_happy_path_reaches_completed_with_one_token(http, credentials, se
     handle = temporal_env.client.get_workflow_handle(done["workflow_id"])
     description = await handle.describe()
     assert description.status == WorkflowExecutionStatus.COMPLETED
-    found = [
-        wf
-        async for wf in temporal_env.client.list_workflows(
-            f"EndToEndId = '{e2e_id}' AND DebtorAgentBic = 'EBILAEAD' AND PaymentCurrency = 'AED'"
-        )
-    ]
+    found = await listed(
+        temporal_env.client, f"EndToEndId = '{e2e_id}' AND DebtorAgentBic = 'EBILAEAD' AND PaymentCurrency = 'AED'"
+    )
     assert [wf.id for wf in found] == [done["workflow_id"]]
     assert description.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == "COMPLETED"
 
@@ -110,7 +108,7 @@ async def test_duplicate_payment_is_one_payment_and_one_workflow(http, credentia
     second = await submit(http, credentials, body)
     assert first.status_code == second.status_code == 202
     assert first.json()["payment_id"] == second.json()["payment_id"]
-    runs = [wf async for wf in temporal_env.client.list_workflows(f"WorkflowId = '{first.json()['workflow_id']}'")]
+    runs = await listed(temporal_env.client, f"WorkflowId = '{first.json()['workflow_id']}'")
     assert len(runs) == 1
     async with sessions() as session:
         assert (
@@ -189,7 +187,7 @@ async def test_concurrent_duplicates_make_one_workflow_and_one_token(http, crede
     handle = temporal_env.client.get_workflow_handle_for(PaymentWorkflow.run, done["workflow_id"])
     state = await handle.query(PaymentWorkflow.state)
     assert state.status == "COMPLETED" and str(state.token_id) == done["token"]["id"]
-    runs = [wf async for wf in temporal_env.client.list_workflows(f"WorkflowId = '{done['workflow_id']}'")]
+    runs = await listed(temporal_env.client, f"WorkflowId = '{done['workflow_id']}'")
     assert len(runs) == 1
     async with sessions() as session:
         pid = uuid.UUID(payment_id)

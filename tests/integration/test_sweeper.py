@@ -14,6 +14,7 @@ from deltran.db.tables import BankNotification, Payment
 from deltran.identity import payment_id_for, workflow_id_for
 from deltran.intake.camt054 import signal_unsent
 from tests.support.payments import AE_IBAN, auth, payment_body, wait_for_status
+from tests.support.visibility import listed
 from worker.sweeper import start_orphans
 
 
@@ -45,7 +46,7 @@ async def test_an_orphaned_payment_gets_exactly_one_workflow(
     assert await start_orphans(temporal_env.client, sessions, settings) >= 1
     await wait_for_status(http, str(payment_id), auth(credentials["banks"]["EBILAEAD"]), {"AWAITING_SETTLEMENT"})
     await start_orphans(temporal_env.client, sessions, settings)  # again: finds it, starts nothing
-    runs = [wf async for wf in temporal_env.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    runs = await listed(temporal_env.client, f"WorkflowId = '{workflow_id}'")
     assert len(runs) == 1
 
 

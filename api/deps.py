@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import literal, null, select, union_all
+from sqlalchemy import CompoundSelect, bindparam, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -35,7 +35,9 @@ class Caller:
         return f"bank:{self.bic}" if self.role == "bank" else self.role
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+    # on every request for an attribute read.
     return request.app.state.settings
 
 
@@ -78,16 +80,21 @@ async def get_caller(
     return caller
 
 
-async def _caller_for(session: AsyncSession, digest: str, unauthorized: HTTPException) -> Caller:
-    # One statement: the lookup is by digest in both tables (index probes); the
-    # constant-time compare keeps the final equality check free of timing differences.
-    banks = select(
+# One statement: the lookup is by digest in both tables (index probes). Built once, the
+# digest bound at execution, so it is compiled once too.
+_CALLER_BY_DIGEST: CompoundSelect = union_all(
+    select(
         literal("bank").label("role"), Participant.id, Participant.bic, Participant.api_key_hash.label("key_hash")
-    ).where(Participant.api_key_hash == digest)
-    operators = select(OperatorKey.role, null().label("id"), null().label("bic"), OperatorKey.key_hash).where(
-        OperatorKey.key_hash == digest, OperatorKey.revoked_at.is_(None)
-    )
-    found: Any = (await session.execute(union_all(banks, operators))).first()  # a Row of the union, or None
+    ).where(Participant.api_key_hash == bindparam("digest")),
+    select(OperatorKey.role, null().label("id"), null().label("bic"), OperatorKey.key_hash).where(
+        OperatorKey.key_hash == bindparam("digest"), OperatorKey.revoked_at.is_(None)
+    ),
+)
+
+
+async def _caller_for(session: AsyncSession, digest: str, unauthorized: HTTPException) -> Caller:
+    found: Any = (await session.execute(_CALLER_BY_DIGEST, {"digest": digest})).first()  # a Row, or None
+    # The constant-time compare keeps the final equality check free of timing differences.
     if found is None or not hmac.compare_digest(found.key_hash, digest):
         raise unauthorized
     if found.role == "bank":

@@ -33,8 +33,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,8 +44,8 @@ from pathlib import Path
 import httpx
 
 from bench.common import results_path
+from bench.stack import Stack
 
-ROOT = Path(__file__).resolve().parents[1]
 # CHAOS_RESULTS moves the report (the suite's small run writes to a temporary file).
 RESULTS = Path(os.environ["CHAOS_RESULTS"]) if os.environ.get("CHAOS_RESULTS") else results_path("chaos")
 KEYS = (
@@ -66,135 +64,23 @@ NET_CURRENCIES = ("EUR", "INR")
 SANCTIONED_NAME = "Viktor Blacklistov"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 REQUEST_BUDGET_S = 90.0  # one request retried at most this long
-READY_TIMEOUT_S = 90.0
 
 
 def log(msg: str) -> None:
     print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-# -- the stack -------------------------------------------------------------------------------
-
-
-class Stack:
-    """PostgreSQL, Temporal, worker and API of this run, each restartable."""
-
-    def __init__(self, home: Path):
-        from deltran.ports import free_port
-
-        self.home = home
-        self.logs = home / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        ports = set()
-        while len(ports) < 4:
-            ports.add(free_port())
-        self.pg_port, self.temporal_port, self.api_port, self.metrics_port = sorted(ports)
-        self.env = {
-            "DELTRAN_HOME": str(home),
-            "DELTRAN_PG_PORT": str(self.pg_port),
-            "DELTRAN_TEMPORAL_PORT": str(self.temporal_port),
-            "DELTRAN_API_HOST": "127.0.0.1",
-            "DELTRAN_API_PORT": str(self.api_port),
-            "DELTRAN_WORKER_METRICS_HOST": "127.0.0.1",
-            "DELTRAN_WORKER_METRICS_PORT": str(self.metrics_port),
-            "DELTRAN_CLEARING_INTERVAL_S": os.environ.get("CHAOS_CLEARING_INTERVAL_S", "10"),
-            "DELTRAN_WINDOW_FUNDING_TIMEOUT_S": os.environ.get("CHAOS_FUNDING_TIMEOUT_S", "20"),
-            "DELTRAN_ACTIVITY_TIMEOUT_S": os.environ.get("CHAOS_ACTIVITY_TIMEOUT_S", "5"),
-            # The steps run inside workflow tasks: a killed worker's step runs again after this.
-            "DELTRAN_WORKFLOW_TASK_TIMEOUT_S": os.environ.get("CHAOS_WORKFLOW_TASK_TIMEOUT_S", "5"),
-            # A killed worker's workflows move to the restarted one after this (SDK default 10 s).
-            "DELTRAN_WORKER_STICKY_TIMEOUT_S": os.environ.get("CHAOS_STICKY_TIMEOUT_S", "2"),
-            "DELTRAN_RECONCILIATION_INTERVAL_S": "30",
-        }
-        os.environ.update(self.env)  # Settings() in this process and the children read them
-        from deltran.config import Settings
-
-        self.settings = Settings()
-        os.environ["DELTRAN_DATABASE_URL"] = self.settings.effective_database_url
-        os.environ["DELTRAN_TEMPORAL_ADDRESS"] = self.settings.effective_temporal_address
-        self.settings = Settings()
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.postgres = None
-        self.temporal = None
-        self.worker: subprocess.Popen | None = None
-        self.api: subprocess.Popen | None = None
-
-    def start_servers(self) -> None:
-        from cli.devstack.postgres import LocalPostgres
-        from cli.devstack.temporal import LocalTemporal
-
-        self.postgres = LocalPostgres(
-            self.home / "postgres", self.pg_port, log_path=self.logs / "postgres.log", durable=True
-        )
-        self.postgres.start()
-        self.temporal = LocalTemporal(
-            port=self.temporal_port,
-            ui_port=None,
-            db_file=self.home / "temporal.db",
-            log_path=self.logs / "temporal.log",
-            headless=True,
-        )
-        self.temporal.start()
-
-    def prepare(self) -> None:
-        from cli.devstack.stack import schedule_clearing, seed
-        from deltran.db import migrate
-
-        migrate.upgrade(self.settings.effective_database_url)
-        asyncio.run(seed(self.settings))
-        asyncio.run(schedule_clearing(self.settings))
-
-    def _child(self, role: str) -> subprocess.Popen:
-        out = open(self.logs / f"{role}.log", "ab")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", role],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-
-    def start_worker(self) -> None:
-        self.worker = self._child("worker")
-
-    def start_api(self) -> None:
-        from cli.devstack.stack import wait_healthy
-
-        self.api = self._child("api")
-        wait_healthy(self.api_url, self.api, READY_TIMEOUT_S)  # its log: self.logs / "api.log"
-
-    def kill_worker(self) -> int | None:
-        proc = self.worker
-        if proc is None or proc.poll() is not None:
-            return None
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker's own session: it and nothing else
-        proc.wait(30)
-        return proc.pid
-
-    @staticmethod
-    def _terminate(proc: subprocess.Popen | None) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(15)
-
-    def stop_all(self) -> None:
-        for step in (
-            lambda: self._terminate(self.api),
-            lambda: self._terminate(self.worker),
-            lambda: self.temporal and self.temporal.stop(),
-            lambda: self.postgres and self.postgres.stop(),
-        ):
-            try:
-                step()
-            except Exception as exc:  # keep stopping the rest
-                log(f"while stopping: {exc!r}")
+# The chaos run's timeouts: short, so killed processes' work moves on within the run.
+CHAOS_ENV = {
+    "DELTRAN_CLEARING_INTERVAL_S": os.environ.get("CHAOS_CLEARING_INTERVAL_S", "10"),
+    "DELTRAN_WINDOW_FUNDING_TIMEOUT_S": os.environ.get("CHAOS_FUNDING_TIMEOUT_S", "20"),
+    "DELTRAN_ACTIVITY_TIMEOUT_S": os.environ.get("CHAOS_ACTIVITY_TIMEOUT_S", "5"),
+    # The steps run inside workflow tasks: a killed worker's step runs again after this.
+    "DELTRAN_WORKFLOW_TASK_TIMEOUT_S": os.environ.get("CHAOS_WORKFLOW_TASK_TIMEOUT_S", "5"),
+    # A killed worker's workflows move to the restarted one after this (SDK default 10 s).
+    "DELTRAN_WORKER_STICKY_TIMEOUT_S": os.environ.get("CHAOS_STICKY_TIMEOUT_S", "2"),
+    "DELTRAN_RECONCILIATION_INTERVAL_S": "30",
+}
 
 
 # -- payments ---------------------------------------------------------------------------------
@@ -643,7 +529,7 @@ def main() -> int:
     rng = random.Random(seed)
     home = Path(tempfile.mkdtemp(prefix="deltran-chaos-"))
     log(f"state in {home}, seed {seed}")
-    stack = Stack(home)
+    stack = Stack(home, CHAOS_ENV)
     code = 1
     try:
         stack.start_servers()
@@ -669,7 +555,7 @@ def main() -> int:
         )
         code = 0 if ok else 1
     finally:
-        stack.stop_all()
+        stack.stop_all(log)
         if os.environ.get("CHAOS_KEEP_HOME") != "1" and code == 0:
             shutil.rmtree(home, ignore_errors=True)
         else:

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from deltran.db.tables import AuditLog
@@ -72,17 +72,15 @@ async def record(
     """Append one audit record in the caller's transaction; returns its id. Commit (or
     roll back) together with the change it records."""
     row = await session.execute(
-        insert(AuditLog)
-        .values(
-            actor=actor,
-            action=action,
-            subject=subject,
-            result=result,
-            details=_jsonable(details or {}),
-        )
-        .returning(AuditLog.id)
+        _INSERT,
+        {"actor": actor, "action": action, "subject": subject, "result": result, "details": _jsonable(details or {})},
     )
     return row.scalar_one()
+
+
+# One statement, values bound at execution: SQLAlchemy compiles and caches it once (a
+# statement built with .values() per call is keyed and looked up anew every time).
+_INSERT = insert(cast(Table, AuditLog.__table__)).returning(AuditLog.id)
 
 
 def _jsonable(details: Mapping[str, Any]) -> dict:

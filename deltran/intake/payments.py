@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -207,25 +208,27 @@ async def _refuse_uncleared_currencies(session: AsyncSession, batch: Sequence[Ne
         raise Refused("a payment's currency is not cleared by DelTran", kind="currency-not-cleared", errors=errors)
 
 
+# Untargeted ON CONFLICT: a conflict on any unique key (id, workflow id, BIC + EndToEndId,
+# UETR) stores nothing and raises nothing; what it collided with is read below. (Targeted
+# at the id alone, a concurrent twin could first hit another of the twin's keys and be
+# mistaken for a UETR clash.) A Core statement with its values bound at execution:
+# compiled once, and no ORM bulk-insert machinery per payment.
+_INSERT_PAYMENT = insert(cast(Table, Payment.__table__)).on_conflict_do_nothing().returning(Payment.id)
+
+
 async def _record(session: AsyncSession, new: NewPayment) -> Intake:
     payment_id = payment_id_for(new.instructing_bic, new.end_to_end_id)
     workflow_id = workflow_id_for(new.instructing_bic, new.end_to_end_id)
     fingerprint = new.fingerprint()
     inserted = await session.scalar(
-        insert(Payment)
-        .values(
-            id=payment_id,
-            fingerprint=fingerprint,
-            status=PaymentStatus.SCREENING,
-            workflow_id=workflow_id,
+        _INSERT_PAYMENT,
+        {
+            "id": payment_id,
+            "fingerprint": fingerprint,
+            "status": PaymentStatus.SCREENING,
+            "workflow_id": workflow_id,
             **asdict(new),
-        )
-        # Untargeted: a conflict on any unique key (id, workflow id, BIC + EndToEndId,
-        # UETR) stores nothing and raises nothing; what it collided with is read below.
-        # (Targeted at the id alone, a concurrent twin could first hit another of the
-        # twin's keys and be mistaken for a UETR clash.)
-        .on_conflict_do_nothing()
-        .returning(Payment.id)
+        },
     )
     if inserted is not None:
         return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -33,6 +34,12 @@ from deltran.temporal.errors import payment_not_found
 from deltran.vocabulary import ParticipantStatus, PaymentStatus
 
 log = logging.getLogger(__name__)
+
+
+# Built once, values bound at execution (see deltran/db/payment_rows.py).
+_STORED = select(ComplianceResult).where(ComplianceResult.payment_id == bindparam("payment_id"))
+_RESULTS = cast(Table, ComplianceResult.__table__)
+_RECORD = insert(_RESULTS).on_conflict_do_nothing(index_elements=[_RESULTS.c.payment_id])
 
 
 class SanctionsListCache:
@@ -67,7 +74,7 @@ class ComplianceActivities:
             payment = await payment_rows.lock(session, payment_id)
             if payment is None:
                 raise payment_not_found(payment_id)
-            stored = await session.scalar(select(ComplianceResult).where(ComplianceResult.payment_id == payment_id))
+            stored = await session.scalar(_STORED, {"payment_id": payment_id})
             if stored is not None:
                 return ComplianceOutcome(passed=stored.passed, reason_code=stored.reason_code, reason=stored.reason)
             rejection, details = await self._evaluate(session, payment)
@@ -123,15 +130,14 @@ class ComplianceActivities:
         self, session: AsyncSession, payment: Payment, rejection: Rejection | None, details: dict
     ) -> None:
         await session.execute(
-            insert(ComplianceResult)
-            .values(
-                payment_id=payment.id,
-                passed=rejection is None,
-                reason_code=rejection.code if rejection else None,
-                reason=rejection.reason if rejection else None,
-                details=details,
-            )
-            .on_conflict_do_nothing(index_elements=[ComplianceResult.payment_id])
+            _RECORD,
+            {
+                "payment_id": payment.id,
+                "passed": rejection is None,
+                "reason_code": rejection.code if rejection else None,
+                "reason": rejection.reason if rejection else None,
+                "details": details,
+            },
         )
         if rejection is not None:
             await reject(session, payment.id, rejection.code, rejection.reason)

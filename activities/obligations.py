@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
@@ -25,6 +25,10 @@ from deltran.temporal.errors import payment_not_found
 from deltran.vocabulary import ObligationStatus, PaymentStatus, WindowStatus
 
 log = logging.getLogger(__name__)
+
+
+# Built once, the payment bound at execution (see deltran/db/payment_rows.py).
+_OBLIGATION_OF = select(Obligation).where(Obligation.payment_id == bindparam("payment_id"))
 
 
 class ObligationActivities:
@@ -44,7 +48,7 @@ class ObligationActivities:
             payment = await payment_rows.lock(session, payment_id)
             if payment is None:
                 raise payment_not_found(payment_id)
-            existing = await session.scalar(select(Obligation).where(Obligation.payment_id == payment_id))
+            existing = await session.scalar(_OBLIGATION_OF, {"payment_id": payment_id})
             if existing is not None:
                 return _ref(existing)
             if payment.status == PaymentStatus.REJECTED:  # refused by risk on an earlier attempt

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import bindparam, case, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.config import Settings
@@ -23,6 +22,20 @@ from deltran.db.tables import NetDebitCap, Obligation, Participant, Payment
 from deltran.domain.risk import RiskAssessment, score
 from deltran.money import format_amount
 from deltran.vocabulary import ObligationStatus
+
+# A debtor account's other payments at its bank in the velocity window. Built once,
+# values bound at execution (see deltran/db/payment_rows.py).
+_RECENT_PAYMENTS = (
+    select(func.count())
+    .select_from(Payment)
+    .where(
+        Payment.debtor_agent_bic == bindparam("bic"),
+        # Exactly one of the two is set (a CHECK): this is the indexed expression.
+        func.coalesce(Payment.debtor_iban, Payment.debtor_account) == bindparam("account"),
+        Payment.created_at >= func.now() - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("window_s")),
+        Payment.id != bindparam("payment_id"),
+    )
+)
 
 
 async def assess(
@@ -36,18 +49,14 @@ async def assess(
     debtor_country = agents[payment.debtor_agent_bic].country
     creditor_country = agents[payment.creditor_agent_bic].country
     payer_id = agents[payment.debtor_agent_bic].id
-    since = func.now() - timedelta(seconds=settings.risk_velocity_window_s)
-    account = payment.debtor_iban or payment.debtor_account
     recent = await session.scalar(
-        select(func.count())
-        .select_from(Payment)
-        .where(
-            Payment.debtor_agent_bic == payment.debtor_agent_bic,
-            # Exactly one of the two is set (a CHECK): this is the indexed expression.
-            func.coalesce(Payment.debtor_iban, Payment.debtor_account) == account,
-            Payment.created_at >= since,
-            Payment.id != payment.id,
-        )
+        _RECENT_PAYMENTS,
+        {
+            "bic": payment.debtor_agent_bic,
+            "account": payment.debtor_iban or payment.debtor_account,
+            "window_s": settings.risk_velocity_window_s,
+            "payment_id": payment.id,
+        },
     )
     total, factors = score(
         amount=payment.amount,

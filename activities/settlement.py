@@ -6,7 +6,7 @@ references), so a replayed activity or a duplicate camt.054 changes nothing.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, func, select, true, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -16,6 +16,27 @@ from deltran.observability import metrics
 from deltran.shared import SettleInput
 from deltran.temporal.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
 from deltran.vocabulary import ObligationStatus, PaymentStatus
+
+# Built once, values bound at execution (see deltran/db/payment_rows.py). Net: the
+# window's settlement reference stands for both references, and only its own window
+# settles an obligation.
+_CLOSE = (
+    update(Obligation)
+    .where(Obligation.id == bindparam("obligation_id"), Obligation.status == ObligationStatus.PENDING)
+    .values(
+        status=ObligationStatus.SETTLED,
+        settled_at=func.now(),
+        bank_confirmation_reference=bindparam("bank_ref"),
+        camt054_entry_reference=bindparam("entry_ref"),
+    )
+    .returning(Obligation.currency, Obligation.settlement_mode, Obligation.settled_at - Obligation.created_at)
+)
+_CLOSE_IN_WINDOW = _CLOSE.where(Obligation.clearing_window_id == bindparam("window_id"))
+_PAYMENT_SETTLED = (
+    update(Payment)
+    .where(Payment.id == bindparam("payment_id"), Payment.status == PaymentStatus.AWAITING_SETTLEMENT)
+    .values(status=PaymentStatus.SETTLED, updated_at=func.now())
+)
 
 
 class SettlementActivities:
@@ -28,31 +49,23 @@ class SettlementActivities:
         window's settlement reference stands for both; the window's funding entries,
         each a booked camt.054, are on its funding instructions."""
         if data.booking is not None:
-            bank_reference = data.booking.bank_confirmation_reference
-            entry_reference = data.booking.camt054_entry_reference
-            same_window: ColumnElement[bool] = true()
+            close = _CLOSE
+            params = {
+                "obligation_id": data.obligation_id,
+                "bank_ref": data.booking.bank_confirmation_reference,
+                "entry_ref": data.booking.camt054_entry_reference,
+            }
         else:
             assert data.window is not None
-            bank_reference = entry_reference = data.window.settlement_reference
-            same_window = Obligation.clearing_window_id == data.window.window_id
+            close = _CLOSE_IN_WINDOW
+            params = {
+                "obligation_id": data.obligation_id,
+                "bank_ref": data.window.settlement_reference,
+                "entry_ref": data.window.settlement_reference,
+                "window_id": data.window.window_id,
+            }
         async with self._sessions() as session, session.begin():
-            closed = await session.execute(
-                update(Obligation)
-                .where(
-                    Obligation.id == data.obligation_id,
-                    Obligation.status == ObligationStatus.PENDING,
-                    same_window,
-                )
-                .values(
-                    status=ObligationStatus.SETTLED,
-                    settled_at=func.now(),
-                    bank_confirmation_reference=bank_reference,
-                    camt054_entry_reference=entry_reference,
-                )
-                .returning(
-                    Obligation.currency, Obligation.settlement_mode, Obligation.settled_at - Obligation.created_at
-                )
-            )
+            closed = await session.execute(close, params)
             settled = closed.one_or_none()
             if settled is None:
                 status = await session.scalar(select(Obligation.status).where(Obligation.id == data.obligation_id))
@@ -66,14 +79,7 @@ class SettlementActivities:
                         non_retryable=True,
                     )
                 # Settled by an earlier attempt: nothing more to do.
-            await session.execute(
-                update(Payment)
-                .where(
-                    Payment.id == data.payment_id,
-                    Payment.status == PaymentStatus.AWAITING_SETTLEMENT,
-                )
-                .values(status=PaymentStatus.SETTLED, updated_at=func.now())
-            )
+            await session.execute(_PAYMENT_SETTLED, {"payment_id": data.payment_id})
         if settled is not None:  # counted once, after the commit
             currency, mode, took = settled
             metrics.settlements.labels(currency, mode).inc()

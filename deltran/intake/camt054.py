@@ -15,8 +15,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,18 +52,37 @@ class EntryResult:
     funding_reference: str | None = None
 
 
+# The statements every entry runs, built once with their values bound at execution
+# (see deltran/db/payment_rows.py).
+_INSERT_MESSAGE = insert(cast(Table, MessageRow.__table__)).returning(MessageRow.id)
+_ENTRIES = cast(Table, BankNotification.__table__)
+_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_INSERT_ENTRY_UNLESS_TAKEN = insert(_ENTRIES).on_conflict_do_nothing().returning(_ENTRIES.c.id)
+_STORED = select(BankNotification).where(
+    BankNotification.account == bindparam("account"),
+    BankNotification.entry_reference == bindparam("entry_reference"),
+    BankNotification.tx_index == bindparam("tx_index"),
+)
+# UETR identifies a payment globally; EndToEndId only per instructing bank.
+_PAYMENTS_BY_UETR = select(Payment).where(Payment.uetr == bindparam("uetr")).with_for_update(read=True)
+_PAYMENTS_BY_E2E = select(Payment).where(Payment.end_to_end_id == bindparam("e2e")).with_for_update(read=True)
+_MODE_OF = select(Obligation.settlement_mode).where(Obligation.payment_id == bindparam("payment_id"))
+_MARK_SIGNALLED = (
+    update(BankNotification).where(BankNotification.id == bindparam("notification_id")).values(signalled_at=func.now())
+)
+
+
 async def receive_camt054(
     session: AsyncSession, temporal: Client, message: Camt054Message, body: bytes, *, actor: str
 ) -> list[EntryResult]:
     async with session.begin():
         message_row_id = await session.scalar(
-            insert(MessageRow)
-            .values(
-                message_id=message.message_id,
-                body_sha256=hashlib.sha256(body).hexdigest(),
-                body=body.decode("utf-8", errors="replace"),
-            )
-            .returning(MessageRow.id)
+            _INSERT_MESSAGE,
+            {
+                "message_id": message.message_id,
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "body": body.decode("utf-8", errors="replace"),
+            },
         )
         assert message_row_id is not None
         results = [await _store_entry(session, message_row_id, entry) for entry in message.entries]
@@ -124,25 +144,16 @@ async def _store_entry(session: AsyncSession, message_row_id: uuid.UUID, entry: 
     values = _row(message_row_id, entry) | dict(
         payment_id=payment.id if payment else None,
     )
-    try:
-        # A savepoint: a concurrent post of the same entry, or a second booking for the
-        # same payment, loses the race here and is then stored for what it is.
-        async with session.begin_nested():
-            row_id = await session.scalar(
-                insert(BankNotification)
-                .values(outcome=outcome, outcome_detail=detail, **values)
-                .returning(BankNotification.id)
-            )
-    except IntegrityError:
+    # A concurrent post of the same entry, or a second booking for the same payment,
+    # loses the race on a unique index here (stores nothing) and is then stored for what
+    # it is.
+    row_id = await session.scalar(_INSERT_ENTRY_UNLESS_TAKEN, {"outcome": outcome, "outcome_detail": detail, **values})
+    if row_id is None:
         existing = await _stored(session, entry)
         if existing is not None:
             return await _duplicate(session, entry, existing)
         outcome, detail = EntryOutcome.PAYMENT_NOT_AWAITING, "the payment is already funded by another entry"
-        row_id = await session.scalar(
-            insert(BankNotification)
-            .values(outcome=outcome, outcome_detail=detail, **values)
-            .returning(BankNotification.id)
-        )
+        row_id = await session.scalar(_INSERT_ENTRY, {"outcome": outcome, "outcome_detail": detail, **values})
     assert row_id is not None
     matched = outcome == EntryOutcome.MATCHED
     return EntryResult(
@@ -232,11 +243,7 @@ async def _store_funding(
 async def _stored(session: AsyncSession, entry: Camt054Entry) -> BankNotification | None:
     """The entry as stored earlier: same account, entry reference and transaction."""
     return await session.scalar(
-        select(BankNotification).where(
-            BankNotification.account == entry.account,
-            BankNotification.entry_reference == entry.entry_reference,
-            BankNotification.tx_index == entry.tx_index,
-        )
+        _STORED, {"account": entry.account, "entry_reference": entry.entry_reference, "tx_index": entry.tx_index}
     )
 
 
@@ -272,29 +279,21 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
     if (refused := settlement.unsettling(entry)) is not None:
         return (*refused, None)
     # UETR identifies a payment globally; EndToEndId only per instructing bank.
-    key = (
-        Payment.uetr == uuid.UUID(entry.uetr)
-        if entry.uetr is not None
-        else Payment.end_to_end_id == entry.end_to_end_id
-    )
-    # FOR SHARE: the payment's own transitions (routing, rejection, expiry) lock its row
-    # too (deltran/db/payment_rows.lock), so a booking and a transition never interleave:
-    # either this entry is stored first and the transition accounts for it, or this
-    # sees the status the transition committed.
-    candidates = list((await session.scalars(select(Payment).where(key).with_for_update(read=True))).all())
-    if entry.uetr is not None and not candidates and entry.end_to_end_id is not None:
-        candidates = list(
-            (
-                await session.scalars(
-                    select(Payment).where(Payment.end_to_end_id == entry.end_to_end_id).with_for_update(read=True)
-                )
-            ).all()
-        )
+    # FOR SHARE (in the statements): the payment's own transitions (routing, rejection,
+    # expiry) lock its row too (deltran/db/payment_rows.lock), so a booking and a
+    # transition never interleave: either this entry is stored first and the transition
+    # accounts for it, or this sees the status the transition committed.
+    if entry.uetr is not None:
+        candidates = list((await session.scalars(_PAYMENTS_BY_UETR, {"uetr": uuid.UUID(entry.uetr)})).all())
+    else:
+        candidates = []
+    if not candidates and (entry.uetr is None or entry.end_to_end_id is not None):
+        candidates = list((await session.scalars(_PAYMENTS_BY_E2E, {"e2e": entry.end_to_end_id})).all())
     refused, payment = settlement.choose_payment(entry, candidates)
     if refused is not None:
         return (*refused, None)
     assert payment is not None
-    mode = await session.scalar(select(Obligation.settlement_mode).where(Obligation.payment_id == payment.id))
+    mode = await session.scalar(_MODE_OF, {"payment_id": payment.id})
     return (*settlement.payment_outcome(entry, payment, mode), payment)
 
 
@@ -390,6 +389,4 @@ def _entry_of(row: BankNotification) -> Camt054Entry:
 
 async def _mark_signalled(session: AsyncSession, notification_id: uuid.UUID) -> None:
     async with session.begin():
-        await session.execute(
-            update(BankNotification).where(BankNotification.id == notification_id).values(signalled_at=func.now())
-        )
+        await session.execute(_MARK_SIGNALLED, {"notification_id": notification_id})

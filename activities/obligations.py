@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
@@ -27,8 +28,20 @@ from deltran.vocabulary import ObligationStatus, PaymentStatus, WindowStatus
 log = logging.getLogger(__name__)
 
 
-# Built once, the payment bound at execution (see deltran/db/payment_rows.py).
+# Built once, values bound at execution (see deltran/db/payment_rows.py); the payment's
+# update on its table, without the ORM's bulk-update bookkeeping.
 _OBLIGATION_OF = select(Obligation).where(Obligation.payment_id == bindparam("payment_id"))
+_PAYMENTS = cast(Table, Payment.__table__)
+_PAYMENT_AWAITING = (
+    update(_PAYMENTS)
+    .where(_PAYMENTS.c.id == bindparam("payment_id"), _PAYMENTS.c.status == PaymentStatus.SCREENING)
+    .values(
+        status=PaymentStatus.AWAITING_SETTLEMENT,
+        risk_score=bindparam("score"),
+        risk_factors=bindparam("factors"),
+        updated_at=func.now(),
+    )
+)
 
 
 class ObligationActivities:
@@ -87,9 +100,8 @@ class ObligationActivities:
             session.add(obligation)
             await session.flush()
             await session.execute(
-                update(Payment)
-                .where(Payment.id == payment.id, Payment.status == PaymentStatus.SCREENING)
-                .values(status=PaymentStatus.AWAITING_SETTLEMENT, **payment_update)
+                _PAYMENT_AWAITING,
+                {"payment_id": payment.id, "score": assessment.score, "factors": assessment.factors},
             )
         metrics.obligations_created.labels(obligation.currency, obligation.settlement_mode).inc()
         return _ref(obligation)

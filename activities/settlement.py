@@ -6,7 +6,9 @@ references), so a replayed activity or a duplicate camt.054 changes nothing.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, update
+from typing import cast
+
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -17,24 +19,30 @@ from deltran.shared import SettleInput
 from deltran.temporal.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
 from deltran.vocabulary import ObligationStatus, PaymentStatus
 
-# Built once, values bound at execution (see deltran/db/payment_rows.py). Net: the
-# window's settlement reference stands for both references, and only its own window
-# settles an obligation.
+# Built once, values bound at execution (see deltran/db/payment_rows.py), on the tables
+# (no ORM bulk-update bookkeeping). Net: the window's settlement reference stands for
+# both references, and only its own window settles an obligation.
+_OBLIGATIONS = cast(Table, Obligation.__table__)
+_PAYMENTS = cast(Table, Payment.__table__)
 _CLOSE = (
-    update(Obligation)
-    .where(Obligation.id == bindparam("obligation_id"), Obligation.status == ObligationStatus.PENDING)
+    update(_OBLIGATIONS)
+    .where(_OBLIGATIONS.c.id == bindparam("obligation_id"), _OBLIGATIONS.c.status == ObligationStatus.PENDING)
     .values(
         status=ObligationStatus.SETTLED,
         settled_at=func.now(),
         bank_confirmation_reference=bindparam("bank_ref"),
         camt054_entry_reference=bindparam("entry_ref"),
     )
-    .returning(Obligation.currency, Obligation.settlement_mode, Obligation.settled_at - Obligation.created_at)
+    .returning(
+        _OBLIGATIONS.c.currency,
+        _OBLIGATIONS.c.settlement_mode,
+        _OBLIGATIONS.c.settled_at - _OBLIGATIONS.c.created_at,
+    )
 )
-_CLOSE_IN_WINDOW = _CLOSE.where(Obligation.clearing_window_id == bindparam("window_id"))
+_CLOSE_IN_WINDOW = _CLOSE.where(_OBLIGATIONS.c.clearing_window_id == bindparam("window_id"))
 _PAYMENT_SETTLED = (
-    update(Payment)
-    .where(Payment.id == bindparam("payment_id"), Payment.status == PaymentStatus.AWAITING_SETTLEMENT)
+    update(_PAYMENTS)
+    .where(_PAYMENTS.c.id == bindparam("payment_id"), _PAYMENTS.c.status == PaymentStatus.AWAITING_SETTLEMENT)
     .values(status=PaymentStatus.SETTLED, updated_at=func.now())
 )
 

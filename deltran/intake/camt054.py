@@ -67,8 +67,8 @@ _STORED = select(BankNotification).where(
 _PAYMENTS_BY_UETR = select(Payment).where(Payment.uetr == bindparam("uetr")).with_for_update(read=True)
 _PAYMENTS_BY_E2E = select(Payment).where(Payment.end_to_end_id == bindparam("e2e")).with_for_update(read=True)
 _MODE_OF = select(Obligation.settlement_mode).where(Obligation.payment_id == bindparam("payment_id"))
-_MARK_SIGNALLED = (
-    update(BankNotification).where(BankNotification.id == bindparam("notification_id")).values(signalled_at=func.now())
+_MARK_SIGNALLED = (  # on the table: no ORM bulk-update bookkeeping
+    update(_ENTRIES).where(_ENTRIES.c.id == bindparam("notification_id")).values(signalled_at=func.now())
 )
 
 

@@ -13,7 +13,7 @@ a close that does not come. The choice and its reason are recorded on the obliga
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.config import Settings
@@ -37,6 +37,14 @@ async def route_payment(session: AsyncSession, payment: Payment, settings: Setti
     )
 
 
+# Built once, the currency bound at execution (see deltran/db/payment_rows.py).
+_OPEN_WINDOW = (
+    select(ClearingWindow.id, func.extract("epoch", func.now() - ClearingWindow.opened_at).label("age_s"))
+    .where(ClearingWindow.currency == bindparam("currency"), ClearingWindow.status == WindowStatus.OPEN)
+    .with_for_update(read=True)
+)
+
+
 async def open_window_for_update_share(session: AsyncSession, currency: str) -> OpenWindow | None:
     """The currency's open window (and how long it has been open), locked FOR SHARE for
     the rest of the transaction.
@@ -47,13 +55,7 @@ async def open_window_for_update_share(session: AsyncSession, currency: str) -> 
     window. So each obligation lands in exactly one window, and netting sees all of it.
     """
     for _ in range(3):
-        window = (
-            await session.execute(
-                select(ClearingWindow.id, func.extract("epoch", func.now() - ClearingWindow.opened_at).label("age_s"))
-                .where(ClearingWindow.currency == currency, ClearingWindow.status == WindowStatus.OPEN)
-                .with_for_update(read=True)
-            )
-        ).one_or_none()
+        window = (await session.execute(_OPEN_WINDOW, {"currency": currency})).one_or_none()
         if window is not None:
             return OpenWindow(window.id, float(window.age_s))
         # Either no schedule runs for the currency, or a close committed under us and

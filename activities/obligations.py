@@ -9,7 +9,7 @@ import logging
 import uuid
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # update on its table, without the ORM's bulk-update bookkeeping.
 _OBLIGATION_OF = select(Obligation).where(Obligation.payment_id == bindparam("payment_id"))
 _PAYMENTS = cast(Table, Payment.__table__)
+_INSERT_OBLIGATION = insert(cast(Table, Obligation.__table__)).returning(Obligation.id)
 _PAYMENT_AWAITING = (
     update(_PAYMENTS)
     .where(_PAYMENTS.c.id == bindparam("payment_id"), _PAYMENTS.c.status == PaymentStatus.SCREENING)
@@ -87,24 +88,31 @@ class ObligationActivities:
                 metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
                 return ObligationRefused(reason_code=ReasonCode.LIMIT_EXCEEDED, reason=assessment.breach)
             await ensure_accounts(session, [payer_id, payee_id], payment.currency)
-            obligation = Obligation(
-                payment_id=payment.id,
-                payer_id=payer_id,
-                payee_id=payee_id,
-                amount=payment.amount,
-                currency=payment.currency,
-                settlement_mode=settlement.mode,
-                routing_reason=settlement.reason,
-                clearing_window_id=settlement.window_id,
+            obligation_id = await session.scalar(
+                _INSERT_OBLIGATION,
+                {
+                    "payment_id": payment.id,
+                    "payer_id": payer_id,
+                    "payee_id": payee_id,
+                    "amount": payment.amount,
+                    "currency": payment.currency,
+                    "settlement_mode": settlement.mode,
+                    "routing_reason": settlement.reason,
+                    "clearing_window_id": settlement.window_id,
+                },
             )
-            session.add(obligation)
-            await session.flush()
+            assert obligation_id is not None
             await session.execute(
                 _PAYMENT_AWAITING,
                 {"payment_id": payment.id, "score": assessment.score, "factors": assessment.factors},
             )
-        metrics.obligations_created.labels(obligation.currency, obligation.settlement_mode).inc()
-        return _ref(obligation)
+        metrics.obligations_created.labels(payment.currency, settlement.mode).inc()
+        return ObligationCreated(
+            obligation_id=obligation_id,
+            settlement_mode=settlement.mode,
+            routing_reason=settlement.reason,
+            window_id=settlement.window_id,
+        )
 
     @activity.defn(name="expire_payment")
     async def expire_payment(self, data: ExpireInput) -> bool:

@@ -27,8 +27,9 @@ import enum
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,7 +123,11 @@ async def ensure_accounts(session: AsyncSession, participant_ids: list[uuid.UUID
     rows = [
         {"participant_id": pid, "currency": currency, "kind": kind} for pid in participant_ids for kind in AccountKind
     ]
-    await session.execute(insert(Account).values(rows).on_conflict_do_nothing())
+    await session.execute(_ENSURE_ACCOUNT, rows)  # one statement, its rows sent together
+
+
+# Built once, the rows bound at execution: compiled once, not keyed anew per obligation.
+_ENSURE_ACCOUNT = insert(cast(Table, Account.__table__)).on_conflict_do_nothing()
 
 
 async def account_id(session: AsyncSession, participant_id: uuid.UUID, currency: str, kind: str) -> uuid.UUID:

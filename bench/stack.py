@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from cli.devstack.postgres import LocalPostgres
@@ -17,7 +16,6 @@ from cli.devstack.temporal import LocalTemporal
 from deltran.config import Settings
 from deltran.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 90.0
 
 
@@ -80,16 +78,9 @@ class Stack:
             asyncio.run(schedule_clearing(self.settings))
 
     def _child(self, role: str) -> subprocess.Popen:
-        out = open(self.logs / f"{role}.log", "ab")  # noqa: SIM115 -- the child's stdout for its life
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", role],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
+        from cli.devstack.stack import start_child
+
+        return start_child(role, self.settings, self.logs, self.settings.effective_database_url)
 
     def start_worker(self) -> None:
         self.worker = self._child("worker")

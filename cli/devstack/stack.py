@@ -30,7 +30,9 @@ from worker.schedules import ensure_reconciliation_schedules, ensure_schedules
 READY_TIMEOUT_S = 60
 
 
-def _child(role: str, settings: Settings, log_dir: Path, database_url: str) -> subprocess.Popen:
+def start_child(role: str, settings: Settings, log_dir: Path, database_url: str) -> subprocess.Popen:
+    """`deltran <role>` (worker or api) in its own session, its output appended to
+    `<log_dir>/<role>.log`."""
     env = dict(os.environ)
     env["DELTRAN_DATABASE_URL"] = database_url
     env["DELTRAN_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
@@ -108,8 +110,8 @@ def run_stack(settings: Settings) -> int:
         print(f"schedules: {', '.join(schedules)}")
         # The worker and the API reach the embedded PostgreSQL over its Unix socket.
         database_url = postgres.socket_url if postgres is not None else settings.effective_database_url
-        children.append(_child("worker", settings, logs, database_url))
-        api = _child("api", settings, logs, database_url)
+        children.append(start_child("worker", settings, logs, database_url))
+        api = start_child("api", settings, logs, database_url)
         children.append(api)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         wait_healthy(api_url, api)

@@ -56,7 +56,6 @@ class EntryResult:
 # (see deltran/db/payment_rows.py).
 _INSERT_MESSAGE = insert(cast(Table, MessageRow.__table__)).returning(MessageRow.id)
 _ENTRIES = cast(Table, BankNotification.__table__)
-_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
 _INSERT_ENTRY_UNLESS_TAKEN = insert(_ENTRIES).on_conflict_do_nothing().returning(_ENTRIES.c.id)
 _STORED = select(BankNotification).where(
     BankNotification.account == bindparam("account"),
@@ -150,10 +149,15 @@ async def _store_entry(session: AsyncSession, message_row_id: uuid.UUID, entry: 
     row_id = await session.scalar(_INSERT_ENTRY_UNLESS_TAKEN, {"outcome": outcome, "outcome_detail": detail, **values})
     if row_id is None:
         existing = await _stored(session, entry)
+        if existing is None:
+            outcome, detail = EntryOutcome.PAYMENT_NOT_AWAITING, "the payment is already funded by another entry"
+            row_id = await session.scalar(
+                _INSERT_ENTRY_UNLESS_TAKEN, {"outcome": outcome, "outcome_detail": detail, **values}
+            )
+            if row_id is None:  # the same entry, posted concurrently, was stored first
+                existing = await _stored(session, entry)
         if existing is not None:
             return await _duplicate(session, entry, existing)
-        outcome, detail = EntryOutcome.PAYMENT_NOT_AWAITING, "the payment is already funded by another entry"
-        row_id = await session.scalar(_INSERT_ENTRY, {"outcome": outcome, "outcome_detail": detail, **values})
     assert row_id is not None
     matched = outcome == EntryOutcome.MATCHED
     return EntryResult(

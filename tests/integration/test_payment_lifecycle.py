@@ -198,3 +198,23 @@ async def test_concurrent_duplicates_make_one_workflow_and_one_token(http, crede
             )
             == 1
         )
+
+
+async def test_a_second_entry_for_a_funded_payment_posted_at_once_is_stored_once(http, credentials, e2e_id):
+    """Another booking for a payment already funded by a first one, posted eight times
+    at once: every post is answered, the entry is stored once, as an exception to return
+    (the payment is funded), and the other posts are its duplicates."""
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    body = payment_body(e2e_id, amount="410.50")
+    payment_id = (await submit(http, credentials, body)).json()["payment_id"]
+    await wait_for_status(http, payment_id, bank, {"AWAITING_SETTLEMENT"})
+    first = await post_camt054(http, credentials, camt054_for(e2e_id, "410.50", entry_reference=f"A-{e2e_id}"))
+    assert first.json()["entries"][0]["outcome"] == "MATCHED"
+
+    second = camt054_for(e2e_id, "410.50", entry_reference=f"B-{e2e_id}")
+    posts = await asyncio.gather(*(post_camt054(http, credentials, second) for _ in range(8)))
+    assert {r.status_code for r in posts} == {200}
+    entries = [r.json()["entries"][0] for r in posts]
+    assert sorted(e["duplicate"] for e in entries) == [False] + [True] * 7
+    assert {e["outcome"] for e in entries} == {"PAYMENT_NOT_AWAITING"}
+    await wait_for_status(http, payment_id, bank, {"COMPLETED"})

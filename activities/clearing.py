@@ -21,9 +21,8 @@ import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from typing import cast
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -38,6 +37,7 @@ from deltran.db.tables import (
     ObligationRoll,
     Participant,
     Payment,
+    table_of,
 )
 from deltran.domain.clearing.fallback import choose_settleable
 from deltran.domain.clearing.netting import GrossObligation
@@ -160,7 +160,7 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
     ]
     if instructions:
         await session.execute(
-            cast(Table, FundingInstruction.__table__).insert(),
+            table_of(FundingInstruction).insert(),
             [
                 {
                     "id": uuid.uuid4(),
@@ -345,7 +345,7 @@ async def _fall_back(
         )
         # Every roll is kept: an obligation rolled twice has both windows on record.
         await session.execute(
-            cast(Table, ObligationRoll.__table__).insert(),
+            table_of(ObligationRoll).insert(),
             [
                 {"obligation_id": o, "from_window_id": window.id, "to_window_id": next_window, "reason": reason}
                 for o in rolled

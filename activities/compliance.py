@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from typing import cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -24,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from deltran.config import Settings
 from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
-from deltran.db.tables import ComplianceResult, Payment
+from deltran.db.tables import ComplianceResult, Payment, table_of
 from deltran.domain.compliance.checks import Rejection, static_checks
 from deltran.domain.compliance.screening import SanctionsList, SanctionsListError
 from deltran.observability import metrics
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Built once, values bound at execution (see deltran/db/payment_rows.py).
 _STORED = select(ComplianceResult).where(ComplianceResult.payment_id == bindparam("payment_id"))
-_RESULTS = cast(Table, ComplianceResult.__table__)
+_RESULTS = table_of(ComplianceResult)
 _RECORD = insert(_RESULTS).on_conflict_do_nothing(index_elements=[_RESULTS.c.payment_id])
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
@@ -17,7 +16,7 @@ from activities import liquidity, risk
 from deltran.config import Settings
 from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
-from deltran.db.tables import ClearingWindow, Obligation, Payment
+from deltran.db.tables import ClearingWindow, Obligation, Payment, table_of
 from deltran.ledger import ensure_accounts
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
@@ -31,8 +30,8 @@ log = logging.getLogger(__name__)
 # Built once, values bound at execution (see deltran/db/payment_rows.py); the payment's
 # update on its table, without the ORM's bulk-update bookkeeping.
 _OBLIGATION_OF = select(Obligation).where(Obligation.payment_id == bindparam("payment_id"))
-_PAYMENTS = cast(Table, Payment.__table__)
-_INSERT_OBLIGATION = insert(cast(Table, Obligation.__table__)).returning(Obligation.id)
+_PAYMENTS = table_of(Payment)
+_INSERT_OBLIGATION = insert(table_of(Obligation)).returning(Obligation.id)
 _PAYMENT_AWAITING = (
     update(_PAYMENTS)
     .where(_PAYMENTS.c.id == bindparam("payment_id"), _PAYMENTS.c.status == PaymentStatus.SCREENING)

@@ -6,14 +6,12 @@ references), so a replayed activity or a duplicate camt.054 changes nothing.
 
 from __future__ import annotations
 
-from typing import cast
-
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from deltran.db.tables import Obligation, Payment
+from deltran.db.tables import Obligation, Payment, table_of
 from deltran.observability import metrics
 from deltran.shared import SettleInput
 from deltran.temporal.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
@@ -22,8 +20,8 @@ from deltran.vocabulary import ObligationStatus, PaymentStatus
 # Built once, values bound at execution (see deltran/db/payment_rows.py), on the tables
 # (no ORM bulk-update bookkeeping). Net: the window's settlement reference stands for
 # both references, and only its own window settles an obligation.
-_OBLIGATIONS = cast(Table, Obligation.__table__)
-_PAYMENTS = cast(Table, Payment.__table__)
+_OBLIGATIONS = table_of(Obligation)
+_PAYMENTS = table_of(Payment)
 _CLOSE = (
     update(_OBLIGATIONS)
     .where(_OBLIGATIONS.c.id == bindparam("obligation_id"), _OBLIGATIONS.c.status == ObligationStatus.PENDING)

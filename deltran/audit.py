@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from deltran.db.tables import AuditLog
+from deltran.db.tables import AuditLog, table_of
 
 log = logging.getLogger("deltran.audit")
 
@@ -80,7 +80,7 @@ async def record(
 
 # One statement, values bound at execution: SQLAlchemy compiles and caches it once (a
 # statement built with .values() per call is keyed and looked up anew every time).
-_INSERT = insert(cast(Table, AuditLog.__table__)).returning(AuditLog.id)
+_INSERT = insert(table_of(AuditLog)).returning(AuditLog.id)
 
 
 def _jsonable(details: Mapping[str, Any]) -> dict:

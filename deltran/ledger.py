@@ -27,14 +27,13 @@ import enum
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import cast
 
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deltran.db.tables import Account, LedgerTransfer
+from deltran.db.tables import Account, LedgerTransfer, table_of
 from deltran.vocabulary import AccountKind, TransferKind
 
 FIAT_BOOKED = TransferKind.FIAT_BOOKED  # transfer kinds (ck_ledger_transfers_kind)
@@ -127,7 +126,7 @@ async def ensure_accounts(session: AsyncSession, participant_ids: list[uuid.UUID
 
 
 # Built once, the rows bound at execution: compiled once, not keyed anew per obligation.
-_ENSURE_ACCOUNT = insert(cast(Table, Account.__table__)).on_conflict_do_nothing()
+_ENSURE_ACCOUNT = insert(table_of(Account)).on_conflict_do_nothing()
 
 
 async def account_id(session: AsyncSession, participant_id: uuid.UUID, currency: str, kind: str) -> uuid.UUID:

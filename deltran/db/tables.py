@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from typing import cast
 
 from sqlalchemy import (
     CHAR,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -60,6 +62,12 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, typed as one: for Core statements on it (built once, no ORM
+    unit of work or bulk-update bookkeeping on the hot paths)."""
+    return cast(Table, model.__table__)
 
 
 def _uuid_pk() -> Mapped[uuid.UUID]:

@@ -15,9 +15,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +24,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from deltran import audit
-from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Obligation, Payment
+from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Obligation, Payment, table_of
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.domain import settlement
 from deltran.errors import ServiceUnavailable
@@ -54,8 +53,8 @@ class EntryResult:
 
 # The statements every entry runs, built once with their values bound at execution
 # (see deltran/db/payment_rows.py).
-_INSERT_MESSAGE = insert(cast(Table, MessageRow.__table__)).returning(MessageRow.id)
-_ENTRIES = cast(Table, BankNotification.__table__)
+_INSERT_MESSAGE = insert(table_of(MessageRow)).returning(MessageRow.id)
+_ENTRIES = table_of(BankNotification)
 _INSERT_ENTRY_UNLESS_TAKEN = insert(_ENTRIES).on_conflict_do_nothing().returning(_ENTRIES.c.id)
 _STORED = select(BankNotification).where(
     BankNotification.account == bindparam("account"),
@@ -139,24 +138,23 @@ async def _store_entry(session: AsyncSession, message_row_id: uuid.UUID, entry: 
     instruction = await _funding_instruction(session, entry)
     if instruction is not None:
         return await _store_funding(session, message_row_id, entry, instruction)
-    outcome, detail, payment = await _classify(session, entry)
+    classified, classified_detail, payment = await _classify(session, entry)
     values = _row(message_row_id, entry) | dict(
         payment_id=payment.id if payment else None,
     )
     # A concurrent post of the same entry, or a second booking for the same payment,
-    # loses the race on a unique index here (stores nothing) and is then stored for what
-    # it is.
-    row_id = await session.scalar(_INSERT_ENTRY_UNLESS_TAKEN, {"outcome": outcome, "outcome_detail": detail, **values})
-    if row_id is None:
-        existing = await _stored(session, entry)
-        if existing is None:
-            outcome, detail = EntryOutcome.PAYMENT_NOT_AWAITING, "the payment is already funded by another entry"
-            row_id = await session.scalar(
-                _INSERT_ENTRY_UNLESS_TAKEN, {"outcome": outcome, "outcome_detail": detail, **values}
-            )
-            if row_id is None:  # the same entry, posted concurrently, was stored first
-                existing = await _stored(session, entry)
-        if existing is not None:
+    # loses the race on a unique index (stores nothing): the entry stored first makes it
+    # a duplicate; otherwise the payment is funded by another entry, and it is stored so.
+    row_id = None
+    for outcome, detail in (
+        (classified, classified_detail),
+        (EntryOutcome.PAYMENT_NOT_AWAITING, "the payment is already funded by another entry"),
+    ):
+        stored = {"outcome": outcome, "outcome_detail": detail, **values}
+        row_id = await session.scalar(_INSERT_ENTRY_UNLESS_TAKEN, stored)
+        if row_id is not None:
+            break
+        if (existing := await _stored(session, entry)) is not None:
             return await _duplicate(session, entry, existing)
     assert row_id is not None
     matched = outcome == EntryOutcome.MATCHED

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -26,7 +25,7 @@ from temporalio.service import RPCError
 
 from deltran import audit
 from deltran.config import Settings
-from deltran.db.tables import Payment
+from deltran.db.tables import Payment, table_of
 from deltran.errors import Conflict, Malformed, Refused, ServiceUnavailable
 from deltran.identity import content_fingerprint, payment_id_for, workflow_id_for
 from deltran.iso20022.pacs008 import MAX_TRANSACTIONS
@@ -213,7 +212,7 @@ async def _refuse_uncleared_currencies(session: AsyncSession, batch: Sequence[Ne
 # at the id alone, a concurrent twin could first hit another of the twin's keys and be
 # mistaken for a UETR clash.) A Core statement with its values bound at execution:
 # compiled once, and no ORM bulk-insert machinery per payment.
-_INSERT_PAYMENT = insert(cast(Table, Payment.__table__)).on_conflict_do_nothing().returning(Payment.id)
+_INSERT_PAYMENT = insert(table_of(Payment)).on_conflict_do_nothing().returning(Payment.id)
 
 
 async def _record(session: AsyncSession, new: NewPayment) -> Intake:

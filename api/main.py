@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -33,7 +34,12 @@ from api.temporal_connection import TemporalConnection
 from deltran.config import Settings, get_settings
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.errors import DomainError, ServiceUnavailable
+from deltran.intake.payments import WorkflowStarts
 from deltran.observability.tracing import setup_tracing
+
+log = logging.getLogger("deltran.api")
+# On shutdown, how long the workflow starts still in flight may take (then the sweeper's).
+STARTS_DRAIN_S = 10.0
 
 # Seconds a kept-alive connection may idle before the server closes it: longer than any
 # client's or proxy's own idle limit (httpx 5 s, load balancers typically 60 s). At an
@@ -55,11 +61,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         app.state.temporal = TemporalConnection(settings)
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        app.state.workflow_starts = WorkflowStarts()
         try:
             await app.state.temporal.get()
         except ServiceUnavailable:
             pass  # connect again on the first request that needs it; /healthz says why
         yield
+        # Starts still in flight get a moment; any left are the sweeper's (the rows are committed).
+        if left := await app.state.workflow_starts.drain(STARTS_DRAIN_S):
+            log.warning("API stopping with %d payment workflow start(s) left to the sweeper", left)
         await engine.dispose()
 
     app = FastAPI(

@@ -71,7 +71,9 @@ async def submit(
     if content_type in XML_TYPES:
         message = _parse_pacs008(body, settings.max_body_bytes)
         batch = payments_from_pacs008(message, caller.bic)
-        intakes = await submit_payments(session, temporal, settings, batch, actor=caller.identity)
+        intakes = await submit_payments(
+            session, temporal, settings, batch, actor=caller.identity, starts=request.app.state.workflow_starts
+        )
         return [
             PacsTransactionAccepted(end_to_end_id=new.end_to_end_id, payment_id=i.payment_id, status=i.status)
             for new, i in zip(batch, intakes, strict=True)
@@ -90,7 +92,9 @@ async def submit(
             errors=[{"field": "debtor.agent_bic", "message": f"must be {caller.bic}"}],
         )
     new = new_payment_from_json(payment, caller.bic)
-    [intake] = await submit_payments(session, temporal, settings, [new], actor=caller.identity)
+    [intake] = await submit_payments(
+        session, temporal, settings, [new], actor=caller.identity, starts=request.app.state.workflow_starts
+    )
     return PaymentAccepted(payment_id=intake.payment_id, workflow_id=intake.workflow_id, status=intake.status)
 
 

@@ -16,7 +16,9 @@ Phases (one after the other, never at the same time)
        per camt.054 (gross); for net payments it funds every PENDING funding instruction of
        the currency's windows (camt.054, EndToEndId = instruction reference). When the load
        stops it asks for the windows to close (admin; LOAD_CLOSE_WINDOWS=0 leaves it to
-       the 60 s schedule) so the net payments settle within the drain. Then the drain.
+       the 60 s schedule) so the net payments settle within the drain, and again during
+       the drain when a net payment joined a window after that close (it was still in
+       compliance then). Then the drain.
 
 Counting, the same for both
     cycle      a workflow/payment started during the LOAD_SECONDS
@@ -129,11 +131,13 @@ class Calls:
 
     def __init__(self) -> None:
         self.latencies_ms: list[float] = []
+        self.by_kind: dict[str, list[float]] = {}
         self.errors = 0
         self.error_kinds: Counter[str] = Counter()
 
-    def record(self, ms: float, error: str | None) -> None:
+    def record(self, ms: float, error: str | None, kind: str = "POST /v1/payments") -> None:
         self.latencies_ms.append(ms)
+        self.by_kind.setdefault(kind, []).append(ms)
         if error:
             self.errors += 1
             self.error_kinds[error] += 1
@@ -146,6 +150,7 @@ class Tracked:
     net: bool
     posted: bool = False
     done: bool = False
+    parked_at: float = 0.0  # monotonic time it was first seen parked or processing done
 
 
 @dataclass
@@ -171,6 +176,7 @@ class SettlementAgent:
         )
         self.state = AgentState()
         self._last_window_check = 0.0
+        self._last_close: float | None = None
 
     @property
     def agent_headers(self) -> dict:
@@ -206,7 +212,7 @@ class SettlementAgent:
         for pid, e2e, amount, currency, status, mode in rows:
             t = s.tracked.get(pid)
             if t is None:
-                t = s.tracked[pid] = Tracked(pid, e2e, net=mode == "NET")
+                t = s.tracked[pid] = Tracked(pid, e2e, net=mode == "NET", parked_at=time.monotonic())
                 s.released += 1  # processing done for now: completes, rejected, or parked in its window
                 s.net_seen |= t.net
             if status == "AWAITING_SETTLEMENT" and not t.net and not t.posted:
@@ -233,16 +239,15 @@ class SettlementAgent:
         os.replace(partial, self.run_dir / "released")
 
     async def _post(self, path: str, *, content: bytes | None = None, headers: dict, method: str = "POST"):
+        kind = f"{method} {path.split('?')[0]}"
         t0 = time.perf_counter()
         try:
             response = await self.http.request(method, path, content=content, headers=headers)
         except httpx.HTTPError as exc:
-            self.calls.record((time.perf_counter() - t0) * 1000, type(exc).__name__)
+            self.calls.record((time.perf_counter() - t0) * 1000, type(exc).__name__, kind)
             return None
         ok = response.status_code < 300
-        self.calls.record(
-            (time.perf_counter() - t0) * 1000, None if ok else f"{method} {path.split('?')[0]} {response.status_code}"
-        )
+        self.calls.record((time.perf_counter() - t0) * 1000, None if ok else f"{kind} {response.status_code}", kind)
         return response if ok else None
 
     async def _book(self, bookings: list[tuple[str, Decimal, str]]) -> None:
@@ -292,7 +297,15 @@ class SettlementAgent:
 
     async def close_windows(self, currency: str) -> None:
         admin = {"Authorization": f"Bearer {self.keys['admin']}"}
+        self._last_close = time.monotonic()
         await self._post(f"/v1/clearing/windows/close?currency={currency}", headers=admin)
+
+    def parked_since_close(self) -> bool:
+        """A net payment of this run joined a window after the last close (it was still in
+        compliance then): that window waits for the next close, like the first."""
+        if self._last_close is None or time.monotonic() - self._last_close < WINDOW_TICK_S:
+            return False
+        return any(t.net and not t.done and t.parked_at > self._last_close for t in self.state.tracked.values())
 
 
 # -- DelTran phase -----------------------------------------------------------------------------
@@ -378,6 +391,8 @@ async def run_deltran(cfg: Config, settings: Settings, keys: dict, api_url: str)
             drain_until = time.monotonic() + cfg.drain_s
             while time.monotonic() < drain_until and agent.state.done < accepted:
                 await agent.tick()
+                if cfg.close_windows and agent.parked_since_close():
+                    await agent.close_windows("AED")
                 await asyncio.sleep(TICK_S)
             if agent.state.net_seen:
                 await agent.fund_windows("AED")
@@ -549,6 +564,17 @@ async def run(cfg: Config, settings: Settings) -> dict:
         "api_calls": total_calls,
         "errors": calls.errors,
         "error_kinds": dict(calls.error_kinds),
+        # Which calls make the tail: the banks' submissions, or the agent's camt.054 batches.
+        "latency_by_call": {
+            kind: {
+                "calls": len(ms),
+                "p50_ms": round(percentile(ms, 50), 1),
+                "p95_ms": round(percentile(ms, 95), 1),
+                "p99_ms": round(percentile(ms, 99), 1),
+                "max_ms": round(max(ms), 1),
+            }
+            for kind, ms in sorted(calls.by_kind.items())
+        },
         "baseline": _drive_details(baseline),
         "baseline_local": _drive_details(baseline_local),
         "accounting": deltran["accounting"],
@@ -606,6 +632,11 @@ def _print(result: dict, details: dict) -> None:
         f" + {acc['rejected']} rejected + {acc['lost']} lost   ({details['api_calls']} API calls, "
         f"{details['errors']} errors{': ' + str(details['error_kinds']) if details['error_kinds'] else ''})"
     )
+    for kind, lat in details["latency_by_call"].items():
+        print(
+            f"  {kind:<34} {lat['calls']:>5} calls  p50 {lat['p50_ms']:>6.0f}  p95 {lat['p95_ms']:>6.0f}"
+            f"  p99 {lat['p99_ms']:>6.0f}  max {lat['max_ms']:>6.0f} ms"
+        )
     for label, key in (("baseline:  ", "baseline"), ("local:     ", "baseline_local")):
         b = details[key]
         print(f"{label} {b['completed']} of {b['started']} bare cycles completed, {b['errors']} errors")

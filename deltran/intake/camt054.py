@@ -9,15 +9,17 @@ sweeper (`signal_unsent`) if it never does.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -31,7 +33,7 @@ from deltran.errors import ServiceUnavailable
 from deltran.iso20022.camt054 import Camt054Entry, Camt054Message
 from deltran.shared import FiatBooking
 from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract
-from deltran.vocabulary import EntryOutcome, FundingStatus
+from deltran.vocabulary import EntryOutcome, FundingStatus, PaymentStatus
 
 # The logger keeps the name it had when intake lived in the API: dashboards and log queries use it.
 log = logging.getLogger("deltran.api.camt054")
@@ -65,9 +67,20 @@ _STORED = select(BankNotification).where(
 _PAYMENTS_BY_UETR = select(Payment).where(Payment.uetr == bindparam("uetr")).with_for_update(read=True)
 _PAYMENTS_BY_E2E = select(Payment).where(Payment.end_to_end_id == bindparam("e2e")).with_for_update(read=True)
 _MODE_OF = select(Obligation.settlement_mode).where(Obligation.payment_id == bindparam("payment_id"))
+_IDS = bindparam("ids", type_=ARRAY(_ENTRIES.c.id.type))
 _MARK_SIGNALLED = (  # on the table: no ORM bulk-update bookkeeping
-    update(_ENTRIES).where(_ENTRIES.c.id == bindparam("notification_id")).values(signalled_at=func.now())
+    update(_ENTRIES).where(_ENTRIES.c.id == any_(_IDS)).values(signalled_at=func.now())
 )
+_OUTCOMES = select(_ENTRIES.c.id, _ENTRIES.c.outcome, _ENTRIES.c.outcome_detail).where(_ENTRIES.c.id == any_(_IDS))
+_SCREENING = select(Payment.id).where(
+    Payment.id == any_(bindparam("ids", type_=ARRAY(table_of(Payment).c.id.type))),
+    Payment.status == bindparam("status"),
+)
+# How long a signal waits for the workflow of a payment accepted a moment ago to start.
+START_WAIT_S = 5.0
+# Signals in flight at once for one message: enough to hide Temporal's round trip, few
+# enough that one large camt.054 does not crowd out every other caller's requests.
+SIGNAL_CONCURRENCY = 16
 
 
 async def receive_camt054(
@@ -98,9 +111,7 @@ async def receive_camt054(
             },
         )
     try:
-        for result in results:
-            if result.needs_signal:
-                await _signal(session, temporal, result)
+        await _signal_all(session, temporal, [r for r in results if r.needs_signal])
     finally:  # each entry's outcome as stored (re-read when its workflow had closed)
         for result in results:
             _log_entry(message.message_id, result)
@@ -299,42 +310,95 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
     return (*settlement.payment_outcome(entry, payment, mode), payment)
 
 
-async def _signal(session: AsyncSession, temporal: Client, result: EntryResult) -> None:
+async def _signal_all(session: AsyncSession, temporal: Client, due: list[EntryResult]) -> None:
+    """Signal the entries' workflows, at most SIGNAL_CONCURRENCY at once (a camt.054 of a
+    hundred entries waits for about one round trip to Temporal, not a hundred in a row),
+    then mark every entry whose signal went out, in one statement. The first failure is
+    raised after that, so what went out is never signalled again."""
+    gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
+
+    async def send(result: EntryResult) -> bool:
+        async with gate:
+            return await _send_signal(temporal, result)
+
+    sent = await asyncio.gather(*(send(r) for r in due), return_exceptions=True)
+    done = [r for r, s in zip(due, sent, strict=True) if s is True]
+    not_found = [r for r, s in zip(due, sent, strict=True) if s is False]
+    # A payment still SCREENING has no workflow yet: the API starts it just after its 202
+    # (intake.payments.WorkflowStarts). Its signal waits for that start; if the start never
+    # comes the entry stays unmarked, and the sweeper starts the workflow and signals it.
+    unstarted = await _still_screening(session, not_found)
+    late = await asyncio.gather(*(_signal_once_started(temporal, r) for r in unstarted), return_exceptions=True)
+    done += [r for r, s in zip(unstarted, late, strict=True) if s is True]
+    # Otherwise the workflow had closed: it settled with this booking (a duplicate post
+    # racing the first), or the payment's own final transition already turned the entry
+    # into an exception to return (deltran/db/payment_rows.return_bookings). Either way the
+    # stored outcome stands; a signal never rewrites it: report it as stored.
+    waited = {r.notification_id for r in unstarted}
+    closed = {r.notification_id: r for r in not_found if r.notification_id not in waited}
+    if done or closed:
+        async with session.begin():
+            await session.execute(_MARK_SIGNALLED, {"ids": [r.notification_id for r in done] + list(closed)})
+            if closed:
+                for row in await session.execute(_OUTCOMES, {"ids": list(closed)}):
+                    closed[row.id].outcome, closed[row.id].detail = row.outcome, row.outcome_detail
+    failure = next((s for s in (*sent, *late) if isinstance(s, BaseException)), None)
+    if failure is not None:
+        raise failure
+
+
+async def _still_screening(session: AsyncSession, results: list[EntryResult]) -> list[EntryResult]:
+    bookings = [r for r in results if r.funding_reference is None and r.payment_id is not None]
+    if not bookings:
+        return []
+    async with session.begin():
+        screening = set(
+            await session.scalars(
+                _SCREENING, {"ids": [r.payment_id for r in bookings], "status": PaymentStatus.SCREENING}
+            )
+        )
+    return [r for r in bookings if r.payment_id in screening]
+
+
+async def _signal_once_started(temporal: Client, result: EntryResult) -> bool:
+    """Signal again while the workflow is not started, for up to START_WAIT_S."""
+    deadline = time.monotonic() + START_WAIT_S
+    pause_s = 0.05
+    while time.monotonic() < deadline:
+        await asyncio.sleep(pause_s)
+        if await _send_signal(temporal, result):
+            return True
+        pause_s = min(pause_s * 2, 1.0)
+    log.info(
+        "camt054 entry matched before its payment's workflow started; the sweeper signals it",
+        extra={"notification_id": result.notification_id, "payment_id": result.payment_id},
+    )
+    return False
+
+
+async def _send_signal(temporal: Client, result: EntryResult) -> bool:
+    """True once the signal is delivered, False if the workflow has closed."""
     assert result.workflow_id is not None
     entry = result.entry
-    booking = FiatBooking(
-        notification_id=result.notification_id,
-        camt054_entry_reference=entry.entry_reference,
-        bank_confirmation_reference=entry.bank_reference or entry.entry_reference,
-        amount=entry.amount,
-        currency=entry.currency,
-        booking_date=entry.booking_date,
-    )
     handle = temporal.get_workflow_handle(result.workflow_id)
     try:
         if result.funding_reference is not None:
             await handle.signal(ClearingWindowContract.funding_booked, result.funding_reference)
         else:
+            booking = FiatBooking(
+                notification_id=result.notification_id,
+                camt054_entry_reference=entry.entry_reference,
+                bank_confirmation_reference=entry.bank_reference or entry.entry_reference,
+                amount=entry.amount,
+                currency=entry.currency,
+                booking_date=entry.booking_date,
+            )
             await handle.signal(PaymentWorkflowContract.fiat_booked, booking)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise ServiceUnavailable("temporal", exc.message) from exc
-        # The workflow has closed: it settled with this booking (a duplicate post racing
-        # the first), or the payment's own final transition already turned the entry
-        # into an exception to return (deltran/db/payment_rows.return_bookings). Either
-        # way the stored outcome stands; a signal never rewrites it.
-        await _mark_signalled(session, result.notification_id)
-        async with session.begin():
-            stored = (
-                await session.execute(
-                    select(BankNotification.outcome, BankNotification.outcome_detail).where(
-                        BankNotification.id == result.notification_id
-                    )
-                )
-            ).one()
-        result.outcome, result.detail = stored.outcome, stored.outcome_detail
-        return
-    await _mark_signalled(session, result.notification_id)
+        return False
+    return True
 
 
 async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelta, limit: int = 500) -> int:
@@ -357,14 +421,14 @@ async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelt
                 )
             ).all()
         )
-    sent = 0
+    due = []
     for row in rows:
         async with session.begin():
             result = await _duplicate(session, _entry_of(row), row)
         if result.needs_signal:
-            await _signal(session, temporal, result)
-            sent += 1
-    return sent
+            due.append(result)
+    await _signal_all(session, temporal, due)
+    return len(due)
 
 
 def _entry_of(row: BankNotification) -> Camt054Entry:
@@ -387,8 +451,3 @@ def _entry_of(row: BankNotification) -> Camt054Entry:
         transaction_id=None,
         bank_reference=row.bank_reference,
     )
-
-
-async def _mark_signalled(session: AsyncSession, notification_id: uuid.UUID) -> None:
-    async with session.begin():
-        await session.execute(_MARK_SIGNALLED, {"notification_id": notification_id})

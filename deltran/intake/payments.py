@@ -1,8 +1,11 @@
 """Payment intake: record a submitted payment and start (or find) its workflow.
 
-Shared by every input format (JSON now, pacs.008 later). The row is committed before the
-workflow starts, so nothing accepted is lost: if Temporal is down the caller gets a 503
-and the resubmission (same identity, same content) starts the workflow then.
+Shared by every input format (JSON and pacs.008). The row is committed before the
+workflow starts, so nothing accepted is lost. Called with `WorkflowStarts` (the API), the
+starts run after the answer: the committed row is the durable record, and a start that
+fails (Temporal down) or never runs (the API stopped) is made by the worker's sweeper or by
+a resubmission. Called without (the CLI, tests), the starts run before it returns, and
+Temporal down is a ServiceUnavailable (503).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -29,6 +33,7 @@ from deltran.db.tables import Payment, table_of
 from deltran.errors import Conflict, Malformed, Refused, ServiceUnavailable
 from deltran.identity import content_fingerprint, payment_id_for, workflow_id_for
 from deltran.iso20022.pacs008 import MAX_TRANSACTIONS
+from deltran.observability import metrics
 from deltran.shared import PaymentInput
 from deltran.temporal.contract import PaymentWorkflowContract
 from deltran.temporal.search_attributes import initial_search_attributes
@@ -39,6 +44,58 @@ log = logging.getLogger("deltran.api.intake")
 
 # Payments per message: a bound on one transaction's size (the pacs.008 reader refuses more).
 MAX_BATCH = MAX_TRANSACTIONS
+
+
+class WorkflowStarts:
+    """The API's workflow starts, run after the 202 instead of before it.
+
+    The payment's row is committed first and is the durable record (a transactional
+    outbox): if a start fails (Temporal down) or never runs (the API stopped), the
+    worker's sweeper starts the workflow of every payment still SCREENING after its grace
+    period, and a resubmission starts it at once. So the bank's answer waits for one
+    PostgreSQL commit, not also for Temporal's round trip, which under load is most of
+    it. At most `limit` starts wait at once; beyond that a submission starts its
+    workflows itself before answering, so a Temporal that falls behind slows intake
+    instead of growing this queue without bound."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._limit = limit
+        self._running: set[asyncio.Task] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._running)
+
+    def has_room(self, n: int) -> bool:
+        return len(self._running) + n <= self._limit
+
+    def start(self, starts: list[Coroutine[Any, Any, None]]) -> None:
+        for start in starts:
+            task = asyncio.create_task(_logged(start))
+            self._running.add(task)
+            task.add_done_callback(self._done)
+        metrics.workflow_starts_pending.set(len(self._running))
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        metrics.workflow_starts_pending.set(len(self._running))
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to `timeout_s` for the starts in flight (the API stopping); returns how
+        many were left to the sweeper."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
+        return len(self._running)
+
+
+async def _logged(start: Coroutine[Any, Any, None]) -> None:
+    try:
+        await start
+    except ServiceUnavailable:
+        metrics.workflow_starts_failed.inc()  # logged by _start_workflow with the payment
+    except Exception:
+        metrics.workflow_starts_failed.inc()
+        log.exception("payment workflow start failed (recorded; the sweeper or a resubmission starts it)")
 
 
 @dataclass(frozen=True)
@@ -91,10 +148,11 @@ async def submit_payments(
     batch: Sequence[NewPayment],
     *,
     actor: str,
+    starts: WorkflowStarts | None = None,
 ) -> list[Intake]:
     """Record every payment of one message in one transaction (all or none: a conflict
     on any of them is a 409 for the message), audited in that same transaction, then
-    start their workflows."""
+    start their workflows: after returning when `starts` has room, else before."""
     assert 0 < len(batch) <= MAX_BATCH
     _refuse_repeated_end_to_end_ids(batch)
     _refuse_self_payments(batch)
@@ -119,13 +177,14 @@ async def submit_payments(
             )
     # A payment still SCREENING may be one whose workflow start failed earlier: start
     # it (or find it running). Past SCREENING the workflow exists for sure.
-    await asyncio.gather(
-        *(
-            _start_workflow(temporal, settings, new, intake.payment_id, intake.workflow_id)
-            for new, intake in zip(batch, intakes, strict=True)
-            if intake.status == PaymentStatus.SCREENING
-        )
-    )
+    due = [
+        (new, intake) for new, intake in zip(batch, intakes, strict=True) if intake.status == PaymentStatus.SCREENING
+    ]
+    pending = [_start_workflow(temporal, settings, new, i.payment_id, i.workflow_id) for new, i in due]
+    if starts is not None and starts.has_room(len(pending)):
+        starts.start(pending)
+    else:
+        await asyncio.gather(*pending)
     for new, intake in zip(batch, intakes, strict=True):
         log.info(
             "payment accepted",

@@ -63,6 +63,15 @@ netting_seconds = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
 )
 
+workflow_starts_pending = Gauge(
+    "deltran_workflow_starts_pending",
+    "Payment workflows the API is starting after its 202 (the rows are committed)",
+)
+workflow_starts_failed = Counter(
+    "deltran_workflow_starts_failed",
+    "Payment workflow starts after a 202 that failed (Temporal unavailable): the sweeper or a resubmission starts them",
+)
+
 step_attempts_failed = Counter(
     "deltran_step_attempts_failed",
     "Attempts of a workflow step (activity, local or regular) that failed and will be retried:"

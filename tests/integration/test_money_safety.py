@@ -40,12 +40,21 @@ from deltran.db.tables import (
 )
 from deltran.errors import Refused
 from deltran.intake.payments import submit_payments
+from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.reconciliation import end_of_day_breaks
 from deltran.shared import ExpireInput
 from deltran.vocabulary import PaymentStatus
 from tests.integration.test_clearing import fund, submit_all, supply_and_fiat
-from tests.support.payments import AE_IBAN, auth, camt054_for, new_payment, payment_body, wait_for_status
+from tests.support.payments import (
+    AE_IBAN,
+    auth,
+    camt054_for,
+    complete_gross_payment,
+    new_payment,
+    payment_body,
+    wait_for_status,
+)
 from worker.fail_fast import INVARIANT_VIOLATED, FailFastInterceptor
 
 XML = {"Content-Type": "application/xml"}
@@ -184,6 +193,66 @@ async def test_duplicates_of_a_settled_booking_never_change_it(http, credentials
             select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.notification_id == entry.id)
         )
     assert minted == 1
+
+
+async def test_one_camt054_booking_many_payments_signals_each_once(http, credentials, sessions, e2e_id):
+    """The entries' signals go out together; an entry whose workflow has already closed,
+    in the same message, still reports its stored outcome, and every one is marked."""
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    e2es = [f"{e2e_id}-{i}" for i in range(12)]
+    accepted = await asyncio.gather(
+        *(
+            http.post("/v1/payments", json={**payment_body(e, amount="120.00"), "urgent": True}, headers=bank)
+            for e in e2es
+        )
+    )
+    assert all(r.status_code == 202 for r in accepted), [r.text for r in accepted if r.status_code != 202]
+    ids = [r.json()["payment_id"] for r in accepted]
+    await asyncio.gather(*(wait_for_status(http, i, bank, {"AWAITING_SETTLEMENT"}) for i in ids))
+    # A settled payment's entry whose signal looks unsent: its workflow has closed.
+    closed_payment = uuid.UUID(await complete_gross_payment(http, credentials, "130.00", prefix=f"{e2e_id}-C"))
+    async with sessions() as session, session.begin():
+        closed_e2e = await session.scalar(select(Payment.end_to_end_id).where(Payment.id == closed_payment))
+        closed_entry = await session.scalar(
+            select(BankNotification)
+            .join(Payment, Payment.id == BankNotification.payment_id)
+            .where(Payment.id == closed_payment)
+        )
+        closed_entry.signalled_at = None
+        closed_reference = closed_entry.entry_reference
+
+    references = [f"MANY-{uuid.uuid4().hex[:12]}" for _ in e2es]
+    specs = [
+        BookingSpec(
+            end_to_end_id=e, amount=Decimal("120.00"), currency="AED", entry_reference=r, bank_reference=f"BR-{r}"
+        )
+        for e, r in zip(e2es, references, strict=True)
+    ]
+    specs.append(
+        BookingSpec(
+            end_to_end_id=closed_e2e,
+            amount=Decimal("130.00"),
+            currency="AED",
+            entry_reference=closed_reference,
+            bank_reference=f"BR-{closed_reference}",
+        )
+    )
+    posted = await _post_camt054(http, credentials, build_camt054(specs, message_id=f"MANY-{uuid.uuid4().hex[:12]}"))
+    assert posted.status_code == 200, posted.text
+    entries = posted.json()["entries"]
+    assert [(e["outcome"], e["duplicate"]) for e in entries] == [("MATCHED", False)] * 12 + [("MATCHED", True)]
+    await asyncio.gather(*(wait_for_status(http, i, bank, {"COMPLETED"}) for i in ids))
+    async with sessions() as session:
+        stored = (
+            await session.scalars(
+                select(BankNotification).where(BankNotification.entry_reference.in_([*references, closed_reference]))
+            )
+        ).all()
+        tokens = await session.scalar(
+            select(func.count()).select_from(Token).where(Token.payment_id.in_([uuid.UUID(i) for i in ids]))
+        )
+    assert len(stored) == 13 and all(e.signalled_at is not None and e.outcome == "MATCHED" for e in stored)
+    assert tokens == 12
 
 
 # -- 3. a bank paying itself --------------------------------------------------------------

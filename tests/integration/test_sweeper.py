@@ -1,8 +1,10 @@
-"""A payment recorded while Temporal was down gets its workflow from the worker's
-sweeper, once, even if the bank never resubmits."""
+"""A payment recorded while Temporal was down, or whose start the API never made, gets its
+workflow from the worker's sweeper, once, even if the bank never resubmits; a camt.054
+booked before the workflow exists reaches it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,8 +14,11 @@ from sqlalchemy import select, text
 
 from deltran.db.tables import BankNotification, Payment
 from deltran.identity import payment_id_for, workflow_id_for
-from deltran.intake.camt054 import signal_unsent
-from tests.support.payments import AE_IBAN, auth, payment_body, wait_for_status
+from deltran.intake import camt054 as camt054_intake
+from deltran.intake.camt054 import receive_camt054, signal_unsent
+from deltran.intake.payments import WorkflowStarts, submit_payments
+from deltran.iso20022.camt054 import parse_camt054
+from tests.support.payments import AE_IBAN, auth, camt054_for, new_payment, payment_body, wait_for_status
 from tests.support.visibility import listed
 from worker.sweeper import start_orphans
 
@@ -90,3 +95,70 @@ async def test_a_booking_whose_signal_never_went_out_is_signalled(
     async with sessions() as session:
         entry = await session.scalar(select(BankNotification).where(BankNotification.entry_reference == f"U-{e2e}"))
     assert entry.signalled_at is not None  # the next round leaves it alone
+
+
+class _StartsLater(WorkflowStarts):
+    """The API's starts, each a second after the answer: the window in which a camt.054
+    can arrive before its payment's workflow exists."""
+
+    def start(self, starts: list) -> None:
+        super().start([_after(1.0, start) for start in starts])
+
+
+class _StartsNever(WorkflowStarts):
+    """The API stopped between its 202 and the start."""
+
+    def start(self, starts: list) -> None:
+        for start in starts:
+            start.close()
+
+
+async def _after(delay_s: float, start) -> None:
+    await asyncio.sleep(delay_s)
+    await start
+
+
+async def _accept_then_book(sessions, settings, temporal_env, starts: WorkflowStarts, e2e: str):
+    async with sessions() as session:
+        [intake] = await submit_payments(
+            session,
+            temporal_env.client,
+            settings,
+            [new_payment(e2e, "44.00", urgent=True)],
+            actor="test",
+            starts=starts,
+        )
+    body = camt054_for(e2e, "44.00", entry_reference=f"E-{e2e}")
+    async with sessions() as session:
+        [entry] = await receive_camt054(session, temporal_env.client, parse_camt054(body), body, actor="test")
+    return intake, entry
+
+
+async def test_a_booking_posted_before_its_workflow_started_reaches_it(
+    http, credentials, sessions, settings, temporal_env, worker
+):
+    e2e = f"EARLY-{uuid.uuid4().hex[:12]}"
+    intake, entry = await _accept_then_book(sessions, settings, temporal_env, _StartsLater(), e2e)
+    assert (entry.outcome, entry.duplicate) == ("MATCHED", False)
+    await wait_for_status(http, str(intake.payment_id), auth(credentials["banks"]["EBILAEAD"]), {"COMPLETED"})
+    async with sessions() as session:
+        stored = await session.scalar(select(BankNotification).where(BankNotification.entry_reference == f"E-{e2e}"))
+    assert stored.signalled_at is not None
+
+
+async def test_a_booking_for_a_payment_whose_start_never_came_is_signalled_by_the_sweeper(
+    http, credentials, sessions, settings, temporal_env, worker, monkeypatch
+):
+    monkeypatch.setattr(camt054_intake, "START_WAIT_S", 0.3)
+    e2e = f"NOSTART-{uuid.uuid4().hex[:12]}"
+    intake, entry = await _accept_then_book(sessions, settings, temporal_env, _StartsNever(), e2e)
+    assert entry.outcome == "MATCHED"
+    async with sessions() as session:
+        stored = await session.scalar(select(BankNotification).where(BankNotification.entry_reference == f"E-{e2e}"))
+        payment = await session.get(Payment, intake.payment_id)
+    # Booked, not signalled (no workflow to signal), and the payment waits in SCREENING.
+    assert stored.signalled_at is None and payment.status == "SCREENING"
+    assert await start_orphans(temporal_env.client, sessions, settings, grace=timedelta(0)) >= 1
+    async with sessions() as session:
+        assert await signal_unsent(session, temporal_env.client, timedelta(0)) >= 1
+    await wait_for_status(http, str(intake.payment_id), auth(credentials["banks"]["EBILAEAD"]), {"COMPLETED"})

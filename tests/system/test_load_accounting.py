@@ -88,3 +88,9 @@ async def test_a_short_load_run_accounts_for_every_payment(api_url, credentials,
     for rate, ratio in (("baseline_per_s", "ratio"), ("baseline_local_per_s", "ratio_local")):
         assert result[rate] > 0, details
         assert result[ratio] == pytest.approx(result["completed_per_s"] / result[rate], rel=0.01)
+    # The latency of every call, split by kind: the banks' submissions (one per attempt)
+    # and the agent's camt.054 bookings, which make up the tail when they are large.
+    by_call = details["latency_by_call"]
+    assert by_call["POST /v1/payments"]["calls"] == accounting["attempted"]
+    assert by_call["POST /v1/notifications/camt054"]["calls"] > 0
+    assert sum(kind["calls"] for kind in by_call.values()) == details["api_calls"]

@@ -1,6 +1,7 @@
-"""Nothing accepted is lost: a payment whose row was committed while Temporal was down
-(the API answered 503) gets its workflow from this sweeper, even if the bank never
-resubmits; likewise a matched camt.054 entry whose signal never went out is signalled.
+"""Nothing accepted is lost: a payment whose row was committed but whose workflow start
+failed (Temporal down) or never ran (the API stopped just after its 202) gets its workflow
+from this sweeper, even if the bank never resubmits; likewise a matched camt.054 entry
+whose signal never went out is signalled, once its workflow exists.
 Every `interval_s` it starts (or finds: the start is idempotent) the workflow of each
 payment still SCREENING after a grace period — in a healthy system those are
 payments whose compliance step is running or retrying, and the start just finds them."""
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
@@ -24,35 +26,58 @@ from deltran.vocabulary import PaymentStatus
 log = logging.getLogger("deltran.sweeper")
 GRACE = timedelta(seconds=30)
 BATCH = 500
+START_CONCURRENCY = 16
 
 
 async def start_orphans(
     client: Client, sessions: async_sessionmaker, settings: Settings, grace: timedelta = GRACE
 ) -> int:
-    """Start the workflows of payments left in SCREENING for longer than `grace`."""
-    async with sessions() as session:
-        rows = (
-            await session.execute(
-                select(
-                    Payment.id,
-                    Payment.workflow_id,
-                    Payment.end_to_end_id,
-                    Payment.amount,
-                    Payment.currency,
-                    Payment.debtor_agent_bic,
-                    Payment.creditor_agent_bic,
-                )
-                .where(Payment.status == PaymentStatus.SCREENING, Payment.created_at < func.now() - grace)
-                .order_by(Payment.created_at)
-                .limit(BATCH)
-            )
-        ).all()
-    for row in rows:
+    """Start (or find) the workflows of payments left in SCREENING for longer than `grace`,
+    every one of them, page by page: those whose compliance step is retrying are found
+    running, so they never hide the orphans behind them. A failed start ends the round
+    after its page (Temporal down); the next round tries again. Returns how many were
+    started or found."""
+    done = 0
+    after: tuple = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def start(row) -> None:
         data = payment_input(
             settings, row.id, row.end_to_end_id, row.amount, row.currency, row.debtor_agent_bic, row.creditor_agent_bic
         )
-        await start_payment_workflow(client, settings, data, row.workflow_id)
-    return len(rows)
+        async with gate:
+            await start_payment_workflow(client, settings, data, row.workflow_id)
+
+    while True:
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Payment.id,
+                        Payment.created_at,
+                        Payment.workflow_id,
+                        Payment.end_to_end_id,
+                        Payment.amount,
+                        Payment.currency,
+                        Payment.debtor_agent_bic,
+                        Payment.creditor_agent_bic,
+                    )
+                    .where(
+                        Payment.status == PaymentStatus.SCREENING,
+                        Payment.created_at < func.now() - grace,
+                        tuple_(Payment.created_at, Payment.id) > after,
+                    )
+                    .order_by(Payment.created_at, Payment.id)
+                    .limit(BATCH)
+                )
+            ).all()
+        outcomes = await asyncio.gather(*(start(row) for row in rows), return_exceptions=True)
+        if failure := next((o for o in outcomes if isinstance(o, BaseException)), None):
+            raise failure  # the rest of the page has been tried; the next round tries again
+        done += len(rows)
+        if len(rows) < BATCH:
+            return done
+        after = (rows[-1].created_at, rows[-1].id)
 
 
 async def run_sweeper(

@@ -10,6 +10,7 @@ sweeper (`signal_unsent`) if it never does.
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import logging
 import time
@@ -33,7 +34,7 @@ from deltran.errors import ServiceUnavailable
 from deltran.iso20022.camt054 import Camt054Entry, Camt054Message
 from deltran.shared import FiatBooking
 from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract
-from deltran.vocabulary import EntryOutcome, FundingStatus, PaymentStatus
+from deltran.vocabulary import EntryOutcome, FundingStatus
 
 # The logger keeps the name it had when intake lived in the API: dashboards and log queries use it.
 log = logging.getLogger("deltran.api.camt054")
@@ -72,10 +73,6 @@ _MARK_SIGNALLED = (  # on the table: no ORM bulk-update bookkeeping
     update(_ENTRIES).where(_ENTRIES.c.id == any_(_IDS)).values(signalled_at=func.now())
 )
 _OUTCOMES = select(_ENTRIES.c.id, _ENTRIES.c.outcome, _ENTRIES.c.outcome_detail).where(_ENTRIES.c.id == any_(_IDS))
-_SCREENING = select(Payment.id).where(
-    Payment.id == any_(bindparam("ids", type_=ARRAY(table_of(Payment).c.id.type))),
-    Payment.status == bindparam("status"),
-)
 # How long a signal waits for the workflow of a payment accepted a moment ago to start.
 START_WAIT_S = 5.0
 # Signals in flight at once for one message: enough to hide Temporal's round trip, few
@@ -310,74 +307,79 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
     return (*settlement.payment_outcome(entry, payment, mode), payment)
 
 
-async def _signal_all(session: AsyncSession, temporal: Client, due: list[EntryResult]) -> None:
+class _Delivery(enum.Enum):
+    SENT = "sent"
+    CLOSED = "closed"  # the workflow has run and closed
+    NOT_STARTED = "not started"  # no such workflow yet
+
+
+async def _signal_all(session: AsyncSession, temporal: Client, due: list[EntryResult]) -> int:
     """Signal the entries' workflows, at most SIGNAL_CONCURRENCY at once (a camt.054 of a
     hundred entries waits for about one round trip to Temporal, not a hundred in a row),
-    then mark every entry whose signal went out, in one statement. The first failure is
-    raised after that, so what went out is never signalled again."""
+    and mark every entry whose signal went out, in one statement. The first failure is
+    raised after that, so what went out is never signalled again. Returns how many went out."""
     gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
 
-    async def send(result: EntryResult) -> bool:
+    async def send(result: EntryResult) -> _Delivery:
         async with gate:
-            return await _send_signal(temporal, result)
+            return await _deliver(temporal, result)
 
-    sent = await asyncio.gather(*(send(r) for r in due), return_exceptions=True)
-    done = [r for r, s in zip(due, sent, strict=True) if s is True]
-    not_found = [r for r, s in zip(due, sent, strict=True) if s is False]
-    # A payment still SCREENING has no workflow yet: the API starts it just after its 202
-    # (intake.payments.WorkflowStarts). Its signal waits for that start; if the start never
-    # comes the entry stays unmarked, and the sweeper starts the workflow and signals it.
-    unstarted = await _still_screening(session, not_found)
-    late = await asyncio.gather(*(_signal_once_started(temporal, r) for r in unstarted), return_exceptions=True)
-    done += [r for r, s in zip(unstarted, late, strict=True) if s is True]
-    # Otherwise the workflow had closed: it settled with this booking (a duplicate post
-    # racing the first), or the payment's own final transition already turned the entry
-    # into an exception to return (deltran/db/payment_rows.return_bookings). Either way the
-    # stored outcome stands; a signal never rewrites it: report it as stored.
-    waited = {r.notification_id for r in unstarted}
-    closed = {r.notification_id: r for r in not_found if r.notification_id not in waited}
-    if done or closed:
-        async with session.begin():
-            await session.execute(_MARK_SIGNALLED, {"ids": [r.notification_id for r in done] + list(closed)})
-            if closed:
-                for row in await session.execute(_OUTCOMES, {"ids": list(closed)}):
-                    closed[row.id].outcome, closed[row.id].detail = row.outcome, row.outcome_detail
-    failure = next((s for s in (*sent, *late) if isinstance(s, BaseException)), None)
+    first = await asyncio.gather(*(send(r) for r in due), return_exceptions=True)
+    sent = [r for r, d in zip(due, first, strict=True) if d is _Delivery.SENT]
+    await _mark(session, sent, [])
+    # A payment accepted a moment ago may not have its workflow yet: the API starts it just
+    # after the 202 (intake.payments.WorkflowStarts). Its signal waits for that start; if
+    # the start never comes the entry stays unmarked, and the sweeper starts the workflow
+    # (worker/sweeper.py) and then signals it.
+    unstarted = [r for r, d in zip(due, first, strict=True) if d is _Delivery.NOT_STARTED]
+    second = await asyncio.gather(
+        *(_deliver_once_started(temporal, gate, r) for r in unstarted), return_exceptions=True
+    )
+    late = [r for r, d in zip(unstarted, second, strict=True) if d is _Delivery.SENT]
+    # The workflow had closed: it settled with this booking (a duplicate post racing the
+    # first), or the payment's own final transition already turned the entry into an
+    # exception to return (deltran/db/payment_rows.return_bookings), or an operator ended
+    # it. Either way the stored outcome stands; a signal never rewrites it: report it as stored.
+    closed = [
+        r for r, d in (*zip(due, first, strict=True), *zip(unstarted, second, strict=True)) if d is _Delivery.CLOSED
+    ]
+    await _mark(session, late, closed)
+    failure = next((d for d in (*first, *second) if isinstance(d, BaseException)), None)
     if failure is not None:
         raise failure
+    return len(sent) + len(late)
 
 
-async def _still_screening(session: AsyncSession, results: list[EntryResult]) -> list[EntryResult]:
-    bookings = [r for r in results if r.funding_reference is None and r.payment_id is not None]
-    if not bookings:
-        return []
+async def _mark(session: AsyncSession, sent: list[EntryResult], closed: list[EntryResult]) -> None:
+    if not sent and not closed:
+        return
     async with session.begin():
-        screening = set(
-            await session.scalars(
-                _SCREENING, {"ids": [r.payment_id for r in bookings], "status": PaymentStatus.SCREENING}
-            )
-        )
-    return [r for r in bookings if r.payment_id in screening]
+        await session.execute(_MARK_SIGNALLED, {"ids": [r.notification_id for r in (*sent, *closed)]})
+        if closed:
+            by_id = {r.notification_id: r for r in closed}
+            for row in await session.execute(_OUTCOMES, {"ids": list(by_id)}):
+                by_id[row.id].outcome, by_id[row.id].detail = row.outcome, row.outcome_detail
 
 
-async def _signal_once_started(temporal: Client, result: EntryResult) -> bool:
+async def _deliver_once_started(temporal: Client, gate: asyncio.Semaphore, result: EntryResult) -> _Delivery:
     """Signal again while the workflow is not started, for up to START_WAIT_S."""
     deadline = time.monotonic() + START_WAIT_S
     pause_s = 0.05
     while time.monotonic() < deadline:
         await asyncio.sleep(pause_s)
-        if await _send_signal(temporal, result):
-            return True
+        async with gate:
+            delivery = await _deliver(temporal, result)
+        if delivery is not _Delivery.NOT_STARTED:
+            return delivery
         pause_s = min(pause_s * 2, 1.0)
     log.info(
-        "camt054 entry matched before its payment's workflow started; the sweeper signals it",
+        "camt054 entry matched before its payment's workflow started; the sweeper starts and signals it",
         extra={"notification_id": result.notification_id, "payment_id": result.payment_id},
     )
-    return False
+    return _Delivery.NOT_STARTED
 
 
-async def _send_signal(temporal: Client, result: EntryResult) -> bool:
-    """True once the signal is delivered, False if the workflow has closed."""
+async def _deliver(temporal: Client, result: EntryResult) -> _Delivery:
     assert result.workflow_id is not None
     entry = result.entry
     handle = temporal.get_workflow_handle(result.workflow_id)
@@ -394,11 +396,18 @@ async def _send_signal(temporal: Client, result: EntryResult) -> bool:
                 booking_date=entry.booking_date,
             )
             await handle.signal(PaymentWorkflowContract.fiat_booked, booking)
+        return _Delivery.SENT
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise ServiceUnavailable("temporal", exc.message) from exc
-        return False
-    return True
+    # A closed workflow cannot be signalled but can be described; one never started cannot.
+    try:
+        await handle.describe()
+        return _Delivery.CLOSED
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise ServiceUnavailable("temporal", exc.message) from exc
+    return _Delivery.CLOSED if result.funding_reference is not None else _Delivery.NOT_STARTED
 
 
 async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelta, limit: int = 500) -> int:
@@ -427,8 +436,7 @@ async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelt
             result = await _duplicate(session, _entry_of(row), row)
         if result.needs_signal:
             due.append(result)
-    await _signal_all(session, temporal, due)
-    return len(due)
+    return await _signal_all(session, temporal, due)
 
 
 def _entry_of(row: BankNotification) -> Camt054Entry:

@@ -49,9 +49,9 @@ MAX_BATCH = MAX_TRANSACTIONS
 class WorkflowStarts:
     """The API's workflow starts, run after the 202 instead of before it.
 
-    The payment's row is committed first and is the durable record (a transactional
-    outbox): if a start fails (Temporal down) or never runs (the API stopped), the
-    worker's sweeper starts the workflow of every payment still SCREENING after its grace
+    The payment's row is committed first and is the durable record (its SCREENING status
+    says its workflow may not exist yet): if a start fails (Temporal down) or never runs
+    (the API stopped), the worker's sweeper starts the workflow of every payment still SCREENING after its grace
     period, and a resubmission starts it at once. So the bank's answer waits for one
     PostgreSQL commit, not also for Temporal's round trip, which under load is most of
     it. At most `limit` starts wait at once; beyond that a submission starts its

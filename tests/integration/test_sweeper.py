@@ -20,7 +20,29 @@ from deltran.intake.payments import WorkflowStarts, submit_payments
 from deltran.iso20022.camt054 import parse_camt054
 from tests.support.payments import AE_IBAN, auth, camt054_for, new_payment, payment_body, wait_for_status
 from tests.support.visibility import listed
+from worker import sweeper
 from worker.sweeper import start_orphans
+
+
+def _orphan(e2e: str, amount: str = "42.00") -> Payment:
+    """A payment row committed five minutes ago whose workflow was never started."""
+    return Payment(
+        id=payment_id_for("EBILAEAD", e2e),
+        instructing_bic="EBILAEAD",
+        end_to_end_id=e2e,
+        fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
+        amount=Decimal(amount),
+        currency="AED",
+        debtor_name="Al Noor Trading LLC",
+        debtor_iban=AE_IBAN,
+        debtor_agent_bic="EBILAEAD",
+        creditor_name="Ganesh Textiles Pvt Ltd",
+        creditor_account="30001234567",
+        creditor_agent_bic="SBININBB",
+        status="SCREENING",
+        workflow_id=workflow_id_for("EBILAEAD", e2e),
+        created_at=datetime.now(UTC) - timedelta(minutes=5),
+    )
 
 
 async def test_an_orphaned_payment_gets_exactly_one_workflow(
@@ -29,30 +51,27 @@ async def test_an_orphaned_payment_gets_exactly_one_workflow(
     e2e = f"ORPH-{uuid.uuid4().hex[:12]}"
     payment_id, workflow_id = payment_id_for("EBILAEAD", e2e), workflow_id_for("EBILAEAD", e2e)
     async with sessions() as session, session.begin():
-        session.add(
-            Payment(
-                id=payment_id,
-                instructing_bic="EBILAEAD",
-                end_to_end_id=e2e,
-                fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
-                amount=Decimal("42.00"),
-                currency="AED",
-                debtor_name="Al Noor Trading LLC",
-                debtor_iban=AE_IBAN,
-                debtor_agent_bic="EBILAEAD",
-                creditor_name="Ganesh Textiles Pvt Ltd",
-                creditor_account="30001234567",
-                creditor_agent_bic="SBININBB",
-                status="SCREENING",
-                workflow_id=workflow_id,
-                created_at=datetime.now(UTC) - timedelta(minutes=5),
-            )
-        )
+        session.add(_orphan(e2e))
     assert await start_orphans(temporal_env.client, sessions, settings) >= 1
     await wait_for_status(http, str(payment_id), auth(credentials["banks"]["EBILAEAD"]), {"AWAITING_SETTLEMENT"})
     await start_orphans(temporal_env.client, sessions, settings)  # again: finds it, starts nothing
     runs = await listed(temporal_env.client, f"WorkflowId = '{workflow_id}'")
     assert len(runs) == 1
+
+
+async def test_every_orphan_is_started_however_many_wait_before_it(
+    http, credentials, sessions, settings, temporal_env, worker, monkeypatch
+):
+    """Pages of two: the orphans behind the first page are started in the same round."""
+    monkeypatch.setattr(sweeper, "BATCH", 2)
+    e2es = [f"ORPHS-{uuid.uuid4().hex[:12]}" for _ in range(5)]
+    async with sessions() as session, session.begin():
+        session.add_all([_orphan(e2e, "41.00") for e2e in e2es])
+    assert await start_orphans(temporal_env.client, sessions, settings) >= 5
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    await asyncio.gather(
+        *(wait_for_status(http, str(payment_id_for("EBILAEAD", e2e)), bank, {"AWAITING_SETTLEMENT"}) for e2e in e2es)
+    )
 
 
 async def test_a_booking_whose_signal_never_went_out_is_signalled(

@@ -10,7 +10,6 @@ its own window holds only its own payments.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -53,6 +52,7 @@ from tests.support.payments import (
     complete_gross_payment,
     new_payment,
     payment_body,
+    screening_row,
     wait_for_status,
 )
 from worker.fail_fast import INVARIANT_VIOLATED, FailFastInterceptor
@@ -79,22 +79,7 @@ async def _screening_payment(
     """A payment recorded and still SCREENING, with no workflow: the steps under test
     are driven one by one."""
     e2e = f"MS-{uuid.uuid4().hex[:16]}"
-    payment = Payment(
-        id=uuid.uuid4(),
-        instructing_bic="EBILAEAD",
-        end_to_end_id=e2e,
-        fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
-        amount=Decimal("1200.00"),
-        currency=currency,
-        debtor_name="Al Noor Trading LLC",
-        debtor_iban=AE_IBAN,
-        debtor_agent_bic="EBILAEAD",
-        creditor_name=creditor_name,
-        creditor_account="30001234567",
-        creditor_agent_bic="SBININBB",
-        status=PaymentStatus.SCREENING,
-        workflow_id=f"payment-test-{e2e}",
-    )
+    payment = screening_row(e2e, "1200.00", f"payment-test-{e2e}", currency=currency, creditor_name=creditor_name)
     async with sessions() as session, session.begin():
         session.add(payment)
     return payment

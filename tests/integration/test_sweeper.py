@@ -5,7 +5,6 @@ booked before the workflow exists reaches it."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +17,7 @@ from deltran.intake import camt054 as camt054_intake
 from deltran.intake.camt054 import receive_camt054, signal_unsent
 from deltran.intake.payments import WorkflowStarts, submit_payments
 from deltran.iso20022.camt054 import parse_camt054
-from tests.support.payments import AE_IBAN, auth, camt054_for, new_payment, payment_body, wait_for_status
+from tests.support.payments import auth, camt054_for, new_payment, payment_body, screening_row, wait_for_status
 from tests.support.visibility import listed
 from worker import sweeper
 from worker.sweeper import start_orphans
@@ -26,21 +25,11 @@ from worker.sweeper import start_orphans
 
 def _orphan(e2e: str, amount: str = "42.00") -> Payment:
     """A payment row committed five minutes ago whose workflow was never started."""
-    return Payment(
+    return screening_row(
+        e2e,
+        amount,
+        workflow_id_for("EBILAEAD", e2e),
         id=payment_id_for("EBILAEAD", e2e),
-        instructing_bic="EBILAEAD",
-        end_to_end_id=e2e,
-        fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
-        amount=Decimal(amount),
-        currency="AED",
-        debtor_name="Al Noor Trading LLC",
-        debtor_iban=AE_IBAN,
-        debtor_agent_bic="EBILAEAD",
-        creditor_name="Ganesh Textiles Pvt Ltd",
-        creditor_account="30001234567",
-        creditor_agent_bic="SBININBB",
-        status="SCREENING",
-        workflow_id=workflow_id_for("EBILAEAD", e2e),
         created_at=datetime.now(UTC) - timedelta(minutes=5),
     )
 

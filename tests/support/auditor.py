@@ -11,7 +11,6 @@ tests/integration/test_auditor.py: short in `make test`, long in `make chaos`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -24,10 +23,9 @@ from temporalio.client import Client, WorkflowFailureError
 
 from activities.clearing import ensure_open_window
 from deltran.config import Settings
-from deltran.db.tables import Payment
 from deltran.intake.payments import payment_input, start_payment_workflow
 from deltran.shared import ClearingInput
-from tests.support.payments import AE_IBAN, auth, camt054_for, payment_body
+from tests.support.payments import auth, camt054_for, payment_body, screening_row
 from workflows.clearing import ClearingWindowWorkflow
 
 XML = {"Content-Type": "application/xml"}
@@ -166,22 +164,7 @@ class Auditor:
     async def short_deadline(self) -> str:
         """A payment whose deadline is a second or two, booked (or not) around it."""
         e2e, amount = self._e2e(), self._amount()
-        payment = Payment(
-            id=uuid.uuid4(),
-            instructing_bic="EBILAEAD",
-            end_to_end_id=e2e,
-            fingerprint=hashlib.sha256(e2e.encode()).hexdigest(),
-            amount=Decimal(amount),
-            currency="AED",
-            debtor_name="Al Noor Trading LLC",
-            debtor_iban=AE_IBAN,
-            debtor_agent_bic="EBILAEAD",
-            creditor_name="Ganesh Textiles Pvt Ltd",
-            creditor_account="30001234567",
-            creditor_agent_bic="SBININBB",
-            status="SCREENING",
-            workflow_id=f"payment-audit-{e2e}",
-        )
+        payment = screening_row(e2e, amount, f"payment-audit-{e2e}")
         async with self.sessions() as session, session.begin():
             session.add(payment)
         deadline_s = self.rng.randint(1, 2)

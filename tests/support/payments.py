@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from decimal import Decimal
 
 import httpx
 
+from deltran.db.tables import Payment
 from deltran.intake.payments import NewPayment
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 
@@ -26,6 +28,19 @@ def new_payment(end_to_end_id: str, amount: str, currency: str = "AED", **overri
         creditor_agent_bic="SBININBB",
     )  # fmt: skip
     return NewPayment(**{**values, **overrides})
+
+
+def screening_row(e2e: str, amount: str, workflow_id: str, **overrides) -> Payment:
+    """The corridor's payment as a row recorded and still SCREENING, written by a test
+    itself (no intake): its workflow is started, or not, by the test."""
+    values = dict(
+        id=uuid.uuid4(), instructing_bic="EBILAEAD", end_to_end_id=e2e,
+        fingerprint=hashlib.sha256(e2e.encode()).hexdigest(), amount=Decimal(amount), currency="AED",
+        debtor_name="Al Noor Trading LLC", debtor_iban=AE_IBAN, debtor_agent_bic="EBILAEAD",
+        creditor_name="Ganesh Textiles Pvt Ltd", creditor_account="30001234567", creditor_agent_bic="SBININBB",
+        status="SCREENING", workflow_id=workflow_id,
+    )  # fmt: skip
+    return Payment(**{**values, **overrides})
 
 
 def auth(key: str) -> dict[str, str]:

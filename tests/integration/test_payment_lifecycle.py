@@ -70,6 +70,7 @@ async def test_happy_path_reaches_completed_with_one_token(http, credentials, se
 
     # Ops find it in Temporal by its search attributes, completed, with its final status.
     handle = temporal_env.client.get_workflow_handle(done["workflow_id"])
+    await asyncio.wait_for(handle.result(), timeout=30)  # closes just after the row's COMPLETED commit
     description = await handle.describe()
     assert description.status == WorkflowExecutionStatus.COMPLETED
     found = await listed(
@@ -185,7 +186,9 @@ async def test_concurrent_duplicates_make_one_workflow_and_one_token(http, crede
 
     done = await wait_for_status(http, payment_id, bank, {"COMPLETED"})
     handle = temporal_env.client.get_workflow_handle_for(PaymentWorkflow.run, done["workflow_id"])
-    state = await handle.query(PaymentWorkflow.state)
+    # The workflow's own final state: the row turns COMPLETED in the last step's commit, a
+    # moment before the workflow has taken that step's result (a query then sees the state before).
+    state = await asyncio.wait_for(handle.result(), timeout=30)
     assert state.status == "COMPLETED" and str(state.token_id) == done["token"]["id"]
     runs = await listed(temporal_env.client, f"WorkflowId = '{done['workflow_id']}'")
     assert len(runs) == 1

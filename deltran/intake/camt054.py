@@ -400,6 +400,8 @@ async def _deliver(temporal: Client, result: EntryResult) -> _Delivery:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise ServiceUnavailable("temporal", exc.message) from exc
+    if result.funding_reference is not None:
+        return _Delivery.CLOSED  # a window's workflow exists before its instructions do
     # A closed workflow cannot be signalled but can be described; one never started cannot.
     try:
         await handle.describe()
@@ -407,7 +409,7 @@ async def _deliver(temporal: Client, result: EntryResult) -> _Delivery:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise ServiceUnavailable("temporal", exc.message) from exc
-    return _Delivery.CLOSED if result.funding_reference is not None else _Delivery.NOT_STARTED
+    return _Delivery.NOT_STARTED
 
 
 async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelta, limit: int = 500) -> int:

@@ -51,8 +51,8 @@ class WorkflowStarts:
 
     The payment's row is committed first and is the durable record (its SCREENING status
     says its workflow may not exist yet): if a start fails (Temporal down) or never runs
-    (the API stopped), the worker's sweeper starts the workflow of every payment still SCREENING after its grace
-    period, and a resubmission starts it at once. So the bank's answer waits for one
+    (the API stopped), the worker's sweeper starts the workflow of every payment still
+    SCREENING after its grace period, and a resubmission starts it at once. So the bank's answer waits for one
     PostgreSQL commit, not also for Temporal's round trip, which under load is most of
     it. At most `limit` starts wait at once; beyond that a submission starts its
     workflows itself before answering, so a Temporal that falls behind slows intake
@@ -61,10 +61,6 @@ class WorkflowStarts:
     def __init__(self, limit: int = 1000) -> None:
         self._limit = limit
         self._running: set[asyncio.Task] = set()
-
-    @property
-    def pending(self) -> int:
-        return len(self._running)
 
     def has_room(self, n: int) -> bool:
         return len(self._running) + n <= self._limit

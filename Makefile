@@ -6,7 +6,7 @@ PYTHON ?= python3
 TEST_PROCESSES ?= 3
 PYTEST_PARALLEL = -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: up test test-fast migrate bench-clearing bench-mint bench-engines clean load load-curve bench-gateway chaos
+.PHONY: up test test-fast migrate bench-clearing bench-mint bench-engines bench-list clean load load-curve bench-gateway chaos
 
 # The interpreter's own pip puts uv into a venv made without pip (ensurepip alone takes
 # about 4 s), and uv installs the project from PyPI, resolved and fetched in parallel (about
@@ -40,6 +40,9 @@ bench-mint: $(VENV)/.installed
 
 bench-engines: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.engines
+
+bench-list: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.payments_list
 
 load: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.load

@@ -212,6 +212,11 @@ class PaymentOut(BaseModel):
     last_error: str | None = Field(default=None, description="Why its last attempt failed")
 
 
+class PaymentList(BaseModel):
+    items: list[PaymentOut]
+    next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null on the last")
+
+
 class NotificationEntryOut(BaseModel):
     account: str
     entry_reference: str

@@ -3,34 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import aliased
 
+from api import cursor
 from api.deps import BankDep, Caller, CallerDep, SessionDep, SettingsDep, TemporalDep
 from api.pacs008_intake import payments_from_pacs008
+from api.payment_views import PageQuery, details_of, page_of_payments, payment_out
 from api.problems import Problem, problem_responses
-from api.schemas import (
-    ObligationOut,
-    PacsTransactionAccepted,
-    PaymentAccepted,
-    PaymentIn,
-    PaymentOut,
-    RollOut,
-    TokenOut,
-)
+from api.schemas import PacsTransactionAccepted, PaymentAccepted, PaymentIn, PaymentList, PaymentOut
 from api.status_report import pacs002_for
 from api.strict_json import StrictJSONRoute
-from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, Token
+from deltran.db.tables import Payment
 from deltran.intake.payments import NewPayment, submit_payments
 from deltran.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
 from deltran.iso20022.xml_safety import XmlRejected
-from deltran.money import format_amount
+from deltran.money import MINOR_UNITS
 from deltran.temporal.steps import RetryingStep, retrying_step
-from deltran.vocabulary import FINAL_PAYMENT_STATUSES
+from deltran.vocabulary import FINAL_PAYMENT_STATUSES, PaymentStatus
 
 router = APIRouter(
     route_class=StrictJSONRoute,
@@ -173,77 +167,67 @@ async def read(
     payment = await _visible_payment(session, caller, payment_id)
     if _wants_xml(request.headers.get("accept", "")):
         return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
-    payer, payee = aliased(Participant), aliased(Participant)
-    row = (
-        await session.execute(
-            select(Obligation, payer.bic, payee.bic)
-            .join(payer, payer.id == Obligation.payer_id)
-            .join(payee, payee.id == Obligation.payee_id)
-            .where(Obligation.payment_id == payment_id)
-        )
-    ).first()
-    token = await session.scalar(select(Token).where(Token.payment_id == payment_id))
-    rolls = (
-        []
-        if row is None
-        else [
-            RollOut(
-                from_window_id=r.from_window_id, to_window_id=r.to_window_id, reason=r.reason, rolled_at=r.rolled_at
-            )
-            for r in await session.scalars(
-                select(ObligationRoll)
-                .where(ObligationRoll.obligation_id == row[0].id)
-                .order_by(ObligationRoll.rolled_at)
-            )
-        ]
-    )
-    obligation = None
-    if row is not None:
-        ob, payer_bic, payee_bic = row
-        obligation = ObligationOut(
-            id=ob.id,
-            status=ob.status,
-            amount=format_amount(ob.amount, ob.currency),
-            currency=ob.currency,
-            payer_bic=payer_bic,
-            payee_bic=payee_bic,
-            settlement_mode=ob.settlement_mode,
-            routing_reason=ob.routing_reason,
-            clearing_window_id=ob.clearing_window_id,
-            rolled_from_window_id=ob.rolled_from_window_id,
-            fallback_reason=ob.fallback_reason,
-            rolls=rolls,
-            created_at=ob.created_at,
-            settled_at=ob.settled_at,
-            bank_confirmation_reference=ob.bank_confirmation_reference,
-            camt054_entry_reference=ob.camt054_entry_reference,
-        )
+    details = (await details_of(session, [payment.id]))[payment.id]
     # Everything is read: give the connection back before asking Temporal.
     await session.close()
     step = None if payment.status in FINAL_PAYMENT_STATUSES else await _retrying_step(request, payment.workflow_id)
-    return PaymentOut(
-        payment_id=payment.id,
-        workflow_id=payment.workflow_id,
-        status=payment.status,
-        end_to_end_id=payment.end_to_end_id,
-        amount=format_amount(payment.amount, payment.currency),
-        currency=payment.currency,
-        debtor_agent_bic=payment.debtor_agent_bic,
-        creditor_agent_bic=payment.creditor_agent_bic,
-        created_at=payment.created_at,
-        obligation=obligation,
-        token=(
-            None
-            if token is None
-            else TokenOut(id=token.id, amount=format_amount(token.amount, token.currency), currency=token.currency)
-        ),
-        rejection_reason=payment.rejection_reason,
-        rejection_code=payment.rejection_code,
-        risk_score=None if payment.risk_score is None else str(payment.risk_score),
-        step=step.step if step else None,
-        attempt=step.attempt if step else None,
-        last_error=_last_error(step, caller),
+    return payment_out(payment, details, step=step, last_error=_last_error(step, caller))
+
+
+MAX_PAGE = 500
+
+
+@router.get("", response_model=PaymentList, responses=problem_responses(400, 403, 422))
+async def list_payments(
+    caller: CallerDep,
+    session: SessionDep,
+    role: Annotated[
+        Literal["debtor", "creditor"] | None,
+        Query(description="a bank's payments as debtor agent (sent) or creditor agent (received); both if absent"),
+    ] = None,
+    status: PaymentStatus | None = None,
+    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", examples=["AED"])] = None,
+    since: Annotated[datetime | None, Query(description="created at or after (with its UTC offset)")] = None,
+    until: Annotated[datetime | None, Query(description="created before (with its UTC offset)")] = None,
+    cursor_: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> PaymentList:
+    """A bank's payments, sent and received (or one `role`); every payment for admin.
+    Newest first, a page at a time: pass `next_cursor` back as `cursor` for the next
+    (null on the last). Items are as `GET /v1/payments/{id}` shows a payment, without
+    asking Temporal: `step`, `attempt` and `last_error` are null here — read the payment
+    for the step it is retrying."""
+    if caller.role not in ("bank", "admin"):
+        raise HTTPException(status_code=403, detail="payments are visible to their banks and to admin only")
+    problems = []
+    if role is not None and caller.role != "bank":
+        problems.append(("role", "role selects a bank's own payments; admin lists every payment"))
+    if currency is not None and currency not in MINOR_UNITS:
+        problems.append(("currency", f"{currency} is not an ISO 4217 currency DelTran knows"))
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.utcoffset() is None:
+            problems.append((name, "needs its UTC offset (e.g. 2026-12-07T09:00:00Z)"))
+        elif value is not None and not cursor.in_utc_range(value):
+            problems.append((name, "is outside the years 1 to 9999 in UTC"))
+    if not problems and since is not None and until is not None and since >= until:
+        problems.append(("until", "must be later than since"))
+    if problems:
+        raise RequestValidationError(
+            [{"loc": ("query", name), "msg": message, "type": "value_error"} for name, message in problems]
+        )
+    query = PageQuery(
+        bic=caller.bic if caller.role == "bank" else None,
+        role=role,
+        status=status,
+        currency=currency,
+        since=since,
+        until=until,
+        after=None if cursor_ is None else cursor.decode(cursor_),
+        limit=limit,
     )
+    payments, next_cursor = await page_of_payments(session, query)
+    details = await details_of(session, [p.id for p in payments])
+    return PaymentList(items=[payment_out(p, details[p.id]) for p in payments], next_cursor=next_cursor)
 
 
 async def _retrying_step(request: Request, workflow_id: str) -> RetryingStep | None:

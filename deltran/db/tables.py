@@ -211,6 +211,11 @@ class Payment(Base):
             text("coalesce(debtor_iban, debtor_account)"),
             "created_at",
         ),
+        # GET /v1/payments, newest first: a bank's sent and received payments (two ordered
+        # scans merged), and every payment for admin. Keyset pages on (created_at, id).
+        Index("ix_payments_debtor_listing", "debtor_agent_bic", "created_at", "id"),
+        Index("ix_payments_creditor_listing", "creditor_agent_bic", "created_at", "id"),
+        Index("ix_payments_listing", "created_at", "id"),
     )
 
 

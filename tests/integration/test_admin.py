@@ -10,12 +10,7 @@ from sqlalchemy import select
 from cli import main as cli
 from deltran.config import get_settings
 from deltran.db.tables import AuditLog, Participant
-from tests.support.payments import auth, payment_body, wait_for_status
-
-
-def fresh_bic(country: str = "AE") -> str:
-    letters = "".join(chr(ord("A") + int(c, 16) % 26) for c in uuid.uuid4().hex[:4])
-    return f"{letters}{country}AA"
+from tests.support.payments import auth, fresh_bic, payment_body, wait_for_status
 
 
 async def test_admin_adds_a_bank_whose_key_works_once_shown(http, credentials, sessions):

@@ -43,6 +43,12 @@ def screening_row(e2e: str, amount: str, workflow_id: str, **overrides) -> Payme
     return Payment(**{**values, **overrides})
 
 
+def fresh_bic(country: str = "AE") -> str:
+    """A BIC no other test uses: a bank of the test's own."""
+    letters = "".join(chr(ord("A") + int(c, 16) % 26) for c in uuid.uuid4().hex[:4])
+    return f"{letters}{country}AA"
+
+
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

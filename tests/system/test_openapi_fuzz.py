@@ -79,6 +79,7 @@ BANK, AGENT, ADMIN = "bank", "settlement_agent", "admin"
 XML = {"Accept": "application/xml"}
 CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "POST /v1/payments": [(BANK, {})],
+    "GET /v1/payments": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "GET /v1/payments/{payment_id}": [(BANK, {}), (ADMIN, {}), (AGENT, {}), (BANK, XML)],
     "GET /v1/payments/{payment_id}/pacs002": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "POST /v1/notifications/camt054": [(AGENT, {})],

@@ -1,0 +1,182 @@
+"""A payment as the API shows it (`PaymentOut`): its row with its obligation (payer and
+payee, rolls) and its token — for one payment (`GET /v1/payments/{id}`) or a page of them
+(`GET /v1/payments`), in a fixed number of queries either way — and the keyset page of
+payments a caller may see, newest first."""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from api import cursor
+from api.schemas import ObligationOut, PaymentOut, RollOut, TokenOut
+from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, Token
+from deltran.money import format_amount
+from deltran.temporal.steps import RetryingStep
+
+
+@dataclass(frozen=True)
+class Details:
+    obligation: ObligationOut | None
+    token: TokenOut | None
+
+
+async def details_of(session: AsyncSession, payment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Details]:
+    """Each payment's obligation (with its rolls) and token: at most three queries for any
+    number, each by a unique index (obligations.payment_id, obligation_rolls' key,
+    tokens.obligation_id)."""
+    if not payment_ids:
+        return {}
+    payer, payee = aliased(Participant), aliased(Participant)
+    obligations = (
+        await session.execute(
+            select(Obligation, payer.bic, payee.bic)
+            .join(payer, payer.id == Obligation.payer_id)
+            .join(payee, payee.id == Obligation.payee_id)
+            .where(Obligation.payment_id.in_(payment_ids))
+        )
+    ).all()
+    rolls: dict[uuid.UUID, list[RollOut]] = defaultdict(list)
+    if obligations:
+        for roll in await session.scalars(
+            select(ObligationRoll)
+            .where(ObligationRoll.obligation_id.in_([ob.id for ob, _, _ in obligations]))
+            .order_by(ObligationRoll.rolled_at)
+        ):
+            rolls[roll.obligation_id].append(
+                RollOut(
+                    from_window_id=roll.from_window_id,
+                    to_window_id=roll.to_window_id,
+                    reason=roll.reason,
+                    rolled_at=roll.rolled_at,
+                )
+            )
+    # By obligation (its unique index): a token exists only for its payment's obligation.
+    tokens = (
+        {
+            t.payment_id: t
+            for t in await session.scalars(
+                select(Token).where(Token.obligation_id.in_([ob.id for ob, _, _ in obligations]))
+            )
+        }
+        if obligations
+        else {}
+    )
+    by_payment = {ob.payment_id: (ob, payer_bic, payee_bic) for ob, payer_bic, payee_bic in obligations}
+    out: dict[uuid.UUID, Details] = {}
+    for payment_id in payment_ids:
+        obligation = None
+        if (found := by_payment.get(payment_id)) is not None:
+            ob, payer_bic, payee_bic = found
+            obligation = ObligationOut(
+                id=ob.id,
+                status=ob.status,
+                amount=format_amount(ob.amount, ob.currency),
+                currency=ob.currency,
+                payer_bic=payer_bic,
+                payee_bic=payee_bic,
+                settlement_mode=ob.settlement_mode,
+                routing_reason=ob.routing_reason,
+                clearing_window_id=ob.clearing_window_id,
+                rolled_from_window_id=ob.rolled_from_window_id,
+                fallback_reason=ob.fallback_reason,
+                rolls=rolls.get(ob.id, []),
+                created_at=ob.created_at,
+                settled_at=ob.settled_at,
+                bank_confirmation_reference=ob.bank_confirmation_reference,
+                camt054_entry_reference=ob.camt054_entry_reference,
+            )
+        token = tokens.get(payment_id)
+        out[payment_id] = Details(
+            obligation=obligation,
+            token=(
+                None
+                if token is None
+                else TokenOut(id=token.id, amount=format_amount(token.amount, token.currency), currency=token.currency)
+            ),
+        )
+    return out
+
+
+def payment_out(
+    payment: Payment, details: Details, *, step: RetryingStep | None = None, last_error: str | None = None
+) -> PaymentOut:
+    return PaymentOut(
+        payment_id=payment.id,
+        workflow_id=payment.workflow_id,
+        status=payment.status,
+        end_to_end_id=payment.end_to_end_id,
+        amount=format_amount(payment.amount, payment.currency),
+        currency=payment.currency,
+        debtor_agent_bic=payment.debtor_agent_bic,
+        creditor_agent_bic=payment.creditor_agent_bic,
+        created_at=payment.created_at,
+        obligation=details.obligation,
+        token=details.token,
+        rejection_reason=payment.rejection_reason,
+        rejection_code=payment.rejection_code,
+        risk_score=None if payment.risk_score is None else str(payment.risk_score),
+        step=step.step if step else None,
+        attempt=step.attempt if step else None,
+        last_error=last_error,
+    )
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """Which payments, and where the page starts. `bic` None: every payment (admin);
+    otherwise the bank's, as debtor agent, creditor agent, or (role None) either."""
+
+    bic: str | None
+    role: str | None
+    status: str | None
+    currency: str | None
+    since: datetime | None
+    until: datetime | None
+    after: cursor.Position | None
+    limit: int
+
+
+async def page_of_payments(session: AsyncSession, q: PageQuery) -> tuple[list[Payment], str | None]:
+    """Up to `limit` payments newest first (created_at, then id), and the cursor of the
+    next page (None on the last). Each way of reading is an ordered scan of its own index
+    (migration 0009); a bank's sent and received payments are two such scans, merged."""
+    if q.bic is None:
+        scans = [_scan(q, None)]
+    elif q.role == "debtor":
+        scans = [_scan(q, Payment.debtor_agent_bic)]
+    elif q.role == "creditor":
+        scans = [_scan(q, Payment.creditor_agent_bic)]
+    else:  # a payment never has one bank as both agents (CHECK distinct_agents)
+        scans = [_scan(q, Payment.debtor_agent_bic), _scan(q, Payment.creditor_agent_bic)]
+    pages = [list(await session.scalars(scan)) for scan in scans]
+    merged = list(heapq.merge(*pages, key=lambda p: (p.created_at, p.id), reverse=True))
+    page = merged[: q.limit]
+    more = len(merged) > q.limit
+    return page, (cursor.encode(cursor.Position(page[-1].created_at, page[-1].id)) if more else None)
+
+
+def _scan(q: PageQuery, agent_column) -> Select:
+    scan = select(Payment)
+    if agent_column is not None:
+        scan = scan.where(agent_column == q.bic)
+    if q.status is not None:
+        scan = scan.where(Payment.status == q.status)
+    if q.currency is not None:
+        scan = scan.where(Payment.currency == q.currency)
+    if q.since is not None:
+        scan = scan.where(Payment.created_at >= q.since)
+    if q.until is not None:
+        scan = scan.where(Payment.created_at < q.until)
+    if q.after is not None:
+        scan = scan.where(tuple_(Payment.created_at, Payment.id) < tuple_(q.after.at, q.after.id))
+    # One more than a page: whether there is a next one, without counting.
+    return scan.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(q.limit + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.deps import SessionDep, SettingsDep, SettlementAgentDep, TemporalDep
+from api.media import XML_TYPES
 from api.problems import Problem, problem_responses
 from api.schemas import NotificationEntryOut, NotificationReceipt
 from api.strict_json import StrictJSONRoute
@@ -20,8 +21,6 @@ router = APIRouter(
     tags=["notifications"],
     responses=problem_responses(400, 403, 415, 422),
 )
-
-XML_TYPES = ("application/xml", "text/xml")
 
 
 @router.post(

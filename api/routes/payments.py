@@ -9,9 +9,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from api import cursor
 from api.deps import BankDep, Caller, CallerDep, SessionDep, SettingsDep, TemporalDep
+from api.media import XML_TYPES, wants_xml
 from api.pacs008_intake import payments_from_pacs008
 from api.payment_views import PageQuery, details_of, page_of_payments, payment_out
 from api.problems import Problem, problem_responses
@@ -34,7 +36,6 @@ router = APIRouter(
 )
 
 JSON_TYPES = ("application/json",)
-XML_TYPES = ("application/xml", "text/xml")
 
 _SUBMIT_BODY = {
     "required": True,
@@ -165,7 +166,7 @@ async def read(
     """A payment with its obligation and token (JSON), or its pacs.002 status report
     when the client asks for `Accept: application/xml`."""
     payment = await _visible_payment(session, caller, payment_id)
-    if _wants_xml(request.headers.get("accept", "")):
+    if wants_xml(request.headers.get("accept", "")):
         return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
     details = (await details_of(session, [payment.id]))[payment.id]
     # Everything is read: give the connection back before asking Temporal.
@@ -175,6 +176,8 @@ async def read(
 
 
 MAX_PAGE = 500
+QUERY_CANCELED = "57014"  # SQLSTATE: the page's statement_timeout ran out
+TOO_BROAD = "these filters match too few of the payments to page through quickly: narrow them with since/until"
 
 
 @router.get("", response_model=PaymentList, responses=problem_responses(400, 403, 422))
@@ -225,7 +228,14 @@ async def list_payments(
         after=None if cursor_ is None else cursor.decode(cursor_),
         limit=limit,
     )
-    payments, next_cursor = await page_of_payments(session, query)
+    # One snapshot for the page and each payment's obligation and token.
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    try:
+        payments, next_cursor = await page_of_payments(session, query)
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != QUERY_CANCELED:
+            raise
+        raise RequestValidationError([{"loc": ("query", "since"), "msg": TOO_BROAD, "type": "value_error"}]) from None
     details = await details_of(session, [p.id for p in payments])
     return PaymentList(items=[payment_out(p, details[p.id]) for p in payments], next_cursor=next_cursor)
 
@@ -245,9 +255,3 @@ def _last_error(step: RetryingStep | None, caller: Caller) -> str | None:
     if caller.role == "admin":
         return (step.error_message or step.error_type or "")[:500] or None
     return step.error_type or ("failed" if step.error_message else None)
-
-
-def _wants_xml(accept: str) -> bool:
-    """True when the client asks for XML and not JSON (no Accept, */* or JSON → JSON)."""
-    types = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
-    return any(t in XML_TYPES for t in types) and "application/json" not in types

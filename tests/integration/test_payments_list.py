@@ -7,12 +7,18 @@ of them at the same instant, so the order's tie-break on the id is exercised."""
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from api import cursor
+from api.payment_views import PAGE_TIMEOUT_MS, PageQuery, page_of_payments
+from api.routes import payments as payments_route
 from tests.support.auditor import SANCTIONED
 from tests.support.payments import auth, complete_gross_payment, fresh_bic, payment_body, screening_row, wait_for_status
 
@@ -78,16 +84,20 @@ async def test_a_bank_pages_through_its_sent_and_received_payments_newest_first(
     )
     received = await _rows(sessions, [(b, a, T0 + timedelta(minutes=i, seconds=30), "INR") for i in range(5)])
     others = await _rows(sessions, [(b, c, T0 + timedelta(minutes=2, seconds=10), "AED")])
+    # Sent and received at the same instant: the two scans' merge breaks the tie by id.
+    sent += await _rows(sessions, [(a, b, T0 + timedelta(minutes=3, seconds=30), "AED")])
+    a_and_c = await _rows(sessions, [(a, c, T0 + timedelta(minutes=1, seconds=10), "AED")])
+    sent += a_and_c
 
     ids, pages = await _all_pages(http, a_key, limit=3, since=T0.isoformat())
     assert ids == _newest_first(sent + received)  # every one once, in order, across pages
-    assert pages == 4  # 12 payments by 3: the last page says there is no next
+    assert pages == 5  # 14 payments by 3: the last page says there is no next
 
     assert (await _all_pages(http, a_key, role="debtor", limit=2, since=T0.isoformat()))[0] == _newest_first(sent)
     assert (await _all_pages(http, a_key, role="creditor", since=T0.isoformat()))[0] == _newest_first(received)
     # B sees what it sent and received, and nothing of A's and C's between themselves.
     b_ids, _ = await _all_pages(http, b_key, limit=500, since=T0.isoformat())
-    assert b_ids == _newest_first(sent + received + others)
+    assert b_ids == _newest_first([r for r in sent if r not in a_and_c] + received + others)
     # Admin sees every payment; narrowed to this test's banks by time, they are all here.
     admin_ids, _ = await _all_pages(
         http, admin, limit=4, since=T0.isoformat(), until=(T0 + timedelta(minutes=6)).isoformat()
@@ -134,6 +144,7 @@ async def test_an_item_is_the_payment_as_get_shows_it(http, credentials, e2e_id)
         items = {item["payment_id"]: item for item in listed.json()["items"]}
         assert all(item["status"] == status for item in items.values())
         one = await http.get(f"/v1/payments/{payment_id}", headers=bank)
+        assert one.status_code == 200, one.text
         assert items[payment_id] == one.json()  # obligation, token, references: the same
         shown[payment_id] = items[payment_id]
     assert shown[rejected]["obligation"] is None and shown[completed]["token"] is not None
@@ -142,6 +153,10 @@ async def test_an_item_is_the_payment_as_get_shows_it(http, credentials, e2e_id)
         "/v1/payments", params={"role": "creditor", "since": since}, headers=auth(credentials["banks"]["SBININBB"])
     )
     assert completed in {item["payment_id"] for item in received.json()["items"]}
+
+
+def _raw_cursor(value) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
 @pytest.mark.parametrize(
@@ -162,6 +177,12 @@ async def test_an_item_is_the_payment_as_get_shows_it(http, credentials, e2e_id)
         ("bank", {"since": "2026-12-07T09:00:00Z", "until": "2026-12-07T09:00:00Z"}, 422, "until"),
         ("bank", {"cursor": "not-a-cursor"}, 400, None),
         ("bank", {"cursor": "WyIyMDI2LTEyLTA3VDA5OjAwOjAwIiwiMSJd"}, 400, None),  # naive time, bad id
+        ("bank", {"cursor": _raw_cursor(["2026-12-07T09:00:00", str(uuid.UUID(int=1))])}, 400, None),  # naive time
+        ("bank", {"cursor": _raw_cursor({"a": 1, "b": 2})}, 400, None),
+        ("bank", {"cursor": _raw_cursor(1)}, 400, None),
+        ("bank", {"cursor": _raw_cursor("ab")}, 400, None),
+        ("bank", {"cursor": "é"}, 400, None),
+        ("bank", {"cursor": ""}, 400, None),
         ("bank", {"cursor": "x" * 201}, 422, "cursor"),
         (
             "bank",
@@ -188,3 +209,33 @@ async def test_a_bad_list_query_is_refused_clearly(http, credentials, who, param
     assert response.headers["content-type"] == "application/problem+json"
     if field is not None:
         assert field in {e["field"] for e in response.json()["errors"]}, response.json()
+
+
+async def test_a_query_that_would_read_too_far_is_refused_with_a_hint(http, credentials, monkeypatch):
+    """A filter a bank's payments rarely match walks its index far; the page query is cut
+    off by its statement timeout, and the bank is told to narrow it, not given a 5xx."""
+
+    class Canceled(Exception):
+        sqlstate = "57014"
+
+    async def cut_off(session, query):
+        raise DBAPIError("SELECT …", {}, Canceled())
+
+    monkeypatch.setattr(payments_route, "page_of_payments", cut_off)
+    response = await http.get(
+        "/v1/payments", params={"status": "SCREENING"}, headers=auth(credentials["banks"]["EBILAEAD"])
+    )
+    assert response.status_code == 422, response.text
+    assert {e["field"] for e in response.json()["errors"]} == {"since"}
+
+
+async def test_the_page_query_runs_under_its_statement_timeout(sessions):
+    query = PageQuery(
+        bic="EBILAEAD", role=None, status=None, currency=None, since=None, until=None, after=None, limit=1
+    )
+    async with sessions() as session:
+        await page_of_payments(session, query)
+        setting = text("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'")  # in ms
+        assert await session.scalar(setting) == str(PAGE_TIMEOUT_MS)
+        await session.rollback()  # SET LOCAL: the page's transaction only
+        assert await session.scalar(setting) != str(PAGE_TIMEOUT_MS)

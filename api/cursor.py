@@ -10,9 +10,10 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from api.problems import Problem
+from api.times import in_utc_range
 
 
 @dataclass(frozen=True)
@@ -24,27 +25,41 @@ class Position:
 
 
 def encode(position: Position) -> str:
-    raw = json.dumps([position.at.isoformat(), str(position.id)], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pack([position.at.isoformat(), str(position.id)])
 
 
 def decode(cursor: str) -> Position:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, id_ = json.loads(raw)
-        position = Position(at=datetime.fromisoformat(at), id=uuid.UUID(id_))
-    except (binascii.Error, ValueError, TypeError, AttributeError):
-        raise Problem(400, "cursor is not one this API returned", kind="invalid-cursor") from None
-    if position.at.utcoffset() is None or not in_utc_range(position.at):
-        raise Problem(400, "cursor is not one this API returned", kind="invalid-cursor")
-    return position
+        at, id_ = unpack(cursor)
+        return Position(at=parse_time(at), id=uuid.UUID(id_))
+    except (ValueError, TypeError, AttributeError):
+        raise invalid() from None
 
 
-def in_utc_range(at: datetime) -> bool:
-    """Whether a time with an offset is still a datetime in UTC (the database driver
-    converts it; 0001-01-01T00:00+01:00 would overflow there)."""
+def pack(values: list) -> str:
+    """JSON values as an opaque, URL-safe cursor."""
+    raw = json.dumps(values, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def unpack(cursor: str) -> list:
+    """What `pack` packed; a ValueError for anything else."""
     try:
-        at.astimezone(UTC)
-    except OverflowError:
-        return False
-    return True
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise ValueError(str(error)) from None
+    if not isinstance(values, list):
+        raise ValueError("not a cursor")
+    return values
+
+
+def parse_time(value: str) -> datetime:
+    """A cursor's time: with its offset and within UTC's years, else a ValueError."""
+    at = datetime.fromisoformat(value)
+    if at.utcoffset() is None or not in_utc_range(at):
+        raise ValueError("not a cursor time")
+    return at
+
+
+def invalid() -> Problem:
+    return Problem(400, "cursor is not one this API returned", kind="invalid-cursor")

@@ -28,7 +28,7 @@ from api.problems import (
     validation_handler,
 )
 from api.rate_limit import RateLimiter
-from api.routes import admin, clearing, health, monitor, notifications, payments
+from api.routes import accounts, admin, clearing, health, monitor, notifications, payments
 from api.schemas import PaymentIn
 from api.temporal_connection import TemporalConnection
 from deltran.config import Settings, get_settings
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, driver_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.include_router(payments.router)
+    app.include_router(accounts.router)
     app.include_router(notifications.router)
     app.include_router(health.router)
     app.include_router(clearing.router)

@@ -42,6 +42,7 @@ _MEANING = {
     401: "No valid API key",
     403: "Not allowed for this caller",
     404: "Not found (or not visible to this caller)",
+    406: "Cannot be written in the media type asked for (the other one has it)",
     409: "Conflicts with what exists",
     413: "Body too large",
     415: "Unsupported media type",

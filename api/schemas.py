@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -215,6 +215,53 @@ class PaymentOut(BaseModel):
 class PaymentList(BaseModel):
     items: list[PaymentOut]
     next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null on the last")
+
+
+class AccountBalance(BaseModel):
+    currency: str
+    fiat: str = Field(description="fiat the bank booked on DelTran's settlement account, minted into tokens")
+    tokens: str
+    reserved: str = Field(description="tokens set aside for payouts not yet booked")
+
+
+class AccountList(BaseModel):
+    accounts: list[AccountBalance]
+
+
+class PostingOut(BaseModel):
+    id: uuid.UUID
+    booked_at: datetime
+    direction: Literal["CRDT", "DBIT"]
+    amount: str
+    kind: str = Field(description="fiat_booked: tokens minted against booked fiat; obligation: a settled obligation")
+    obligation_id: uuid.UUID | None
+    payment_id: uuid.UUID | None
+    end_to_end_id: str | None
+    uetr: uuid.UUID | None
+    counterparty_bic: str | None
+    camt054_entry_reference: str | None
+    bank_reference: str | None
+
+
+class StatementOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    bic: str
+    currency: str
+    account: str
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(
+        serialization_alias="to",
+        description="exclusive; earlier than asked while a posting begun before it is not yet committed",
+    )
+    opening_balance: str = Field(description="the period's, at from")
+    closing_balance: str = Field(description="the period's, at to")
+    page: int = Field(description="from 1")
+    page_opening_balance: str = Field(description="before this page's postings")
+    page_closing_balance: str = Field(description="after them: page_opening_balance + postings")
+    postings: list[PostingOut]
+    next_cursor: str | None = Field(description="the next page's cursor; null on the last page")
+    read_at: datetime = Field(description="the ledger's state the statement reflects")
 
 
 class NotificationEntryOut(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -20,6 +19,7 @@ from api.problems import Problem, problem_responses
 from api.schemas import PacsTransactionAccepted, PaymentAccepted, PaymentIn, PaymentList, PaymentOut
 from api.status_report import pacs002_for
 from api.strict_json import StrictJSONRoute
+from api.times import QueryTime, time_problems
 from deltran.db.tables import Payment
 from deltran.intake.payments import NewPayment, submit_payments
 from deltran.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
@@ -190,8 +190,8 @@ async def list_payments(
     ] = None,
     status: PaymentStatus | None = None,
     currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", examples=["AED"])] = None,
-    since: Annotated[datetime | None, Query(description="created at or after (with its UTC offset)")] = None,
-    until: Annotated[datetime | None, Query(description="created before (with its UTC offset)")] = None,
+    since: Annotated[QueryTime | None, Query(description="created at or after (with its UTC offset)")] = None,
+    until: Annotated[QueryTime | None, Query(description="created before (with its UTC offset)")] = None,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> PaymentList:
@@ -207,11 +207,7 @@ async def list_payments(
         problems.append(("role", "role selects a bank's own payments; admin lists every payment"))
     if currency is not None and currency not in MINOR_UNITS:
         problems.append(("currency", f"{currency} is not an ISO 4217 currency DelTran knows"))
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.utcoffset() is None:
-            problems.append((name, "needs its UTC offset (e.g. 2026-12-07T09:00:00Z)"))
-        elif value is not None and not cursor.in_utc_range(value):
-            problems.append((name, "is outside the years 1 to 9999 in UTC"))
+    problems += time_problems(since=since, until=until)
     if not problems and since is not None and until is not None and since >= until:
         problems.append(("until", "must be later than since"))
     if problems:

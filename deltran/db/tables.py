@@ -151,6 +151,10 @@ class LedgerTransfer(Base):
         CheckConstraint(sql_in("kind", TransferKind), name="kind"),
         # No index on obligation_id: an obligation's transfer is found by its
         # idempotency key ('obligation:<id>'), and every index here is paid per posting.
+        # These two are paid for: a bank's statement reads its account's postings of a
+        # period (deltran/statements.py) without scanning the ledger.
+        Index("ix_ledger_transfers_debit_account", "debit_account_id", "created_at"),
+        Index("ix_ledger_transfers_credit_account", "credit_account_id", "created_at"),
     )
 
 

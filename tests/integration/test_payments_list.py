@@ -20,18 +20,16 @@ from api import cursor
 from api.payment_views import PAGE_TIMEOUT_MS, PageQuery, page_of_payments
 from api.routes import payments as payments_route
 from tests.support.auditor import SANCTIONED
-from tests.support.payments import auth, complete_gross_payment, fresh_bic, payment_body, screening_row, wait_for_status
+from tests.support.payments import (
+    auth,
+    complete_gross_payment,
+    new_bank,
+    payment_body,
+    screening_row,
+    wait_for_status,
+)
 
 T0 = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)  # after anything the rest of the suite writes
-
-
-async def _bank(http, admin: dict, country: str) -> tuple[str, dict]:
-    bic = fresh_bic(country)
-    created = await http.post(
-        "/v1/admin/banks", json={"bic": bic, "name": f"Bank {bic}", "country": country}, headers=admin
-    )
-    assert created.status_code == 201, created.text
-    return bic, auth(created.json()["api_key"])
 
 
 async def _rows(sessions, specs: list[tuple[str, str, datetime, str]]) -> list[dict]:
@@ -75,9 +73,9 @@ async def _all_pages(http, headers: dict, **params) -> tuple[list[str], int]:
 
 async def test_a_bank_pages_through_its_sent_and_received_payments_newest_first(http, credentials, sessions):
     admin = auth(credentials["admin"])
-    a, a_key = await _bank(http, admin, "AE")
-    b, b_key = await _bank(http, admin, "IN")
-    c, _ = await _bank(http, admin, "AE")
+    a, a_key = await new_bank(http, admin, "AE")
+    b, b_key = await new_bank(http, admin, "IN")
+    c, _ = await new_bank(http, admin, "AE")
     tie = T0 + timedelta(minutes=5)
     sent = await _rows(
         sessions, [(a, b, T0 + timedelta(minutes=i), "AED") for i in range(4)] + [(a, b, tie, "AED")] * 3
@@ -109,8 +107,8 @@ async def test_a_bank_pages_through_its_sent_and_received_payments_newest_first(
 
 async def test_filters_by_status_currency_and_time(http, credentials, sessions):
     admin = auth(credentials["admin"])
-    a, a_key = await _bank(http, admin, "AE")
-    b, _ = await _bank(http, admin, "IN")
+    a, a_key = await new_bank(http, admin, "AE")
+    b, _ = await new_bank(http, admin, "IN")
     start = T0 + timedelta(days=1)
     rows = await _rows(sessions, [(a, b, start + timedelta(minutes=i), "AED" if i % 2 else "INR") for i in range(6)])
 

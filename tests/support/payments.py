@@ -50,6 +50,16 @@ def fresh_bic(country: str = "AE") -> str:
     return f"{letters}{country}AA"
 
 
+async def new_bank(http, admin: dict, country: str) -> tuple[str, dict]:
+    """A bank of the test's own (a fresh BIC, registered by admin): (its BIC, its auth headers)."""
+    bic = fresh_bic(country)
+    created = await http.post(
+        "/v1/admin/banks", json={"bic": bic, "name": f"Bank {bic}", "country": country}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    return bic, auth(created.json()["api_key"])
+
+
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

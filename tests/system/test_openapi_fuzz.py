@@ -80,6 +80,8 @@ XML = {"Accept": "application/xml"}
 CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "POST /v1/payments": [(BANK, {})],
     "GET /v1/payments": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "GET /v1/accounts": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "GET /v1/accounts/{currency}/statement": [(BANK, {}), (ADMIN, {}), (AGENT, {}), (BANK, XML)],
     "GET /v1/payments/{payment_id}": [(BANK, {}), (ADMIN, {}), (AGENT, {}), (BANK, XML)],
     "GET /v1/payments/{payment_id}/pacs002": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "POST /v1/notifications/camt054": [(AGENT, {})],

@@ -19,6 +19,7 @@ both are what the ledger held at those instants. Postings are in their account's
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deltran.domain.statements import Balance, Posting, PostingKey, Statement
+from deltran.ledger import obligation_key_sql
 from deltran.vocabulary import AccountKind, TransferKind
 
 MAX_PAGE = 5_000
@@ -111,6 +113,33 @@ _PAGE = text(
     LIMIT :limit
     """
 )
+
+
+# A payment's posting on one of its banks' token accounts: its obligation's transfer,
+# found by the transfer's idempotency key (unique), seen from that bank's side.
+_PAYMENT_POSTING = text(
+    f"""
+    SELECT t.id, t.created_at, t.credit_account_id = a.id AS credit, t.amount, t.kind, t.obligation_id,
+           pay.id AS payment_id, pay.end_to_end_id, pay.uetr, other.bic AS counterparty_bic,
+           t.notification_id, NULL AS entry_reference, NULL AS bank_reference
+    FROM obligations o
+    JOIN payments pay ON pay.id = o.payment_id
+    JOIN ledger_transfers t ON t.idempotency_key = {obligation_key_sql("o.id")}
+    JOIN accounts a ON a.id IN (t.debit_account_id, t.credit_account_id) AND a.kind = :token
+    JOIN participants me ON me.id = a.participant_id AND me.bic = :bic
+    JOIN participants other ON other.id = CASE WHEN t.credit_account_id = a.id THEN o.payer_id ELSE o.payee_id END
+    WHERE o.payment_id = :payment
+    """
+)
+
+
+async def payment_posting(session: AsyncSession, payment_id: uuid.UUID, bic: str) -> Posting | None:
+    """The posting that moved the payment's tokens, on `bic`'s token account: a credit for
+    its creditor agent, a debit for its debtor agent; None until its obligation settles."""
+    row = (
+        await session.execute(_PAYMENT_POSTING, {"payment": payment_id, "bic": bic, "token": AccountKind.TOKEN})
+    ).one_or_none()
+    return None if row is None else _posting(row)
 
 
 async def balances(session: AsyncSession, bic: str) -> list[Balance]:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from api import cursor
 from api.deps import BankDep, Caller, CallerDep, SessionDep, SettingsDep, TemporalDep
+from api.forwarding import forwarded_pacs008
 from api.media import XML_TYPES, wants_xml
 from api.pacs008_intake import payments_from_pacs008
 from api.payment_views import PageQuery, details_of, page_of_payments, payment_out
@@ -20,8 +21,11 @@ from api.schemas import PacsTransactionAccepted, PaymentAccepted, PaymentIn, Pay
 from api.status_report import pacs002_for
 from api.strict_json import StrictJSONRoute
 from api.times import QueryTime, time_problems
+from deltran import statements
 from deltran.db.tables import Payment
+from deltran.domain.statements import Posting
 from deltran.intake.payments import NewPayment, submit_payments
+from deltran.iso20022.camt054_posting import build_posting_notification
 from deltran.iso20022.pacs008 import Pacs008Invalid, parse_pacs008
 from deltran.iso20022.xml_safety import XmlRejected
 from deltran.money import MINOR_UNITS
@@ -151,6 +155,64 @@ async def pacs002(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep,
     expired."""
     payment = await _visible_payment(session, caller, payment_id)
     return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
+
+
+_NOT_CREDITED = {
+    PaymentStatus.REJECTED: "it was rejected and never forwarded",
+    PaymentStatus.EXPIRED: "it expired unfunded and was never forwarded",
+}
+
+
+async def _payment_posting(session, payment: Payment, bic: str) -> Posting:
+    """The payment's posting on `bic`'s token account; a 409 until the obligation settles."""
+    posting = await statements.payment_posting(session, payment.id, bic)
+    if posting is None:
+        why = _NOT_CREDITED.get(PaymentStatus(payment.status), "its obligation has not settled yet")
+        raise Problem(
+            409,
+            f"payment {payment.id} is {payment.status}: {why}; DelTran forwards a payment when its tokens are credited",
+            kind="payment-not-credited",
+        )
+    return posting
+
+
+@router.get(
+    "/{payment_id}/pacs008",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {}}, "description": "pacs.008.001.08 as forwarded"},
+        **problem_responses(403, 404, 409),
+    },
+)
+async def forwarded(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
+    """The payment as DelTran forwards it to the creditor agent once its tokens are
+    credited: a pacs.008.001.08 with DelTran the instructing agent of this leg and the
+    creditor agent the instructed one, the original parties, EndToEndId and UETR, settled
+    on the day of the credit. The same message every time it is asked for."""
+    payment = await _visible_payment(session, caller, payment_id)
+    credit = await _payment_posting(session, payment, payment.creditor_agent_bic)
+    return Response(forwarded_pacs008(payment, credit, settings.bic), media_type="application/xml")
+
+
+@router.get(
+    "/{payment_id}/camt054",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {}}, "description": "camt.054.001.08 of the payment's posting"},
+        **problem_responses(403, 404, 409),
+    },
+)
+async def notification(
+    payment_id: uuid.UUID, caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The camt.054.001.08 of the payment's posting on the caller's token account: the
+    credit for its creditor agent (and for admin), the debit for its debtor agent — the
+    entry as the bank's camt.053 statement shows it."""
+    payment = await _visible_payment(session, caller, payment_id)
+    bic = caller.bic if caller.role == "bank" and caller.bic else payment.creditor_agent_bic
+    posting = await _payment_posting(session, payment, bic)
+    body = build_posting_notification(posting, owner_bic=bic, currency=payment.currency, servicer_bic=settings.bic)
+    return Response(body, media_type="application/xml")
 
 
 @router.get(

@@ -481,6 +481,7 @@ class Pacs008Spec:
     creditor_account: str | None = None
     uetr: str | None = None  # a fresh uuid4 when None
     instruction_id: str | None = None
+    transaction_id: str | None = None
     remittance_info: str | None = None
     charge_bearer: str = "SHAR"
     settlement_date: datetime.date | None = None  # today (UTC) when None
@@ -545,6 +546,8 @@ def build_pacs008(
         if spec.instruction_id:
             _sub(pmt_id, "InstrId", spec.instruction_id)
         _sub(pmt_id, "EndToEndId", spec.end_to_end_id)
+        if spec.transaction_id:
+            _sub(pmt_id, "TxId", spec.transaction_id)
         _sub(pmt_id, "UETR", spec.uetr if spec.uetr is not None else str(uuid.uuid4()))
         if spec.urgent:
             _sub(_sub(tx, "PmtTpInf"), "InstrPrty", "HIGH")

@@ -18,31 +18,15 @@ from sqlalchemy import text
 from deltran import ledger, statements
 from deltran.iso20022.camt053 import NS
 from deltran.iso20022.xml_safety import load_schema
-from tests.support.payments import auth, camt054_for, new_bank, payment_body, wait_for_status
+from tests.support.payments import auth, new_bank, pay_between_new_banks
 
 
 @pytest.fixture
 async def paid(http, credentials):
     """Bank A pays bank B 1,234.50 AED gross; the payment COMPLETED. (A, A's key, B, B's key,
-    the payment, the time before it.)"""
-    admin = auth(credentials["admin"])
-    a, a_key = await new_bank(http, admin, "AE")
-    b, b_key = await new_bank(http, admin, "IN")
-    before = datetime.now(UTC) - timedelta(seconds=1)
-    e2e = f"ACCT-{uuid.uuid4().hex[:12]}"
-    body = {**payment_body(e2e, amount="1234.50", debtor_bic=a, creditor_bic=b), "urgent": True}
-    accepted = await http.post("/v1/payments", json=body, headers=a_key)
-    assert accepted.status_code == 202, accepted.text
-    payment_id = accepted.json()["payment_id"]
-    await wait_for_status(http, payment_id, a_key, {"AWAITING_SETTLEMENT"})
-    booked = await http.post(
-        "/v1/notifications/camt054",
-        content=camt054_for(e2e, "1234.50", entry_reference=f"N{uuid.uuid4().hex[:20]}"),
-        headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
-    )
-    assert booked.status_code == 200 and booked.json()["entries"][0]["matched"], booked.text
-    payment = await wait_for_status(http, payment_id, a_key, {"COMPLETED"})
-    return a, a_key, b, b_key, payment, e2e, before
+    the payment, its EndToEndId, the time before it.)"""
+    done = await pay_between_new_banks(http, credentials)
+    return done.debtor_bic, done.debtor, done.creditor_bic, done.creditor, done.payment, done.end_to_end_id, done.before
 
 
 async def read_statement(http, headers: dict, covering: datetime, currency: str = "AED", **params) -> dict:

@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -146,6 +148,45 @@ async def complete_gross_payment(http: httpx.AsyncClient, credentials: dict, amo
     assert booked.status_code == 200 and booked.json()["entries"][0]["matched"], booked.text
     await wait_for_status(http, payment_id, bank, {"COMPLETED"})
     return payment_id
+
+
+@dataclass(frozen=True)
+class BankToBank:
+    """A completed gross payment between two banks of the test's own."""
+
+    debtor_bic: str
+    debtor: dict  # auth headers
+    creditor_bic: str
+    creditor: dict
+    payment: dict  # as GET /v1/payments/{id} shows it
+    end_to_end_id: str
+    before: datetime  # a moment before it began
+
+
+async def pay_between_new_banks(
+    http: httpx.AsyncClient, credentials: dict, amount: str = "1234.50", **body
+) -> BankToBank:
+    """Bank A (AE) pays bank B (IN) `amount` AED gross (urgent); the settlement agent books
+    it and the payment COMPLETES. Their ledgers hold exactly what the test did: A's fiat
+    booked and minted, then the tokens moved to B."""
+    admin = auth(credentials["admin"])
+    a, a_key = await new_bank(http, admin, "AE")
+    b, b_key = await new_bank(http, admin, "IN")
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    e2e = f"B2B-{uuid.uuid4().hex[:12]}"
+    payment = {**payment_body(e2e, amount=amount, debtor_bic=a, creditor_bic=b), "urgent": True, **body}
+    accepted = await http.post("/v1/payments", json=payment, headers=a_key)
+    assert accepted.status_code == 202, accepted.text
+    payment_id = accepted.json()["payment_id"]
+    await wait_for_status(http, payment_id, a_key, {"AWAITING_SETTLEMENT"})
+    booked = await http.post(
+        "/v1/notifications/camt054",
+        content=camt054_for(e2e, amount, entry_reference=f"N{uuid.uuid4().hex[:20]}"),
+        headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
+    )
+    assert booked.status_code == 200 and booked.json()["entries"][0]["matched"], booked.text
+    completed = await wait_for_status(http, payment_id, a_key, {"COMPLETED"})
+    return BankToBank(a, a_key, b, b_key, completed, e2e, before)
 
 
 async def wait_for_retrying_step(

@@ -84,6 +84,8 @@ CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "GET /v1/accounts/{currency}/statement": [(BANK, {}), (ADMIN, {}), (AGENT, {}), (BANK, XML)],
     "GET /v1/payments/{payment_id}": [(BANK, {}), (ADMIN, {}), (AGENT, {}), (BANK, XML)],
     "GET /v1/payments/{payment_id}/pacs002": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "GET /v1/payments/{payment_id}/pacs008": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "GET /v1/payments/{payment_id}/camt054": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "POST /v1/notifications/camt054": [(AGENT, {})],
     "GET /healthz": [(None, {})],
     "GET /v1/admin/banks": [(ADMIN, {})],

@@ -28,7 +28,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from deltran import ledger
+from deltran import events, ledger
 from deltran.db.tables import (
     BankNotification,
     ClearingWindow,
@@ -41,6 +41,7 @@ from deltran.db.tables import (
 )
 from deltran.domain.clearing.fallback import choose_settleable
 from deltran.domain.clearing.netting import GrossObligation
+from deltran.money import format_amount
 from deltran.observability import metrics
 from deltran.shared import (
     CloseInput,
@@ -52,7 +53,14 @@ from deltran.shared import (
     WindowSettlement,
 )
 from deltran.temporal.contract import PaymentWorkflowContract
-from deltran.vocabulary import SETTLED_WINDOW_STATUSES, AccountKind, FundingStatus, ObligationStatus, WindowStatus
+from deltran.vocabulary import (
+    SETTLED_WINDOW_STATUSES,
+    AccountKind,
+    EventType,
+    FundingStatus,
+    ObligationStatus,
+    WindowStatus,
+)
 
 EFFICIENCY_PLACES = Decimal("0.000001")
 SIGNAL_CONCURRENCY = 50
@@ -174,6 +182,23 @@ async def net_window(session: AsyncSession, window_id: uuid.UUID, funding_timeou
                 if r.net < 0
             ],
         )
+        deadline = await session.scalar(select(func.now() + timedelta(seconds=funding_timeout_s)))
+        assert deadline is not None
+        for r in rows:
+            if r.net < 0:
+                await events.bank_event(
+                    session,
+                    r.participant_id,
+                    EventType.FUNDING_INSTRUCTED,
+                    {
+                        "window_id": window_id,
+                        "currency": window.currency,
+                        "amount": format_amount(-r.net, window.currency),
+                        # The EndToEndId its funding camt.054 must carry.
+                        "reference": instruction_reference(window_id, r.bic),
+                        "deadline": deadline.isoformat(),
+                    },
+                )
     # Positions sum to zero: the invariant netting must keep (TigerBeetle-style assert).
     assert sum((r.net for r in rows), Decimal(0)) == 0, "net positions do not sum to zero"
     efficiency = (Decimal(1) - net / gross).quantize(EFFICIENCY_PLACES) if gross else Decimal(0)
@@ -295,6 +320,7 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
         .values(status=status, settled_at=func.now(), settlement_reference=reference, fallback_method=method)
     )
     window.status, window.fallback_method, window.settlement_reference = status, method, reference
+    await events.window_settled_events(session, window_id)
     return await _outcome(session, window)
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
 from activities import liquidity, risk
+from deltran import events
 from deltran.config import Settings
 from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
@@ -22,7 +24,7 @@ from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
 from deltran.shared import ExpireInput, ObligationCreated, ObligationOutcome, ObligationRefused
 from deltran.temporal.errors import payment_not_found
-from deltran.vocabulary import ObligationStatus, PaymentStatus, WindowStatus
+from deltran.vocabulary import EventType, ObligationStatus, PaymentStatus, WindowStatus
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ class ObligationActivities:
                 _PAYMENT_AWAITING,
                 {"payment_id": payment.id, "score": assessment.score, "factors": assessment.factors},
             )
+            # Its obligation was created just now, in this transaction: the change happened.
+            await events.payment_events(session, [payment.id], EventType.PAYMENT_AWAITING_SETTLEMENT)
         metrics.obligations_created.labels(payment.currency, settlement.mode).inc()
         return ObligationCreated(
             obligation_id=obligation_id,
@@ -146,7 +150,7 @@ class ObligationActivities:
                 .where(Obligation.id == data.obligation_id, Obligation.status == ObligationStatus.PENDING)
                 .values(status=ObligationStatus.RELEASED, released_at=func.now())
             )
-            await session.execute(
+            expired = await session.execute(
                 update(Payment)
                 .where(Payment.id == data.payment_id, Payment.status == PaymentStatus.AWAITING_SETTLEMENT)
                 .values(
@@ -156,6 +160,8 @@ class ObligationActivities:
                     updated_at=func.now(),
                 )
             )
+            if cast(CursorResult, expired).rowcount:
+                await events.payment_events(session, [data.payment_id], EventType.PAYMENT_EXPIRED)
             await payment_rows.return_bookings(session, data.payment_id, PaymentStatus.EXPIRED)
         metrics.payments_final.labels(PaymentStatus.EXPIRED.value).inc()
         return True

@@ -6,16 +6,19 @@ references), so a replayed activity or a duplicate camt.054 changes nothing.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, update
+from typing import cast
+
+from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from deltran import events
 from deltran.db.tables import Obligation, Payment, table_of
 from deltran.observability import metrics
 from deltran.shared import SettleInput
 from deltran.temporal.errors import OBLIGATION_NOT_IN_WINDOW, obligation_released
-from deltran.vocabulary import ObligationStatus, PaymentStatus
+from deltran.vocabulary import EventType, ObligationStatus, PaymentStatus
 
 # Built once, values bound at execution (see deltran/db/payment_rows.py), on the tables
 # (no ORM bulk-update bookkeeping). Net: the window's settlement reference stands for
@@ -85,7 +88,8 @@ class SettlementActivities:
                         non_retryable=True,
                     )
                 # Settled by an earlier attempt: nothing more to do.
-            await session.execute(_PAYMENT_SETTLED, {"payment_id": data.payment_id})
+            if cast(CursorResult, await session.execute(_PAYMENT_SETTLED, {"payment_id": data.payment_id})).rowcount:
+                await events.payment_events(session, [data.payment_id], EventType.PAYMENT_SETTLED)
         if settled is not None:  # counted once, after the commit
             currency, mode, took = settled
             metrics.settlements.labels(currency, mode).inc()

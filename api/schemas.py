@@ -224,6 +224,36 @@ class AccountBalance(BaseModel):
     reserved: str = Field(description="tokens set aside for payouts not yet booked")
 
 
+class EventOut(BaseModel):
+    """An event as GET /v1/events lists it and a webhook delivery's body carries it."""
+
+    id: uuid.UUID = Field(description="the same in every delivery of this event: a second copy is a duplicate")
+    type: str = Field(examples=["payment.credited"])
+    created_at: datetime
+    data: dict = Field(description="the resource: the payment, the funding instruction or the window")
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+    next_cursor: str = Field(description="pass back as `cursor` for what comes next (the same when nothing new came)")
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, examples=["https://hooks.sbi.example/deltran"])
+
+
+class WebhookCreated(BaseModel):
+    url: str
+    secret: str = Field(description="whsec_…: signs every delivery (Standard Webhooks); shown this once")
+
+
+class WebhookOut(BaseModel):
+    url: str
+    created_at: datetime
+
+
 class AccountList(BaseModel):
     accounts: list[AccountBalance]
 

@@ -397,6 +397,7 @@ def _window_of(http: httpx.Client, api: Api, payment: tuple[str, str], timeout_s
 # Business data, children first. Participants, keys, caps and the audit log stay (the
 # audit log is append-only by design; the reset itself is audited).
 _RESET_TABLES = (
+    "events",
     "tokens",
     "ledger_transfers",
     "funding_instructions",

@@ -47,6 +47,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from deltran.db.tables import AuditLog, table_of
+from deltran.periodic import run_every
 
 log = logging.getLogger("deltran.audit")
 
@@ -207,18 +208,12 @@ async def run_sealer(sessions: async_sessionmaker, interval_s: float = 1.0, stop
     """Seal pending records every interval_s until stop is set (or the task is
     cancelled). A failure (PostgreSQL restarting) is logged and retried next round:
     unsealed rows simply wait, nothing is lost."""
-    stop = stop or asyncio.Event()
-    while not stop.is_set():
-        try:
-            sealed = await seal_pending(sessions)
-            if sealed:
-                log.debug("sealed %d audit record(s)", sealed)
-        except Exception:
-            log.exception("audit sealer: sealing failed, retrying in %.1fs", interval_s)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            pass
+
+    async def seal_round() -> None:
+        if sealed := await seal_pending(sessions):
+            log.debug("sealed %d audit record(s)", sealed)
+
+    await run_every(interval_s, stop or asyncio.Event(), seal_round, log, "audit sealer: sealing")
 
 
 # -- verifying -----------------------------------------------------------------------------

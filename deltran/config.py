@@ -116,6 +116,17 @@ class Settings(BaseSettings):
     risk_velocity_window_s: int = Field(default=3600, gt=0)
     risk_high_risk_corridors: tuple[str, ...] = ()  # e.g. ("AE-IR",): debtor-creditor country pairs
 
+    # Webhooks: a bank's endpoint must be https on a public address, so no webhook can
+    # be pointed at DelTran's own network; true (as `make up` and the tests set it)
+    # allows http and private or loopback addresses, for a receiver on this machine.
+    webhook_allow_private: bool = False
+    # Each event is retried with backoff (doubling from the first interval up to the
+    # longest) for this long, then marked FAILED; it stays at GET /v1/events.
+    webhook_retry_first_s: float = Field(default=1.0, gt=0)
+    webhook_retry_longest_s: float = Field(default=600.0, gt=0)
+    webhook_delivery_period_s: int = Field(default=24 * 3600, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
     # DelTran's own BIC: the reporter on the pacs.002 status reports it sends.
     bic: str = "DLTRAEAD"
 

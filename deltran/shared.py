@@ -192,3 +192,28 @@ class ReconciliationResult(_Frozen):
     run_id: str
     ok: bool
     breaks: int
+
+
+class DeliveryInput(_Frozen):
+    """A bank's webhook delivery workflow: deliver its events numbered after `after_seq`."""
+
+    bic: str
+    after_seq: int = 0
+    # Delivery policy (deltran/config.py webhook_*), fixed per run so a replay sees the same.
+    retry_first_s: float = 1.0
+    retry_longest_s: float = 600.0
+    period_s: int = 24 * 3600
+    timeout_s: float = 10.0
+
+
+class PendingDeliveries(_Frozen):
+    """The next events to deliver, in order; `webhook` False when the bank has none (the
+    workflow then ends: setting one starts it again)."""
+
+    webhook: bool
+    events: list[tuple[UUID, int]]  # (event id, seq)
+    through: int = 0  # the last seq numbered when read: a signal up to it tells nothing new
+
+
+class DeliveryOutcome(_Frozen):
+    delivered: bool  # False: nothing to deliver (already delivered, or no webhook any more)

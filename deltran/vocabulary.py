@@ -84,6 +84,29 @@ class TransferKind(StrEnum):
     OBLIGATION = "obligation"  # token[payer] → token[payee]: a settled obligation
 
 
+class EventType(StrEnum):
+    """What a bank is told (GET /v1/events, its webhook): the Standard Webhooks type names."""
+
+    PAYMENT_ACCEPTED = "payment.accepted"  # recorded, screening begins (to the debtor agent)
+    PAYMENT_REJECTED = "payment.rejected"  # to the debtor agent only: a creditor is not tipped off
+    PAYMENT_AWAITING_SETTLEMENT = "payment.awaiting_settlement"
+    PAYMENT_SETTLED = "payment.settled"
+    PAYMENT_COMPLETED = "payment.completed"  # tokens moved (to the debtor agent)
+    PAYMENT_CREDITED = "payment.credited"  # the same moment, to the creditor agent
+    PAYMENT_EXPIRED = "payment.expired"
+    FUNDING_INSTRUCTED = "funding.instructed"  # to a window's net debtor
+    WINDOW_SETTLED = "window.settled"  # to every bank with a position in the window
+
+
+class DeliveryStatus(StrEnum):
+    """An event's delivery to its bank's webhook."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"  # retried for the whole delivery period; still listed at GET /v1/events
+    NO_WEBHOOK = "NO_WEBHOOK"  # the bank had none registered when its turn came
+
+
 class ParticipantStatus(StrEnum):
     ACTIVE = "ACTIVE"
     SUSPENDED = "SUSPENDED"

@@ -142,6 +142,10 @@ def settings(database_url, temporal_env, tmp_path_factory) -> Settings:
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"test-payments-{uuid.uuid4()}",
         payment_deadline_s=3600,
+        # The tests' webhook receivers listen on loopback and come up and down in seconds.
+        webhook_allow_private=True,
+        webhook_retry_first_s=0.2,
+        webhook_retry_longest_s=1.0,
     )
 
 
@@ -163,10 +167,17 @@ async def credentials(sessions, settings) -> dict:
 
 @pytest.fixture(scope="session")
 async def worker(temporal_env, sessions, settings):
+    from deltran.webhooks.delivery_start import DeliveryWaker
+    from worker.event_numberer import run_numberer
     from worker.main import build_worker
 
+    stop = asyncio.Event()
+    waker = DeliveryWaker(temporal_env.client, sessions, settings)
+    numberer = asyncio.create_task(run_numberer(sessions, stop, on_round=waker))
     async with build_worker(temporal_env.client, sessions, settings, settings.task_queue) as running:
         yield running
+    stop.set()
+    await numberer
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from activities.obligations import ObligationActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.settlement import SettlementActivities
 from activities.tokens import TokenActivities
+from activities.webhooks import WebhookActivities
 from deltran import audit, faults, gc_tuning
 from deltran.config import Settings
 from deltran.db.engine import make_engine, make_session_factory
@@ -31,6 +32,8 @@ from deltran.observability import metrics
 from deltran.observability.tracing import setup_tracing
 from deltran.reconciliation import BREAK_KINDS
 from deltran.temporal.client import connect
+from deltran.webhooks.delivery_start import DeliveryWaker
+from worker.event_numberer import run_numberer
 from worker.fail_fast import FailFastInterceptor
 from worker.logging_interceptor import LoggingInterceptor
 from worker.sweeper import run_sweeper
@@ -38,10 +41,11 @@ from worker.telemetry import start_worker_metrics
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("deltran.worker")
 
-WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow]
+WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow, WebhookDeliveryWorkflow]
 MAX_POOL_SIZE = 50
 
 
@@ -52,6 +56,7 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
     tokens = TokenActivities(session_factory)
     clearing = ClearingActivities(session_factory, client)
     monitor = ReconciliationActivities(session_factory, settings)
+    webhooks = WebhookActivities(session_factory, settings)
     return [
         compliance.screen_payment,
         obligations.create_obligation,
@@ -63,6 +68,9 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
         clearing.settle_window,
         clearing.signal_window_payments,
         monitor.reconcile,
+        webhooks.pending_deliveries,
+        webhooks.deliver_event,
+        webhooks.give_up,
     ]
 
 
@@ -134,8 +142,9 @@ async def run_worker(settings: Settings) -> None:
     # several workers an advisory lock lets one seal at a time.
     sealer = asyncio.create_task(audit.run_sealer(sessions, stop=stop))
     sweeper = asyncio.create_task(run_sweeper(client, sessions, settings, stop))
+    numberer = asyncio.create_task(run_numberer(sessions, stop, on_round=DeliveryWaker(client, sessions, settings)))
     async with worker:
         await stop.wait()
         log.info("worker shutting down")
-    await asyncio.gather(sealer, sweeper)
+    await asyncio.gather(sealer, sweeper, numberer)
     await engine.dispose()

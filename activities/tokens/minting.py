@@ -22,21 +22,22 @@ import functools
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import CursorResult, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.tokens.batcher import MintBatcher, Outcome
-from deltran import ledger, reconciliation
+from deltran import events, ledger, reconciliation
 from deltran.db.tables import Account, BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
 from deltran.domain.tokens import FiatEvidence, mint_refusal, net_mint_refusal
 from deltran.observability import metrics
 from deltran.shared import MintInput, MintResult
 from deltran.temporal.errors import breaker_open_error, mint_refused
-from deltran.vocabulary import AccountKind, BreakerState, EntryOutcome, PaymentStatus, SettlementMode
+from deltran.vocabulary import AccountKind, BreakerState, EntryOutcome, EventType, PaymentStatus, SettlementMode
 
 
 class TokenActivities:
@@ -105,11 +106,15 @@ class TokenActivities:
         else:
             result = await self._mint_gross(session, obligation)
         await ledger.check_backing(session, [obligation.currency])
-        await session.execute(
+        completed = await session.execute(
             update(Payment)
             .where(Payment.id == obligation.payment_id, Payment.status == PaymentStatus.SETTLED)
             .values(status=PaymentStatus.COMPLETED, updated_at=func.now())
         )
+        if cast(CursorResult, completed).rowcount:
+            await events.payment_events(
+                session, [obligation.payment_id], EventType.PAYMENT_COMPLETED, EventType.PAYMENT_CREDITED
+            )
         return result, True
 
     async def _mint_gross(self, session: AsyncSession, obligation: Obligation) -> MintResult:
@@ -359,6 +364,9 @@ _WRITE = text(
         -- (Data-modifying CTEs run to completion whether or not the query reads them.)
         UPDATE payments SET status = 'COMPLETED', updated_at = now()
         WHERE id IN (SELECT payment_id FROM mint) AND status = 'SETTLED'
+        RETURNING *
+    ), told AS (
+        {events.payment_events_sql("completed", (EventType.PAYMENT_COMPLETED, EventType.PAYMENT_CREDITED))}
     )
     SELECT obligation_id, id FROM minted
     """

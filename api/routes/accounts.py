@@ -9,61 +9,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
+from fastapi import APIRouter, Query, Request, Response
 
 from api import cursor
+from api.bank_param import BankQuery, invalid_query, named_bank
 from api.deps import Caller, CallerDep, SessionDep, SettingsDep
 from api.media import wants_xml
 from api.problems import Problem, problem_responses
 from api.schemas import AccountBalance, AccountList, PostingOut, StatementOut
 from api.times import QueryTime, time_problems
 from deltran import statements
-from deltran.db.tables import Participant
 from deltran.domain.statements import PostingKey, Statement
-from deltran.identity import normalize_bic
 from deltran.iso20022.camt053 import Camt053Invalid, build_camt053
 from deltran.iso20022.token_account import account_id
 from deltran.money import MINOR_UNITS, format_amount
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=problem_responses(400, 403, 404, 406, 422))
 
-BicQuery = Annotated[
-    str | None,
-    Query(pattern=r"^[A-Za-z0-9]{8}([A-Za-z0-9]{3})?$", description="admin only: the bank to show"),
-]
-
 
 async def _whose(session, caller: Caller, bic: str | None) -> str:
-    """A bank sees its own accounts; admin names a bank DelTran knows; the settlement
-    agent none. EBILAEADXXX is EBILAEAD."""
-    if caller.role not in ("bank", "admin"):
-        raise HTTPException(status_code=403, detail="accounts are visible to their bank and to admin only")
-    if bic is not None:
-        try:
-            bic = normalize_bic(bic)
-        except ValueError:
-            raise _invalid(("bic", f"{bic} is not a valid BIC")) from None
-    if caller.role == "bank":
-        if bic is not None and bic != caller.bic:
-            raise _invalid(("bic", "a bank sees its own accounts only"))
-        assert caller.bic is not None
-        return caller.bic
-    if bic is None:
-        raise _invalid(("bic", "admin names the bank"))
-    if await session.scalar(select(Participant.id).where(Participant.bic == bic)) is None:
-        raise Problem(404, f"no bank {bic} on DelTran", kind="bank-not-found")
-    return bic
-
-
-def _invalid(*problems: tuple[str, str]) -> RequestValidationError:
-    """A 422 naming each query parameter, as FastAPI's own validation answers."""
-    return RequestValidationError([{"loc": ("query", n), "msg": m, "type": "value_error"} for n, m in problems])
+    bank = await named_bank(session, caller, bic)
+    assert bank is not None
+    return bank.bic
 
 
 @router.get("", response_model=AccountList)
-async def list_accounts(caller: CallerDep, session: SessionDep, bic: BicQuery = None) -> AccountList:
+async def list_accounts(caller: CallerDep, session: SessionDep, bic: BankQuery = None) -> AccountList:
     """Per currency: the fiat the bank booked on DelTran's settlement account (minted into
     tokens; what its tokens were issued against, wherever they are now), its tokens, and
     the tokens reserved for payouts not yet booked."""
@@ -121,7 +92,7 @@ async def statement(
     caller: CallerDep,
     session: SessionDep,
     settings: SettingsDep,
-    bic: BicQuery = None,
+    bic: BankQuery = None,
     start: Annotated[
         QueryTime | None,
         Query(alias="from", description="inclusive, with its UTC offset; default: the start of to's day (UTC)"),
@@ -150,13 +121,14 @@ async def statement(
         start, end, page, after = *_period(start, end), 1, None
         end = min(end, await statements.complete_until(request.app.state.sessions))
         if end <= start:
-            raise _invalid(("from", f"must be earlier than {end.isoformat()}, before which every posting is committed"))
+            committed = f"must be earlier than {end.isoformat()}, before which every posting is committed"
+            raise invalid_query(("from", committed))
     try:
         found = await statements.statement(
             request.app.state.sessions, owner, currency, start, end, after=after, page=page, limit=limit
         )
     except statements.TooFarBack:
-        raise _invalid(("from", "the period starts too far back to work out its balances in time")) from None
+        raise invalid_query(("from", "the period starts too far back to work out its balances in time")) from None
     if wants_xml(request.headers.get("accept", "")):
         return await _camt053(found, settings.bic)
     ccy = currency
@@ -197,13 +169,13 @@ def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     """[from, to) as asked; to defaults to now, from to the start of to's UTC day."""
     problems = time_problems(**{"from": start, "to": end})
     if problems:
-        raise _invalid(*problems)
+        raise invalid_query(*problems)
     end = end or datetime.now(UTC)
     if start is None:
         last = (end - timedelta(microseconds=1)).astimezone(UTC)
         start = last.replace(hour=0, minute=0, second=0, microsecond=0)
     if start >= end:
-        raise _invalid(("to", "must be later than from"))
+        raise invalid_query(("to", "must be later than from"))
     return start, end
 
 

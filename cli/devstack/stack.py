@@ -36,6 +36,8 @@ def start_child(role: str, settings: Settings, log_dir: Path, database_url: str)
     env = dict(os.environ)
     env["DELTRAN_DATABASE_URL"] = database_url
     env["DELTRAN_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
+    # The demo's webhook receiver runs on this machine.
+    env.setdefault("DELTRAN_WEBHOOK_ALLOW_PRIVATE", "true")
     log = open(log_dir / f"{role}.log", "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", role],

@@ -8,8 +8,9 @@ from typing import cast
 from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deltran import events
 from deltran.db.tables import BankNotification, LedgerTransfer, Participant, Payment
-from deltran.vocabulary import EntryOutcome, PaymentStatus
+from deltran.vocabulary import EntryOutcome, EventType, PaymentStatus
 
 # The statements every payment runs, built once with their values bound at execution:
 # SQLAlchemy then neither rebuilds nor re-keys them per call (about a tenth of a busy
@@ -63,8 +64,8 @@ async def return_bookings(session: AsyncSession, payment_id: uuid.UUID, status: 
 
 async def reject(session: AsyncSession, payment_id: uuid.UUID, code: str, reason: str, **values) -> None:
     """SCREENING → REJECTED, conditional so a retry changes nothing; fiat already booked
-    for the payment becomes an exception to return."""
-    await session.execute(
+    for the payment becomes an exception to return; its sender is told."""
+    rejected = await session.execute(
         update(Payment)
         .where(Payment.id == payment_id, Payment.status == PaymentStatus.SCREENING)
         .values(
@@ -74,4 +75,6 @@ async def reject(session: AsyncSession, payment_id: uuid.UUID, code: str, reason
             **({"updated_at": func.now()} | values),
         )
     )
+    if cast(CursorResult, rejected).rowcount:
+        await events.payment_events(session, [payment_id], EventType.PAYMENT_REJECTED)
     await return_bookings(session, payment_id, PaymentStatus.REJECTED)

@@ -35,7 +35,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from deltran.vocabulary import (
     AccountKind,
     BreakerState,
+    DeliveryStatus,
     EntryOutcome,
+    EventType,
     FundingStatus,
     ObligationStatus,
     OperatorRole,
@@ -480,6 +482,59 @@ class AuditLog(Base):
         # What the sealer looks for: stays tiny however long the log grows.
         Index("ix_audit_log_unsealed", "id", postgresql_where=text("seal_seq IS NULL")),
     )
+
+
+class Event(Base):
+    """Something a bank is told, written in the transaction of the change it reports
+    (deltran/events.py): nothing changes untold, nothing is told that did not happen.
+    `written` is the order of writing; `seq`, the bank-facing order, is given after commit
+    (a transaction that commits late is numbered later, so a reader that has seen seq N
+    never later finds an event below it)."""
+
+    __tablename__ = "events"
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    written: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True, nullable=False)
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    type: Mapped[str] = mapped_column(String(40), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
+    data: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # PENDING when numbered for a bank with a webhook, NO_WEBHOOK for one without.
+    delivery_status: Mapped[str] = mapped_column(String(12), nullable=False, server_default=DeliveryStatus.PENDING)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint(sql_in("type", EventType), name="type"),
+        CheckConstraint(sql_in("delivery_status", DeliveryStatus), name="delivery_status"),
+        # What the numberer looks for: stays tiny however many events there are.
+        Index("ix_events_unnumbered", "written", postgresql_where=text("seq IS NULL")),
+        # A bank's feed, in order.
+        Index("ix_events_feed", "participant_id", "seq"),
+        # Events still to push to a webhook: what a bank's delivery has not caught up with.
+        Index(
+            "ix_events_undelivered",
+            "participant_id",
+            "seq",
+            postgresql_where=text(f"delivery_status = '{DeliveryStatus.PENDING.value}'"),
+        ),
+    )
+
+
+class Webhook(Base):
+    """A bank's one webhook endpoint. The secret signs every delivery (Standard Webhooks),
+    so it is kept, not hashed; it is shown once, when set. Events numbered after
+    `after_seq` (the feed's end when the endpoint was set) are delivered to it."""
+
+    __tablename__ = "webhooks"
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    secret: Mapped[str] = mapped_column(Text, nullable=False)
+    after_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
 
 
 class CircuitBreaker(Base):

@@ -27,7 +27,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from deltran import audit
+from deltran import audit, events
 from deltran.config import Settings
 from deltran.db.tables import Payment, table_of
 from deltran.errors import Conflict, Malformed, Refused, ServiceUnavailable
@@ -37,7 +37,7 @@ from deltran.observability import metrics
 from deltran.shared import PaymentInput
 from deltran.temporal.contract import PaymentWorkflowContract
 from deltran.temporal.search_attributes import initial_search_attributes
-from deltran.vocabulary import PaymentStatus
+from deltran.vocabulary import EventType, PaymentStatus
 
 # The logger keeps the name it had when intake lived in the API: dashboards and log queries use it.
 log = logging.getLogger("deltran.api.intake")
@@ -158,6 +158,7 @@ async def submit_payments(
         for new in batch:
             intakes.append(await _record(session, new))
         created = [str(i.payment_id) for i in intakes if i.created]
+        await events.payment_events(session, [i.payment_id for i in intakes if i.created], EventType.PAYMENT_ACCEPTED)
         if created:
             await audit.record(
                 session,

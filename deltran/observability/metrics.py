@@ -105,6 +105,24 @@ circuit_breaker_open = Gauge(
 circuit_breaker_trips = Counter("deltran_circuit_breaker_trips", "Times the breaker opened", ["currency"])
 
 
+# -- webhooks -------------------------------------------------------------------------------
+webhook_attempts = Counter(
+    "deltran_webhook_delivery_attempts",
+    "Webhook delivery attempts by bank and outcome: delivered (a 2xx) or failed (any other answer, or none)",
+    ["bic", "outcome"],
+)
+webhook_gave_up = Counter(
+    "deltran_webhook_deliveries_failed",
+    "Events whose delivery was retried for the whole delivery period and given up (still at GET /v1/events)",
+    ["bic"],
+)
+webhook_delivery_seconds = Histogram(
+    "deltran_webhook_delivery_seconds",
+    "From an event's writing to its delivery",
+    buckets=SETTLEMENT_BUCKETS,
+)
+
+
 def initialise(currencies: Iterable[str], break_kinds: Iterable[str], steps: Iterable[str] = ()) -> None:
     """Create every event counter's series at zero for the label values known at start.
 

@@ -15,6 +15,7 @@ from temporalio import workflow
 from deltran.shared import (
     ClearingInput,
     ClearingState,
+    DeliveryInput,
     FiatBooking,
     PaymentInput,
     PaymentState,
@@ -68,3 +69,22 @@ class ReconciliationContract:
     @workflow.run
     async def run(self, tier: str) -> ReconciliationResult:
         raise NotImplementedError  # workflows/reconciliation.py
+
+
+@workflow.defn(name="WebhookDeliveryWorkflow")
+class WebhookDeliveryContract:
+    """One bank's webhook: its events delivered one at a time, in order, each retried with
+    backoff for the delivery period. Runs while the bank has a webhook (continuing as new
+    as its history grows); workflow id `webhooks-<BIC>`."""
+
+    @workflow.run
+    async def run(self, data: DeliveryInput) -> None:
+        raise NotImplementedError  # workflows/webhooks.py
+
+    @workflow.signal(name="events_numbered")
+    def events_numbered(self, last_seq: int) -> None:
+        """Events up to `last_seq` are numbered: some may be this bank's."""
+
+
+def delivery_workflow_id(bic: str) -> str:
+    return f"webhooks-{bic}"

@@ -33,6 +33,7 @@ from deltran.shared import ClearingInput
 from deltran.temporal import search_attributes
 from tests.support.payments import auth, camt054_for, complete_gross_payment, payment_body, wait_for_status
 from tests.support.reconciliation import reconcile_intraday
+from tests.support.webhook_receiver import Receiver
 from workflows.clearing import ClearingWindowWorkflow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,8 @@ ALERTS = {
     "DeltranClearingWindowStale",
     "DeltranStepFailedPermanently",
     "DeltranStepFailing",
+    "DeltranWebhookEndpointFailing",
+    "DeltranWebhookEventsGivenUp",
 }
 
 # What Grafana would put in for its variables when the test runs a panel's query.
@@ -410,11 +413,20 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     try:
         await prometheus.wait_ready()
         demo = Demo(http, credentials, sessions, temporal_env, settings)
-        # Two rounds over the same series: the first creates them (a new series' first
-        # sample already counts its first events), the second makes every rate() move.
-        for first in (True, False):
-            await demo.round(with_fallback=first)
-            await prometheus.wait_for_scrapes_after(time.time())
+        # Emirates NBD takes its events by webhook during the run (the webhook panels).
+        receiver = Receiver()
+        receiver.start()
+        hooked = await http.put("/v1/webhook", json={"url": receiver.url}, headers=demo.bank("EBILAEAD"))
+        assert hooked.status_code == 200, hooked.text
+        try:
+            # Two rounds over the same series: the first creates them (a new series' first
+            # sample already counts its first events), the second makes every rate() move.
+            for first in (True, False):
+                await demo.round(with_fallback=first)
+                await prometheus.wait_for_scrapes_after(time.time())
+        finally:
+            await http.delete("/v1/webhook", headers=demo.bank("EBILAEAD"))
+            receiver.stop()
 
         missing = []
         for board, panel in dashboard_panels():

@@ -86,6 +86,11 @@ CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "GET /v1/payments/{payment_id}/pacs002": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "GET /v1/payments/{payment_id}/pacs008": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "GET /v1/payments/{payment_id}/camt054": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "GET /v1/events": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    # Admin for this run's own bank (steered below): no other test's bank gets a fuzzed webhook.
+    "PUT /v1/webhook": [(ADMIN, {}), (AGENT, {})],
+    "GET /v1/webhook": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "DELETE /v1/webhook": [(ADMIN, {}), (AGENT, {})],
     "POST /v1/notifications/camt054": [(AGENT, {})],
     "GET /healthz": [(None, {})],
     "GET /v1/admin/banks": [(ADMIN, {})],
@@ -187,6 +192,8 @@ def _reachable(case):
     elif label == "POST /v1/admin/banks" and isinstance(case.body, dict):
         letters = "".join(chr(ord("A") + b % 26) for b in _digest(case.body)[:2])
         case.body = {**case.body, "bic": f"FY{letters}AEAD"}  # a new bank; name and country as generated
+    elif label in ("PUT /v1/webhook", "DELETE /v1/webhook"):
+        case.query = {**(case.query or {}), "bic": FUZZ_BIC}
     elif "{bic}" in label:
         case.path_parameters = {**(case.path_parameters or {}), "bic": FUZZ_BIC}
     elif "{payment_id}" in label and EXISTING_PAYMENTS:

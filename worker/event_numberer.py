@@ -1,0 +1,38 @@
+"""Numbers committed events (deltran/events.py `number_pending`) a moment after they are
+written, so `GET /v1/events` and webhook deliveries see them in order; with several
+workers an advisory lock lets one number at a time. A failure (PostgreSQL restarting) is
+logged and retried next round: unnumbered events simply wait, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from deltran import events
+from deltran.periodic import run_every
+
+log = logging.getLogger("deltran.events")
+INTERVAL_S = 0.2
+
+# Called after every round with its result (None: another numberer had the lock), to wake
+# the webhook deliveries that have events waiting.
+OnRound = Callable[[events.Numbered | None], Awaitable[None]]
+
+
+async def run_numberer(
+    sessions: async_sessionmaker,
+    stop: asyncio.Event,
+    on_round: OnRound | None = None,
+    interval_s: float = INTERVAL_S,
+) -> None:
+    async def number_round() -> None:
+        numbered = await events.number_pending(sessions)
+        if numbered is not None and numbered.count:
+            log.debug("numbered %d event(s) up to %d", numbered.count, numbered.last_seq)
+        if on_round is not None:
+            await on_round(numbered)
+
+    await run_every(interval_s, stop, number_round, log, "event numberer: numbering")

@@ -28,7 +28,18 @@ from api.problems import (
     validation_handler,
 )
 from api.rate_limit import RateLimiter
-from api.routes import accounts, admin, clearing, events, health, monitor, notifications, payments, webhooks
+from api.routes import (
+    accounts,
+    admin,
+    clearing,
+    events,
+    health,
+    monitor,
+    notifications,
+    payments,
+    redemptions,
+    webhooks,
+)
 from api.schemas import PaymentIn
 from api.temporal_connection import TemporalConnection
 from deltran.config import Settings, get_settings
@@ -100,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(events.router)
     app.include_router(webhooks.router)
+    app.include_router(redemptions.router)
     app.include_router(notifications.router)
     app.include_router(health.router)
     app.include_router(clearing.router)

@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -55,17 +55,17 @@ Name = Annotated[
 ]
 
 
-class PartyIn(BaseModel):
+class AccountChoiceIn(BaseModel):
+    """An account as an IBAN, or a domestic account number for countries without IBAN."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
     iban: str | None = Field(default=None, description="IBAN, checked against the IBAN registry")
     account: str | None = Field(
         default=None,
         description="Domestic account number, for countries without IBAN (e.g. India)",
         pattern=r"^[A-Za-z0-9]{4,34}$",
     )
-    agent_bic: Bic = Field(description="BIC of the party's bank (8 or 11 characters)")
 
     @field_validator("iban")
     @classmethod
@@ -78,22 +78,54 @@ class PartyIn(BaseModel):
             raise ValueError(f"invalid IBAN: {exc}") from None
 
     @model_validator(mode="after")
-    def _one_account(self) -> PartyIn:
+    def _one_account(self) -> Self:
         if (self.iban is None) == (self.account is None):
             raise ValueError("give exactly one of 'iban' or 'account'")
         return self
 
 
-class PaymentIn(BaseModel):
+class PartyIn(AccountChoiceIn):
+    name: Name
+    agent_bic: Bic = Field(description="BIC of the party's bank (8 or 11 characters)")
+
+
+class AmountIn(BaseModel):
+    """A currency and an amount in it: at most the currency's minor units."""
+
     model_config = ConfigDict(extra="forbid")
 
-    end_to_end_id: Max35Text
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["AED"])
     amount: str = Field(
         description='Decimal string, at most the currency\'s minor units, e.g. "100000.00"',
         pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$",
         examples=["100000.00"],
     )
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value not in MINOR_UNITS:
+            raise ValueError(f"currency {value} is not supported")
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_fits_currency(cls, value: str, info: ValidationInfo) -> str:
+        currency = info.data.get("currency")
+        if currency is not None:  # else the currency's own error says why
+            try:
+                parse_amount(value, currency)
+            except AmountError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def decimal_amount(self) -> Decimal:
+        return parse_amount(self.amount, self.currency)
+
+
+class PaymentIn(AmountIn):
+    end_to_end_id: Max35Text
     debtor: PartyIn
     creditor: PartyIn
     remittance_info: Name | None = None
@@ -117,28 +149,6 @@ class PaymentIn(BaseModel):
         if value.upper() == "NOTPROVIDED":
             raise ValueError("NOTPROVIDED is not accepted: give the payment its own EndToEndId")
         return value
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        if value not in MINOR_UNITS:
-            raise ValueError(f"currency {value} is not supported")
-        return value
-
-    @field_validator("amount")
-    @classmethod
-    def _amount_fits_currency(cls, value: str, info: ValidationInfo) -> str:
-        currency = info.data.get("currency")
-        if currency is not None:  # else the currency's own error says why
-            try:
-                parse_amount(value, currency)
-            except AmountError as exc:
-                raise ValueError(str(exc)) from None
-        return value
-
-    @property
-    def decimal_amount(self) -> Decimal:
-        return parse_amount(self.amount, self.currency)
 
 
 class PacsTransactionAccepted(BaseModel):
@@ -217,11 +227,62 @@ class PaymentList(BaseModel):
     next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null on the last")
 
 
+class PayoutAccountIn(AccountChoiceIn):
+    """Where the settlement agent pays the fiat."""
+
+
+class RedemptionIn(AmountIn):
+    payout_account: PayoutAccountIn
+
+
+class RedemptionAccepted(BaseModel):
+    redemption_id: uuid.UUID
+    status: str
+    reference: str = Field(description="the payout's reference: the EndToEndId of the DBIT camt.054 that books it")
+
+
+class RedemptionOut(BaseModel):
+    redemption_id: uuid.UUID
+    bic: str
+    status: str = Field(description="RESERVED, PAYOUT_INSTRUCTED, COMPLETED or RELEASED")
+    reference: str
+    currency: str
+    amount: str
+    payout_account: dict[str, str]
+    deadline: datetime = Field(description="no payout booked by then releases the tokens")
+    release_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PayoutOut(BaseModel):
+    reference: str
+    bic: str
+    currency: str
+    amount: str
+    kind: str = Field(description="redemption: a bank's tokens turned back into fiat")
+    status: str
+    payout_account: dict[str, str]
+    deadline: datetime
+
+
+class PayoutList(BaseModel):
+    items: list[PayoutOut]
+    next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null on the last")
+
+
+class PayoutRefusal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class AccountBalance(BaseModel):
     currency: str
     fiat: str = Field(description="fiat the bank booked on DelTran's settlement account, minted into tokens")
     tokens: str
-    reserved: str = Field(description="tokens set aside for payouts not yet booked")
+    reserved: str = Field(description="tokens set aside for payouts not yet booked (not spendable)")
+    paid_out: str = Field(description="fiat paid out to the bank for its redeemed tokens")
 
 
 class EventOut(BaseModel):

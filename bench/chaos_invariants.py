@@ -16,6 +16,8 @@ from decimal import Decimal
 import asyncpg
 from temporalio.client import Client
 
+from deltran.ledger import BACKING_SQL, SUPPLY_SQL
+
 FINAL_OK = {"COMPLETED"}
 FINAL_REJECTED = {"REJECTED", "EXPIRED"}
 LIST_MAX = 200
@@ -114,21 +116,20 @@ async def check(
         negative = await conn.fetch(
             "SELECT a.id::text AS id, pt.bic, a.currency, a.kind, a.debits_posted, a.credits_posted FROM accounts a"
             " JOIN participants pt ON pt.id = a.participant_id"
-            " WHERE (a.kind = 'token' AND a.credits_posted < a.debits_posted)"
+            " WHERE (a.kind IN ('token', 'reserved', 'paid_out') AND a.credits_posted < a.debits_posted)"
             "    OR (a.kind = 'fiat' AND a.debits_posted < a.credits_posted)"
         )
         supply = await conn.fetch(
             "SELECT currency,"
-            " coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token'), 0) AS tokens,"
-            " coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0) AS fiat"
+            f" {SUPPLY_SQL} AS tokens, {BACKING_SQL} AS fiat"
             " FROM accounts GROUP BY currency ORDER BY currency"
         )
         # Booked fiat as the settlement agent reported it: every stored MATCHED entry.
         matched_fiat = {
             r["currency"]: r["total"]
             for r in await conn.fetch(
-                "SELECT currency, sum(amount) AS total FROM bank_notifications"
-                " WHERE outcome = 'MATCHED' GROUP BY currency"
+                "SELECT currency, sum(CASE WHEN credit_debit = 'DBIT' THEN -amount ELSE amount END) AS total"
+                " FROM bank_notifications WHERE outcome = 'MATCHED' GROUP BY currency"
             )
         }
         windows_unbalanced = await conn.fetch(

@@ -407,7 +407,7 @@ _CHECK = text(
            (SELECT count(*) FROM tokens) AS tokens,
            (SELECT count(DISTINCT obligation_id) FROM tokens) AS distinct_obligations,
            (SELECT count(*) FROM accounts
-             WHERE (kind = 'token' AND credits_posted < debits_posted)
+             WHERE (kind IN ('token', 'reserved', 'paid_out') AND credits_posted < debits_posted)
                 OR (kind = 'fiat' AND debits_posted < credits_posted)) AS negative_accounts
     """
 )

@@ -162,7 +162,7 @@ _CHECK = text(
            (SELECT count(*) FROM obligations) AS obligations,
            (SELECT count(*) FROM payments WHERE status <> 'COMPLETED') AS not_completed,
            (SELECT count(*) FROM accounts
-             WHERE (kind = 'token' AND credits_posted < debits_posted)
+             WHERE (kind IN ('token', 'reserved', 'paid_out') AND credits_posted < debits_posted)
                 OR (kind = 'fiat' AND debits_posted < credits_posted)) AS negative_accounts,
            (SELECT count(*) FROM ledger_transfers) AS transfers
     """

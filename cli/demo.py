@@ -398,6 +398,7 @@ def _window_of(http: httpx.Client, api: Api, payment: tuple[str, str], timeout_s
 # audit log is append-only by design; the reset itself is audited).
 _RESET_TABLES = (
     "events",
+    "redemptions",
     "tokens",
     "ledger_transfers",
     "funding_instructions",
@@ -430,7 +431,11 @@ async def _reset(settings: Settings) -> int:
 
     client = await connect(settings)
     terminated = 0
-    query = "ExecutionStatus = 'Running' AND WorkflowType IN ('PaymentWorkflow', 'ClearingWindowWorkflow')"
+    # Webhook deliveries keep running: banks and their webhooks stay, only the data goes.
+    query = (
+        "ExecutionStatus = 'Running'"
+        " AND WorkflowType IN ('PaymentWorkflow', 'ClearingWindowWorkflow', 'RedemptionWorkflow')"
+    )
     async for execution in client.list_workflows(query):
         try:
             await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate(

@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     webhook_delivery_period_s: int = Field(default=24 * 3600, gt=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
 
+    # Redemptions: a payout not booked by the settlement agent this long after the request
+    # releases the reserved tokens back to the bank.
+    redemption_deadline_s: int = Field(default=24 * 3600, gt=0)
+
     # DelTran's own BIC: the reporter on the pacs.002 status reports it sends.
     bic: str = "DLTRAEAD"
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.db.tables import Account, LedgerTransfer, table_of
-from deltran.vocabulary import AccountKind, TransferKind
+from deltran.vocabulary import CREDIT_NORMAL_KINDS, SUPPLY_KINDS, AccountKind, TransferKind, sql_in
 
 FIAT_BOOKED = TransferKind.FIAT_BOOKED  # transfer kinds (ck_ledger_transfers_kind)
 OBLIGATION = TransferKind.OBLIGATION
@@ -151,6 +151,7 @@ async def post_transfer(
     kind: str,
     obligation_id: uuid.UUID | None = None,
     notification_id: uuid.UUID | None = None,
+    redemption_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Post one transfer at most once. Returns the transfer id (the earlier one when the
     key was already posted as this same transfer). Raises LedgerRefused, naming why, for
@@ -172,6 +173,7 @@ async def post_transfer(
                 kind=kind,
                 obligation_id=obligation_id,
                 notification_id=notification_id,
+                redemption_id=redemption_id,
             )
             .on_conflict_do_nothing(index_elements=[LedgerTransfer.idempotency_key])
             .returning(LedgerTransfer.id)
@@ -226,7 +228,7 @@ async def balance(session: AsyncSession, account: uuid.UUID) -> Decimal:
             select(Account.kind, Account.debits_posted, Account.credits_posted).where(Account.id == account)
         )
     ).one()
-    if row.kind == AccountKind.TOKEN:
+    if row.kind in CREDIT_NORMAL_KINDS:
         return row.credits_posted - row.debits_posted
     return row.debits_posted - row.credits_posted
 
@@ -305,11 +307,16 @@ async def apply_legs(
 
 # -- the backing rule ------------------------------------------------------------------------
 
+# Supply: the tokens banks hold, spendable or reserved for a payout. Backing: the fiat
+# booked on DelTran's settlement account less what was paid out of it.
+SUPPLY_SQL = f"coalesce(sum(credits_posted - debits_posted) FILTER (WHERE {sql_in('kind', SUPPLY_KINDS)}), 0)"
+BACKING_SQL = (
+    "coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0)"
+    " - coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'paid_out'), 0)"
+)
 _SUPPLY_AND_FIAT = text(
-    """
-    SELECT currency,
-           coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token'), 0) AS supply,
-           coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0) AS fiat
+    f"""
+    SELECT currency, {SUPPLY_SQL} AS supply, {BACKING_SQL} AS fiat
     FROM accounts WHERE currency = ANY(CAST(:currencies AS varchar[])) GROUP BY currency
     """
 )

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.config import Settings
 from deltran.db.tables import CircuitBreaker, ReconciliationRun
+from deltran.ledger import BACKING_SQL, SUPPLY_SQL
 from deltran.observability import metrics
 from deltran.vocabulary import BreakerState, ReconciliationTier
 
@@ -113,17 +114,20 @@ async def close_breaker(session: AsyncSession, currency: str, actor: str) -> Non
 # -- tier b: intraday ----------------------------------------------------------------------
 
 _BACKING = text(
-    """
+    f"""
     WITH ledger AS (
-        SELECT currency,
-               coalesce(sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token'), 0) AS token_balances,
-               coalesce(sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat'), 0) AS fiat_ledger
+        SELECT currency, {SUPPLY_SQL} AS token_balances, {BACKING_SQL} AS fiat_ledger
         FROM accounts GROUP BY currency
     ), minted AS (
-        SELECT currency, sum(amount) AS supply FROM ledger_transfers WHERE kind = 'fiat_booked' GROUP BY currency
+        SELECT currency, coalesce(sum(amount) FILTER (WHERE kind = 'fiat_booked'), 0)
+                         - coalesce(sum(amount) FILTER (WHERE kind = 'redeemed'), 0) AS supply
+        FROM ledger_transfers WHERE kind IN ('fiat_booked', 'redeemed') GROUP BY currency
     ), booked AS (
-        SELECT currency, sum(amount) AS fiat_booked FROM bank_notifications
-        WHERE outcome = 'MATCHED' AND entry_status = 'BOOK' AND credit_debit = 'CRDT' AND NOT reversal
+        -- Booked and matched: credits that funded payments and windows, less payouts.
+        SELECT currency, coalesce(sum(amount) FILTER (WHERE credit_debit = 'CRDT'), 0)
+                         - coalesce(sum(amount) FILTER (WHERE credit_debit = 'DBIT'), 0) AS fiat_booked
+        FROM bank_notifications
+        WHERE outcome = 'MATCHED' AND entry_status = 'BOOK' AND NOT reversal
         GROUP BY currency
     )
     SELECT c.currency,
@@ -179,6 +183,17 @@ _EOD_CHECKS: dict[str, str] = {
         FROM obligations o
         WHERE o.status = 'SETTLED' AND o.settled_at < now() - make_interval(secs => :grace_s)
           AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.obligation_id = o.id)
+    """,
+    "payout_not_burned": """
+        SELECT n.id::text AS ref, n.currency, n.amount,
+               'payout booked at ' || n.received_at || ', its redemption is ' || r.status AS detail
+        FROM bank_notifications n JOIN redemptions r ON r.id = n.redemption_id
+        WHERE n.outcome = 'MATCHED' AND n.credit_debit = 'DBIT' AND r.status <> 'COMPLETED'
+          AND n.received_at < now() - make_interval(secs => :grace_s)
+    """,
+    "payout_not_awaiting": """
+        SELECT id::text AS ref, currency, amount, outcome_detail AS detail
+        FROM bank_notifications WHERE outcome = 'PAYOUT_NOT_AWAITING'
     """,
     "token_without_settled_obligation": """
         SELECT t.id::text AS ref, t.currency, t.amount, 'obligation is ' || o.status AS detail

@@ -217,3 +217,15 @@ class PendingDeliveries(_Frozen):
 
 class DeliveryOutcome(_Frozen):
     delivered: bool  # False: nothing to deliver (already delivered, or no webhook any more)
+
+
+class RedemptionInput(_Frozen):
+    """A redemption's workflow: its payout instructed, then burned or released."""
+
+    redemption_id: UUID
+    deadline_s: int  # from the start: no payout booked by then releases the tokens
+
+
+class PayoutState(_Frozen):
+    status: str  # the redemption's (deltran.vocabulary.RedemptionStatus)
+    booked: bool  # its DBIT camt.054 is matched: the tokens must burn

@@ -46,8 +46,10 @@ class TooFarBack(Exception):
 _BALANCES = text(
     """
     SELECT a.currency,
-           coalesce(sum(a.debits_posted - a.credits_posted) FILTER (WHERE a.kind = :fiat), 0) AS fiat,
-           coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = :token), 0) AS tokens
+           coalesce(sum(a.debits_posted - a.credits_posted) FILTER (WHERE a.kind = 'fiat'), 0) AS fiat,
+           coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = 'token'), 0) AS tokens,
+           coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = 'reserved'), 0) AS reserved,
+           coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = 'paid_out'), 0) AS paid_out
     FROM accounts a JOIN participants p ON p.id = a.participant_id
     WHERE p.bic = :bic
     GROUP BY a.currency
@@ -143,9 +145,9 @@ async def payment_posting(session: AsyncSession, payment_id: uuid.UUID, bic: str
 
 
 async def balances(session: AsyncSession, bic: str) -> list[Balance]:
-    """Per currency the bank holds an account in: booked fiat and tokens."""
-    rows = await session.execute(_BALANCES, {"bic": bic, "fiat": AccountKind.FIAT, "token": AccountKind.TOKEN})
-    return [Balance(r.currency, r.fiat, r.tokens, Decimal(0)) for r in rows]
+    """Per currency the bank holds an account in: booked fiat, tokens, reserved, paid out."""
+    rows = await session.execute(_BALANCES, {"bic": bic})
+    return [Balance(r.currency, r.fiat, r.tokens, r.reserved, r.paid_out) for r in rows]
 
 
 async def complete_until(sessions: async_sessionmaker) -> datetime:

@@ -5,11 +5,12 @@ Safe inside the workflow sandbox: no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Final
 
 
-def sql_in(column: str, values: type[StrEnum]) -> str:
+def sql_in(column: str, values: Iterable[StrEnum]) -> str:
     """A CHECK constraint's condition: `column` holds one of the enum's values."""
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
@@ -72,16 +73,37 @@ class EntryOutcome(StrEnum):
     NOT_A_CREDIT = "NOT_A_CREDIT"
     AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
     PAYMENT_NOT_AWAITING = "PAYMENT_NOT_AWAITING"
+    PAYOUT_NOT_AWAITING = "PAYOUT_NOT_AWAITING"  # a booked payout (DBIT) whose redemption was released or done
 
 
 class AccountKind(StrEnum):
     FIAT = "fiat"  # fiat the bank booked on DelTran's settlement account (debit-normal)
     TOKEN = "token"  # the bank's tokens (credit-normal)
+    RESERVED = "reserved"  # its tokens set aside for a payout: not spendable, still supply (credit-normal)
+    PAID_OUT = "paid_out"  # fiat paid out to it from DelTran's settlement account (credit-normal)
+
+
+# Token supply is what these hold; backing is fiat less paid_out (deltran/ledger.py).
+SUPPLY_KINDS = (AccountKind.TOKEN, AccountKind.RESERVED)
+CREDIT_NORMAL_KINDS = (AccountKind.TOKEN, AccountKind.RESERVED, AccountKind.PAID_OUT)
 
 
 class TransferKind(StrEnum):
     FIAT_BOOKED = "fiat_booked"  # fiat[bank] → token[bank]: a booked entry minted
     OBLIGATION = "obligation"  # token[payer] → token[payee]: a settled obligation
+    RESERVED = "reserved"  # token[bank] → reserved[bank]: tokens set aside for a payout
+    RELEASED = "released"  # reserved[bank] → token[bank]: a payout refused or timed out
+    REDEEMED = "redeemed"  # reserved[bank] → paid_out[bank]: the payout booked, its tokens burned
+
+
+class RedemptionStatus(StrEnum):
+    RESERVED = "RESERVED"  # tokens set aside, the payout not yet instructed
+    PAYOUT_INSTRUCTED = "PAYOUT_INSTRUCTED"  # listed for the settlement agent (GET /v1/payouts)
+    COMPLETED = "COMPLETED"  # its DBIT camt.054 booked: tokens burned, fiat paid out
+    RELEASED = "RELEASED"  # refused by the agent or past its deadline: tokens back
+
+
+FINAL_REDEMPTION_STATUSES = frozenset({RedemptionStatus.COMPLETED, RedemptionStatus.RELEASED})
 
 
 class EventType(StrEnum):
@@ -96,6 +118,10 @@ class EventType(StrEnum):
     PAYMENT_EXPIRED = "payment.expired"
     FUNDING_INSTRUCTED = "funding.instructed"  # to a window's net debtor
     WINDOW_SETTLED = "window.settled"  # to every bank with a position in the window
+    REDEMPTION_RESERVED = "redemption.reserved"  # to the redeeming bank, as each of these
+    REDEMPTION_PAYOUT_INSTRUCTED = "redemption.payout_instructed"
+    REDEMPTION_COMPLETED = "redemption.completed"
+    REDEMPTION_RELEASED = "redemption.released"
 
 
 class DeliveryStatus(StrEnum):

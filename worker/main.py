@@ -22,6 +22,7 @@ from activities.clearing import ClearingActivities
 from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.redemptions import RedemptionActivities
 from activities.settlement import SettlementActivities
 from activities.tokens import TokenActivities
 from activities.webhooks import WebhookActivities
@@ -41,11 +42,18 @@ from worker.telemetry import start_worker_metrics
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.redemption import RedemptionWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("deltran.worker")
 
-WORKFLOWS = [PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow, WebhookDeliveryWorkflow]
+WORKFLOWS = [
+    PaymentWorkflow,
+    ClearingWindowWorkflow,
+    ReconciliationWorkflow,
+    WebhookDeliveryWorkflow,
+    RedemptionWorkflow,
+]
 MAX_POOL_SIZE = 50
 
 
@@ -57,6 +65,7 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
     clearing = ClearingActivities(session_factory, client)
     monitor = ReconciliationActivities(session_factory, settings)
     webhooks = WebhookActivities(session_factory, settings)
+    redeeming = RedemptionActivities(session_factory)
     return [
         compliance.screen_payment,
         obligations.create_obligation,
@@ -71,6 +80,10 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
         webhooks.pending_deliveries,
         webhooks.deliver_event,
         webhooks.give_up,
+        redeeming.instruct_payout,
+        redeeming.payout_state,
+        redeeming.burn_tokens,
+        redeeming.release_tokens,
     ]
 
 

@@ -17,11 +17,12 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
+from deltran import redemptions
 from deltran.config import Settings
-from deltran.db.tables import Payment
+from deltran.db.tables import Payment, Redemption
 from deltran.intake.camt054 import signal_unsent
 from deltran.intake.payments import payment_input, start_payment_workflow
-from deltran.vocabulary import PaymentStatus
+from deltran.vocabulary import PaymentStatus, RedemptionStatus
 
 log = logging.getLogger("deltran.sweeper")
 GRACE = timedelta(seconds=30)
@@ -80,6 +81,27 @@ async def start_orphans(
         after = (rows[-1].created_at, rows[-1].id)
 
 
+async def start_orphan_redemptions(
+    client: Client, sessions: async_sessionmaker, settings: Settings, grace: timedelta = GRACE
+) -> int:
+    """Start (or find) the workflow of each redemption still RESERVED after `grace`: its
+    tokens are reserved, so its workflow must run (to pay out, or to release them)."""
+    async with sessions() as session:
+        due = list(
+            (
+                await session.scalars(
+                    select(Redemption)
+                    .where(Redemption.status == RedemptionStatus.RESERVED, Redemption.created_at < func.now() - grace)
+                    .order_by(Redemption.created_at)
+                    .limit(BATCH)
+                )
+            ).all()
+        )
+    for redemption in due:
+        await redemptions.start_workflow(client, settings, redemption)
+    return len(due)
+
+
 async def run_sweeper(
     client: Client, sessions: async_sessionmaker, settings: Settings, stop: asyncio.Event, interval_s: float = 30.0
 ) -> None:
@@ -87,6 +109,8 @@ async def run_sweeper(
         try:
             if started := await start_orphans(client, sessions, settings):
                 log.info("sweeper: started or found %d payment workflow(s) still SCREENING", started)
+            if started := await start_orphan_redemptions(client, sessions, settings):
+                log.info("sweeper: started or found %d redemption workflow(s) still RESERVED", started)
             async with sessions() as session:
                 if signalled := await signal_unsent(session, client, GRACE):
                     log.info("sweeper: signalled %d matched camt.054 entr(ies) whose signal never went out", signalled)

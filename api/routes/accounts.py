@@ -46,6 +46,7 @@ async def list_accounts(caller: CallerDep, session: SessionDep, bic: BankQuery =
                 fiat=format_amount(b.fiat, b.currency),
                 tokens=format_amount(b.tokens, b.currency),
                 reserved=format_amount(b.reserved, b.currency),
+                paid_out=format_amount(b.paid_out, b.currency),
             )
             for b in held
         ]

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from deltran.vocabulary import (
+    CREDIT_NORMAL_KINDS,
     AccountKind,
     BreakerState,
     DeliveryStatus,
@@ -44,6 +45,7 @@ from deltran.vocabulary import (
     ParticipantStatus,
     PaymentStatus,
     ReconciliationTier,
+    RedemptionStatus,
     SettlementMode,
     TransferKind,
     WindowStatus,
@@ -110,7 +112,8 @@ class Account(Base):
     """A ledger account per bank and currency, TigerBeetle style: posted debits and
     credits only ever grow; the balance is derived. `fiat` accounts mirror the fiat a
     bank has booked on DelTran's settlement account (debit-normal); `token` accounts
-    hold the bank's tokens (credit-normal). Neither may go below zero."""
+    hold the bank's tokens, `reserved` its tokens set aside for a payout, `paid_out` the
+    fiat paid out to it (all credit-normal). None may go below zero."""
 
     __tablename__ = "accounts"
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -124,7 +127,7 @@ class Account(Base):
         UniqueConstraint("participant_id", "currency", "kind", name="uq_accounts_owner"),
         CheckConstraint(sql_in("kind", AccountKind), name="kind"),
         CheckConstraint(
-            "(kind = 'token' AND credits_posted >= debits_posted)"
+            f"({sql_in('kind', CREDIT_NORMAL_KINDS)} AND credits_posted >= debits_posted)"
             " OR (kind = 'fiat' AND debits_posted >= credits_posted)",
             name="balance_not_negative",
         ),
@@ -146,6 +149,7 @@ class LedgerTransfer(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     obligation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("obligations.id"))
     notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_notifications.id"))
+    redemption_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("redemptions.id", use_alter=True))
     created_at: Mapped[datetime] = _created_at()
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -401,6 +405,7 @@ class BankNotification(Base):
     funding_instruction_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("funding_instructions.id", use_alter=True)
     )
+    redemption_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("redemptions.id", use_alter=True))
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = _created_at()
     __table_args__ = (
@@ -411,6 +416,13 @@ class BankNotification(Base):
         Index(
             "uq_bank_notifications_matched_payment",
             "payment_id",
+            unique=True,
+            postgresql_where=text("outcome = 'MATCHED'"),
+        ),
+        # At most one entry books a redemption's payout.
+        Index(
+            "uq_bank_notifications_matched_redemption",
+            "redemption_id",
             unique=True,
             postgresql_where=text("outcome = 'MATCHED'"),
         ),
@@ -481,6 +493,38 @@ class AuditLog(Base):
         ),
         # What the sealer looks for: stays tiny however long the log grows.
         Index("ix_audit_log_unsealed", "id", postgresql_where=text("seal_seq IS NULL")),
+    )
+
+
+class Redemption(Base):
+    """A bank turning tokens back into fiat: reserved, paid out by the settlement agent
+    (its DBIT camt.054 carries `reference` as EndToEndId), then burned — or released.
+    Unique per bank and Idempotency-Key; the fingerprint tells a repeat from a conflict."""
+
+    __tablename__ = "redemptions"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    reference: Mapped[str] = mapped_column(String(35), unique=True, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    payout_iban: Mapped[str | None] = mapped_column(String(34))
+    payout_account: Mapped[str | None] = mapped_column(String(34))
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_notifications.id"))
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    __table_args__ = (
+        UniqueConstraint("participant_id", "idempotency_key", name="uq_redemptions_idempotency"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(sql_in("status", RedemptionStatus), name="status"),
+        CheckConstraint("(payout_iban IS NOT NULL) <> (payout_account IS NOT NULL)", name="payout_account"),
+        # The settlement agent's list of payouts, and the sweeper's redemptions in flight.
+        Index("ix_redemptions_status", "status", "created_at"),
     )
 
 

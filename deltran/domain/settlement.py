@@ -18,7 +18,13 @@ from deltran.vocabulary import EntryOutcome, FundingStatus, PaymentStatus, Settl
 FUNDABLE = (PaymentStatus.SCREENING, PaymentStatus.AWAITING_SETTLEMENT)
 # Outcomes ops must look at (docs/runbook.md, "camt.054 exceptions").
 EXCEPTIONS = frozenset(
-    {EntryOutcome.UNMATCHED, EntryOutcome.AMBIGUOUS, EntryOutcome.AMOUNT_MISMATCH, EntryOutcome.PAYMENT_NOT_AWAITING}
+    {
+        EntryOutcome.UNMATCHED,
+        EntryOutcome.AMBIGUOUS,
+        EntryOutcome.AMOUNT_MISMATCH,
+        EntryOutcome.PAYMENT_NOT_AWAITING,
+        EntryOutcome.PAYOUT_NOT_AWAITING,
+    }
 )
 # A window funding carries its instruction's reference as EndToEndId.
 FUNDING_REFERENCE_PREFIX = "FUND-"
@@ -59,6 +65,45 @@ P = TypeVar("P", bound=Payable)
 
 def may_fund_a_window(entry: Entry) -> bool:
     return entry.end_to_end_id is not None and entry.end_to_end_id.startswith(FUNDING_REFERENCE_PREFIX)
+
+
+# A payout's reference (deltran/redemptions.py): its DBIT camt.054 carries it as EndToEndId.
+PAYOUT_REFERENCE_PREFIX = "RDM-"
+
+
+class Payout(Payable, Protocol):
+    """A redemption's payout."""
+
+    @property
+    def notification_id(self) -> object: ...
+
+
+def is_payout(entry: Entry) -> bool:
+    """A debit that names a payout: the settlement agent paying a redemption out."""
+    return entry.credit_debit == "DBIT" and (entry.end_to_end_id or "").startswith(PAYOUT_REFERENCE_PREFIX)
+
+
+def payout_outcome(entry: Entry, payout: Payout | None) -> Outcome:
+    """A booked DBIT books the payout it names when amount and currency agree and the
+    payout is instructed and not booked yet. Anything else is an exception: money that
+    left DelTran's settlement account without tokens to burn."""
+    if entry.status != "BOOK":
+        return EntryOutcome.NOT_BOOKED, f"entry status {entry.status} does not book a payout"
+    if payout is None:
+        return EntryOutcome.UNMATCHED, "no payout has this reference"
+    if entry.reversal:
+        return EntryOutcome.PAYOUT_NOT_AWAITING, "a reversal of a payout: look at the redemption by hand"
+    if entry.amount != payout.amount or entry.currency != payout.currency:
+        return (
+            EntryOutcome.AMOUNT_MISMATCH,
+            f"booked {entry.amount} {entry.currency}, the payout is {payout.amount} {payout.currency}",
+        )
+    if payout.status != "PAYOUT_INSTRUCTED" or payout.notification_id is not None:
+        return (
+            EntryOutcome.PAYOUT_NOT_AWAITING,
+            f"the redemption is {payout.status}: its tokens are not there to burn; the payout is to be reversed",
+        )
+    return EntryOutcome.MATCHED, None
 
 
 def unsettling(entry: Entry) -> Outcome | None:

@@ -18,6 +18,7 @@ class Balance:
     fiat: Decimal  # fiat the bank booked on DelTran's settlement account (minted into tokens)
     tokens: Decimal
     reserved: Decimal  # tokens set aside for payouts not yet booked
+    paid_out: Decimal  # fiat paid out to the bank (its redeemed tokens)
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,21 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from deltran import audit
-from deltran.db.tables import BankNotification, ClearingWindow, FundingInstruction, Obligation, Payment, table_of
+from deltran.db.tables import (
+    BankNotification,
+    ClearingWindow,
+    FundingInstruction,
+    Obligation,
+    Payment,
+    Redemption,
+    table_of,
+)
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.domain import settlement
 from deltran.errors import ServiceUnavailable
 from deltran.iso20022.camt054 import Camt054Entry, Camt054Message
 from deltran.shared import FiatBooking
-from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract
+from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract, RedemptionContract
 from deltran.vocabulary import EntryOutcome, FundingStatus
 
 # The logger keeps the name it had when intake lived in the API: dashboards and log queries use it.
@@ -52,6 +60,8 @@ class EntryResult:
     workflow_id: str | None = None
     # Set for a window funding: the instruction reference the window's workflow awaits.
     funding_reference: str | None = None
+    # Set for a booked payout: the redemption workflow to tell (it also looks by itself).
+    redemption_workflow_id: str | None = None
 
 
 # The statements every entry runs, built once with their values bound at execution
@@ -109,10 +119,20 @@ async def receive_camt054(
         )
     try:
         await _signal_all(session, temporal, [r for r in results if r.needs_signal])
+        await _tell_redemptions([r.redemption_workflow_id for r in results if r.redemption_workflow_id], temporal)
     finally:  # each entry's outcome as stored (re-read when its workflow had closed)
         for result in results:
             _log_entry(message.message_id, result)
     return results
+
+
+async def _tell_redemptions(workflow_ids: list[str], temporal: Client) -> None:
+    """Best effort: a redemption workflow also looks for its payout every few minutes."""
+    for workflow_id in workflow_ids:
+        try:
+            await temporal.get_workflow_handle(workflow_id).signal(RedemptionContract.payout_changed)
+        except RPCError as error:
+            log.warning("redemption %s not told of its payout (%s); it looks by itself", workflow_id, error.message)
 
 
 def _log_entry(message_id: str, result: EntryResult) -> None:
@@ -143,6 +163,8 @@ async def _store_entry(session: AsyncSession, message_row_id: uuid.UUID, entry: 
     existing = await _stored(session, entry)
     if existing is not None:
         return await _duplicate(session, entry, existing)
+    if settlement.is_payout(entry):
+        return await _store_payout(session, message_row_id, entry)
     instruction = await _funding_instruction(session, entry)
     if instruction is not None:
         return await _store_funding(session, message_row_id, entry, instruction)
@@ -213,23 +235,11 @@ async def _store_funding(
     settlement cut-off either counts this funding or makes it late); the whole booked
     amount is minted to the funder, so any excess stays on its token balance."""
     outcome, detail = settlement.funding_outcome(entry, instruction)
-    try:
-        async with session.begin_nested():  # the same entry posted concurrently: a duplicate
-            row_id = await session.scalar(
-                insert(BankNotification)
-                .values(
-                    outcome=outcome,
-                    outcome_detail=detail,
-                    funding_instruction_id=instruction.id,
-                    **_row(message_row_id, entry),
-                )
-                .returning(BankNotification.id)
-            )
-    except IntegrityError:
-        existing = await _stored(session, entry)
-        assert existing is not None
-        return await _duplicate(session, entry, existing)
-    assert row_id is not None
+    row_id = await _insert_entry(
+        session, message_row_id, entry, outcome=outcome, outcome_detail=detail, funding_instruction_id=instruction.id
+    )
+    if row_id is None:
+        return await _duplicate_of(session, entry)
     if outcome == EntryOutcome.MATCHED:
         await session.execute(
             update(FundingInstruction)
@@ -248,6 +258,61 @@ async def _store_funding(
         workflow_id=closed_by,
         funding_reference=instruction.reference,
     )
+
+
+async def _store_payout(session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry) -> EntryResult:
+    """The settlement agent paid a redemption out. Under the redemption's lock — the one
+    its release takes — so a payout is either booked here (and its tokens then burn) or
+    the redemption was released first (and this is an exception to reverse)."""
+    redemption = await session.scalar(
+        select(Redemption).where(Redemption.reference == entry.end_to_end_id).with_for_update()
+    )
+    outcome, detail = settlement.payout_outcome(entry, redemption)
+    row_id = await _insert_entry(
+        session,
+        message_row_id,
+        entry,
+        outcome=outcome,
+        outcome_detail=detail,
+        redemption_id=redemption.id if redemption else None,
+        # No payment or window signal awaits it: the redemption is told after the commit.
+        signalled_at=func.now(),
+    )
+    if row_id is None:
+        return await _duplicate_of(session, entry)
+    if outcome == EntryOutcome.MATCHED:
+        assert redemption is not None
+        redemption.notification_id = row_id
+        redemption.updated_at = func.now()
+    return EntryResult(
+        entry=entry,
+        notification_id=row_id,
+        outcome=outcome,
+        detail=detail,
+        payment_id=None,
+        duplicate=False,
+        redemption_workflow_id=redemption.workflow_id if redemption and outcome == EntryOutcome.MATCHED else None,
+    )
+
+
+async def _insert_entry(
+    session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry, **values
+) -> uuid.UUID | None:
+    """Store the entry with what it did; None when the same entry, posted concurrently,
+    was stored first (a unique index decides): it is then a duplicate."""
+    try:
+        async with session.begin_nested():
+            return await session.scalar(
+                insert(BankNotification).values(**values, **_row(message_row_id, entry)).returning(BankNotification.id)
+            )
+    except IntegrityError:
+        return None
+
+
+async def _duplicate_of(session: AsyncSession, entry: Camt054Entry) -> EntryResult:
+    existing = await _stored(session, entry)
+    assert existing is not None
+    return await _duplicate(session, entry, existing)
 
 
 async def _stored(session: AsyncSession, entry: Camt054Entry) -> BankNotification | None:

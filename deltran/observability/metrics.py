@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from deltran.vocabulary import FINAL_PAYMENT_STATUSES, ReconciliationTier, SettlementMode
+from deltran.vocabulary import FINAL_PAYMENT_STATUSES, FINAL_REDEMPTION_STATUSES, ReconciliationTier, SettlementMode
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SETTLEMENT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
@@ -105,6 +105,14 @@ circuit_breaker_open = Gauge(
 circuit_breaker_trips = Counter("deltran_circuit_breaker_trips", "Times the breaker opened", ["currency"])
 
 
+# -- redemptions ----------------------------------------------------------------------------
+redemptions = Counter(
+    "deltran_redemptions", "Redemptions that ended: COMPLETED (paid out, burned) or RELEASED", ["currency", "status"]
+)
+tokens_burned_amount = Counter(
+    "deltran_tokens_burned_amount", "Tokens burned for booked payouts, in the currency's units", ["currency"]
+)
+
 # -- webhooks -------------------------------------------------------------------------------
 webhook_attempts = Counter(
     "deltran_webhook_delivery_attempts",
@@ -146,6 +154,10 @@ def initialise(currencies: Iterable[str], break_kinds: Iterable[str], steps: Ite
             settlements.labels(currency, mode)
     for status in FINAL_PAYMENT_STATUSES:
         payments_final.labels(status)
+    for currency in currencies:
+        tokens_burned_amount.labels(currency)
+        for ended in FINAL_REDEMPTION_STATUSES:
+            redemptions.labels(currency, ended)
     for tier in ReconciliationTier:
         reconciliation_runs.labels(tier)
         for kind in break_kinds:

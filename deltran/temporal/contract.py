@@ -20,6 +20,7 @@ from deltran.shared import (
     PaymentInput,
     PaymentState,
     ReconciliationResult,
+    RedemptionInput,
     WindowSettlement,
 )
 
@@ -88,3 +89,18 @@ class WebhookDeliveryContract:
 
 def delivery_workflow_id(bic: str) -> str:
     return f"webhooks-{bic}"
+
+
+@workflow.defn(name="RedemptionWorkflow")
+class RedemptionContract:
+    """One redemption: payout instructed → its DBIT camt.054 booked → tokens burned; or
+    refused / past its deadline → tokens released. Workflow id `redemption-<id>`; returns
+    the final status."""
+
+    @workflow.run
+    async def run(self, data: RedemptionInput) -> str:
+        raise NotImplementedError  # workflows/redemption.py
+
+    @workflow.signal(name="payout_changed")
+    def payout_changed(self) -> None:
+        """The payout was booked or refused: look now rather than at the next check."""

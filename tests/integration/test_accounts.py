@@ -57,8 +57,9 @@ async def test_balances_show_the_payer_s_booked_fiat_and_the_payee_s_tokens(http
     a, a_key, b, b_key, *_ = paid
     payer = (await http.get("/v1/accounts", headers=a_key)).json()
     payee = (await http.get("/v1/accounts", headers=b_key)).json()
-    assert payer == {"accounts": [{"currency": "AED", "fiat": "1234.50", "tokens": "0.00", "reserved": "0.00"}]}
-    assert payee == {"accounts": [{"currency": "AED", "fiat": "0.00", "tokens": "1234.50", "reserved": "0.00"}]}
+    zero = {"reserved": "0.00", "paid_out": "0.00"}
+    assert payer == {"accounts": [{"currency": "AED", "fiat": "1234.50", "tokens": "0.00", **zero}]}
+    assert payee == {"accounts": [{"currency": "AED", "fiat": "0.00", "tokens": "1234.50", **zero}]}
     as_admin = await http.get("/v1/accounts", params={"bic": b}, headers=auth(credentials["admin"]))
     assert as_admin.json() == payee
 
@@ -205,6 +206,26 @@ async def _accounts(sessions, bic: str, currency: str = "AED") -> dict[str, uuid
 
 
 async def _post(session, debit, credit, amount: str, kind: str = "fiat_booked") -> None:
+    """A posting made directly. Minted fiat comes with the booked, matched camt.054
+    entry it mints, as the intake would store it: the books stay reconciled for every
+    test after this one (tokens minted = fiat booked)."""
+    notification = None
+    if kind == "fiat_booked":
+        notification = uuid.uuid4()
+        message = await session.scalar(
+            text(
+                "INSERT INTO camt054_messages (id, message_id, body_sha256, body)"
+                " VALUES (gen_random_uuid(), 'TEST-DIRECT', repeat('0', 64), '') RETURNING id"
+            )
+        )
+        await session.execute(
+            text(
+                "INSERT INTO bank_notifications (id, message_row_id, account, entry_reference, tx_index, amount,"
+                " currency, credit_debit, entry_status, outcome)"
+                " VALUES (:id, :message, 'TEST', :ref, 0, :amount, 'AED', 'CRDT', 'BOOK', 'MATCHED')"
+            ),
+            {"id": notification, "message": message, "ref": f"TEST-{notification.hex}", "amount": Decimal(amount)},
+        )
     await ledger.post_transfer(
         session,
         idempotency_key=f"test-{uuid.uuid4()}",
@@ -213,6 +234,7 @@ async def _post(session, debit, credit, amount: str, kind: str = "fiat_booked") 
         amount=Decimal(amount),
         currency="AED",
         kind=kind,
+        notification_id=notification,
     )
 
 

@@ -22,6 +22,7 @@ from deltran.shared import PaymentInput, PaymentState
 from workflows.clearing import ClearingWindowWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.redemption import RedemptionWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -40,11 +41,13 @@ def replayer(*workflows) -> Replayer:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path):
-    replay = replayer(PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow, WebhookDeliveryWorkflow)
+    replay = replayer(
+        PaymentWorkflow, ClearingWindowWorkflow, ReconciliationWorkflow, WebhookDeliveryWorkflow, RedemptionWorkflow
+    )
     await replay.replay_workflow(load(path), raise_on_replay_failure=True)  # raises on any divergence
 
 
-def test_histories_cover_every_way_a_payment_a_window_and_a_delivery_end():
+def test_histories_cover_every_way_a_payment_a_window_a_delivery_and_a_redemption_end():
     names = {p.stem for p in HISTORIES}
     assert {
         "payment_completed_gross",
@@ -67,6 +70,9 @@ def test_histories_cover_every_way_a_payment_a_window_and_a_delivery_end():
         "payment_step_retried_as_regular_activity_gross",
         # a bank's webhook: idle until signalled, an event given up, the next delivered
         "webhook_delivery_gave_up_then_delivered",
+        # a redemption: its payout booked after a few looks (burned); none by its deadline (released)
+        "redemption_completed",
+        "redemption_released_at_deadline",
     } <= names
 
 

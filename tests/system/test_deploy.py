@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from activities.clearing import ensure_open_window
+from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.observability import metrics
 from deltran.ports import free_port
 from deltran.shared import ClearingInput
@@ -326,12 +328,35 @@ class Demo:
         result = await reconcile_intraday(self.sessions, self.temporal_env.client, self.settings, by="test_deploy")
         assert result.ok, f"the intraday reconciliation found breaks: {result}"
 
+    async def redemption(self) -> None:
+        """State Bank of India turns 10 AED of its tokens back into fiat: paid out, burned."""
+        bank = self.bank("SBININBB")
+        accepted = await self.http.post(
+            "/v1/redemptions",
+            json={"currency": "AED", "amount": "10.00", "payout_account": {"account": "30001234567"}},
+            headers={**bank, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert accepted.status_code == 202, accepted.text
+        redemption = accepted.json()
+        for wanted in ("PAYOUT_INSTRUCTED", "COMPLETED"):
+            for _ in range(300):
+                state = (await self.http.get(f"/v1/redemptions/{redemption['redemption_id']}", headers=bank)).json()
+                if state["status"] == wanted:
+                    break
+                await asyncio.sleep(0.1)
+            assert state["status"] == wanted, state
+            if wanted == "PAYOUT_INSTRUCTED":
+                entry = f"P{uuid.uuid4().hex[:20]}"
+                payout = BookingSpec(redemption["reference"], Decimal("10.00"), "AED", entry, credit_debit="DBIT")
+                await self.post_camt054(build_camt054([payout], message_id=f"MSG-{entry}"))
+
     async def round(self, *, with_fallback: bool) -> None:
         await asyncio.gather(
             self.net_window(with_fallback=with_fallback),
             self.rejected_payment(),
             *(self.gross_payment(amount) for amount in ("1000.00", "2500.50", "4000.00")),
         )
+        await self.redemption()
         await self.reconcile()
 
 

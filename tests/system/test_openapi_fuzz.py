@@ -87,6 +87,10 @@ CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "GET /v1/payments/{payment_id}/pacs008": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "GET /v1/payments/{payment_id}/camt054": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "GET /v1/events": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "POST /v1/redemptions": [(BANK, {}), (AGENT, {})],
+    "GET /v1/redemptions/{redemption_id}": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
+    "GET /v1/payouts": [(AGENT, {}), (ADMIN, {}), (BANK, {})],
+    "POST /v1/payouts/{reference}/refusal": [(AGENT, {}), (BANK, {})],
     # Admin for this run's own bank (steered below): no other test's bank gets a fuzzed webhook.
     "PUT /v1/webhook": [(ADMIN, {}), (AGENT, {})],
     "GET /v1/webhook": [(BANK, {}), (ADMIN, {}), (AGENT, {})],

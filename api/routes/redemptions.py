@@ -1,0 +1,194 @@
+"""`/v1/redemptions` (a bank turns tokens back into fiat) and `/v1/payouts` (what the
+settlement agent is to pay out, and its refusals). The ledger steps live in
+deltran/redemptions.py; the durable part runs in workflows/redemption.py."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from sqlalchemy import select, tuple_
+from temporalio.service import RPCError
+
+from api import cursor
+from api.deps import BankDep, CallerDep, SessionDep, SettingsDep
+from api.problems import Problem, problem_responses
+from api.schemas import PayoutList, PayoutOut, PayoutRefusal, RedemptionAccepted, RedemptionIn, RedemptionOut
+from api.strict_json import StrictJSONRoute
+from deltran import audit, redemptions
+from deltran.db.tables import Participant, Redemption
+from deltran.money import format_amount
+from deltran.temporal.contract import RedemptionContract
+from deltran.vocabulary import RedemptionStatus
+
+log = logging.getLogger("deltran.api")
+router = APIRouter(
+    tags=["redemptions"], responses=problem_responses(400, 403, 404, 409, 422), route_class=StrictJSONRoute
+)
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[\x21-\x7e]+$",
+        description="the client's key: the same request again returns the same redemption",
+    ),
+]
+
+
+@router.post("/v1/redemptions", status_code=status.HTTP_202_ACCEPTED, response_model=RedemptionAccepted)
+async def redeem(
+    body: RedemptionIn,
+    request: Request,
+    response: Response,
+    bank: BankDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey,
+) -> RedemptionAccepted:
+    """Turn tokens back into fiat: the amount is reserved at once (no longer spendable;
+    more than the bank's spendable tokens is a 422 and reserves nothing), the payout is
+    listed for the settlement agent, and once its DBIT camt.054 (EndToEndId = `reference`)
+    is booked the tokens are burned; a refusal or the deadline releases them. The same
+    Idempotency-Key again returns the same redemption (200); with other content a 409."""
+    if body.currency not in settings.supported_currencies:
+        raise Problem(422, f"{body.currency} is not cleared by DelTran", kind="currency-not-cleared",
+                      errors=[{"field": "currency", "message": "not cleared by DelTran"}])  # fmt: skip
+    new = redemptions.NewRedemption(
+        currency=body.currency,
+        amount=body.decimal_amount,
+        payout_iban=body.payout_account.iban,
+        payout_account=body.payout_account.account,
+        idempotency_key=idempotency_key,
+    )
+    assert bank.participant_id is not None
+    async with session.begin():
+        deadline_s = settings.redemption_deadline_s
+        redemption, created = await redemptions.reserve(session, bank.participant_id, new, deadline_s)
+        if created:
+            await audit.record(
+                session,
+                actor=bank.identity,
+                action="redemption.request",
+                subject=str(redemption.id),
+                result="reserved",
+                details={"currency": new.currency, "amount": str(new.amount), "reference": redemption.reference},
+            )
+        accepted = RedemptionAccepted(
+            redemption_id=redemption.id, status=redemption.status, reference=redemption.reference
+        )
+        workflow_due = redemption.status == RedemptionStatus.RESERVED
+    if workflow_due:
+        try:
+            await redemptions.start_workflow(await request.app.state.temporal.get(), settings, redemption)
+        except RPCError as error:
+            log.warning("redemption workflow not started (%s): the sweeper starts it", error.message)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return accepted
+
+
+def _account(r: Redemption) -> dict[str, str]:
+    return {"iban": r.payout_iban} if r.payout_iban else {"account": r.payout_account or ""}
+
+
+@router.get("/v1/redemptions/{redemption_id}", response_model=RedemptionOut)
+async def read_redemption(redemption_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> RedemptionOut:
+    """The redemption (its bank, admin and the settlement agent see it; other banks 404)."""
+    found = (
+        await session.execute(
+            select(Redemption, Participant.bic)
+            .join(Participant, Participant.id == Redemption.participant_id)
+            .where(Redemption.id == redemption_id)
+        )
+    ).one_or_none()
+    if found is None or (caller.role == "bank" and found[0].participant_id != caller.participant_id):
+        raise Problem(404, f"redemption {redemption_id} not found", kind="redemption-not-found")
+    r, bic = found
+    return RedemptionOut(
+        redemption_id=r.id, bic=bic, status=r.status, reference=r.reference, currency=r.currency,
+        amount=format_amount(r.amount, r.currency), payout_account=_account(r), deadline=r.deadline,
+        release_reason=r.release_reason, created_at=r.created_at, updated_at=r.updated_at,
+    )  # fmt: skip
+
+
+MAX_PAGE = 500
+
+
+@router.get("/v1/payouts", response_model=PayoutList)
+async def payouts(
+    caller: CallerDep,
+    session: SessionDep,
+    status_: Annotated[RedemptionStatus | None, Query(alias="status")] = RedemptionStatus.PAYOUT_INSTRUCTED,
+    cursor_: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> PayoutList:
+    """The payouts the settlement agent is to make (status PAYOUT_INSTRUCTED by default),
+    oldest first: pay each to its account and book it with a DBIT camt.054 whose
+    EndToEndId is its `reference`, or refuse it (POST /v1/payouts/{reference}/refusal)."""
+    if caller.role not in ("settlement_agent", "admin"):
+        raise HTTPException(status_code=403, detail="payouts are for the settlement agent (and admin)")
+    query = (
+        select(Redemption, Participant.bic)
+        .join(Participant, Participant.id == Redemption.participant_id)
+        .where(Redemption.status != RedemptionStatus.RESERVED)
+        .order_by(Redemption.created_at, Redemption.id)
+        .limit(limit + 1)
+    )
+    if status_ is not None:
+        query = query.where(Redemption.status == status_)
+    if cursor_ is not None:
+        after = cursor.decode(cursor_)
+        query = query.where(tuple_(Redemption.created_at, Redemption.id) > tuple_(after.at, after.id))
+    rows = (await session.execute(query)).all()
+    page = rows[:limit]
+    last = page[-1][0] if len(rows) > limit else None
+    return PayoutList(
+        items=[
+            PayoutOut(
+                reference=r.reference,
+                bic=bic,
+                currency=r.currency,
+                amount=format_amount(r.amount, r.currency),
+                kind="redemption",
+                status=r.status,
+                payout_account=_account(r),
+                deadline=r.deadline,
+            )  # fmt: skip
+            for r, bic in page
+        ],
+        next_cursor=None if last is None else cursor.encode(cursor.Position(at=last.created_at, id=last.id)),
+    )
+
+
+@router.post("/v1/payouts/{reference}/refusal", response_model=RedemptionOut)
+async def refuse_payout(
+    reference: str,
+    body: PayoutRefusal,
+    request: Request,
+    caller: CallerDep,
+    session: SessionDep,
+) -> RedemptionOut:
+    """The settlement agent will not make this payout (the account is closed, say): the
+    redemption is RELEASED and its tokens go back to the bank. A payout already booked
+    cannot be refused (409)."""
+    if caller.role not in ("settlement_agent", "admin"):
+        raise HTTPException(status_code=403, detail="only the settlement agent refuses payouts")
+    async with session.begin():
+        released = await redemptions.refuse_payout(session, reference, body.reason)
+        await audit.record(session, actor=caller.identity, action="payout.refuse", subject=reference, result="released",
+                           details={"reason": body.reason})  # fmt: skip
+        redemption_id, workflow_id = released.id, released.workflow_id
+    try:
+        await (
+            (await request.app.state.temporal.get())
+            .get_workflow_handle(workflow_id)
+            .signal(RedemptionContract.payout_changed)
+        )
+    except RPCError as error:
+        log.warning("redemption %s not told of its refusal (%s); it looks by itself", workflow_id, error.message)
+    return await read_redemption(redemption_id, caller, session)

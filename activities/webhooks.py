@@ -6,9 +6,10 @@ lets the receiver recognise the copy)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import text
@@ -39,7 +40,8 @@ _EVENT = text(
     """
     SELECT e.id, e.type, e.created_at, e.data, e.delivery_status, w.url, w.secret
     FROM events e JOIN participants p ON p.id = e.participant_id
-    LEFT JOIN webhooks w ON w.participant_id = e.participant_id
+    -- Only the webhook set before the event was numbered: not one set after it (DELETE, PUT).
+    LEFT JOIN webhooks w ON w.participant_id = e.participant_id AND e.seq > w.after_seq
     WHERE e.id = :id AND p.bic = :bic
     """
 )
@@ -55,7 +57,9 @@ _RECORD = text(
 
 def event_body(event_id: uuid.UUID, type_: str, created_at: datetime, data: dict) -> bytes:
     """A delivery's body: the event as GET /v1/events lists it."""
-    event = {"id": str(event_id), "type": type_, "created_at": created_at.isoformat(), "data": data}
+    # The time as GET /v1/events writes it (pydantic: UTC with a Z).
+    at = created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    event = {"id": str(event_id), "type": type_, "created_at": at, "data": data}
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -63,8 +67,13 @@ class WebhookActivities:
     def __init__(self, session_factory: async_sessionmaker, settings: Settings) -> None:
         self._sessions = session_factory
         self._allow_private = settings.webhook_allow_private
-        # Never follows redirects: a redirect could point anywhere, checked or not.
-        self._http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._period = timedelta(seconds=settings.webhook_delivery_period_s)
+        # Never follows redirects: a redirect could point anywhere, checked or not. No
+        # kept-alive connections: a request is pinned to an address, and a pooled TLS
+        # connection to that address was verified for whichever bank's name opened it.
+        self._http = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
     @activity.defn(name="pending_deliveries")
     async def pending_deliveries(self, bic: str, after_seq: int, limit: int) -> PendingDeliveries:
@@ -92,6 +101,11 @@ class WebhookActivities:
         if event.url is None:
             await self._record(event_id, DeliveryStatus.NO_WEBHOOK, None)
             return DeliveryOutcome(delivered=False)
+        if datetime.now(UTC) - event.created_at > self._period:
+            # Its delivery period runs from its writing, not from its turn in the queue.
+            await self._record(event_id, DeliveryStatus.FAILED, "not delivered within the delivery period")
+            metrics.webhook_gave_up.labels(bic).inc()
+            return DeliveryOutcome(delivered=False)
         body = event_body(event.id, event.type, event.created_at, event.data)
         headers = signed_headers(event.secret, str(event.id), datetime.now(UTC), body)
         try:
@@ -99,23 +113,30 @@ class WebhookActivities:
             # and the request goes to the one checked (never resolved a second time).
             [address, *_] = await resolve_checked(event.url, allow_private=self._allow_private)
             target = pinned(event.url, address)
-            response = await self._http.post(
-                target.url,
-                content=body,
-                headers={
-                    **headers,
-                    "host": target.host,
-                    "content-type": "application/json",
-                    "user-agent": "DelTran-Webhooks/1",
-                },
-                extensions=target.extensions,
-                timeout=timeout_s,
-            )
-            failure = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+            # Streamed and never read: a receiver answering with an endless body costs nothing.
+            async with (
+                asyncio.timeout(timeout_s),
+                self._http.stream(
+                    "POST",
+                    target.url,
+                    content=body,
+                    headers={
+                        **headers,
+                        "host": target.host,
+                        "content-type": "application/json",
+                        "user-agent": "DelTran-Webhooks/1",
+                    },
+                    extensions=target.extensions,
+                    timeout=timeout_s,
+                ) as response,
+            ):
+                failure = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         except UrlRefused as refused:
             failure = f"address refused: {refused}"
         except httpx.HTTPError as error:
             failure = f"{type(error).__name__}: {error}"[:500]
+        except TimeoutError:
+            failure = f"no answer within {timeout_s} s"
         if failure is not None:
             metrics.webhook_attempts.labels(bic, "failed").inc()
             await self._record(event_id, DeliveryStatus.PENDING, failure)

@@ -173,11 +173,12 @@ async def worker(temporal_env, sessions, settings):
 
     stop = asyncio.Event()
     waker = DeliveryWaker(temporal_env.client, sessions, settings)
-    numberer = asyncio.create_task(run_numberer(sessions, stop, on_round=waker))
+    numberer = asyncio.create_task(run_numberer(sessions, stop, on_round=waker.note))
+    waking = asyncio.create_task(waker.run(stop))
     async with build_worker(temporal_env.client, sessions, settings, settings.task_queue) as running:
         yield running
     stop.set()
-    await numberer
+    await asyncio.gather(numberer, waking)
 
 
 @pytest.fixture(scope="session")

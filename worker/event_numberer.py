@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -17,9 +17,9 @@ from deltran.periodic import run_every
 log = logging.getLogger("deltran.events")
 INTERVAL_S = 0.2
 
-# Called after every round with its result (None: another numberer had the lock), to wake
-# the webhook deliveries that have events waiting.
-OnRound = Callable[[events.Numbered | None], Awaitable[None]]
+# Told every round's result (None: another numberer had the lock), without waiting on it:
+# the webhook waker notes which deliveries to wake and wakes them from its own task.
+OnRound = Callable[[events.Numbered | None], None]
 
 
 async def run_numberer(
@@ -33,6 +33,6 @@ async def run_numberer(
         if numbered is not None and numbered.count:
             log.debug("numbered %d event(s) up to %d", numbered.count, numbered.last_seq)
         if on_round is not None:
-            await on_round(numbered)
+            on_round(numbered)
 
     await run_every(interval_s, stop, number_round, log, "event numberer: numbering")

@@ -155,9 +155,11 @@ async def run_worker(settings: Settings) -> None:
     # several workers an advisory lock lets one seal at a time.
     sealer = asyncio.create_task(audit.run_sealer(sessions, stop=stop))
     sweeper = asyncio.create_task(run_sweeper(client, sessions, settings, stop))
-    numberer = asyncio.create_task(run_numberer(sessions, stop, on_round=DeliveryWaker(client, sessions, settings)))
+    waker = DeliveryWaker(client, sessions, settings)
+    numberer = asyncio.create_task(run_numberer(sessions, stop, on_round=waker.note))
+    waking = asyncio.create_task(waker.run(stop))
     async with worker:
         await stop.wait()
         log.info("worker shutting down")
-    await asyncio.gather(sealer, sweeper, numberer)
+    await asyncio.gather(sealer, sweeper, numberer, waking)
     await engine.dispose()

@@ -24,7 +24,7 @@ def _position(value: str | None) -> int:
         return 0
     try:
         [seq] = cursor.unpack(value)
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
             raise ValueError("not a cursor")
     except (ValueError, TypeError):
         raise cursor.invalid() from None

@@ -4,11 +4,13 @@ delivery workflow (workflows/webhooks.py)."""
 
 from __future__ import annotations
 
+import logging
 from typing import cast
 
 from fastapi import APIRouter, Request, Response, status
-from sqlalchemy import CursorResult, delete, func, select, text
+from sqlalchemy import CursorResult, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from temporalio.service import RPCError
 
 from api.bank_param import BankQuery, invalid_query, named_bank
 from api.deps import CallerDep, SessionDep, SettingsDep
@@ -17,10 +19,12 @@ from api.schemas import WebhookCreated, WebhookIn, WebhookOut
 from api.strict_json import StrictJSONRoute
 from deltran import audit, events
 from deltran.db.tables import Event, Webhook
+from deltran.vocabulary import DeliveryStatus
 from deltran.webhooks.delivery_start import start_delivery
 from deltran.webhooks.signing import new_secret
 from deltran.webhooks.url_policy import UrlRefused, check_url_form, resolve_checked
 
+log = logging.getLogger("deltran.api")
 router = APIRouter(
     prefix="/v1/webhook",
     tags=["webhooks"],
@@ -66,7 +70,10 @@ async def set_webhook(
         session, actor=caller.identity, action="webhook.set", subject=bank.bic, result="ok", details={"url": url}
     )
     await session.commit()
-    await start_delivery(await request.app.state.temporal.get(), settings, bank.bic)
+    try:
+        await start_delivery(await request.app.state.temporal.get(), settings, bank.bic)
+    except RPCError as error:  # the bank gets its secret; the waker starts the delivery
+        log.warning("webhook delivery of %s not started (Temporal: %s): it starts with its next event", bank.bic, error)
     return WebhookCreated(url=url, secret=secret)
 
 
@@ -87,9 +94,17 @@ async def delete_webhook(caller: CallerDep, session: SessionDep, bic: BankQuery 
     /v1/events)."""
     bank = await named_bank(session, caller, bic)
     assert bank is not None
+    # Under the numberer's lock, as PUT: events still to push are resolved here, so none
+    # stays PENDING for a webhook that is gone (nor goes to one set later).
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": events.NUMBERER_LOCK_KEY})
     removed = await session.execute(delete(Webhook).where(Webhook.participant_id == bank.id))
     if not cast(CursorResult, removed).rowcount:
         raise Problem(404, f"{bank.bic} has no webhook", kind="no-webhook")
+    await session.execute(
+        update(Event)
+        .where(Event.participant_id == bank.id, Event.delivery_status == DeliveryStatus.PENDING, Event.seq.is_not(None))
+        .values(delivery_status=DeliveryStatus.NO_WEBHOOK)
+    )
     await audit.record(session, actor=caller.identity, action="webhook.delete", subject=bank.bic, result="ok")
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

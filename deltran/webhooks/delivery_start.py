@@ -5,6 +5,7 @@ the bank removed its webhook and set another)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -12,10 +13,10 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from deltran.config import Settings
 from deltran.events import Numbered
+from deltran.periodic import run_every
 from deltran.shared import DeliveryInput
 from deltran.temporal.contract import WebhookDeliveryContract, delivery_workflow_id
 
@@ -49,16 +50,25 @@ class DeliveryWaker:
     few minutes."""
 
     MIN_INTERVAL_S = 1.0
+    INTERVAL_S = 0.2
+    SIGNAL_TIMEOUT_S = 5.0
 
     def __init__(self, client: Client, sessions: async_sessionmaker, settings: Settings) -> None:
         self._client, self._sessions, self._settings = client, sessions, settings
         self._owed: dict[uuid.UUID, int] = {}  # bank → the last seq it has not been told of
         self._told: dict[uuid.UUID, tuple[int, float]] = {}  # bank → (seq, when)
 
-    async def __call__(self, numbered: Numbered | None) -> None:
+    def note(self, numbered: Numbered | None) -> None:
+        """What a numbering round found (called by the numberer, which never waits on
+        Temporal: the signals go out from `run`)."""
         if numbered is not None:
             for participant in numbered.to_deliver:
                 self._owed[participant] = numbered.last_seq
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_every(self.INTERVAL_S, stop, self.wake, log, "webhook waker: waking deliveries")
+
+    async def wake(self) -> None:
         now = time.monotonic()
         due = {p: seq for p, seq in self._owed.items() if now - self._told.get(p, (0, 0.0))[1] >= self.MIN_INTERVAL_S}
         if not due:
@@ -70,18 +80,22 @@ class DeliveryWaker:
                     {"ids": list(due), "told": [self._told.get(p, (0, 0.0))[0] for p in due]},
                 )
             ).all()
-        for row in rows:
-            if row.busy:
-                continue  # still on what it was told: it will look for more by itself
-            try:
-                await start_delivery(self._client, self._settings, row.bic, due[row.participant_id])
-            except RPCError as error:
-                log.warning("webhook delivery of %s not woken (Temporal: %s); retrying", row.bic, error)
+        idle = [row for row in rows if not row.busy]  # a busy one looks for more when done
+        outcomes = await asyncio.gather(
+            *(self._signal(row.bic, due[row.participant_id]) for row in idle), return_exceptions=True
+        )
+        for row, outcome in zip(idle, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("webhook delivery of %s not woken (%s); retrying", row.bic, outcome)
                 continue
             self._told[row.participant_id] = (due[row.participant_id], now)
-            del self._owed[row.participant_id]
+            self._owed.pop(row.participant_id, None)
         for gone in set(due) - {r.participant_id for r in rows}:  # no webhook any more
             self._owed.pop(gone, None)
+
+    async def _signal(self, bic: str, last_seq: int) -> None:
+        async with asyncio.timeout(self.SIGNAL_TIMEOUT_S):
+            await start_delivery(self._client, self._settings, bic, last_seq)
 
 
 # Of the banks owed a signal, those with a webhook, and whether their delivery is still on
@@ -90,7 +104,8 @@ _IDLE = text(
     """
     SELECT p.bic, b.participant_id, EXISTS (
                SELECT 1 FROM events e
-               WHERE e.participant_id = b.participant_id AND e.delivery_status = 'PENDING' AND e.seq <= b.told
+               WHERE e.participant_id = b.participant_id AND e.delivery_status = 'PENDING'
+                 AND e.seq > w.after_seq AND e.seq <= b.told
            ) AS busy
     FROM unnest(CAST(:ids AS uuid[]), CAST(:told AS bigint[])) AS b(participant_id, told)
     JOIN webhooks w ON w.participant_id = b.participant_id

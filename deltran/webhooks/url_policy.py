@@ -125,7 +125,8 @@ async def resolve_checked(url: str, *, allow_private: bool, timeout_s: float = R
     for _family, _type, _proto, _canonname, sockaddr in infos:
         ip = ipaddress.ip_address(sockaddr[0])
         if not allow_private and not is_public_address(ip):
-            raise UrlRefused(f"webhook host {target.host!r} resolves to {ip}, which is not a public address")
+            # Which address is not said: the answer would map DelTran's internal DNS for a caller.
+            raise UrlRefused(f"webhook host {target.host!r} resolves to an address that is not public")
         if str(ip) not in addresses:
             addresses.append(str(ip))
     if not addresses:

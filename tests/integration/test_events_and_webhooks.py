@@ -238,3 +238,56 @@ async def test_a_window_tells_its_net_debtor_to_fund_and_every_bank_that_it_sett
                 instruction["reference"],
             )
         assert mine[-1]["data"]["status"] == "SETTLED"
+
+
+async def test_a_removed_webhook_leaves_nothing_pending_and_a_new_one_gets_what_comes_after(
+    http, credentials, sessions
+):
+    admin = auth(credentials["admin"])
+    payer, payer_key = await new_bank(http, admin, "AE")
+    payee, payee_key = await new_bank(http, admin, "IN")
+    down = Receiver()  # never listens
+    assert (await http.put("/v1/webhook", json={"url": down.url}, headers=payee_key)).status_code == 200
+    first = await _paid(http, credentials, payer, payer_key, payee, "11.00")
+    await feed_until(http, payee_key, len(PAYEE_TYPES))
+
+    assert (await http.delete("/v1/webhook", headers=payee_key)).status_code == 204
+    async with sessions() as session:
+        statuses = set(
+            await session.scalars(
+                text("SELECT e.delivery_status FROM events e JOIN participants p ON p.id = e.participant_id"
+                     " WHERE p.bic = :b AND e.seq IS NOT NULL"), {"b": payee}
+            )
+        )  # fmt: skip
+    assert statuses == {"NO_WEBHOOK"}
+
+    up = Receiver()
+    up.start()
+    try:
+        assert (await http.put("/v1/webhook", json={"url": up.url}, headers=payee_key)).status_code == 200
+        second = await _paid(http, credentials, payer, payer_key, payee, "12.00")
+        for _ in range(200):
+            if len(up.received) >= len(PAYEE_TYPES):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+    finally:
+        up.stop()
+    told = [json.loads(body) for _, body in up.received]
+    assert [e["data"]["payment_id"] for e in told] == [second] * len(PAYEE_TYPES) and first != second
+
+
+async def _paid(http, credentials, payer: str, payer_key: dict, payee: str, amount: str) -> str:
+    """A gross payment from payer to payee, booked and COMPLETED; its id."""
+    e2e = f"HOOK-{uuid.uuid4().hex[:12]}"
+    body = {**payment_body(e2e, amount=amount, debtor_bic=payer, creditor_bic=payee), "urgent": True}
+    payment_id = (await http.post("/v1/payments", json=body, headers=payer_key)).json()["payment_id"]
+    await wait_for_status(http, payment_id, payer_key, {"AWAITING_SETTLEMENT"})
+    booked = await http.post(
+        "/v1/notifications/camt054",
+        content=camt054_for(e2e, amount, entry_reference=f"N{uuid.uuid4().hex[:20]}"),
+        headers={**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"},
+    )
+    assert booked.status_code == 200, booked.text
+    await wait_for_status(http, payment_id, payer_key, {"COMPLETED"})
+    return payment_id

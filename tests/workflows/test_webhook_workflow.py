@@ -88,4 +88,7 @@ async def test_with_nothing_to_deliver_it_waits_for_the_numberer(skipping_env, r
         stubs.numbered = 4  # events 1-4 numbered meanwhile; the signal says so
         await handle.signal(WebhookDeliveryWorkflow.events_numbered, 4)
         await handle.result()
+        history = await handle.fetch_history()
     assert stubs.delivered == EVENTS
+    # Woken by the signal, not by its idle check's timer.
+    assert not any(e.HasField("timer_fired_event_attributes") for e in history.events)

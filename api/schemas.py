@@ -274,7 +274,7 @@ class PayoutList(BaseModel):
 class PayoutRefusal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Name
 
 
 class AccountBalance(BaseModel):
@@ -324,7 +324,10 @@ class PostingOut(BaseModel):
     booked_at: datetime
     direction: Literal["CRDT", "DBIT"]
     amount: str
-    kind: str = Field(description="fiat_booked: tokens minted against booked fiat; obligation: a settled obligation")
+    kind: str = Field(
+        description="fiat_booked: tokens minted against booked fiat; obligation: a settled obligation;"
+        " reserved / released: tokens set aside for a payout (end_to_end_id: its reference) / given back"
+    )
     obligation_id: uuid.UUID | None
     payment_id: uuid.UUID | None
     end_to_end_id: str | None

@@ -3,7 +3,8 @@
 They talk to the API only (and, for reset, to the database and Temporal the same
 DELTRAN_* settings name), with the keys `make up` wrote to $DELTRAN_HOME/credentials.json.
 
-  uae-india   one 100,000 AED payment, Emirates NBD → State Bank of India, step by step
+  uae-india   one 100,000 AED payment, Emirates NBD → State Bank of India, step by step;
+              SBI told by webhook, then redeeming part of its tokens
   load        payments for N seconds with live throughput, p95 and error rate
   netting     100 payments among a dozen banks, one window: gross vs net per bank
   reset       forget every payment, window and token (participants and keys stay)
@@ -27,6 +28,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from cli.webhook_receiver import Receiver
 from deltran.config import Settings
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.vocabulary import FINAL_PAYMENT_STATUSES, WindowStatus
@@ -118,43 +120,119 @@ def uae_india(settings: Settings) -> int:
         "remittance_info": "Invoice 2026-118",
         "urgent": True,
     }
+    receiver = Receiver()  # State Bank of India's webhook endpoint
+    receiver.start()
     with httpx.Client(base_url=api.base_url, timeout=30) as http:
         console.rule("[bold]UAE → India: 100,000.00 AED, Emirates NBD → State Bank of India")
-        accepted = http.post("/v1/payments", json=body, headers=api.bank("EBILAEAD"))
-        accepted.raise_for_status()
-        payment = accepted.json()
-        console.print(f"1. submitted          payment {payment['payment_id']}  (EndToEndId {e2e})")
-        console.print(f"   Temporal UI        {api.ui}/{payment['workflow_id']}")
-        state = _follow(http, api, payment["payment_id"], {"AWAITING_SETTLEMENT", "REJECTED"})
-        if state["status"] == "REJECTED":
-            console.print(f"[red]rejected: {state['rejection_code']} {state['rejection_reason']}")
-            return 1
-        ob = state["obligation"]
-        console.print("2. compliance         passed (participants, IBAN/account, BIC, limits, sanctions)")
-        console.print(
-            f"3. obligation         {ob['id']}: {ob['payer_bic']} owes {ob['payee_bic']} {ob['amount']} AED,"
-            f" {ob['settlement_mode']} ({ob['routing_reason']})"
-        )
-        receipt = http.post(
-            "/v1/notifications/camt054", content=booking_xml([(e2e, "100000.00")], "AED"), headers=api.agent
-        )
-        receipt.raise_for_status()
-        entry = receipt.json()["entries"][0]
-        console.print(
-            f"4. camt.054           booked {entry['amount']} AED, entry {entry['entry_reference']}:"
-            f" matched={entry['matched']}"
-        )
-        state = _follow(http, api, payment["payment_id"], {"COMPLETED"})
-        ob = state["obligation"]
-        console.print(
-            f"5. settled            at {ob['settled_at']}, bank reference {ob['bank_confirmation_reference']}"
-        )
-        console.print(
-            f"6. minted             token {state['token']['id']}: {state['token']['amount']} AED to SBININBB,"
-            " backed 1:1 by the booked fiat"
-        )
-        console.print(f"[green]COMPLETED[/green]  pacs.002: {api.base_url}/v1/payments/{payment['payment_id']}/pacs002")
+        hooked = http.put("/v1/webhook", json={"url": receiver.url}, headers=api.bank("SBININBB"))
+        hooked.raise_for_status()
+        secret = hooked.json()["secret"]
+        console.print(f"0. webhook            SBI's endpoint {receiver.url} (signed with its own secret)")
+        try:
+            return _payment_and_redemption(http, api, body, e2e, receiver, secret)
+        finally:
+            http.delete("/v1/webhook", headers=api.bank("SBININBB"))
+            receiver.stop()
+
+
+def _payment_and_redemption(http: httpx.Client, api: Api, body: dict, e2e: str, receiver: Receiver, secret: str) -> int:
+    accepted = http.post("/v1/payments", json=body, headers=api.bank("EBILAEAD"))
+    accepted.raise_for_status()
+    payment = accepted.json()
+    console.print(f"1. submitted          payment {payment['payment_id']}  (EndToEndId {e2e})")
+    console.print(f"   Temporal UI        {api.ui}/{payment['workflow_id']}")
+    state = _follow(http, api, payment["payment_id"], {"AWAITING_SETTLEMENT", "REJECTED"})
+    if state["status"] == "REJECTED":
+        console.print(f"[red]rejected: {state['rejection_code']} {state['rejection_reason']}")
+        return 1
+    ob = state["obligation"]
+    console.print("2. compliance         passed (participants, IBAN/account, BIC, limits, sanctions)")
+    console.print(
+        f"3. obligation         {ob['id']}: {ob['payer_bic']} owes {ob['payee_bic']} {ob['amount']} AED,"
+        f" {ob['settlement_mode']} ({ob['routing_reason']})"
+    )
+    receipt = http.post(
+        "/v1/notifications/camt054", content=booking_xml([(e2e, "100000.00")], "AED"), headers=api.agent
+    )
+    receipt.raise_for_status()
+    entry = receipt.json()["entries"][0]
+    console.print(
+        f"4. camt.054           booked {entry['amount']} AED, entry {entry['entry_reference']}:"
+        f" matched={entry['matched']}"
+    )
+    state = _follow(http, api, payment["payment_id"], {"COMPLETED"})
+    ob = state["obligation"]
+    console.print(f"5. settled            at {ob['settled_at']}, bank reference {ob['bank_confirmation_reference']}")
+    console.print(
+        f"6. minted             token {state['token']['id']}: {state['token']['amount']} AED to SBININBB,"
+        " backed 1:1 by the booked fiat"
+    )
+    console.print(f"[green]COMPLETED[/green]  pacs.002: {api.base_url}/v1/payments/{payment['payment_id']}/pacs002")
+
+    # The receiving side: State Bank of India is told, reads, and redeems.
+    credited = _told(receiver, secret, "payment.credited", payment["payment_id"])
+    console.print(f"7. SBI notified       {credited['type']} by webhook (event {credited['id']}, signature verified)")
+    forwarded = http.get(f"/v1/payments/{payment['payment_id']}/pacs008", headers=api.bank("SBININBB"))
+    forwarded.raise_for_status()
+    console.print(f"   forwarded pacs.008 {api.base_url}/v1/payments/{payment['payment_id']}/pacs008")
+    redemption = http.post(
+        "/v1/redemptions",
+        json={"currency": "AED", "amount": "25000.00", "payout_account": {"account": "30001234567"}},
+        headers={**api.bank("SBININBB"), "Idempotency-Key": f"demo-{e2e}"},
+    )
+    redemption.raise_for_status()
+    r = redemption.json()
+    console.print(
+        f"8. SBI redeems        25,000.00 AED of its tokens: {r['status']}, payout reference {r['reference']}"
+    )
+    _follow_redemption(http, api, r["redemption_id"], "PAYOUT_INSTRUCTED")
+    payout = build_camt054(
+        [
+            BookingSpec(
+                end_to_end_id=r["reference"],
+                amount=Decimal("25000.00"),
+                currency="AED",
+                entry_reference=f"P{uuid.uuid4().hex[:24]}",
+                credit_debit="DBIT",
+                booking_date=date.today(),
+            )
+        ],
+        message_id=f"DEMO-{uuid.uuid4().hex[:24]}",
+    )
+    http.post("/v1/notifications/camt054", content=payout, headers=api.agent).raise_for_status()
+    _follow_redemption(http, api, r["redemption_id"], "COMPLETED")
+    _told(receiver, secret, "redemption.completed", r["redemption_id"], key="redemption_id")
+    [aed] = [
+        a for a in http.get("/v1/accounts", headers=api.bank("SBININBB")).json()["accounts"] if a["currency"] == "AED"
+    ]
+    console.print(
+        f"9. paid out, burned   the agent's DBIT camt.054 booked the payout; SBI now holds {aed['tokens']} AED"
+        f" of tokens, {aed['paid_out']} AED paid out (webhook: redemption.completed)"
+    )
     return 0
+
+
+def _told(receiver: Receiver, secret: str, type_: str, resource_id: str, key: str = "payment_id") -> dict:
+    """The event of this type about this resource, once the bank's endpoint has it."""
+    deadline = time.monotonic() + 60
+    with console.status(f"waiting for {type_} at the bank's webhook…"):
+        while time.monotonic() < deadline:
+            for event in receiver.events(secret):
+                if event["type"] == type_ and event["data"].get(key) == resource_id:
+                    return event
+            time.sleep(0.2)
+    raise SystemExit(f"no {type_} for {resource_id} reached the webhook in 60 s")
+
+
+def _follow_redemption(http: httpx.Client, api: Api, redemption_id: str, status: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    with console.status(f"redemption: waiting for {status}…"):
+        while time.monotonic() < deadline:
+            state = http.get(f"/v1/redemptions/{redemption_id}", headers=api.bank("SBININBB")).json()
+            if state["status"] == status:
+                return state
+            time.sleep(0.2)
+    raise SystemExit(f"redemption {redemption_id} did not reach {status} in {timeout_s:.0f}s")
 
 
 def _follow(http: httpx.Client, api: Api, payment_id: str, statuses: set[str], timeout_s: float = 60) -> dict:

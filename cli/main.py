@@ -10,7 +10,7 @@ deltran schedules          create/update the clearing and reconciliation schedul
 deltran breaker ...        list | close CUR: the circuit breakers that stop minting
 deltran reconcile TIER     run the account monitor now (intraday | end_of_day)
 deltran demo SCENARIO      uae-india | load | netting | reset | seed (against `make up`)
-deltran camt054 ...        print a booked camt.054 for a payment (settlement-agent tool)
+deltran camt054 ...        print a booked camt.054 for a payment, or --debit for a payout (settlement-agent tool)
 deltran pacs008 ...        print a pacs.008 for one payment (a bank's tool)
 deltran audit verify|seal  prove the audit log's hash chain unbroken / seal it now
 deltran audit verify|seal  check the audit log's hash chain | seal pending records now
@@ -129,6 +129,7 @@ def _camt054(args: argparse.Namespace) -> int:
         entry_reference=args.entry_reference or f"NTRY-{args.end_to_end_id}"[:35],
         bank_reference=args.bank_reference or f"BOOK-{args.end_to_end_id}"[:35],
         status=args.status,
+        credit_debit="DBIT" if args.debit else "CRDT",
         booking_date=date.today(),
     )
     sys.stdout.buffer.write(build_camt054([booking], message_id=f"CAMT-{args.end_to_end_id}"[:35]))
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     camt.add_argument("--entry-reference")
     camt.add_argument("--bank-reference")
     camt.add_argument("--status", default="BOOK", choices=["BOOK", "PDNG", "INFO"])
+    camt.add_argument("--debit", action="store_true", help="a DBIT: the payout of a redemption (its reference)")
     camt.set_defaults(run=_camt054)
     pacs = commands.add_parser("pacs008", help="print a pacs.008.001.08 for one payment (a bank's tool)")
     pacs.add_argument("--end-to-end-id", required=True)

@@ -123,12 +123,16 @@ _BACKING = text(
                          - coalesce(sum(amount) FILTER (WHERE kind = 'redeemed'), 0) AS supply
         FROM ledger_transfers WHERE kind IN ('fiat_booked', 'redeemed') GROUP BY currency
     ), booked AS (
-        -- Booked and matched: credits that funded payments and windows, less payouts.
-        SELECT currency, coalesce(sum(amount) FILTER (WHERE credit_debit = 'CRDT'), 0)
-                         - coalesce(sum(amount) FILTER (WHERE credit_debit = 'DBIT'), 0) AS fiat_booked
-        FROM bank_notifications
-        WHERE outcome = 'MATCHED' AND entry_status = 'BOOK' AND NOT reversal
-        GROUP BY currency
+        -- Booked and matched: credits that funded payments and windows, less the payouts
+        -- whose tokens are burned (one matched but not yet burned is neither here nor in
+        -- supply's burn: between the two commits the tiers still agree; one that never
+        -- burns is the end-of-day payout_not_burned).
+        SELECT n.currency, coalesce(sum(n.amount) FILTER (WHERE n.credit_debit = 'CRDT'), 0)
+                           - coalesce(sum(n.amount) FILTER (WHERE n.credit_debit = 'DBIT'), 0) AS fiat_booked
+        FROM bank_notifications n LEFT JOIN redemptions r ON r.id = n.redemption_id
+        WHERE n.outcome = 'MATCHED' AND n.entry_status = 'BOOK' AND NOT n.reversal
+          AND (n.credit_debit = 'CRDT' OR r.status = 'COMPLETED')
+        GROUP BY n.currency
     )
     SELECT c.currency,
            coalesce(m.supply, 0) AS supply, coalesce(l.token_balances, 0) AS token_balances,
@@ -194,6 +198,14 @@ _EOD_CHECKS: dict[str, str] = {
     "payout_not_awaiting": """
         SELECT id::text AS ref, currency, amount, outcome_detail AS detail
         FROM bank_notifications WHERE outcome = 'PAYOUT_NOT_AWAITING'
+    """,
+    # Fiat that left the settlement account naming a payout, but booked nothing: a wrong
+    # amount, an unknown reference. Money out with no tokens burned.
+    "payout_entry_not_matched": """
+        SELECT id::text AS ref, currency, amount, outcome || coalesce(': ' || outcome_detail, '') AS detail
+        FROM bank_notifications
+        WHERE credit_debit = 'DBIT' AND entry_status = 'BOOK' AND NOT reversal
+          AND end_to_end_id LIKE 'RDM-%' AND outcome IN ('UNMATCHED', 'AMOUNT_MISMATCH')
     """,
     "token_without_settled_obligation": """
         SELECT t.id::text AS ref, t.currency, t.amount, 'obligation is ' || o.status AS detail

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -35,7 +35,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from deltran import events, ledger
 from deltran.config import Settings
-from deltran.db.tables import Participant, Redemption
+from deltran.db.tables import BankNotification, Participant, Redemption
 from deltran.domain.settlement import PAYOUT_REFERENCE_PREFIX
 from deltran.errors import Conflict, NotFound, Refused
 from deltran.money import format_amount
@@ -201,8 +201,9 @@ async def burn(session: AsyncSession, redemption_id: uuid.UUID) -> Redemption:
         return redemption
     if redemption.notification_id is None or redemption.status != RedemptionStatus.PAYOUT_INSTRUCTED:
         raise RuntimeError(f"redemption {redemption_id} is {redemption.status} without a booked payout: not burned")
+    # Not gated on the backing check: a burn lowers supply and backing alike, and the fiat
+    # has already left — refusing it would only leave the books further apart.
     await _move(session, redemption, "burn", AccountKind.RESERVED, AccountKind.PAID_OUT, TransferKind.REDEEMED)
-    await ledger.check_backing(session, [redemption.currency])
     await _become(session, redemption, RedemptionStatus.COMPLETED, EventType.REDEMPTION_COMPLETED)
     return redemption
 
@@ -213,11 +214,29 @@ async def release(session: AsyncSession, redemption_id: uuid.UUID, reason: str) 
     redemption = await locked(session, redemption_id)
     if redemption.status not in (RedemptionStatus.RESERVED, RedemptionStatus.PAYOUT_INSTRUCTED):
         return redemption
-    if redemption.notification_id is not None:
-        return redemption  # booked: the money left, the tokens must burn
+    if redemption.notification_id is not None or await _payout_booked(session, redemption):
+        # The money left (matched, or booked with another amount: an exception to settle
+        # by hand): the tokens stay reserved, to burn — never back to the bank.
+        return redemption
     await _move(session, redemption, "release", AccountKind.RESERVED, AccountKind.TOKEN, TransferKind.RELEASED)
     await _become(session, redemption, RedemptionStatus.RELEASED, EventType.REDEMPTION_RELEASED, release_reason=reason)
     return redemption
+
+
+async def _payout_booked(session: AsyncSession, r: Redemption) -> bool:
+    """Whether any booked debit names this payout, whatever its outcome."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    BankNotification.redemption_id == r.id,
+                    BankNotification.credit_debit == "DBIT",
+                    BankNotification.entry_status == "BOOK",
+                    BankNotification.reversal.is_(False),
+                )
+            )
+        )
+    )
 
 
 async def refuse_payout(session: AsyncSession, reference: str, reason: str) -> Redemption:
@@ -225,7 +244,13 @@ async def refuse_payout(session: AsyncSession, reference: str, reason: str) -> R
     redemption = await session.scalar(select(Redemption).where(Redemption.reference == reference).with_for_update())
     if redemption is None:
         raise NotFound(f"no payout {reference}", kind="payout-not-found")
-    if redemption.notification_id is not None or redemption.status == RedemptionStatus.COMPLETED:
+    if redemption.status == RedemptionStatus.RELEASED:
+        return redemption  # refused (or timed out) before: the same answer
+    if (
+        redemption.notification_id is not None
+        or redemption.status == RedemptionStatus.COMPLETED
+        or await _payout_booked(session, redemption)
+    ):
         raise Conflict(f"payout {reference} is already booked: it cannot be refused", kind="payout-booked")
     return await release(session, redemption.id, f"refused by the settlement agent: {reason}")
 
@@ -243,7 +268,9 @@ async def start_workflow(temporal: Client, settings: Settings, redemption: Redem
     try:
         await temporal.start_workflow(
             RedemptionContract.run,
-            RedemptionInput(redemption_id=redemption.id, deadline_s=settings.redemption_deadline_s),
+            RedemptionInput(
+                redemption_id=redemption.id, deadline_s=settings.redemption_deadline_s, deadline=redemption.deadline
+            ),
             id=redemption.workflow_id,
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -6,7 +6,7 @@ which keeps `Decimal` and `datetime` exact.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 from uuid import UUID
@@ -223,7 +223,8 @@ class RedemptionInput(_Frozen):
     """A redemption's workflow: its payout instructed, then burned or released."""
 
     redemption_id: UUID
-    deadline_s: int  # from the start: no payout booked by then releases the tokens
+    deadline_s: int  # from the start, for runs started without `deadline`
+    deadline: datetime | None = None  # no payout booked by then releases the tokens
 
 
 class PayoutState(_Frozen):

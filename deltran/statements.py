@@ -98,9 +98,10 @@ _SUMS = text(
 _PAGE = text(
     """
     SELECT t.id, t.created_at, t.credit_account_id = :account AS credit, t.amount, t.kind,
-           t.obligation_id, pay.id AS payment_id, pay.end_to_end_id, pay.uetr,
-           other.bic AS counterparty_bic, t.notification_id, n.entry_reference, n.bank_reference
+           t.obligation_id, pay.id AS payment_id, coalesce(pay.end_to_end_id, r.reference) AS end_to_end_id,
+           pay.uetr, other.bic AS counterparty_bic, t.notification_id, n.entry_reference, n.bank_reference
     FROM ledger_transfers t
+    LEFT JOIN redemptions r ON r.id = t.redemption_id
     LEFT JOIN obligations o ON o.id = t.obligation_id
     LEFT JOIN payments pay ON pay.id = o.payment_id
     LEFT JOIN participants other

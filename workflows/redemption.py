@@ -39,7 +39,8 @@ class RedemptionWorkflow(RedemptionContract):
     @workflow.run
     async def run(self, data: RedemptionInput) -> str:
         await self._step(RedemptionActivities.instruct_payout, data.redemption_id)
-        deadline = workflow.now() + timedelta(seconds=data.deadline_s)
+        # The deadline the bank and the agent were shown (older runs: from their start).
+        deadline = data.deadline or workflow.now() + timedelta(seconds=data.deadline_s)
         while True:
             state = await self._step(RedemptionActivities.payout_state, data.redemption_id)
             if state.booked:
@@ -53,7 +54,9 @@ class RedemptionWorkflow(RedemptionContract):
                 )
                 if status == RedemptionStatus.RELEASED:
                     return status
-                continue  # booked just before: it burns
+                # Booked just before (it burns at the next look), or booked with another
+                # amount (an exception ops settle): not released; look again in a while.
+                left = LOOK_EVERY
             self._changed = False
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._changed, timeout=min(left, LOOK_EVERY))

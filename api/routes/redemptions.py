@@ -8,7 +8,7 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from sqlalchemy import select, tuple_
 from temporalio.service import RPCError
 
@@ -17,11 +17,13 @@ from api.deps import BankDep, CallerDep, SessionDep, SettingsDep
 from api.problems import Problem, problem_responses
 from api.schemas import PayoutList, PayoutOut, PayoutRefusal, RedemptionAccepted, RedemptionIn, RedemptionOut
 from api.strict_json import StrictJSONRoute
-from deltran import audit, redemptions
+from deltran import audit, reconciliation, redemptions
 from deltran.db.tables import Participant, Redemption
+from deltran.errors import ServiceUnavailable
 from deltran.money import format_amount
+from deltran.observability import metrics
 from deltran.temporal.contract import RedemptionContract
-from deltran.vocabulary import RedemptionStatus
+from deltran.vocabulary import ParticipantStatus, RedemptionStatus
 
 log = logging.getLogger("deltran.api")
 router = APIRouter(
@@ -55,6 +57,16 @@ async def redeem(
     listed for the settlement agent, and once its DBIT camt.054 (EndToEndId = `reference`)
     is booked the tokens are burned; a refusal or the deadline releases them. The same
     Idempotency-Key again returns the same redemption (200); with other content a 409."""
+    if await reconciliation.breaker_is_open(session, body.currency):
+        raise Problem(
+            409,
+            f"{body.currency}'s circuit breaker is open (its backing does not reconcile): no payout until it is closed",
+            kind="circuit-breaker-open",
+        )
+    participant_status = await session.scalar(select(Participant.status).where(Participant.id == bank.participant_id))
+    if participant_status != ParticipantStatus.ACTIVE:
+        raise Problem(403, f"{bank.bic} is {participant_status}: it cannot redeem", kind="participant-suspended")
+    await session.rollback()  # the reservation's own transaction begins below
     if body.currency not in settings.supported_currencies:
         raise Problem(422, f"{body.currency} is not cleared by DelTran", kind="currency-not-cleared",
                       errors=[{"field": "currency", "message": "not cleared by DelTran"}])  # fmt: skip
@@ -85,8 +97,8 @@ async def redeem(
     if workflow_due:
         try:
             await redemptions.start_workflow(await request.app.state.temporal.get(), settings, redemption)
-        except RPCError as error:
-            log.warning("redemption workflow not started (%s): the sweeper starts it", error.message)
+        except (RPCError, ServiceUnavailable) as error:  # reserved and recorded: the sweeper starts it
+            log.warning("redemption workflow not started (%s): the sweeper starts it", error)
     if not created:
         response.status_code = status.HTTP_200_OK
     return accepted
@@ -141,6 +153,8 @@ async def payouts(
     )
     if status_ is not None:
         query = query.where(Redemption.status == status_)
+    if status_ == RedemptionStatus.PAYOUT_INSTRUCTED:  # booked, burning: not to be paid again
+        query = query.where(Redemption.notification_id.is_(None))
     if cursor_ is not None:
         after = cursor.decode(cursor_)
         query = query.where(tuple_(Redemption.created_at, Redemption.id) > tuple_(after.at, after.id))
@@ -167,7 +181,7 @@ async def payouts(
 
 @router.post("/v1/payouts/{reference}/refusal", response_model=RedemptionOut)
 async def refuse_payout(
-    reference: str,
+    reference: Annotated[str, Path(pattern=r"^RDM-[0-9A-F]{28}$")],
     body: PayoutRefusal,
     request: Request,
     caller: CallerDep,
@@ -179,16 +193,20 @@ async def refuse_payout(
     if caller.role not in ("settlement_agent", "admin"):
         raise HTTPException(status_code=403, detail="only the settlement agent refuses payouts")
     async with session.begin():
+        before = await session.scalar(select(Redemption.status).where(Redemption.reference == reference))
         released = await redemptions.refuse_payout(session, reference, body.reason)
         await audit.record(session, actor=caller.identity, action="payout.refuse", subject=reference, result="released",
                            details={"reason": body.reason})  # fmt: skip
         redemption_id, workflow_id = released.id, released.workflow_id
+        after, currency = released.status, released.currency
+    if after == RedemptionStatus.RELEASED and before != RedemptionStatus.RELEASED:  # counted once, after the commit
+        metrics.redemptions.labels(currency, RedemptionStatus.RELEASED.value).inc()
     try:
         await (
             (await request.app.state.temporal.get())
             .get_workflow_handle(workflow_id)
             .signal(RedemptionContract.payout_changed)
         )
-    except RPCError as error:
-        log.warning("redemption %s not told of its refusal (%s); it looks by itself", workflow_id, error.message)
+    except (RPCError, ServiceUnavailable) as error:
+        log.warning("redemption %s not told of its refusal (%s); it looks by itself", workflow_id, error)
     return await read_redemption(redemption_id, caller, session)

@@ -26,6 +26,8 @@ _DESCRIPTION = {
     (TransferKind.FIAT_BOOKED, True): "tokens minted against fiat booked for this bank",
     (TransferKind.OBLIGATION, True): "obligation settled to this bank",
     (TransferKind.OBLIGATION, False): "obligation settled by this bank",
+    (TransferKind.RESERVED, False): "tokens reserved for a payout (EndToEndId: its reference)",
+    (TransferKind.RELEASED, True): "tokens back: the payout was refused or not booked by its deadline",
 }
 
 

@@ -7,18 +7,23 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from lxml import etree
 from sqlalchemy import func, select
 
 from deltran.db.tables import Redemption
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.iso20022.xml_safety import load_schema
 from deltran.reconciliation import backing_by_currency
+from tests.integration.test_accounts import read_statement
 from tests.integration.test_events_and_webhooks import feed_until
 from tests.support.payments import auth, pay_between_new_banks
 
 ACCOUNT = {"account": "30001234567"}
+NO_PAYOUT = "RDM-" + "0" * 28  # a reference of the right form that no payout has
 
 
 def _payout_camt054(reference: str, amount: str, currency: str = "AED") -> bytes:
@@ -191,9 +196,18 @@ async def test_a_payout_not_booked_by_its_deadline_releases_the_tokens(http, ses
             403,
         ),
         ("bank", "GET", "/v1/payouts", None, 403),
-        ("settlement_agent", "POST", "/v1/payouts/RDM-NOPE/refusal", {"reason": "x"}, 404),
-        ("bank", "POST", "/v1/payouts/RDM-NOPE/refusal", {"reason": "x"}, 403),
+        ("settlement_agent", "POST", f"/v1/payouts/{NO_PAYOUT}/refusal", {"reason": "x"}, 404),
+        ("bank", "POST", f"/v1/payouts/{NO_PAYOUT}/refusal", {"reason": "x"}, 403),
+        ("settlement_agent", "POST", "/v1/payouts/RDM-NOPE/refusal", {"reason": "x"}, 422),
         ("bank", "GET", "/v1/redemptions/00000000-0000-4000-8000-000000000000", None, 404),
+        ("settlement_agent", "POST", "/v1/payouts/RDM-%00/refusal", {"reason": "x"}, 422),
+        (
+            "settlement_agent",
+            "POST",
+            f"/v1/payouts/{NO_PAYOUT}/refusal",
+            {"reason": "a\u0000b"},
+            422,
+        ),
     ],
 )
 async def test_a_bad_redemption_call_is_refused_clearly(http, credentials, who, method, path, body, status):
@@ -208,3 +222,46 @@ async def test_a_redemption_needs_an_idempotency_key(http, credentials):
     body = {"currency": "AED", "amount": "1.00", "payout_account": ACCOUNT}
     response = await http.post("/v1/redemptions", json=body, headers=auth(credentials["banks"]["SBININBB"]))
     assert response.status_code == 422 and "Idempotency-Key" in response.text
+
+
+async def test_a_payout_booked_with_another_amount_is_never_released(
+    http, credentials, sessions, settings, monkeypatch, holder
+):
+    """The agent paid, but not the amount instructed: the money left, so the tokens stay
+    reserved (to settle by hand) — neither the deadline nor a refusal gives them back."""
+    monkeypatch.setattr(settings, "redemption_deadline_s", 2)
+    bank, agent = holder.creditor, auth(credentials["settlement_agent"])
+    redemption = (await _redeem(http, bank, "300.00")).json()
+    await _wait(http, bank, redemption["redemption_id"], {"PAYOUT_INSTRUCTED"})
+    booked = await http.post(
+        "/v1/notifications/camt054",
+        content=_payout_camt054(redemption["reference"], "299.99"),
+        headers={**agent, "Content-Type": "application/xml"},
+    )
+    assert booked.json()["entries"][0]["outcome"] == "AMOUNT_MISMATCH", booked.text
+    await asyncio.sleep(4)  # past its deadline
+    state = (await http.get(f"/v1/redemptions/{redemption['redemption_id']}", headers=bank)).json()
+    assert state["status"] == "PAYOUT_INSTRUCTED"
+    refused = await http.post(f"/v1/payouts/{redemption['reference']}/refusal", json={"reason": "x"}, headers=agent)
+    assert refused.status_code == 409, refused.text
+    assert (await _balances(http, bank))["reserved"] == "300.00"
+    listed = (await http.get("/v1/payouts", headers=agent)).json()["items"]
+    assert redemption["reference"] in {p["reference"] for p in listed}
+
+
+async def test_a_statement_shows_the_reservation_under_the_payout_s_reference(http, holder):
+    bank = holder.creditor
+    redemption = (await _redeem(http, bank, "50.00")).json()
+    statement = await read_statement(http, bank, datetime.now(UTC), **{"from": holder.before.isoformat()})
+    [reserved] = [p for p in statement["postings"] if p["kind"] == "reserved"]
+    assert (reserved["direction"], reserved["amount"], reserved["end_to_end_id"]) == (
+        "DBIT",
+        "50.00",
+        redemption["reference"],
+    )
+    xml = await http.get(
+        "/v1/accounts/AED/statement",
+        params={"from": statement["from"], "to": statement["to"]},
+        headers={**bank, "Accept": "application/xml"},
+    )
+    load_schema("camt.053.001.08").assertValid(etree.fromstring(xml.content))

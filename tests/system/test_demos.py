@@ -39,6 +39,9 @@ async def test_uae_india_follows_one_payment_to_completed(demo_settings, capsys)
     assert await asyncio.to_thread(demo.uae_india, demo_settings) == 0
     out = capsys.readouterr().out
     assert "COMPLETED" in out and "100000.00 AED to SBININBB" in out and "/workflows/payment-EBILAEAD-" in out
+    # The receiving side: told by a signed webhook, then 25,000 AED redeemed, paid out and burned.
+    assert "payment.credited by webhook" in out and "signature verified" in out
+    assert "9. paid out, burned" in out and "AED paid out (webhook: redemption.completed)" in out
 
 
 async def test_load_counts_every_payment(demo_settings, sessions, capsys):

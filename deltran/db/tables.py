@@ -539,15 +539,15 @@ class Event(Base):
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
-    written: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True, nullable=False)
+    written: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False)
     participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
     type: Mapped[str] = mapped_column(String(40), nullable=False)
     created_at: Mapped[datetime] = _created_at()
     payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
     data: Mapped[dict] = mapped_column(JSONB, nullable=False)
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    # PENDING when numbered for a bank with a webhook, NO_WEBHOOK for one without.
-    delivery_status: Mapped[str] = mapped_column(String(12), nullable=False, server_default=DeliveryStatus.PENDING)
+    # Set when numbered: PENDING for a bank with a webhook, NO_WEBHOOK for one without.
+    delivery_status: Mapped[str | None] = mapped_column(String(12))
     delivery_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivery_error: Mapped[str | None] = mapped_column(Text)
@@ -556,8 +556,9 @@ class Event(Base):
         CheckConstraint(sql_in("delivery_status", DeliveryStatus), name="delivery_status"),
         # What the numberer looks for: stays tiny however many events there are.
         Index("ix_events_unnumbered", "written", postgresql_where=text("seq IS NULL")),
-        # A bank's feed, in order.
-        Index("ix_events_feed", "participant_id", "seq"),
+        # A bank's feed, in order. Written in the hot transactions (intake, mints), an event
+        # enters only its primary key and the unnumbered index; the rest when numbered.
+        Index("ix_events_feed", "participant_id", "seq", postgresql_where=text("seq IS NOT NULL")),
         # Events still to push to a webhook: what a bank's delivery has not caught up with.
         Index(
             "ix_events_undelivered",

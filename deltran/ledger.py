@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
 from sqlalchemy import select, text, update
@@ -117,11 +117,15 @@ def obligation_key_sql(column: str) -> str:
     return f"'obligation:' || {column}"
 
 
-async def ensure_accounts(session: AsyncSession, participant_ids: list[uuid.UUID], currency: str) -> None:
-    """Create the fiat and token accounts of these banks in this currency, if missing."""
-    rows = [
-        {"participant_id": pid, "currency": currency, "kind": kind} for pid in participant_ids for kind in AccountKind
-    ]
+PAYMENT_KINDS = (AccountKind.FIAT, AccountKind.TOKEN)
+
+
+async def ensure_accounts(
+    session: AsyncSession, participant_ids: list[uuid.UUID], currency: str, kinds: Sequence[AccountKind] = PAYMENT_KINDS
+) -> None:
+    """Create these accounts of these banks in this currency, if missing: by default the
+    two a payment moves (every obligation asks); a redemption asks for all four."""
+    rows = [{"participant_id": pid, "currency": currency, "kind": kind} for pid in participant_ids for kind in kinds]
     await session.execute(_ENSURE_ACCOUNT, rows)  # one statement, its rows sent together
 
 

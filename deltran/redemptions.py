@@ -80,7 +80,7 @@ def _data(r: Redemption) -> dict:
 
 
 async def _accounts(session: AsyncSession, r: Redemption) -> dict[str, uuid.UUID]:
-    await ledger.ensure_accounts(session, [r.participant_id], r.currency)
+    await ledger.ensure_accounts(session, [r.participant_id], r.currency, kinds=list(AccountKind))
     return {
         kind: await ledger.account_id(session, r.participant_id, r.currency, kind)
         for kind in (AccountKind.TOKEN, AccountKind.RESERVED, AccountKind.PAID_OUT)

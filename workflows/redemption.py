@@ -25,11 +25,12 @@ LOOK_EVERY = timedelta(minutes=5)  # a missed signal costs at most this long
 @workflow.defn(name="RedemptionWorkflow")
 class RedemptionWorkflow(RedemptionContract):
     def __init__(self) -> None:
-        self._changed = False
+        self._told = 0  # payout_changed signals so far
+        self._looked = 0  # how many there were before the last look
 
     @workflow.signal(name="payout_changed")
     def payout_changed(self) -> None:
-        self._changed = True
+        self._told += 1
 
     async def _step(self, step, *args):
         return await workflow.execute_activity_method(
@@ -42,6 +43,8 @@ class RedemptionWorkflow(RedemptionContract):
         # The deadline the bank and the agent were shown (older runs: from their start).
         deadline = data.deadline or workflow.now() + timedelta(seconds=data.deadline_s)
         while True:
+            # Counted before the look: a signal that lands while it runs is not lost.
+            self._looked = self._told
             state = await self._step(RedemptionActivities.payout_state, data.redemption_id)
             if state.booked:
                 return await self._step(RedemptionActivities.burn_tokens, data.redemption_id)
@@ -57,6 +60,5 @@ class RedemptionWorkflow(RedemptionContract):
                 # Booked just before (it burns at the next look), or booked with another
                 # amount (an exception ops settle): not released; look again in a while.
                 left = LOOK_EVERY
-            self._changed = False
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._changed, timeout=min(left, LOOK_EVERY))
+                await workflow.wait_condition(lambda: self._told > self._looked, timeout=min(left, LOOK_EVERY))

@@ -13,15 +13,16 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
 from deltran import redemptions
 from deltran.config import Settings
-from deltran.db.tables import Payment, Redemption
+from deltran.db.tables import BankNotification, Payment, Redemption
 from deltran.intake.camt054 import signal_unsent
 from deltran.intake.payments import payment_input, start_payment_workflow
+from deltran.observability import metrics
 from deltran.vocabulary import PaymentStatus, RedemptionStatus
 
 log = logging.getLogger("deltran.sweeper")
@@ -102,6 +103,66 @@ async def start_orphan_redemptions(
     return len(due)
 
 
+OVERDUE_GRACE = timedelta(minutes=10)
+
+
+async def settle_overdue_redemptions(sessions: async_sessionmaker, grace: timedelta = OVERDUE_GRACE) -> int:
+    """What a redemption's workflow does, done here for one whose workflow no longer runs
+    (terminated, failed): a booked payout whose tokens are not burned `grace` after its
+    booking is burned; one past its deadline by `grace` with no payout booked is released.
+    Both steps are the workflow's own, under the redemption's lock: a workflow that is
+    alive and late does no harm, the first one wins and the other changes nothing."""
+    booked_dbit = exists().where(
+        BankNotification.redemption_id == Redemption.id,
+        BankNotification.credit_debit == "DBIT",
+        BankNotification.entry_status == "BOOK",
+    )
+    async with sessions() as session:
+        to_burn = list(
+            (
+                await session.scalars(
+                    select(Redemption.id)
+                    .where(
+                        Redemption.status == RedemptionStatus.PAYOUT_INSTRUCTED,
+                        Redemption.notification_id.is_not(None),
+                        Redemption.updated_at < func.now() - grace,
+                    )
+                    .limit(BATCH)
+                )
+            ).all()
+        )
+        to_release = list(
+            (
+                await session.scalars(
+                    select(Redemption.id)
+                    .where(
+                        Redemption.status.in_((RedemptionStatus.RESERVED, RedemptionStatus.PAYOUT_INSTRUCTED)),
+                        Redemption.notification_id.is_(None),
+                        Redemption.deadline < func.now() - grace,
+                        ~booked_dbit,
+                    )
+                    .order_by(Redemption.deadline)
+                    .limit(BATCH)
+                )
+            ).all()
+        )
+    for redemption_id in to_burn:
+        async with sessions() as session, session.begin():
+            burned = (await redemptions.locked(session, redemption_id)).status != RedemptionStatus.COMPLETED
+            done = await redemptions.burn(session, redemption_id)
+            currency, amount = done.currency, done.amount
+        if burned:  # not by its workflow meanwhile: counted once
+            metrics.redemptions.labels(currency, RedemptionStatus.COMPLETED.value).inc()
+            metrics.tokens_burned_amount.labels(currency).inc(float(amount))
+    for redemption_id in to_release:
+        async with sessions() as session, session.begin():
+            done = await redemptions.release(session, redemption_id, "past its deadline: released by the sweeper")
+            released, currency = done.status == RedemptionStatus.RELEASED, done.currency
+        if released:
+            metrics.redemptions.labels(currency, RedemptionStatus.RELEASED.value).inc()
+    return len(to_burn) + len(to_release)
+
+
 async def run_sweeper(
     client: Client, sessions: async_sessionmaker, settings: Settings, stop: asyncio.Event, interval_s: float = 30.0
 ) -> None:
@@ -111,6 +172,8 @@ async def run_sweeper(
                 log.info("sweeper: started or found %d payment workflow(s) still SCREENING", started)
             if started := await start_orphan_redemptions(client, sessions, settings):
                 log.info("sweeper: started or found %d redemption workflow(s) still RESERVED", started)
+            if settled := await settle_overdue_redemptions(sessions):
+                log.warning("sweeper: burned or released %d redemption(s) their workflow left behind", settled)
             async with sessions() as session:
                 if signalled := await signal_unsent(session, client, GRACE):
                     log.info("sweeper: signalled %d matched camt.054 entr(ies) whose signal never went out", signalled)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from deltran.db.tables import Redemption
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
@@ -21,6 +21,7 @@ from deltran.reconciliation import backing_by_currency
 from tests.integration.test_accounts import read_statement
 from tests.integration.test_events_and_webhooks import feed_until
 from tests.support.payments import auth, pay_between_new_banks
+from worker.sweeper import settle_overdue_redemptions
 
 ACCOUNT = {"account": "30001234567"}
 NO_PAYOUT = "RDM-" + "0" * 28  # a reference of the right form that no payout has
@@ -265,3 +266,30 @@ async def test_a_statement_shows_the_reservation_under_the_payout_s_reference(ht
         headers={**bank, "Accept": "application/xml"},
     )
     load_schema("camt.053.001.08").assertValid(etree.fromstring(xml.content))
+
+
+async def test_the_sweeper_finishes_what_a_dead_workflow_left(http, credentials, sessions, temporal_env, holder):
+    """A redemption whose workflow was terminated: its booked payout is still burned, and
+    one past its deadline with nothing booked is still released — by the sweeper."""
+    bank, agent = holder.creditor, auth(credentials["settlement_agent"])
+    booked, overdue = (await _redeem(http, bank, "40.00")).json(), (await _redeem(http, bank, "60.00")).json()
+    for redemption in (booked, overdue):
+        await _wait(http, bank, redemption["redemption_id"], {"PAYOUT_INSTRUCTED"})
+        await temporal_env.client.get_workflow_handle(f"redemption-{redemption['redemption_id']}").terminate("test")
+    matched = await http.post(
+        "/v1/notifications/camt054",
+        content=_payout_camt054(booked["reference"], "40.00"),
+        headers={**agent, "Content-Type": "application/xml"},
+    )
+    assert matched.json()["entries"][0]["outcome"] == "MATCHED"
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Redemption)
+            .where(Redemption.id == uuid.UUID(overdue["redemption_id"]))
+            .values(deadline=func.now() - timedelta(hours=1))
+        )
+    assert await settle_overdue_redemptions(sessions, grace=timedelta(0)) >= 2
+    assert (await _wait(http, bank, booked["redemption_id"], {"COMPLETED"}))["status"] == "COMPLETED"
+    assert (await _wait(http, bank, overdue["redemption_id"], {"RELEASED"}))["release_reason"].startswith("past its")
+    assert await _balances(http, bank) == {"fiat": "0.00", "tokens": "1194.50", "reserved": "0.00", "paid_out": "40.00"}
+    await _books_balance(sessions)

@@ -98,7 +98,7 @@ async def bank_event(session: AsyncSession, participant_id: uuid.UUID, type_: Ev
     settled window); `data` must be JSON (amounts as text)."""
     await session.execute(
         text("INSERT INTO events (participant_id, type, data) VALUES (:p, :t, CAST(:d AS jsonb))"),
-        {"p": participant_id, "t": type_.value, "d": _json(data)},
+        {"p": participant_id, "t": type_.value, "d": json.dumps(data, separators=(",", ":"), default=str)},
     )
 
 
@@ -124,10 +124,6 @@ async def window_settled_events(session: AsyncSession, window_id: uuid.UUID) -> 
     the next one by now) or a funding instruction in it that it settled (call it in the
     settling transaction, once)."""
     await session.execute(_WINDOW_SETTLED, {"w": window_id})
-
-
-def _json(data: dict) -> str:
-    return json.dumps(data, separators=(",", ":"), default=str)
 
 
 # -- numbering ---------------------------------------------------------------------------

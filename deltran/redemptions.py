@@ -35,7 +35,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from deltran import events, ledger
 from deltran.config import Settings
-from deltran.db.tables import BankNotification, Participant, Redemption
+from deltran.db.tables import BankNotification, Redemption
 from deltran.domain.settlement import PAYOUT_REFERENCE_PREFIX
 from deltran.errors import Conflict, NotFound, Refused
 from deltran.money import format_amount
@@ -253,12 +253,6 @@ async def refuse_payout(session: AsyncSession, reference: str, reason: str) -> R
     ):
         raise Conflict(f"payout {reference} is already booked: it cannot be refused", kind="payout-booked")
     return await release(session, redemption.id, f"refused by the settlement agent: {reason}")
-
-
-async def owner_bic(session: AsyncSession, redemption: Redemption) -> str:
-    bic = await session.scalar(select(Participant.bic).where(Participant.id == redemption.participant_id))
-    assert bic is not None
-    return bic
 
 
 async def start_workflow(temporal: Client, settings: Settings, redemption: Redemption) -> None:

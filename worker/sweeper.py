@@ -17,12 +17,12 @@ from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
+from activities.redemptions import RedemptionActivities
 from deltran import redemptions
 from deltran.config import Settings
 from deltran.db.tables import BankNotification, Payment, Redemption
 from deltran.intake.camt054 import signal_unsent
 from deltran.intake.payments import payment_input, start_payment_workflow
-from deltran.observability import metrics
 from deltran.vocabulary import PaymentStatus, RedemptionStatus
 
 log = logging.getLogger("deltran.sweeper")
@@ -146,20 +146,11 @@ async def settle_overdue_redemptions(sessions: async_sessionmaker, grace: timede
                 )
             ).all()
         )
+    steps = RedemptionActivities(sessions)  # the workflow's own steps, called directly
     for redemption_id in to_burn:
-        async with sessions() as session, session.begin():
-            burned = (await redemptions.locked(session, redemption_id)).status != RedemptionStatus.COMPLETED
-            done = await redemptions.burn(session, redemption_id)
-            currency, amount = done.currency, done.amount
-        if burned:  # not by its workflow meanwhile: counted once
-            metrics.redemptions.labels(currency, RedemptionStatus.COMPLETED.value).inc()
-            metrics.tokens_burned_amount.labels(currency).inc(float(amount))
+        await steps.burn_tokens(redemption_id)
     for redemption_id in to_release:
-        async with sessions() as session, session.begin():
-            done = await redemptions.release(session, redemption_id, "past its deadline: released by the sweeper")
-            released, currency = done.status == RedemptionStatus.RELEASED, done.currency
-        if released:
-            metrics.redemptions.labels(currency, RedemptionStatus.RELEASED.value).inc()
+        await steps.release_tokens(redemption_id, "past its deadline: released by the sweeper")
     return len(to_burn) + len(to_release)
 
 

@@ -57,16 +57,6 @@ async def redeem(
     listed for the settlement agent, and once its DBIT camt.054 (EndToEndId = `reference`)
     is booked the tokens are burned; a refusal or the deadline releases them. The same
     Idempotency-Key again returns the same redemption (200); with other content a 409."""
-    if await reconciliation.breaker_is_open(session, body.currency):
-        raise Problem(
-            409,
-            f"{body.currency}'s circuit breaker is open (its backing does not reconcile): no payout until it is closed",
-            kind="circuit-breaker-open",
-        )
-    participant_status = await session.scalar(select(Participant.status).where(Participant.id == bank.participant_id))
-    if participant_status != ParticipantStatus.ACTIVE:
-        raise Problem(403, f"{bank.bic} is {participant_status}: it cannot redeem", kind="participant-suspended")
-    await session.rollback()  # the reservation's own transaction begins below
     if body.currency not in settings.supported_currencies:
         raise Problem(422, f"{body.currency} is not cleared by DelTran", kind="currency-not-cleared",
                       errors=[{"field": "currency", "message": "not cleared by DelTran"}])  # fmt: skip
@@ -79,6 +69,15 @@ async def redeem(
     )
     assert bank.participant_id is not None
     async with session.begin():
+        if await reconciliation.breaker_is_open(session, body.currency):
+            raise Problem(
+                409,
+                f"{body.currency}'s circuit breaker is open (its backing does not reconcile): no payout until closed",
+                kind="circuit-breaker-open",
+            )
+        standing = await session.scalar(select(Participant.status).where(Participant.id == bank.participant_id))
+        if standing != ParticipantStatus.ACTIVE:
+            raise Problem(403, f"{bank.bic} is {standing}: it cannot redeem", kind="participant-suspended")
         deadline_s = settings.redemption_deadline_s
         redemption, created = await redemptions.reserve(session, bank.participant_id, new, deadline_s)
         if created:

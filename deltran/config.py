@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     webhook_delivery_period_s: int = Field(default=24 * 3600, gt=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
 
+    # A camt.054 entry for a payment accepted a moment ago may arrive before the payment's
+    # workflow has started (the API starts it just after its 202): its signal is retried
+    # this long, then left to the worker's sweeper, which starts the workflow and signals it.
+    camt054_start_wait_s: float = Field(default=5.0, gt=0, le=60)
+
     # Redemptions: a payout not booked by the settlement agent this long after the request
     # releases the reserved tokens back to the bank.
     redemption_deadline_s: int = Field(default=24 * 3600, gt=0)

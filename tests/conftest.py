@@ -146,6 +146,8 @@ def settings(database_url, temporal_env, tmp_path_factory) -> Settings:
         webhook_allow_private=True,
         webhook_retry_first_s=0.2,
         webhook_retry_longest_s=1.0,
+        # A camt.054 entry for a payment whose workflow never started waits this long, not 5 s.
+        camt054_start_wait_s=0.5,
     )
 
 

@@ -51,7 +51,9 @@ async def camt054(
             kind="invalid-camt054",
             errors=[{"field": "body", "message": error} for error in exc.errors],
         ) from None
-    results = await receive_camt054(session, temporal, message, body, actor=caller.identity)
+    results = await receive_camt054(
+        session, temporal, message, body, actor=caller.identity, start_wait_s=settings.camt054_start_wait_s
+    )
     return NotificationReceipt(
         message_id=message.message_id,
         entries=[

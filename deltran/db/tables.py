@@ -434,6 +434,13 @@ class BankNotification(Base):
             postgresql_where=text("outcome = 'MATCHED'"),
         ),
         Index("ix_bank_notifications_payment", "payment_id"),
+        # The sweeper's round: matched entries whose signal never went out, oldest first.
+        Index(
+            "ix_bank_notifications_unsignalled",
+            "received_at",
+            "id",
+            postgresql_where=text("outcome = 'MATCHED' AND signalled_at IS NULL"),
+        ),
     )
 
 

@@ -17,9 +17,9 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy import any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,7 +83,8 @@ _MARK_SIGNALLED = (  # on the table: no ORM bulk-update bookkeeping
     update(_ENTRIES).where(_ENTRIES.c.id == any_(_IDS)).values(signalled_at=func.now())
 )
 _OUTCOMES = select(_ENTRIES.c.id, _ENTRIES.c.outcome, _ENTRIES.c.outcome_detail).where(_ENTRIES.c.id == any_(_IDS))
-# How long a signal waits for the workflow of a payment accepted a moment ago to start.
+# How long a signal waits for the workflow of a payment accepted a moment ago to start
+# (Settings.camt054_start_wait_s in the API and the sweeper).
 START_WAIT_S = 5.0
 # Signals in flight at once for one message: enough to hide Temporal's round trip, few
 # enough that one large camt.054 does not crowd out every other caller's requests.
@@ -91,7 +92,13 @@ SIGNAL_CONCURRENCY = 16
 
 
 async def receive_camt054(
-    session: AsyncSession, temporal: Client, message: Camt054Message, body: bytes, *, actor: str
+    session: AsyncSession,
+    temporal: Client,
+    message: Camt054Message,
+    body: bytes,
+    *,
+    actor: str,
+    start_wait_s: float = START_WAIT_S,
 ) -> list[EntryResult]:
     async with session.begin():
         message_row_id = await session.scalar(
@@ -118,7 +125,7 @@ async def receive_camt054(
             },
         )
     try:
-        await _signal_all(session, temporal, [r for r in results if r.needs_signal])
+        await _signal_all(session, temporal, [r for r in results if r.needs_signal], start_wait_s)
         await _tell_redemptions([r.redemption_workflow_id for r in results if r.redemption_workflow_id], temporal)
     finally:  # each entry's outcome as stored (re-read when its workflow had closed)
         for result in results:
@@ -378,7 +385,9 @@ class _Delivery(enum.Enum):
     NOT_STARTED = "not started"  # no such workflow yet
 
 
-async def _signal_all(session: AsyncSession, temporal: Client, due: list[EntryResult]) -> int:
+async def _signal_all(
+    session: AsyncSession, temporal: Client, due: list[EntryResult], start_wait_s: float = START_WAIT_S
+) -> int:
     """Signal the entries' workflows, at most SIGNAL_CONCURRENCY at once (a camt.054 of a
     hundred entries waits for about one round trip to Temporal, not a hundred in a row),
     and mark every entry whose signal went out, in one statement. The first failure is
@@ -398,7 +407,7 @@ async def _signal_all(session: AsyncSession, temporal: Client, due: list[EntryRe
     # (worker/sweeper.py) and then signals it.
     unstarted = [r for r, d in zip(due, first, strict=True) if d is _Delivery.NOT_STARTED]
     second = await asyncio.gather(
-        *(_deliver_once_started(temporal, gate, r) for r in unstarted), return_exceptions=True
+        *(_deliver_once_started(temporal, gate, r, start_wait_s) for r in unstarted), return_exceptions=True
     )
     late = [r for r, d in zip(unstarted, second, strict=True) if d is _Delivery.SENT]
     # The workflow had closed: it settled with this booking (a duplicate post racing the
@@ -426,9 +435,11 @@ async def _mark(session: AsyncSession, sent: list[EntryResult], closed: list[Ent
                 by_id[row.id].outcome, by_id[row.id].detail = row.outcome, row.outcome_detail
 
 
-async def _deliver_once_started(temporal: Client, gate: asyncio.Semaphore, result: EntryResult) -> _Delivery:
-    """Signal again while the workflow is not started, for up to START_WAIT_S."""
-    deadline = time.monotonic() + START_WAIT_S
+async def _deliver_once_started(
+    temporal: Client, gate: asyncio.Semaphore, result: EntryResult, wait_s: float
+) -> _Delivery:
+    """Signal again while the workflow is not started, for up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
     pause_s = 0.05
     while time.monotonic() < deadline:
         await asyncio.sleep(pause_s)
@@ -477,33 +488,48 @@ async def _deliver(temporal: Client, result: EntryResult) -> _Delivery:
     return _Delivery.NOT_STARTED
 
 
-async def signal_unsent(session: AsyncSession, temporal: Client, grace: timedelta, limit: int = 500) -> int:
+async def signal_unsent(
+    session: AsyncSession,
+    temporal: Client,
+    grace: timedelta,
+    *,
+    start_wait_s: float = START_WAIT_S,
+    page: int = 500,
+) -> int:
     """Signal the matched entries whose signal never went out, older than `grace`: the
     API stopped between its commit and the signal, and the agent never re-posted. A
     booked payment does not expire (its booking is on record), so without this it
-    would wait for a signal that nobody sends. Returns how many were signalled."""
-    async with session.begin():
-        rows = list(
-            (
-                await session.scalars(
-                    select(BankNotification)
-                    .where(
-                        BankNotification.outcome == EntryOutcome.MATCHED,
-                        BankNotification.signalled_at.is_(None),
-                        BankNotification.received_at < func.now() - grace,
-                    )
-                    .order_by(BankNotification.received_at)
-                    .limit(limit)
-                )
-            ).all()
+    would wait for a signal that nobody sends. Returns how many were signalled.
+
+    Page by page, oldest first, to the end: an entry that cannot be signalled yet stays
+    unsent, and never hides the ones behind it."""
+    signalled = 0
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        query = (
+            select(BankNotification)
+            .where(
+                BankNotification.outcome == EntryOutcome.MATCHED,
+                BankNotification.signalled_at.is_(None),
+                BankNotification.received_at < func.now() - grace,
+            )
+            .order_by(BankNotification.received_at, BankNotification.id)
+            .limit(page)
         )
-    due = []
-    for row in rows:
+        if after is not None:
+            query = query.where(tuple_(BankNotification.received_at, BankNotification.id) > after)
         async with session.begin():
-            result = await _duplicate(session, _entry_of(row), row)
-        if result.needs_signal:
-            due.append(result)
-    return await _signal_all(session, temporal, due)
+            rows = list((await session.scalars(query)).all())
+        due = []
+        for row in rows:
+            async with session.begin():
+                result = await _duplicate(session, _entry_of(row), row)
+            if result.needs_signal:
+                due.append(result)
+        signalled += await _signal_all(session, temporal, due, start_wait_s)
+        if len(rows) < page:
+            return signalled
+        after = (rows[-1].received_at, rows[-1].id)
 
 
 def _entry_of(row: BankNotification) -> Camt054Entry:

@@ -128,8 +128,9 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
 
     # A camt.054 entry for a payment accepted a moment ago may arrive before the payment's
-    # workflow has started (the API starts it just after its 202): its signal is retried
-    # this long, then left to the worker's sweeper, which starts the workflow and signals it.
+    # workflow has started (the API starts it just after its 202): the API retries its
+    # signal this long, then leaves it to the worker's sweeper, which starts the workflow
+    # and signals it.
     camt054_start_wait_s: float = Field(default=5.0, gt=0, le=60)
 
     # Redemptions: a payout not booked by the settlement agent this long after the request

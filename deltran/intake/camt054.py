@@ -493,7 +493,7 @@ async def signal_unsent(
     temporal: Client,
     grace: timedelta,
     *,
-    start_wait_s: float = START_WAIT_S,
+    start_wait_s: float = 0.0,
     page: int = 500,
 ) -> int:
     """Signal the matched entries whose signal never went out, older than `grace`: the
@@ -502,7 +502,8 @@ async def signal_unsent(
     would wait for a signal that nobody sends. Returns how many were signalled.
 
     Page by page, oldest first, to the end: an entry that cannot be signalled yet stays
-    unsent, and never hides the ones behind it."""
+    unsent, and never hides the ones behind it. By default one attempt each, no wait for
+    a start: the sweeper has just started every workflow it could (start_orphans)."""
     signalled = 0
     after: tuple[datetime, uuid.UUID] | None = None
     while True:

@@ -170,7 +170,7 @@ async def test_a_booking_for_a_payment_whose_start_never_came_is_signalled_by_th
     assert stored.signalled_at is None and payment.status == "SCREENING"
     assert await start_orphans(temporal_env.client, sessions, settings, grace=timedelta(0)) >= 1
     async with sessions() as session:
-        assert await signal_unsent(session, temporal_env.client, timedelta(0), start_wait_s=0.3) >= 1
+        assert await signal_unsent(session, temporal_env.client, timedelta(0)) >= 1
     await wait_for_status(http, str(intake.payment_id), auth(credentials["banks"]["EBILAEAD"]), {"COMPLETED"})
 
 
@@ -192,7 +192,7 @@ async def test_entries_that_cannot_be_signalled_yet_never_hide_the_ones_behind_t
     intake, _ = await _accept_then_book(sessions, settings, temporal_env, _StartsNever(), e2e, start_wait_s=0.1)
     assert await start_orphans(temporal_env.client, sessions, settings, grace=timedelta(0)) >= 1
     async with sessions() as session:
-        assert await signal_unsent(session, temporal_env.client, timedelta(0), start_wait_s=0.1, page=1) >= 1
+        assert await signal_unsent(session, temporal_env.client, timedelta(0), page=1) >= 1
     await wait_for_status(http, str(intake.payment_id), auth(credentials["banks"]["EBILAEAD"]), {"COMPLETED"})
     async with sessions() as session:
         unsent = await session.scalar(

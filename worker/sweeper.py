@@ -166,7 +166,7 @@ async def run_sweeper(
             if settled := await settle_overdue_redemptions(sessions):
                 log.warning("sweeper: burned or released %d redemption(s) their workflow left behind", settled)
             async with sessions() as session:
-                if signalled := await signal_unsent(session, client, GRACE, start_wait_s=settings.camt054_start_wait_s):
+                if signalled := await signal_unsent(session, client, GRACE):
                     log.info("sweeper: signalled %d matched camt.054 entr(ies) whose signal never went out", signalled)
         except Exception:  # Temporal or PostgreSQL down: try again next round
             log.exception("sweeper: round failed; retrying in %.0fs", interval_s)

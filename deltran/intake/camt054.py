@@ -83,8 +83,8 @@ _MARK_SIGNALLED = (  # on the table: no ORM bulk-update bookkeeping
     update(_ENTRIES).where(_ENTRIES.c.id == any_(_IDS)).values(signalled_at=func.now())
 )
 _OUTCOMES = select(_ENTRIES.c.id, _ENTRIES.c.outcome, _ENTRIES.c.outcome_detail).where(_ENTRIES.c.id == any_(_IDS))
-# How long a signal waits for the workflow of a payment accepted a moment ago to start
-# (Settings.camt054_start_wait_s in the API and the sweeper).
+# How long the API's signal waits for the workflow of a payment accepted a moment ago to
+# start (Settings.camt054_start_wait_s).
 START_WAIT_S = 5.0
 # Signals in flight at once for one message: enough to hide Temporal's round trip, few
 # enough that one large camt.054 does not crowd out every other caller's requests.
@@ -405,7 +405,7 @@ async def _signal_all(
     # after the 202 (intake.payments.WorkflowStarts). Its signal waits for that start; if
     # the start never comes the entry stays unmarked, and the sweeper starts the workflow
     # (worker/sweeper.py) and then signals it.
-    unstarted = [r for r, d in zip(due, first, strict=True) if d is _Delivery.NOT_STARTED]
+    unstarted = [r for r, d in zip(due, first, strict=True) if d is _Delivery.NOT_STARTED and start_wait_s > 0]
     second = await asyncio.gather(
         *(_deliver_once_started(temporal, gate, r, start_wait_s) for r in unstarted), return_exceptions=True
     )

@@ -20,8 +20,11 @@ depends_on = None
 
 def upgrade() -> None:
     with op.get_context().autocommit_block():
+        # A concurrent build that failed (this revision not recorded) leaves an invalid
+        # index behind: dropped first, so a rerun builds it whole.
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_bank_notifications_unsignalled")
         op.execute(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_bank_notifications_unsignalled"
+            "CREATE INDEX CONCURRENTLY ix_bank_notifications_unsignalled"
             " ON bank_notifications (received_at, id) WHERE outcome = 'MATCHED' AND signalled_at IS NULL"
         )
 

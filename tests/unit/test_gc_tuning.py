@@ -12,9 +12,14 @@ from deltran.config import Settings
 
 @pytest.fixture
 def restore_gc():
-    thresholds = gc.get_threshold()
+    """The suite's own tuning (tests/conftest.py) back as it was: thresholds, and a frozen
+    heap frozen again."""
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     yield
     gc.unfreeze()
+    if frozen:
+        gc.collect()
+        gc.freeze()
     gc.set_threshold(*thresholds)
 
 

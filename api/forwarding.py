@@ -6,20 +6,12 @@ gives the same message, byte for byte."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC
 
 from deltran.db.tables import Payment
 from deltran.domain.statements import Posting
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
-
-
-def forwarding_uetr(payment: Payment) -> str:
-    """The payment's UETR; for one submitted without, a UUIDv4 DelTran derives from the
-    payment's id (the same every time; CBPR+ wants a UETR on every leg)."""
-    if payment.uetr is not None:
-        return str(payment.uetr)
-    return str(uuid.UUID(bytes=payment.id.bytes, version=4))
+from deltran.payment_references import forwarded_message_id, forwarding_uetr
 
 
 def forwarded_pacs008(payment: Payment, credit: Posting, deltran_bic: str) -> bytes:
@@ -49,7 +41,7 @@ def forwarded_pacs008(payment: Payment, credit: Posting, deltran_bic: str) -> by
     )
     return build_pacs008(
         [spec],
-        message_id="DTF" + payment.id.hex,
+        message_id=forwarded_message_id(payment.id),
         instructing_agent_bic=deltran_bic,
         instructed_agent_bic=payment.creditor_agent_bic,
         created_at=credit.booked_at,

@@ -38,6 +38,7 @@ from api.routes import (
     notifications,
     payments,
     redemptions,
+    status_requests,
     webhooks,
 )
 from api.schemas import PaymentIn
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(redemptions.router)
     app.include_router(notifications.router)
+    app.include_router(status_requests.router)
     app.include_router(health.router)
     app.include_router(clearing.router)
     app.include_router(admin.router)

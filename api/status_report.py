@@ -1,37 +1,54 @@
-"""pacs.002 for a stored payment: its status as an ISO 20022 status report."""
+"""pacs.002 for stored payments: their status as an ISO 20022 status report, written in
+the references of the bank it goes to (deltran/payment_references.py)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from deltran.db.tables import Payment
-from deltran.iso20022.pacs002 import StatusReport, build_pacs002, transaction_status_for
+from deltran.iso20022.pacs002 import StatusReport, build_pacs002, build_pacs002_report, transaction_status_for
+from deltran.payment_references import PaymentReferences, references_for
 
 
 def pacs002_for(payment: Payment, reporter_bic: str) -> bytes:
-    status, reason_code = transaction_status_for(payment.status, payment.rejection_code)
+    """The payment's status for the bank that sent it."""
+    header = _header(reporter_bic, payment.instructing_bic)
+    refs = references_for(payment, None, payment.debtor_agent_bic)
+    return build_pacs002(_report(header, payment, refs))
+
+
+def status_report_for(payments: Sequence[tuple[Payment, PaymentReferences]], reporter_bic: str, to_bic: str) -> bytes:
+    """One report of several payments' status, for `to_bic`, each in its references."""
+    header = _header(reporter_bic, to_bic)
+    return build_pacs002_report([_report(header, payment, refs) for payment, refs in payments])
+
+
+def _header(reporter_bic: str, to_bic: str) -> dict:
     now = datetime.now(UTC)
-    return build_pacs002(
-        StatusReport(
-            message_id=f"DT{now:%Y%m%d%H%M%S}{uuid.uuid4().hex[:16]}",
-            created_at=now,
-            instructing_agent_bic=reporter_bic,
-            instructed_agent_bic=payment.instructing_bic,
-            # A JSON submission has no MsgId: its payment id stands in for it.
-            original_message_id=payment.message_id or str(payment.id).replace("-", "")[:35],
-            original_message_name=(
-                payment.source_format if payment.source_format != "json" else "deltran.payment.json"
-            ),
-            original_end_to_end_id=payment.end_to_end_id,
-            original_instruction_id=payment.instruction_id,
-            original_transaction_id=payment.transaction_id,
-            original_uetr=str(payment.uetr) if payment.uetr else None,
-            status=status,
-            reason_code=reason_code,
-            reason_text=payment.rejection_reason if reason_code else None,
-            acceptance_datetime=payment.created_at,
-            settlement_amount=payment.amount,
-            currency=payment.currency,
-        )
+    return {
+        "message_id": f"DT{now:%Y%m%d%H%M%S}{uuid.uuid4().hex[:16]}",
+        "created_at": now,
+        "instructing_agent_bic": reporter_bic,
+        "instructed_agent_bic": to_bic,
+    }
+
+
+def _report(header: dict, payment: Payment, refs: PaymentReferences) -> StatusReport:
+    status, reason_code = transaction_status_for(payment.status, payment.rejection_code)
+    return StatusReport(
+        **header,
+        original_message_id=refs.message_id,
+        original_message_name=refs.message_name,
+        original_end_to_end_id=refs.end_to_end_id,
+        original_instruction_id=refs.instruction_id,
+        original_transaction_id=refs.transaction_id,
+        original_uetr=refs.uetr,
+        status=status,
+        reason_code=reason_code,
+        reason_text=payment.rejection_reason if reason_code else None,
+        acceptance_datetime=payment.created_at,
+        settlement_amount=payment.amount,
+        currency=payment.currency,
     )

@@ -226,6 +226,9 @@ class Payment(Base):
         Index("ix_payments_debtor_listing", "debtor_agent_bic", "created_at", "id"),
         Index("ix_payments_creditor_listing", "creditor_agent_bic", "created_at", "id"),
         Index("ix_payments_listing", "created_at", "id"),
+        # Status requests (pacs.028) by the sender's original MsgId or TxId.
+        Index("ix_payments_message_id", "message_id", postgresql_where=text("message_id IS NOT NULL")),
+        Index("ix_payments_transaction_id", "transaction_id", postgresql_where=text("transaction_id IS NOT NULL")),
     )
 
 

@@ -1,9 +1,10 @@
 """ISO 20022 pacs.002.001.10 (FI-to-FI payment status report): writer and a small reader.
 
 DelTran (the instructing agent of the report) tells a bank (the instructed agent) what
-became of one payment it submitted: one OrgnlGrpInfAndSts naming the original message and
-one TxInfAndSts with the transaction's references, its status and, for a rejection, the
-ISO reason code. The writer validates its own output against the XSD and raises
+became of its payments: a TxInfAndSts per payment with the transaction's references, its
+status and, for a rejection, the ISO reason code; the original message named once in
+OrgnlGrpInfAndSts when they share one, else in each TxInfAndSts (build_pacs002_report,
+the answer to a status request). The writer validates its own output against the XSD and raises
 Pacs002Invalid rather than emit a report that breaks the schema. The reader is what a
 bank's side (tests, demo) uses to read such a report back: elements are found by
 namespace, never by prefix.
@@ -15,6 +16,7 @@ import copy
 import datetime
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -182,68 +184,98 @@ def build_pacs002(report: StatusReport) -> bytes:
     money in its currency, or anything the XSD refuses (e.g. an id over 35 characters, a
     malformed BIC or UETR). The UETR is written in lower case, as the XSD requires.
     """
+    return build_pacs002_report([report])
+
+
+def build_pacs002_report(reports: Sequence[StatusReport]) -> bytes:
+    """One pacs.002.001.10 reporting several transactions (one TxInfAndSts each), as the
+    answer to a status request. The group header is the first report's (all must share
+    it). When every transaction comes from one original message, it is named once in
+    OrgnlGrpInfAndSts; otherwise each TxInfAndSts names its own in OrgnlGrpInf."""
+    if not reports:
+        raise Pacs002Invalid(["a status report needs at least one transaction"])
+    first = reports[0]
+    header_of = (first.message_id, first.created_at, first.instructing_agent_bic, first.instructed_agent_bic)
     errors: list[str] = []
-    try:
-        status = TransactionStatus(report.status)
-    except ValueError:
-        raise Pacs002Invalid([f"unknown transaction status {report.status!r}"]) from None
-    reason_code = (report.reason_code or "").strip() or None
-    if status is TransactionStatus.RJCT and reason_code is None:
-        errors.append("a RJCT status report needs a reason code (StsRsnInf/Rsn/Cd)")
-    created_at = _timestamp(report.created_at, "created_at", errors)
-    accepted_at = (
-        _timestamp(report.acceptance_datetime, "acceptance_datetime", errors)
-        if report.acceptance_datetime is not None
-        else None
-    )
-    amount: tuple[str, str] | None = None  # (text, currency)
-    if (report.settlement_amount is None) != (report.currency is None):
-        errors.append("settlement_amount and currency go together: give both or neither")
-    elif report.settlement_amount is not None and report.currency is not None:
-        amount_text = _amount_text(report.settlement_amount, report.currency, errors)
-        if amount_text is not None:
-            amount = (amount_text, report.currency)
-    if errors:
+    if any((r.message_id, r.created_at, r.instructing_agent_bic, r.instructed_agent_bic) != header_of for r in reports):
+        errors.append("the transactions of one status report share its group header")
+    created_at = _timestamp(first.created_at, "created_at", errors)
+    originals = {(r.original_message_id, r.original_message_name) for r in reports}
+    transactions = [_transaction(r, errors) for r in reports]
+    if errors or created_at is None:
         raise Pacs002Invalid(errors)
 
     doc = etree.Element(_DOCUMENT, nsmap={None: NS})
     rpt = _sub(doc, "FIToFIPmtStsRpt")
     # Element order follows GroupHeader91, OriginalGroupHeader17 and PaymentTransaction110.
     header = _sub(rpt, "GrpHdr")
-    _sub(header, "MsgId", report.message_id)
+    _sub(header, "MsgId", first.message_id)
     _sub(header, "CreDtTm", created_at)
-    _agent(header, "InstgAgt", report.instructing_agent_bic)
-    _agent(header, "InstdAgt", report.instructed_agent_bic)
-
-    original = _sub(rpt, "OrgnlGrpInfAndSts")
-    _sub(original, "OrgnlMsgId", report.original_message_id)
-    _sub(original, "OrgnlMsgNmId", report.original_message_name)
-
-    tx = _sub(rpt, "TxInfAndSts")
-    if report.original_instruction_id is not None:
-        _sub(tx, "OrgnlInstrId", report.original_instruction_id)
-    _sub(tx, "OrgnlEndToEndId", report.original_end_to_end_id)
-    if report.original_transaction_id is not None:
-        _sub(tx, "OrgnlTxId", report.original_transaction_id)
-    if report.original_uetr is not None:
-        _sub(tx, "OrgnlUETR", report.original_uetr.strip().lower())
-    _sub(tx, "TxSts", status.value)
-    info_lines = additional_info_lines(report.reason_text)
-    if reason_code is not None or info_lines:
-        reason = _sub(tx, "StsRsnInf")
-        if reason_code is not None:
-            _sub(_sub(reason, "Rsn"), "Cd", reason_code)
-        for line in info_lines:
-            _sub(reason, "AddtlInf", line)
-    if accepted_at is not None:
-        _sub(tx, "AccptncDtTm", accepted_at)
-    if amount is not None:
-        _sub(_sub(tx, "OrgnlTxRef"), "IntrBkSttlmAmt", amount[0], Ccy=amount[1])
+    _agent(header, "InstgAgt", first.instructing_agent_bic)
+    _agent(header, "InstdAgt", first.instructed_agent_bic)
+    one_original = len(originals) == 1
+    if one_original:
+        original = _sub(rpt, "OrgnlGrpInfAndSts")
+        _sub(original, "OrgnlMsgId", first.original_message_id)
+        _sub(original, "OrgnlMsgNmId", first.original_message_name)
+    for report, (status, reason_code, accepted_at, amount) in zip(reports, transactions, strict=True):
+        tx = _sub(rpt, "TxInfAndSts")
+        if not one_original:
+            group = _sub(tx, "OrgnlGrpInf")
+            _sub(group, "OrgnlMsgId", report.original_message_id)
+            _sub(group, "OrgnlMsgNmId", report.original_message_name)
+        if report.original_instruction_id is not None:
+            _sub(tx, "OrgnlInstrId", report.original_instruction_id)
+        _sub(tx, "OrgnlEndToEndId", report.original_end_to_end_id)
+        if report.original_transaction_id is not None:
+            _sub(tx, "OrgnlTxId", report.original_transaction_id)
+        if report.original_uetr is not None:
+            _sub(tx, "OrgnlUETR", report.original_uetr.strip().lower())
+        _sub(tx, "TxSts", status.value)
+        info_lines = additional_info_lines(report.reason_text)
+        if reason_code is not None or info_lines:
+            reason = _sub(tx, "StsRsnInf")
+            if reason_code is not None:
+                _sub(_sub(reason, "Rsn"), "Cd", reason_code)
+            for line in info_lines:
+                _sub(reason, "AddtlInf", line)
+        if accepted_at is not None:
+            _sub(tx, "AccptncDtTm", accepted_at)
+        if amount is not None:
+            _sub(_sub(tx, "OrgnlTxRef"), "IntrBkSttlmAmt", amount[0], Ccy=amount[1])
 
     errors = schema_errors(load_schema(SCHEMA), doc)
     if errors:
         raise Pacs002Invalid(errors)
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _transaction(
+    report: StatusReport, errors: list[str]
+) -> tuple[TransactionStatus, str | None, str | None, tuple[str, str] | None]:
+    """One transaction's status, reason code, acceptance time and amount (text, currency),
+    its problems added to `errors`."""
+    try:
+        status = TransactionStatus(report.status)
+    except ValueError:
+        errors.append(f"unknown transaction status {report.status!r}")
+        status = TransactionStatus.PDNG
+    reason_code = (report.reason_code or "").strip() or None
+    if status is TransactionStatus.RJCT and reason_code is None:
+        errors.append("a RJCT status report needs a reason code (StsRsnInf/Rsn/Cd)")
+    accepted_at = (
+        _timestamp(report.acceptance_datetime, "acceptance_datetime", errors)
+        if report.acceptance_datetime is not None
+        else None
+    )
+    amount: tuple[str, str] | None = None
+    if (report.settlement_amount is None) != (report.currency is None):
+        errors.append("settlement_amount and currency go together: give both or neither")
+    elif report.settlement_amount is not None and report.currency is not None:
+        amount_text = _amount_text(report.settlement_amount, report.currency, errors)
+        if amount_text is not None:
+            amount = (amount_text, report.currency)
+    return status, reason_code, accepted_at, amount
 
 
 # --------------------------------------------------------------------------- reader

@@ -178,20 +178,51 @@ async def credentials(sessions, settings) -> dict:
     return await seed_demo(sessions, settings.credentials_path)
 
 
+class Numbering:
+    """The worker's event numberer and delivery waker, as `deltran worker` runs them. A
+    synchronous test runs while the session's event loop is idle: a numbering round
+    caught there mid-transaction would hold the numberer's lock until the loop runs again,
+    and a webhook PUT or DELETE made meanwhile (which takes that lock) would wait for it.
+    Such a test pauses numbering first (tests/system/test_openapi_fuzz.py)."""
+
+    def __init__(self, sessions, waker) -> None:
+        self._sessions, self._waker = sessions, waker
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        from worker.event_numberer import run_numberer
+
+        self._stop = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(run_numberer(self._sessions, self._stop, on_round=self._waker.note)),
+            asyncio.create_task(self._waker.run(self._stop)),
+        ]
+
+    async def pause(self) -> None:
+        """Returns once the current round has ended (committed or rolled back)."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    resume = start
+
+
 @pytest.fixture(scope="session")
-async def worker(temporal_env, sessions, settings):
+async def numbering(temporal_env, sessions, settings):
     from deltran.webhooks.delivery_start import DeliveryWaker
-    from worker.event_numberer import run_numberer
+
+    running = Numbering(sessions, DeliveryWaker(temporal_env.client, sessions, settings))
+    running.start()
+    yield running
+    await running.pause()
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_env, sessions, settings, numbering):
     from worker.main import build_worker
 
-    stop = asyncio.Event()
-    waker = DeliveryWaker(temporal_env.client, sessions, settings)
-    numberer = asyncio.create_task(run_numberer(sessions, stop, on_round=waker.note))
-    waking = asyncio.create_task(waker.run(stop))
     async with build_worker(temporal_env.client, sessions, settings, settings.task_queue) as running:
         yield running
-    stop.set()
-    await asyncio.gather(numberer, waking)
 
 
 @pytest.fixture(scope="session")

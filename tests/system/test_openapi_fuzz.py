@@ -344,7 +344,17 @@ async def _database_state(api_url, sessions, credentials, settings, temporal_env
 
 
 @pytest.fixture(scope="module")
-def fuzz_api(settings, credentials, _database_state):
+async def _numbering_paused(numbering):
+    """The fuzz runs synchronously, with the session's event loop idle: numbering pauses
+    for it, so no round is caught holding the numberer's lock that the fuzzed webhook
+    calls take (tests/conftest.py, Numbering)."""
+    await numbering.pause()
+    yield
+    numbering.resume()
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(settings, credentials, _database_state, _numbering_paused):
     seeded_bics, payments = _database_state
     recorder = _Recorder(create_app(settings))
     keys = {BANK: credentials["banks"][BANK_BIC], AGENT: credentials["settlement_agent"], ADMIN: credentials["admin"]}

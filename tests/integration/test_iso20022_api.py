@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
 from sqlalchemy import func, select
 
 from deltran.db.tables import Payment
 from deltran.iso20022.pacs002 import parse_pacs002_status
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
-from tests.support.payments import AE_IBAN, auth, camt054_for, wait_for_status
+from tests.support.payments import auth, camt054_for, wait_for_status
+from tests.support.payments import pacs008_spec as spec
 
 XML = {"Content-Type": "application/xml"}
-
-
-def spec(
-    e2e: str, *, amount: str = "100000.00", creditor_name: str = "Ganesh Textiles Pvt Ltd", **overrides
-) -> Pacs008Spec:
-    fields = dict(
-        end_to_end_id=e2e,
-        amount=Decimal(amount),
-        currency="AED",
-        debtor_name="Al Noor Trading LLC",
-        debtor_agent_bic="EBILAEAD",
-        debtor_iban=AE_IBAN,
-        creditor_name=creditor_name,
-        creditor_agent_bic="SBININBB",
-        creditor_account="30001234567",
-        remittance_info="Invoice 2026-118",
-    )
-    fields.update(overrides)
-    return Pacs008Spec(**fields)
 
 
 def pacs008(*specs: Pacs008Spec, app_header: bool = False, instructing: str = "EBILAEAD") -> bytes:
@@ -82,7 +63,9 @@ async def test_pacs008_to_camt054_to_pacs002(http, credentials, e2e_id):
 async def test_rejected_payment_reports_rjct_with_its_reason(http, credentials, e2e_id):
     bank = auth(credentials["banks"]["EBILAEAD"])
     accepted = await http.post(
-        "/v1/payments", content=pacs008(spec(e2e_id, creditor_name="Shadow Trading LLC")), headers={**bank, **XML}
+        "/v1/payments",
+        content=pacs008(spec(e2e_id, creditor_name="Shadow Trading LLC")),
+        headers={**bank, **XML},
     )
     payment_id = accepted.json()[0]["payment_id"]
     await wait_for_status(http, payment_id, bank, {"REJECTED", "AWAITING_SETTLEMENT"})
@@ -122,7 +105,9 @@ async def test_a_bank_cannot_instruct_as_another(http, credentials, sessions, e2
 async def test_repeated_end_to_end_id_within_a_message_is_400(http, credentials, e2e_id):
     bank = auth(credentials["banks"]["EBILAEAD"])
     response = await http.post(
-        "/v1/payments", content=pacs008(spec(e2e_id), spec(e2e_id, amount="5.00")), headers={**bank, **XML}
+        "/v1/payments",
+        content=pacs008(spec(e2e_id), spec(e2e_id, amount="5.00")),
+        headers={**bank, **XML},
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["transaction"] == 1

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from lxml import etree
 from sqlalchemy import select
 
 from deltran.db.tables import Obligation
-from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
+from deltran.iso20022.pacs008 import build_pacs008
 from deltran.iso20022.pacs028 import OriginalMessage, RequestedTransaction, StatusRequest, build_pacs028
 from deltran.iso20022.xml_safety import load_schema
 from tests.support.auditor import SANCTIONED
-from tests.support.payments import AE_IBAN, auth, complete_gross_payment, payment_body, wait_for_status
+from tests.support.payments import auth, complete_gross_payment, pacs008_spec, payment_body, wait_for_status
 
 XML = {"Content-Type": "application/xml"}
 P002 = {"p": "urn:iso:std:iso:20022:tech:xsd:pacs.002.001.10"}
@@ -57,21 +56,6 @@ def _report(body: bytes) -> dict:
     }
 
 
-def _spec(e2e: str, creditor_name: str = "Ganesh Textiles Pvt Ltd", **overrides) -> Pacs008Spec:
-    return Pacs008Spec(
-        end_to_end_id=e2e,
-        amount=Decimal("2500.00"),
-        currency="AED",
-        debtor_name="Al Noor Trading LLC",
-        debtor_agent_bic="EBILAEAD",
-        debtor_iban=AE_IBAN,
-        creditor_name=creditor_name,
-        creditor_agent_bic="SBININBB",
-        creditor_account="30001234567",
-        **overrides,
-    )
-
-
 def _kind(response) -> str:
     return response.json()["type"].removeprefix("urn:deltran:problem:")
 
@@ -86,7 +70,10 @@ async def test_the_debtor_agent_asks_by_message_transaction_or_both(http, creden
     message_id = f"MSG-{uuid.uuid4().hex[:20]}"
     tx_id = f"TX-{uuid.uuid4().hex[:12]}"
     body = build_pacs008(
-        [_spec(e2e_id), _spec(f"{e2e_id}-R", creditor_name=SANCTIONED, transaction_id=tx_id)],
+        [
+            pacs008_spec(e2e_id, amount="2500.00"),
+            pacs008_spec(f"{e2e_id}-R", amount="2500.00", creditor_name=SANCTIONED, transaction_id=tx_id),
+        ],
         message_id=message_id,
         instructing_agent_bic="EBILAEAD",
     )

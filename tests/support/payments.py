@@ -15,6 +15,7 @@ import httpx
 from deltran.db.tables import Payment
 from deltran.intake.payments import NewPayment
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.iso20022.pacs008 import Pacs008Spec
 
 # Real registry-valid IBANs for the demo corridor; India has no IBAN: account numbers.
 AE_IBAN = "AE070331234567890123456"
@@ -64,6 +65,26 @@ async def new_bank(http, admin: dict, country: str) -> tuple[str, dict]:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def pacs008_spec(
+    e2e: str, *, amount: str = "100000.00", creditor_name: str = "Ganesh Textiles Pvt Ltd", **overrides
+) -> Pacs008Spec:
+    """One corridor transaction (Emirates NBD to State Bank of India, AED) for build_pacs008."""
+    fields = dict(
+        end_to_end_id=e2e,
+        amount=Decimal(amount),
+        currency="AED",
+        debtor_name="Al Noor Trading LLC",
+        debtor_agent_bic="EBILAEAD",
+        debtor_iban=AE_IBAN,
+        creditor_name=creditor_name,
+        creditor_agent_bic="SBININBB",
+        creditor_account="30001234567",
+        remittance_info="Invoice 2026-118",
+    )
+    fields.update(overrides)
+    return Pacs008Spec(**fields)
 
 
 def payment_body(

@@ -39,6 +39,7 @@ from api.routes import (
     payments,
     redemptions,
     status_requests,
+    track,
     webhooks,
 )
 from api.schemas import PaymentIn
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(redemptions.router)
     app.include_router(notifications.router)
     app.include_router(status_requests.router)
+    app.include_router(track.router)
     app.include_router(health.router)
     app.include_router(clearing.router)
     app.include_router(admin.router)

@@ -382,3 +382,20 @@ class Health(BaseModel):
     status: str
     database: str
     temporal: str
+
+
+class TrackedStateOut(BaseModel):
+    at: datetime
+    state: str = Field(
+        description="SCREENING (sender only), REJECTED, AWAITING_SETTLEMENT, BOOKED (its camt.054), SETTLED,"
+        " COMPLETED or EXPIRED"
+    )
+    message_type: str | None = Field(description="the ISO 20022 message behind it, e.g. pacs.008.001.08")
+    message_id: str | None = Field(description="its MsgId; null for a pacs.002 (written when asked for)")
+
+
+class TrackOut(BaseModel):
+    uetr: str
+    payment_id: uuid.UUID
+    status: str
+    events: list[TrackedStateOut]

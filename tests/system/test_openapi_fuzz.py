@@ -99,6 +99,7 @@ CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "DELETE /v1/webhook": [(ADMIN, {}), (AGENT, {})],
     "POST /v1/notifications/camt054": [(AGENT, {})],
     "POST /v1/status-requests": [(BANK, {})],
+    "GET /v1/track/{uetr}": [(BANK, {})],
     "GET /healthz": [(None, {})],
     "GET /v1/admin/banks": [(ADMIN, {})],
     "POST /v1/admin/banks": [(ADMIN, {})],

@@ -385,17 +385,20 @@ class Health(BaseModel):
 
 
 class TrackedStateOut(BaseModel):
-    at: datetime
+    at: datetime = Field(description="when the payment reached the state")
     state: str = Field(
-        description="SCREENING (sender only), REJECTED, AWAITING_SETTLEMENT, BOOKED (its camt.054), SETTLED,"
-        " COMPLETED or EXPIRED"
+        description="SCREENING (sender only), REJECTED (sender only), AWAITING_SETTLEMENT, BOOKED (its camt.054),"
+        " SETTLED, COMPLETED or EXPIRED"
     )
-    message_type: str | None = Field(description="the ISO 20022 message behind it, e.g. pacs.008.001.08")
-    message_id: str | None = Field(description="its MsgId; null for a pacs.002 (written when asked for)")
+    message_type: str | None = Field(
+        description="the ISO 20022 message behind it, e.g. pacs.008.001.08; null where there is none"
+        " (a JSON submission, a settlement)"
+    )
+    message_id: str | None = Field(description="its MsgId; null for a pacs.002 (written when asked for) or no message")
 
 
 class TrackOut(BaseModel):
-    uetr: str
+    uetr: str = Field(description="as asked")
     payment_id: uuid.UUID
-    status: str
-    events: list[TrackedStateOut]
+    status: str = Field(description="the payment's status now, as GET /v1/payments/{id}")
+    events: list[TrackedStateOut] = Field(description="in the order the payment went through them")

@@ -3,9 +3,9 @@ tracker — each state it reached, when, and the ISO 20022 message behind it.
 
 Read from where each step recorded its time (the payment, its screening, its
 obligation, the camt.054 entry that booked it, its token), so nothing more is written
-on the hot path. As with events (deltran/events.py), the creditor agent's timeline
-starts at AWAITING_SETTLEMENT: a screening outcome is the sender's only, and a payment
-rejected before it is unknown to the creditor agent. Each agent finds the payment by the
+on the hot path; states in the order a payment goes through them. As with events
+(deltran/events.py), the creditor agent's timeline starts at AWAITING_SETTLEMENT: a
+payment still screening, or refused before it awaits settlement, is unknown to it. Each agent finds the payment by the
 UETR it was given: the sender's own, or the one DelTran forwarded (derived from the
 payment's id for a payment sent without one). A pacs.002 is written when asked for, so
 it has no stored MsgId: `message_id` is null for it.
@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deltran.db.tables import BankNotification, ComplianceResult, Obligation, Payment, Token
+from deltran.db.tables import BankNotification, Obligation, Payment, Token
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.errors import NotFound
 from deltran.payment_references import forwarding_uetr, references_for
@@ -51,9 +51,6 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     payment = await _payment_known_by(session, uetr, bic)
     if payment is None:
         raise NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
-    screened_at = await session.scalar(
-        select(ComplianceResult.screened_at).where(ComplianceResult.payment_id == payment.id)
-    )
     obligation = (
         await session.execute(
             select(Obligation.id, Obligation.created_at, Obligation.settled_at).where(
@@ -61,6 +58,9 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
             )
         )
     ).one_or_none()
+    sender = bic == payment.debtor_agent_bic
+    if obligation is None and not sender:  # screening, or rejected before the creditor agent was told
+        raise NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
     booked = (
         await session.execute(
             select(BankNotification.received_at, MessageRow.message_id)
@@ -68,22 +68,28 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
             .where(BankNotification.payment_id == payment.id, BankNotification.outcome == EntryOutcome.MATCHED)
         )
     ).one_or_none()
-    minted_at = await session.scalar(select(Token.minted_at).where(Token.payment_id == payment.id))
+    minted_at = (
+        await session.scalar(select(Token.minted_at).where(Token.obligation_id == obligation.id))
+        if obligation is not None
+        else None
+    )
     refs = references_for(payment, obligation.id if obligation else None, bic)
-    sender = bic == payment.debtor_agent_bic
+    # In the order a payment goes through them (a booking may arrive before the payment
+    # awaits it: a payment booked during its screening settles gross).
     states: list[TrackedState] = []
     if sender:
         received = refs.message_name if payment.source_format != "json" else None
         states.append(TrackedState(payment.created_at, PaymentStatus.SCREENING, received, payment.message_id))
-    if obligation is not None:
-        states.append(TrackedState(obligation.created_at, PaymentStatus.AWAITING_SETTLEMENT, PACS002, None))
-    elif payment.status == PaymentStatus.REJECTED:
-        if not sender:  # rejected before its creditor agent was told of it
-            raise NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
-        states.append(TrackedState(screened_at or payment.updated_at, PaymentStatus.REJECTED, PACS002, None))
+    if obligation is None:  # the sender's only: refused at screening or by the risk engine
+        if payment.status == PaymentStatus.REJECTED:
+            states.append(TrackedState(payment.updated_at, PaymentStatus.REJECTED, PACS002, None))
+        return Track(uetr=str(uetr), payment_id=payment.id, status=payment.status, events=states)
+    states.append(TrackedState(obligation.created_at, PaymentStatus.AWAITING_SETTLEMENT, PACS002, None))
     if booked is not None:
-        states.append(TrackedState(booked.received_at, "BOOKED", CAMT054, booked.message_id))
-    if obligation is not None and obligation.settled_at is not None:
+        # Never earlier than the creditor agent's first state: when screening ran is the sender's.
+        at = booked.received_at if sender else max(booked.received_at, obligation.created_at)
+        states.append(TrackedState(at, "BOOKED", CAMT054, booked.message_id))
+    if obligation.settled_at is not None:
         states.append(TrackedState(obligation.settled_at, PaymentStatus.SETTLED, None, None))
     if minted_at is not None:
         # The debtor agent is told by pacs.002; the creditor agent gets the payment forwarded.
@@ -94,7 +100,6 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
         )
     if payment.status == PaymentStatus.EXPIRED:
         states.append(TrackedState(payment.updated_at, PaymentStatus.EXPIRED, PACS002, None))
-    states.sort(key=lambda s: s.at)
     return Track(uetr=str(uetr), payment_id=payment.id, status=payment.status, events=states)
 
 
@@ -105,14 +110,12 @@ async def _payment_known_by(session: AsyncSession, uetr: uuid.UUID, bic: str) ->
     own = await session.scalar(select(Payment).where(Payment.uetr == uetr))
     if own is not None and bic in (own.debtor_agent_bic, own.creditor_agent_bic):
         return own
-    if own is None:
-        as_v5 = uuid.UUID(bytes=uetr.bytes, version=5)
-        derived = await session.get(Payment, as_v5)
-        if (
-            derived is not None
-            and derived.uetr is None
-            and bic == derived.creditor_agent_bic
-            and forwarding_uetr(derived) == str(uetr)
-        ):
-            return derived
+    derived = await session.get(Payment, uuid.UUID(bytes=uetr.bytes, version=5))
+    if (
+        derived is not None
+        and derived.uetr is None
+        and bic == derived.creditor_agent_bic
+        and forwarding_uetr(derived) == str(uetr)
+    ):
+        return derived
     return None

@@ -8,7 +8,14 @@ import uuid
 from lxml import etree
 
 from tests.support.auditor import SANCTIONED
-from tests.support.payments import auth, camt054_for, complete_gross_payment, payment_body, wait_for_status
+from tests.support.payments import (
+    auth,
+    camt054_for,
+    complete_gross_payment,
+    payment_body,
+    screening_row,
+    wait_for_status,
+)
 
 
 async def _track(http, key: str, uetr: str):
@@ -99,3 +106,11 @@ async def test_who_may_track_and_what(http, credentials):
     assert (await _track(http, credentials["banks"]["EBILAEAD"], unknown)).status_code == 404
     assert (await _track(http, credentials["settlement_agent"], unknown)).status_code == 403
     assert (await _track(http, credentials["banks"]["EBILAEAD"], "not-a-uetr")).status_code == 422
+
+
+async def test_a_payment_still_screening_is_unknown_to_its_creditor_agent(http, credentials, sessions, e2e_id):
+    uetr = uuid.uuid4()
+    async with sessions() as session, session.begin():  # recorded, its workflow not started: it stays SCREENING
+        session.add(screening_row(e2e_id, "75.00", f"payment-test-{e2e_id}", uetr=uetr))
+    assert _timeline(await _track(http, credentials["banks"]["EBILAEAD"], str(uetr))) == [("SCREENING", None)]
+    assert (await _track(http, credentials["banks"]["SBININBB"], str(uetr))).status_code == 404

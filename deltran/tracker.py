@@ -50,7 +50,7 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     """The timeline of the payment `bic` knows by `uetr`; NotFound if there is none."""
     payment = await _payment_known_by(session, uetr, bic)
     if payment is None:
-        raise NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
+        raise _unknown(uetr)
     obligation = (
         await session.execute(
             select(Obligation.id, Obligation.created_at, Obligation.settled_at).where(
@@ -60,7 +60,7 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     ).one_or_none()
     sender = bic == payment.debtor_agent_bic
     if obligation is None and not sender:  # screening, or rejected before the creditor agent was told
-        raise NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
+        raise _unknown(uetr)
     booked = (
         await session.execute(
             select(BankNotification.received_at, MessageRow.message_id)
@@ -101,6 +101,10 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     if payment.status == PaymentStatus.EXPIRED:
         states.append(TrackedState(payment.updated_at, PaymentStatus.EXPIRED, PACS002, None))
     return Track(uetr=str(uetr), payment_id=payment.id, status=payment.status, events=states)
+
+
+def _unknown(uetr: uuid.UUID) -> NotFound:
+    return NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
 
 
 async def _payment_known_by(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Payment | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.deps import SessionDep, SettingsDep, SettlementAgentDep, TemporalDep
-from api.media import XML_TYPES
 from api.problems import Problem, problem_responses
 from api.schemas import NotificationEntryOut, NotificationReceipt
 from api.strict_json import StrictJSONRoute
+from api.xml_body import rejected_xml, require_xml
 from deltran.intake.camt054 import receive_camt054
 from deltran.iso20022.camt054 import Camt054Invalid, parse_camt054
 from deltran.iso20022.xml_safety import XmlRejected
@@ -34,16 +34,12 @@ async def camt054(
     """Post a camt.054.001.08. Every entry is stored (matched or not); each booked credit
     is matched to its payment by UETR, else EndToEndId, and signals it. A repeated entry
     (same account, entry reference and transaction) is recognised and changes nothing."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in XML_TYPES:
-        raise Problem(415, "camt.054 must be sent as application/xml", kind="unsupported-media-type")
+    require_xml(request, "camt.054")
     body = await request.body()
     try:
         message = parse_camt054(body, max_bytes=settings.max_body_bytes)
     except XmlRejected as exc:
-        raise Problem(
-            400, f"rejected XML: {exc.reason}", kind="invalid-xml", errors=[{"field": "body", "message": exc.reason}]
-        ) from None
+        raise rejected_xml(exc) from None
     except Camt054Invalid as exc:
         raise Problem(
             400,

@@ -21,6 +21,7 @@ from api.schemas import PacsTransactionAccepted, PaymentAccepted, PaymentIn, Pay
 from api.status_report import pacs002_for
 from api.strict_json import StrictJSONRoute
 from api.times import QueryTime, time_problems
+from api.xml_body import rejected_xml
 from deltran import statements
 from deltran.db.tables import Payment
 from deltran.domain.statements import Posting
@@ -101,9 +102,7 @@ def _parse_pacs008(body: bytes, max_bytes: int):
     try:
         return parse_pacs008(body, max_bytes=max_bytes)
     except XmlRejected as exc:
-        raise Problem(
-            400, f"rejected XML: {exc.reason}", kind="invalid-xml", errors=[{"field": "body", "message": exc.reason}]
-        ) from None
+        raise rejected_xml(exc) from None
     except Pacs008Invalid as exc:
         errors = [{"field": e.field, "message": e.message, "transaction": e.transaction} for e in exc.errors]
         raise Problem(

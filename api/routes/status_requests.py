@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 
 from api.deps import BankDep, SessionDep, SettingsDep
-from api.media import XML_TYPES
 from api.problems import Problem, problem_responses
 from api.status_report import status_report_for
+from api.xml_body import rejected_xml, require_xml
 from deltran.iso20022.pacs028 import Pacs028Invalid, parse_pacs028
 from deltran.iso20022.xml_safety import XmlRejected
 from deltran.status_requests import requested_payments
@@ -34,15 +34,11 @@ async def status_request(request: Request, caller: BankDep, session: SessionDep,
     is answered if a transaction asked about names none of your payments (404, naming it);
     at most 1,000 transactions asked (400) and payments answered (422); a request whose
     InstgAgt is another bank is 403."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in XML_TYPES:
-        raise Problem(415, "pacs.028 must be sent as application/xml", kind="unsupported-media-type")
+    require_xml(request, "pacs.028")
     try:
         asked = parse_pacs028(await request.body(), max_bytes=settings.max_body_bytes)
     except XmlRejected as exc:
-        raise Problem(
-            400, f"rejected XML: {exc.reason}", kind="invalid-xml", errors=[{"field": "body", "message": exc.reason}]
-        ) from None
+        raise rejected_xml(exc) from None
     except Pacs028Invalid as exc:
         raise Problem(
             400, "the body is not a valid pacs.028.001.05", kind="invalid-pacs028", errors=exc.errors

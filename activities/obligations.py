@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
 from activities import liquidity, risk
-from deltran import events
+from deltran import cancellations, events
 from deltran.config import Settings
 from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
@@ -22,7 +22,14 @@ from deltran.db.tables import ClearingWindow, Obligation, Payment, table_of
 from deltran.ledger import ensure_accounts
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
-from deltran.shared import ExpireInput, ObligationCreated, ObligationOutcome, ObligationRefused
+from deltran.shared import (
+    CancelOutcome,
+    CancelRequest,
+    ExpireInput,
+    ObligationCreated,
+    ObligationOutcome,
+    ObligationRefused,
+)
 from deltran.temporal.errors import payment_not_found
 from deltran.vocabulary import EventType, ObligationStatus, PaymentStatus, WindowStatus
 
@@ -165,6 +172,18 @@ class ObligationActivities:
             await payment_rows.return_bookings(session, data.payment_id, PaymentStatus.EXPIRED)
         metrics.payments_final.labels(PaymentStatus.EXPIRED.value).inc()
         return True
+
+    @activity.defn(name="cancel_payment")
+    async def cancel_payment(self, request: CancelRequest) -> CancelOutcome:
+        """The debtor agent's recall, decided between the payment's steps: the obligation
+        released and the payment CANCELLED in one transaction if nothing has settled it
+        or can (deltran/cancellations.py); otherwise nothing changes and the answer says
+        why. A retry finds it cancelled and answers the same."""
+        async with self._sessions() as session, session.begin():
+            outcome = await cancellations.cancel_unsettled(session, request)
+        if outcome.detail == cancellations.CANCELLED_NOW:
+            metrics.payments_final.labels(PaymentStatus.CANCELLED.value).inc()
+        return outcome
 
 
 def _ref(obligation: Obligation) -> ObligationCreated:

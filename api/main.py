@@ -31,6 +31,7 @@ from api.rate_limit import RateLimiter
 from api.routes import (
     accounts,
     admin,
+    cancellations,
     clearing,
     events,
     health,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(redemptions.router)
     app.include_router(notifications.router)
     app.include_router(status_requests.router)
+    app.include_router(cancellations.router)
     app.include_router(track.router)
     app.include_router(health.router)
     app.include_router(clearing.router)

@@ -388,7 +388,7 @@ class TrackedStateOut(BaseModel):
     at: datetime = Field(description="when the payment reached the state")
     state: str = Field(
         description="SCREENING (sender only), REJECTED (sender only), AWAITING_SETTLEMENT, BOOKED (its camt.054),"
-        " SETTLED, COMPLETED or EXPIRED"
+        " SETTLED, COMPLETED, EXPIRED or CANCELLED"
     )
     message_type: str | None = Field(
         description="the ISO 20022 message behind it, e.g. pacs.008.001.08; null where there is none"
@@ -402,3 +402,73 @@ class TrackOut(BaseModel):
     payment_id: uuid.UUID
     status: str = Field(description="the payment's status now, as GET /v1/payments/{id}")
     events: list[TrackedStateOut] = Field(description="in the order the payment went through them")
+
+
+# -- recalls (deltran/cancellations.py) ---------------------------------------------------
+
+CancellationReasonCode = Literal["DUPL", "CUST", "FRAD", "TECH", "UPAY", "AGNT", "CURR", "AM09", "AC03"]
+RecallRefusalCode = Literal["ARDT", "LEGL", "CUST", "AGNT", "NOAS", "AC04"]
+AdditionalInfo = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=105), AfterValidator(_printable)
+]
+
+
+class CancellationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: uuid.UUID
+    reason: CancellationReasonCode = Field(
+        description="ISO 20022 cancellation reason: DUPL duplicate, CUST requested by the customer, FRAD fraud, "
+        "TECH technical problem, UPAY undue payment, AGNT incorrect agent, CURR incorrect currency, "
+        "AM09 wrong amount, AC03 invalid creditor account"
+    )
+    additional_info: AdditionalInfo | None = None
+
+
+class CancellationOut(BaseModel):
+    payment_id: uuid.UUID
+    status: Literal["CNCL", "PDCR", "RJCR"] = Field(
+        description="CNCL cancelled (it had not settled); PDCR pending: it had settled, its creditor agent "
+        "decides (an investigation); RJCR rejected, by the creditor agent or because the payment had already "
+        "ended without settling"
+    )
+    reason: str = Field(description="the ISO code behind the status: the refusal's for RJCR, else the request's")
+    reason_detail: str | None = Field(description="the refusal's or the cancellation's words, where there are any")
+    cancellation_id: uuid.UUID
+    case_id: str = Field(description="the recall's case: the camt.056's Assgnmt/Id, or DelTran's for JSON")
+    payment_status: str
+
+
+class InvestigationOut(BaseModel):
+    cancellation_id: uuid.UUID
+    case_id: str
+    payment_id: uuid.UUID
+    end_to_end_id: str
+    uetr: uuid.UUID | None
+    amount: str
+    currency: str
+    debtor_agent_bic: str
+    creditor_agent_bic: str
+    payment_status: str
+    status: Literal["CNCL", "PDCR", "RJCR"]
+    reason_code: str
+    reason: str | None
+    status_reason_code: str | None
+    status_reason: str | None
+    requested_at: datetime
+    resolved_at: datetime | None
+
+
+class InvestigationList(BaseModel):
+    items: list[InvestigationOut]
+    next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null on the last")
+
+
+class InvestigationRejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: RecallRefusalCode = Field(
+        description="ISO 20022 cancellation rejection reason: ARDT already returned, LEGL legal decision, "
+        "CUST the creditor refuses, AGNT the agent's decision, NOAS no answer from the creditor, AC04 closed account"
+    )
+    reason: AdditionalInfo | None = None

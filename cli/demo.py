@@ -477,6 +477,7 @@ def _window_of(http: httpx.Client, api: Api, payment: tuple[str, str], timeout_s
 _RESET_TABLES = (
     "events",
     "redemptions",
+    "cancellations",
     "tokens",
     "ledger_transfers",
     "funding_instructions",

@@ -46,6 +46,8 @@ PAYMENT_RECIPIENTS: dict[EventType, tuple[str, ...]] = {
     EventType.PAYMENT_COMPLETED: (_DEBTOR,),
     EventType.PAYMENT_CREDITED: (_CREDITOR,),
     EventType.PAYMENT_EXPIRED: (_DEBTOR, _CREDITOR),
+    # The creditor agent only if it was told of the payment (cancelled after screening).
+    EventType.PAYMENT_CANCELLED: (_DEBTOR, _CREDITOR),
 }
 
 # An amount as the API writes it: exactly its currency's minor units.
@@ -62,12 +64,12 @@ _PAYMENT_DATA = f"""jsonb_build_object(
     'rejection_reason', pay.rejection_reason)"""
 
 
-def payment_events_sql(payments: str, types: Sequence[EventType]) -> str:
+def payment_events_sql(payments: str, types: Sequence[EventType], *, debtor_only: bool = False) -> str:
     """An INSERT of the events of `types` (in this order) for every row of `payments` —
     a table expression with the payments' columns, as they stand after the change: a
     subquery, or a data-modifying CTE's RETURNING (so a batch tells of exactly the rows
     it changed)."""
-    pairs = [(t, role) for t in types for role in PAYMENT_RECIPIENTS[t]]
+    pairs = [(t, role) for t in types for role in PAYMENT_RECIPIENTS[t] if role == _DEBTOR or not debtor_only]
     told = ", ".join(f"('{t.value}', '{role}', {n})" for n, (t, role) in enumerate(pairs))
     return f"""
         INSERT INTO events (participant_id, type, payment_id, data)
@@ -81,16 +83,23 @@ def payment_events_sql(payments: str, types: Sequence[EventType]) -> str:
 
 
 @functools.cache
-def _payment_events(types: tuple[EventType, ...]):
-    return text(payment_events_sql("(SELECT * FROM payments WHERE id = ANY(CAST(:payments AS uuid[])))", types))
+def _payment_events(types: tuple[EventType, ...], debtor_only: bool):
+    return text(
+        payment_events_sql(
+            "(SELECT * FROM payments WHERE id = ANY(CAST(:payments AS uuid[])))", types, debtor_only=debtor_only
+        )
+    )
 
 
-async def payment_events(session: AsyncSession, payment_ids: Sequence[uuid.UUID], *types: EventType) -> None:
-    """Tell each payment's banks of `types`, as PAYMENT_RECIPIENTS says, with the payment
-    as it stands in this transaction: call it after the change, and only when the change
-    happened (a retried step that changes nothing tells nothing)."""
+async def payment_events(
+    session: AsyncSession, payment_ids: Sequence[uuid.UUID], *types: EventType, debtor_only: bool = False
+) -> None:
+    """Tell each payment's banks of `types`, as PAYMENT_RECIPIENTS says (its debtor agent
+    only, with `debtor_only`: a payment its creditor agent never heard of), with the
+    payment as it stands in this transaction: call it after the change, and only when the
+    change happened (a retried step that changes nothing tells nothing)."""
     if payment_ids:
-        await session.execute(_payment_events(types), {"payments": list(payment_ids)})
+        await session.execute(_payment_events(types, debtor_only), {"payments": list(payment_ids)})
 
 
 async def bank_event(session: AsyncSession, participant_id: uuid.UUID, type_: EventType, data: dict) -> None:

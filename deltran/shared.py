@@ -172,6 +172,25 @@ class ExpireInput(_Frozen):
     obligation_id: UUID
 
 
+class CancelRequest(_Frozen):
+    """The debtor agent's recall, as the payment workflow's `cancel` update carries it."""
+
+    payment_id: UUID
+    case_id: str  # the camt.056's Assgnmt/Id, or DelTran's for a JSON request
+    reason_code: str  # ISO 20022 cancellation reason (deltran/cancellations.py)
+    reason: str | None = None
+    requested_by: UUID  # the debtor agent's participant id
+
+
+class CancelOutcome(_Frozen):
+    """Whether the payment was cancelled; if not, the status that stopped it (a payment
+    that has settled, or whose window has closed, is its creditor agent's to return)."""
+
+    cancelled: bool
+    status: PaymentStatus
+    detail: str
+
+
 class PaymentState(_Frozen):
     """What the workflow's `state` query returns."""
 

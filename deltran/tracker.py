@@ -80,9 +80,9 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     if sender:
         received = refs.message_name if payment.source_format != "json" else None
         states.append(TrackedState(payment.created_at, PaymentStatus.SCREENING, received, payment.message_id))
-    if obligation is None:  # the sender's only: refused at screening or by the risk engine
-        if payment.status == PaymentStatus.REJECTED:
-            states.append(TrackedState(payment.updated_at, PaymentStatus.REJECTED, PACS002, None))
+    if obligation is None:  # the sender's only: refused at screening or by the risk engine, or recalled
+        if payment.status in (PaymentStatus.REJECTED, PaymentStatus.CANCELLED):
+            states.append(TrackedState(payment.updated_at, PaymentStatus(payment.status), PACS002, None))
         return Track(uetr=str(uetr), payment_id=payment.id, status=payment.status, events=states)
     states.append(TrackedState(obligation.created_at, PaymentStatus.AWAITING_SETTLEMENT, PACS002, None))
     if booked is not None:
@@ -98,8 +98,8 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
             if sender
             else TrackedState(minted_at, PaymentStatus.COMPLETED, refs.message_name, refs.message_id)
         )
-    if payment.status == PaymentStatus.EXPIRED:
-        states.append(TrackedState(payment.updated_at, PaymentStatus.EXPIRED, PACS002, None))
+    if payment.status in (PaymentStatus.EXPIRED, PaymentStatus.CANCELLED):
+        states.append(TrackedState(payment.updated_at, PaymentStatus(payment.status), PACS002, None))
     return Track(uetr=str(uetr), payment_id=payment.id, status=payment.status, events=states)
 
 

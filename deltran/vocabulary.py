@@ -22,15 +22,18 @@ class PaymentStatus(StrEnum):
     SETTLED = "SETTLED"
     COMPLETED = "COMPLETED"  # token minted
     EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"  # recalled by its debtor agent before it settled (camt.056)
 
 
-FINAL_PAYMENT_STATUSES = frozenset({PaymentStatus.REJECTED, PaymentStatus.COMPLETED, PaymentStatus.EXPIRED})
+FINAL_PAYMENT_STATUSES = frozenset(
+    {PaymentStatus.REJECTED, PaymentStatus.COMPLETED, PaymentStatus.EXPIRED, PaymentStatus.CANCELLED}
+)
 
 
 class ObligationStatus(StrEnum):
     PENDING = "PENDING"
     SETTLED = "SETTLED"
-    RELEASED = "RELEASED"  # payment expired unfunded
+    RELEASED = "RELEASED"  # payment expired unfunded, or cancelled before it settled
 
 
 class SettlementMode(StrEnum):
@@ -116,12 +119,26 @@ class EventType(StrEnum):
     PAYMENT_COMPLETED = "payment.completed"  # tokens moved (to the debtor agent)
     PAYMENT_CREDITED = "payment.credited"  # the same moment, to the creditor agent
     PAYMENT_EXPIRED = "payment.expired"
+    PAYMENT_CANCELLED = "payment.cancelled"  # recalled before settlement (to the banks that knew of it)
+    # A recall of a payment that had settled: to the creditor agent, whose answer it needs,
+    # and its resolution (rejected by the creditor agent) to the debtor agent.
+    CANCELLATION_REQUESTED = "cancellation.requested"
+    CANCELLATION_REJECTED = "cancellation.rejected"
     FUNDING_INSTRUCTED = "funding.instructed"  # to a window's net debtor
     WINDOW_SETTLED = "window.settled"  # to every bank with a position in the window
     REDEMPTION_RESERVED = "redemption.reserved"  # to the redeeming bank, as each of these
     REDEMPTION_PAYOUT_INSTRUCTED = "redemption.payout_instructed"
     REDEMPTION_COMPLETED = "redemption.completed"
     REDEMPTION_RELEASED = "redemption.released"
+
+
+class CancellationStatus(StrEnum):
+    """A recall's answer, camt.029's confirmation codes (ExternalInvestigationExecution-
+    ConfirmationCode): what the debtor agent is told."""
+
+    CNCL = "CNCL"  # cancelled as requested: the payment had not settled
+    PDCR = "PDCR"  # pending: it had settled, the creditor agent decides (an investigation)
+    RJCR = "RJCR"  # rejected: by the creditor agent, or the payment can no longer be recalled
 
 
 class DeliveryStatus(StrEnum):

@@ -70,6 +70,7 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
         compliance.screen_payment,
         obligations.create_obligation,
         obligations.expire_payment,
+        obligations.cancel_payment,
         settlement.settle_obligation,
         tokens.mint_token,
         clearing.close_window,

@@ -15,10 +15,15 @@ last failure) and in `GET /v1/payments/{id}` (`step`, `attempt`, `last_error`). 
 started before local steps (no `local-steps` marker in their history, or started with
 `local_steps` off) keep regular activities to the end, so their histories replay and a
 rolling deploy never hands an old worker a history it cannot read.
+
+A recall (the `cancel` update, deltran/cancellations.py) is decided between steps: steps
+and the recall's own step hold one lock, so the recall never runs beside a step, and a
+payment it cancelled starts no further step.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -32,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.tokens import TokenActivities
     from deltran.reason_codes import ReasonCode
     from deltran.shared import (
+        CancelOutcome,
+        CancelRequest,
         ExpireInput,
         FiatBooking,
         MintInput,
@@ -84,6 +91,10 @@ def _business_outcome(error: FailureError) -> bool:
     return isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in NON_RETRYABLE_ERROR_TYPES)
 
 
+class _Cancelled(Exception):
+    """The payment was cancelled by a recall: run() ends with its state."""
+
+
 @workflow.defn(name="PaymentWorkflow")
 class PaymentWorkflow(PaymentWorkflowContract):
     @workflow.init
@@ -95,6 +106,9 @@ class PaymentWorkflow(PaymentWorkflowContract):
         self._step_timeout = timedelta(seconds=data.step_timeout_s)
         self._local_steps = False  # decided at the start of run
         self._searchable_status = PaymentStatus.SCREENING  # the search attribute's value
+        # Held by each step and by a recall's step (the `cancel` update).
+        self._steps = asyncio.Lock()
+        self._cancelled = False
         self._local_retry = RetryPolicy(
             initial_interval=LOCAL_INITIAL_INTERVAL,
             backoff_coefficient=2.0,
@@ -105,28 +119,37 @@ class PaymentWorkflow(PaymentWorkflowContract):
 
     @workflow.run
     async def run(self, data: PaymentInput) -> PaymentState:
+        try:
+            await self._run(data)
+        except _Cancelled:
+            pass
+        # A recall that arrived as the payment ended is answered before the workflow ends.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    async def _run(self, data: PaymentInput) -> None:
         # Local steps unless the payment was started with them off (DELTRAN_LOCAL_STEPS
         # false during a rolling upgrade: no marker, so an old worker can run it), and
         # only if its history has the patch marker or is new: a payment started before
         # local steps keeps regular activities to its end.
         self._local_steps = data.local_steps is not False and workflow.patched(LOCAL_STEPS_PATCH)
-        compliance = await self._step(ComplianceActivities.screen_payment, data.payment_id)
+        compliance = await self._next_step(ComplianceActivities.screen_payment, data.payment_id)
         if not compliance.passed:
             self._set(
                 status=PaymentStatus.REJECTED,
                 rejection_code=compliance.reason_code,
                 rejection_reason=compliance.reason,
             )
-            return self._state
+            return
 
-        obligation = await self._step(ObligationActivities.create_obligation, data.payment_id)
+        obligation = await self._next_step(ObligationActivities.create_obligation, data.payment_id)
         if isinstance(obligation, ObligationRefused):  # the risk engine refused it (net debit cap)
             self._set(
                 status=PaymentStatus.REJECTED,
                 rejection_code=obligation.reason_code,
                 rejection_reason=obligation.reason,
             )
-            return self._state
+            return
         self._set(
             status=PaymentStatus.AWAITING_SETTLEMENT,
             obligation_id=obligation.obligation_id,
@@ -144,13 +167,17 @@ class PaymentWorkflow(PaymentWorkflowContract):
         while True:
             try:
                 await workflow.wait_condition(
-                    funded, timeout=timedelta(seconds=data.deadline_s), timeout_summary="settlement deadline"
+                    lambda: funded() or self._cancelled,
+                    timeout=timedelta(seconds=data.deadline_s),
+                    timeout_summary="settlement deadline",
                 )
             except TimeoutError:
                 pass
+            if self._cancelled:
+                return
             if funded():
                 break
-            expired = await self._step(
+            expired = await self._next_step(
                 ObligationActivities.expire_payment,
                 ExpireInput(payment_id=data.payment_id, obligation_id=obligation.obligation_id),
             )
@@ -160,11 +187,11 @@ class PaymentWorkflow(PaymentWorkflowContract):
                     rejection_code=ReasonCode.CLEARING_TIMEOUT.value,
                     rejection_reason="not funded before the settlement deadline",
                 )
-                return self._state
+                return
             # A net obligation whose window has closed: only its window settles it (or
             # rolls it into the next one); keep waiting for it.
 
-        await self._step(
+        await self._next_step(
             SettlementActivities.settle_obligation,
             SettleInput(
                 payment_id=data.payment_id,
@@ -177,12 +204,11 @@ class PaymentWorkflow(PaymentWorkflowContract):
         # searchable only if the mint has to run on as a regular activity (see _step).
         self._set(status=PaymentStatus.SETTLED, searchable=not self._local_steps)
 
-        token = await self._step(
+        token = await self._next_step(
             TokenActivities.mint_token,
             MintInput(payment_id=data.payment_id, obligation_id=obligation.obligation_id),
         )
         self._set(status=PaymentStatus.COMPLETED, token_id=token.token_id)
-        return self._state
 
     @workflow.signal(name="fiat_booked")
     def fiat_booked(self, booking: FiatBooking) -> None:
@@ -198,9 +224,35 @@ class PaymentWorkflow(PaymentWorkflowContract):
         if self._window is None:
             self._window = settlement
 
+    @workflow.update(name="cancel")
+    async def cancel(self, request: CancelRequest) -> CancelOutcome:  # type: ignore[override]  # typed by its class
+        """The debtor agent's recall: between two steps, cancel the payment if it has not
+        settled (the cancel_payment step decides, in PostgreSQL, against a booking or the
+        window's close). A payment past it is answered with its status unchanged."""
+        async with self._steps:
+            status = self._state.status
+            if self._cancelled or status not in (PaymentStatus.SCREENING, PaymentStatus.AWAITING_SETTLEMENT):
+                return CancelOutcome(cancelled=self._cancelled, status=status, detail=f"the payment is {status.value}")
+            outcome = await self._step(ObligationActivities.cancel_payment, request)
+            if outcome.cancelled:
+                self._cancelled = True
+                self._set(
+                    status=PaymentStatus.CANCELLED,
+                    rejection_code=request.reason_code,
+                    rejection_reason=f"cancelled at its debtor agent's request ({request.reason_code})",
+                )
+            return outcome
+
     @workflow.query(name="state")
     def state(self) -> PaymentState:
         return self._state
+
+    async def _next_step(self, activity, arg):
+        """A step of the payment's own path: none starts once a recall has cancelled it."""
+        async with self._steps:
+            if self._cancelled:
+                raise _Cancelled()
+            return await self._step(activity, arg)
 
     async def _step(self, activity, arg):
         if self._local_steps:

@@ -151,7 +151,7 @@ async def _visible_payment(session, caller: Caller, payment_id: uuid.UUID) -> Pa
 async def pacs002(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
     """The payment's status as an ISO 20022 pacs.002.001.10: PDNG while screening, ACSP
     awaiting settlement, ACSC settled, RJCT with the ISO reason code when rejected or
-    expired."""
+    expired, CANC with the recall's reason when cancelled."""
     payment = await _visible_payment(session, caller, payment_id)
     return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
 
@@ -159,6 +159,7 @@ async def pacs002(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep,
 _NOT_CREDITED = {
     PaymentStatus.REJECTED: "it was rejected and never forwarded",
     PaymentStatus.EXPIRED: "it expired unfunded and was never forwarded",
+    PaymentStatus.CANCELLED: "it was cancelled by its debtor agent before it settled",
 }
 
 

@@ -36,6 +36,7 @@ from deltran.vocabulary import (
     CREDIT_NORMAL_KINDS,
     AccountKind,
     BreakerState,
+    CancellationStatus,
     DeliveryStatus,
     EntryOutcome,
     EventType,
@@ -503,6 +504,34 @@ class AuditLog(Base):
         ),
         # What the sealer looks for: stays tiny however long the log grows.
         Index("ix_audit_log_unsealed", "id", postgresql_where=text("seal_seq IS NULL")),
+    )
+
+
+class Cancellation(Base):
+    """A debtor agent's recall of one of its payments (a camt.056, or JSON) and its answer
+    (a camt.029): CNCL, the payment had not settled and is CANCELLED; PDCR, it had, and
+    its creditor agent decides (an investigation, GET /v1/investigations); RJCR, refused
+    by the creditor agent or too late. One per payment: a repeat gets the first's answer."""
+
+    __tablename__ = "cancellations"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), unique=True, nullable=False)
+    requested_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    # The creditor agent: who answers a PDCR.
+    assignee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    # The camt.056's case assignment (Assgnmt/Id), or one DelTran gave a JSON request.
+    case_id: Mapped[str] = mapped_column(String(35), nullable=False)
+    reason_code: Mapped[str] = mapped_column(String(4), nullable=False)  # ISO cancellation reason
+    reason: Mapped[str | None] = mapped_column(String(105))
+    status: Mapped[str] = mapped_column(String(4), nullable=False)
+    status_reason_code: Mapped[str | None] = mapped_column(String(4))  # why RJCR (ISO code)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        CheckConstraint(sql_in("status", CancellationStatus), name="status"),
+        # A creditor agent's open investigations.
+        Index("ix_cancellations_pending", "assignee_id", "created_at", postgresql_where=text("status = 'PDCR'")),
     )
 
 

@@ -46,6 +46,7 @@ class TransactionStatus(StrEnum):
     ACSC = "ACSC"  # AcceptedSettlementCompleted
     RJCT = "RJCT"  # Rejected (StsRsnInf/Rsn/Cd says why)
     PDNG = "PDNG"  # Pending: still being checked
+    CANC = "CANC"  # Cancelled: recalled by its debtor agent before it settled
 
 
 class Pacs002Invalid(ValueError):
@@ -85,6 +86,7 @@ _STATUS_FOR: dict[PaymentStatus, TransactionStatus] = {
     PaymentStatus.COMPLETED: TransactionStatus.ACSC,
     PaymentStatus.REJECTED: TransactionStatus.RJCT,
     PaymentStatus.EXPIRED: TransactionStatus.RJCT,
+    PaymentStatus.CANCELLED: TransactionStatus.CANC,
 }
 
 
@@ -100,6 +102,7 @@ def transaction_status_for(payment_status: str, rejection_code: str | None) -> t
     COMPLETED             ACSC   none (settled and token minted)
     REJECTED              RJCT   the payment's rejection code (RR04, AC02, ... DUPL)
     EXPIRED               RJCT   `rejection_code` if given, else AB01 (not funded in time)
+    CANCELLED             CANC   the recall's cancellation reason (DUPL, CUST, FRAD, ...)
     ===================== ====== ==========================================================
 
     A rejection code given with a status that is not a rejection is ignored. Raises
@@ -114,6 +117,8 @@ def transaction_status_for(payment_status: str, rejection_code: str | None) -> t
     code = (rejection_code or "").strip() or None
     if status is PaymentStatus.EXPIRED:
         return tx_status, code or ReasonCode.CLEARING_TIMEOUT.value
+    if status is PaymentStatus.CANCELLED:
+        return tx_status, code
     if status is PaymentStatus.REJECTED:
         if code is None:
             raise ValueError("a REJECTED payment needs its rejection code to be reported as RJCT")

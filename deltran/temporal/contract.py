@@ -13,6 +13,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 from deltran.shared import (
+    CancelOutcome,
+    CancelRequest,
     ClearingInput,
     ClearingState,
     DeliveryInput,
@@ -40,6 +42,11 @@ class PaymentWorkflowContract:
     @workflow.signal(name="window_settled")
     def window_settled(self, settlement: WindowSettlement) -> None:
         """The payment's clearing window settled (net)."""
+
+    @workflow.update(name="cancel")
+    async def cancel(self, request: CancelRequest) -> CancelOutcome:
+        """The debtor agent's recall (deltran/cancellations.py), decided between steps."""
+        raise NotImplementedError  # workflows/payment.py
 
     @workflow.query(name="state")
     def state(self) -> PaymentState:

@@ -1,8 +1,9 @@
 """PaymentWorkflow, branch by branch: rejected by compliance or by risk, gross on its
 booking, net on its window, expired at its deadline, a net payment whose window closed
 waiting on (rolled) until its window settles, a duplicate booking, the wrong kind of
-signal, a mint held back by an open circuit breaker; and how the steps run: locally,
-until one keeps failing and becomes a regular activity that ops can see."""
+signal, a mint held back by an open circuit breaker, recalled (cancelled, refused, or
+too late); and how the steps run: locally, until one keeps failing and becomes a
+regular activity that ops can see."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from deltran.shared import (
+    CancelOutcome,
+    CancelRequest,
     ComplianceOutcome,
     ExpireInput,
     FiatBooking,
@@ -51,6 +54,7 @@ class Stubs:
     mint_failures: int = 0  # retryable failures before the mint succeeds
     settle_failures: int = 0  # retryable failures (a database that is down) before settling
     settle_gate: asyncio.Event | None = None  # settle_obligation waits for it, if set
+    cancel_answer: bool = True  # whether cancel_payment cancels (False: its window has closed)
     calls: list[tuple[str, object]] = field(default_factory=list)
 
     def activities(self, *replacements) -> list:
@@ -90,8 +94,22 @@ class Stubs:
                 raise ApplicationError("AED breaker open (stub)", type=CIRCUIT_BREAKER_OPEN)
             return MintResult(token_id=TOKEN_ID, amount=AMOUNT, currency="AED")
 
+        @activity.defn(name="cancel_payment")
+        async def cancel_payment(request: CancelRequest) -> CancelOutcome:
+            stubs.calls.append(("cancel_payment", request))
+            # As PostgreSQL would answer: a payment whose settlement committed is past recall
+            # (a step's work can commit in a workflow task whose completion the server then
+            # refuses, as it does when an update arrived meanwhile: the task is replayed).
+            if "settle_obligation" in stubs.steps()[:-1]:
+                return CancelOutcome(cancelled=False, status=PaymentStatus.SETTLED, detail="the payment is SETTLED")
+            if stubs.cancel_answer:
+                return CancelOutcome(cancelled=True, status=PaymentStatus.CANCELLED, detail="cancelled")
+            return CancelOutcome(
+                cancelled=False, status=PaymentStatus.AWAITING_SETTLEMENT, detail="its clearing window has closed"
+            )
+
         replaced = {r.__name__ for r in replacements}
-        defaults = [screen_payment, create_obligation, expire_payment, settle_obligation, mint_token]
+        defaults = [screen_payment, create_obligation, expire_payment, settle_obligation, mint_token, cancel_payment]
         return [a for a in defaults if a.__name__ not in replaced] + list(replacements)
 
     def steps(self) -> list[str]:
@@ -242,6 +260,86 @@ async def test_a_mint_held_back_by_an_open_breaker_retries_until_it_closes(skipp
         state = await handle.result()
     assert state.status == PaymentStatus.COMPLETED
     assert stubs.steps().count("mint_token") == 4  # three refusals, retried, then the mint
+
+
+def _recall(handle) -> CancelRequest:
+    return CancelRequest(
+        payment_id=uuid.UUID(handle.id.removeprefix("payment-test-")),
+        case_id="CASE-1",
+        reason_code="DUPL",
+        requested_by=uuid.uuid4(),
+    )
+
+
+async def test_recalled_while_awaiting_settlement_it_ends_cancelled(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS)
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        outcome = await handle.execute_update(PaymentWorkflow.cancel, _recall(handle))
+        state = await handle.result()
+    assert outcome.cancelled and state.status == PaymentStatus.CANCELLED and state.rejection_code == "DUPL"
+    assert stubs.steps() == ["screen_payment", "create_obligation", "cancel_payment"]
+    # A booking after it funds nothing here: the workflow has ended (the entry is returned).
+
+
+async def test_a_recall_the_database_refuses_leaves_it_to_settle(skipping_env, run_worker):
+    stubs = Stubs(obligation=NET, cancel_answer=False)  # netted in a closed window
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        outcome = await handle.execute_update(PaymentWorkflow.cancel, _recall(handle))
+        assert not outcome.cancelled
+        await handle.signal(PaymentWorkflow.window_settled, SETTLEMENT)
+        state = await handle.result()
+    assert state.status == PaymentStatus.COMPLETED
+    assert stubs.steps() == ["screen_payment", "create_obligation", "cancel_payment", "settle_obligation", "mint_token"]
+
+
+async def test_a_recall_during_settlement_waits_for_it_and_is_too_late(skipping_env, run_worker):
+    stubs = Stubs(obligation=GROSS, settle_gate=asyncio.Event())
+    async with run_worker([PaymentWorkflow], stubs.activities()) as queue:
+        handle = await _start(skipping_env, queue)
+        await _until_awaiting(handle)
+        await handle.signal(PaymentWorkflow.fiat_booked, BOOKING)
+        while "settle_obligation" not in stubs.steps():
+            await asyncio.sleep(0.02)
+        recall = asyncio.create_task(handle.execute_update(PaymentWorkflow.cancel, _recall(handle)))
+        await asyncio.sleep(0.3)
+        assert not recall.done()  # it waits for the step: a recall never runs beside one
+        stubs.settle_gate.set()
+        outcome = await recall
+        state = await handle.result()
+    assert not outcome.cancelled and outcome.status in (PaymentStatus.SETTLED, PaymentStatus.COMPLETED)
+    assert state.status == PaymentStatus.COMPLETED
+    steps = stubs.steps()
+    assert "cancel_payment" not in steps or steps.index("cancel_payment") > steps.index("settle_obligation")
+
+
+async def test_recalled_during_screening_it_starts_no_further_step(skipping_env, run_worker):
+    gate = asyncio.Event()
+    stubs = Stubs(obligation=GROSS)
+
+    @activity.defn(name="screen_payment")
+    async def screen_payment(payment_id: uuid.UUID) -> ComplianceOutcome:  # held until the recall is in
+        stubs.calls.append(("screen_payment", payment_id))
+        await gate.wait()
+        return ComplianceOutcome(passed=True)
+
+    async with run_worker([PaymentWorkflow], stubs.activities(screen_payment)) as queue:
+        handle = await _start(skipping_env, queue)
+        while "screen_payment" not in stubs.steps():
+            await asyncio.sleep(0.02)
+        recall = asyncio.create_task(handle.execute_update(PaymentWorkflow.cancel, _recall(handle)))
+        await asyncio.sleep(0.3)
+        gate.set()
+        outcome = await recall
+        state = await handle.result()
+    assert outcome.cancelled and state.status == PaymentStatus.CANCELLED
+    # No step after the recall's. (The obligation may have been created first: the server
+    # refuses a task's completion when an update arrived during it, and the replay then
+    # meets the update before the step's marker; the recall releases the obligation.)
+    assert stubs.steps()[-1] == "cancel_payment" and stubs.steps().count("cancel_payment") == 1
 
 
 async def _first_pending_activity(handle, min_attempt: int = 1):

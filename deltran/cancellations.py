@@ -1,0 +1,414 @@
+"""Recall: a debtor agent asks to cancel one of its payments (camt.056, or JSON), and is
+answered (camt.029) with one of three statuses (CancellationStatus):
+
+- CNCL — the payment had not settled: it is CANCELLED. The decision is the payment
+  workflow's (its `cancel` update, serialized with its steps), made in one transaction
+  by `cancel_unsettled`: under the payment's lock (the cut-off against a camt.054
+  booking it) and, for a net obligation, its window's lock FOR SHARE (the cut-off
+  against the window's close), the obligation is released and the payment cancelled —
+  or nothing changes. Fiat already booked for it becomes an entry to return, like an
+  expired payment's.
+- PDCR — the payment has settled (or its window has closed, so netting counted it): only
+  its creditor agent can give the money back. The request becomes an investigation for
+  it (`GET /v1/investigations`), which it rejects (RJCR to the debtor agent) or answers
+  by returning the payment.
+- RJCR — the payment had already ended without settling (rejected, expired), or the
+  creditor agent refused.
+
+One request per payment: a repeat — the same message again, or forty at once — gets
+the first one's answer, never a second decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import cast
+
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from deltran import events
+from deltran.db import payment_rows
+from deltran.db.tables import Cancellation, ClearingWindow, Obligation, Payment
+from deltran.errors import Conflict, NotFound, Refused, ServiceUnavailable
+from deltran.money import format_amount
+from deltran.shared import CancelOutcome, CancelRequest
+from deltran.temporal.contract import PaymentWorkflowContract
+from deltran.vocabulary import CancellationStatus, EventType, ObligationStatus, PaymentStatus, WindowStatus
+
+
+class CancellationReason(StrEnum):
+    """Why the debtor agent recalls a payment (ISO 20022 ExternalCancellationReason1Code,
+    the codes a bank-to-bank recall uses)."""
+
+    DUPL = "DUPL"  # duplicate payment
+    CUST = "CUST"  # requested by the customer
+    FRAD = "FRAD"  # fraudulent origin
+    TECH = "TECH"  # technical problem
+    UPAY = "UPAY"  # undue payment
+    AGNT = "AGNT"  # incorrect agent
+    CURR = "CURR"  # incorrect currency
+    AM09 = "AM09"  # wrong amount
+    AC03 = "AC03"  # invalid creditor account
+
+
+class RecallRefusal(StrEnum):
+    """Why a recall is refused (ISO 20022 ExternalPaymentCancellationRejection1Code)."""
+
+    ARJR = "ARJR"  # the payment had already been rejected (or expired unfunded)
+    ARDT = "ARDT"  # already returned
+    LEGL = "LEGL"  # legal decision
+    CUST = "CUST"  # the creditor refuses
+    AGNT = "AGNT"  # the creditor agent's decision
+    NOAS = "NOAS"  # no answer from the creditor
+    AC04 = "AC04"  # the creditor's account is closed
+
+
+# What the creditor agent may answer when it refuses (ARJR is DelTran's own answer).
+CREDITOR_REFUSALS = frozenset(RecallRefusal) - {RecallRefusal.ARJR}
+
+CANCELLED_NOW = "cancelled"  # CancelOutcome.detail of the transaction that cancelled it
+UNSETTLED = (PaymentStatus.SCREENING, PaymentStatus.AWAITING_SETTLEMENT)
+_NEVER_SETTLED = (PaymentStatus.REJECTED, PaymentStatus.EXPIRED)
+
+
+@dataclass(frozen=True)
+class Recall:
+    """A recall as the API received it."""
+
+    payment_id: uuid.UUID
+    reason_code: CancellationReason
+    reason: str | None = None
+    case_id: str | None = None  # the camt.056's Assgnmt/Id; DelTran gives one otherwise
+
+
+def case_id_for(payment_id: uuid.UUID) -> str:
+    """The case a JSON recall is filed under (≤ 35 characters, one per payment)."""
+    return "DTX" + payment_id.hex.upper()[:32]
+
+
+# -- the decision before settlement (the payment workflow's `cancel` step) --------------
+
+
+async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> CancelOutcome:
+    """Cancel the payment if it has not settled and can no longer be settled by anyone
+    else's commit: in one transaction with the caller's, all or nothing. A retry finds it
+    CANCELLED and answers the same."""
+    payment_id = request.payment_id
+    payment = await payment_rows.lock(session, payment_id)
+    if payment is None:
+        return CancelOutcome(cancelled=False, status=PaymentStatus.REJECTED, detail="no such payment")
+    status = PaymentStatus(payment.status)
+    if status == PaymentStatus.CANCELLED:
+        return CancelOutcome(cancelled=True, status=status, detail="already cancelled")
+    if status not in UNSETTLED:
+        return CancelOutcome(cancelled=False, status=status, detail=f"the payment is {status.value}")
+    creditor_told = status == PaymentStatus.AWAITING_SETTLEMENT
+    if creditor_told:
+        obligation = await session.scalar(
+            select(Obligation).where(Obligation.payment_id == payment_id).with_for_update()
+        )
+        if obligation is None or obligation.status != ObligationStatus.PENDING:
+            return CancelOutcome(cancelled=False, status=status, detail="its obligation is no longer pending")
+        if obligation.clearing_window_id is not None:
+            # FOR SHARE: the cut-off of the window's close (deltran/clearing), as for expiry.
+            window_status = await session.scalar(
+                select(ClearingWindow.status)
+                .where(ClearingWindow.id == obligation.clearing_window_id)
+                .with_for_update(read=True)
+            )
+            if window_status != WindowStatus.OPEN:
+                return CancelOutcome(
+                    cancelled=False, status=status, detail="its clearing window has closed: netting counted it"
+                )
+        await session.execute(
+            update(Obligation)
+            .where(Obligation.id == obligation.id, Obligation.status == ObligationStatus.PENDING)
+            .values(status=ObligationStatus.RELEASED, released_at=func.now())
+        )
+    cancelled = await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == status)
+        .values(
+            status=PaymentStatus.CANCELLED,
+            rejection_code=request.reason_code,
+            rejection_reason=_cancelled_detail(request),
+            updated_at=func.now(),
+        )
+    )
+    if cast(CursorResult, cancelled).rowcount:
+        await events.payment_events(session, [payment_id], EventType.PAYMENT_CANCELLED, debtor_only=not creditor_told)
+    await payment_rows.return_bookings(session, payment_id, PaymentStatus.CANCELLED)
+    assignee = await _creditor_agent_id(session, payment)
+    await _file(session, payment_id, request, assignee, CancellationStatus.CNCL)
+    return CancelOutcome(cancelled=True, status=PaymentStatus.CANCELLED, detail=CANCELLED_NOW)
+
+
+def _cancelled_detail(request: CancelRequest) -> str:
+    text = f"cancelled at its debtor agent's request ({request.reason_code})"
+    return f"{text}: {request.reason}" if request.reason else text
+
+
+async def _creditor_agent_id(session: AsyncSession, payment: Payment) -> uuid.UUID:
+    agents = await payment_rows.agents_of(session, payment)
+    creditor = agents.get(payment.creditor_agent_bic)
+    # A payment passes screening only between participants; one rejected before it may
+    # name an unknown creditor agent: its recall is assigned back to the debtor agent.
+    return creditor.id if creditor is not None else agents[payment.debtor_agent_bic].id
+
+
+async def _file(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    request: CancelRequest,
+    assignee_id: uuid.UUID,
+    status: CancellationStatus,
+    refusal: tuple[RecallRefusal, str] | None = None,
+) -> bool:
+    """Record the recall and its answer; False when the payment already has one."""
+    inserted = await session.execute(
+        insert(Cancellation)
+        .values(
+            payment_id=payment_id,
+            requested_by=request.requested_by,
+            assignee_id=assignee_id,
+            case_id=request.case_id,
+            reason_code=request.reason_code,
+            reason=request.reason,
+            status=status,
+            status_reason_code=refusal[0] if refusal else None,
+            status_reason=refusal[1] if refusal else None,
+            resolved_at=None if status == CancellationStatus.PDCR else func.now(),
+        )
+        .on_conflict_do_nothing(index_elements=[Cancellation.payment_id])
+    )
+    return bool(cast(CursorResult, inserted).rowcount)
+
+
+# -- the API's side: a recall, its answer, the creditor agent's investigations -----------
+
+
+@dataclass(frozen=True)
+class RecallAnswer:
+    cancellation: Cancellation
+    payment: Payment
+    debtor_agent_bic: str
+    creditor_agent_bic: str
+
+
+@dataclass(frozen=True)
+class Bank:
+    id: uuid.UUID
+    bic: str
+
+
+async def recall(
+    sessions: async_sessionmaker, temporal: Client, bank: Bank, recall: Recall, start_wait_s: float
+) -> RecallAnswer:
+    """File the bank's recall of its payment and answer it (CNCL, PDCR or RJCR)."""
+    request = CancelRequest(
+        payment_id=recall.payment_id,
+        case_id=recall.case_id or case_id_for(recall.payment_id),
+        reason_code=recall.reason_code.value,
+        reason=recall.reason,
+        requested_by=bank.id,
+    )
+    async with sessions() as session:
+        payment = await _own_payment(session, bank, recall.payment_id)
+        answered = await _answer_of(session, recall.payment_id)
+        if answered is not None:
+            return answered
+        status, workflow_id = PaymentStatus(payment.status), payment.workflow_id
+    if status in UNSETTLED:
+        await _cancel_in_workflow(sessions, temporal, workflow_id, recall.payment_id, request, start_wait_s)
+    async with sessions() as session, session.begin():
+        locked = await payment_rows.lock(session, recall.payment_id)
+        assert locked is not None
+        payment, status = locked, PaymentStatus(locked.status)
+        assignee = await _creditor_agent_id(session, payment)
+        if status in _NEVER_SETTLED:
+            refusal = (RecallRefusal.ARJR, f"the payment was {status.value.lower()} without settling")
+            await _file(session, payment.id, request, assignee, CancellationStatus.RJCR, refusal)
+        # Settled, or netted in a closed window (SETTLED, COMPLETED, or still
+        # AWAITING_SETTLEMENT past its window's cut-off): the creditor agent decides.
+        elif status != PaymentStatus.CANCELLED and await _file(
+            session, payment.id, request, assignee, CancellationStatus.PDCR
+        ):
+            await _tell(session, assignee, EventType.CANCELLATION_REQUESTED, payment.id)
+    async with sessions() as session:
+        answered = await _answer_of(session, recall.payment_id)
+        if answered is None:  # a workflow that cancelled it files its CNCL in that transaction
+            raise ServiceUnavailable("temporal", "the payment's workflow has not answered the recall yet; retry")
+        return answered
+
+
+async def payment_named(
+    session: AsyncSession, bank: Bank, uetr: uuid.UUID | None, end_to_end_id: str | None, message_id: str | None
+) -> uuid.UUID:
+    """The bank's payment a camt.056 names, in the references of the pacs.008 (or JSON)
+    it sent: its UETR and/or EndToEndId, within its original message when given. None
+    or several is a 404 or a 422, naming what was given."""
+    query = select(Payment.id).where(Payment.debtor_agent_bic == bank.bic).limit(2)
+    if uetr is not None:
+        query = query.where(Payment.uetr == uetr)
+    if end_to_end_id is not None:
+        query = query.where(Payment.end_to_end_id == end_to_end_id)
+    if message_id is not None:
+        query = query.where(Payment.message_id == message_id)
+    found = list(await session.scalars(query))
+    named = ", ".join(
+        f"{k} {v}" for k, v in (("UETR", uetr), ("EndToEndId", end_to_end_id), ("MsgId", message_id)) if v
+    )
+    if not found:
+        raise NotFound(f"no payment sent by {bank.bic} with {named}", kind="payment-not-found")
+    if len(found) > 1:
+        raise Refused(f"{named} names several payments sent by {bank.bic}: give its OrgnlUETR", kind="ambiguous")
+    return found[0]
+
+
+async def _own_payment(session: AsyncSession, bank: Bank, payment_id: uuid.UUID) -> Payment:
+    payment = await session.get(Payment, payment_id)
+    if payment is None or payment.debtor_agent_bic != bank.bic:
+        # Another bank's payment is as unknown as none at all.
+        raise NotFound(f"no payment {payment_id} sent by {bank.bic}", kind="not-found")
+    return payment
+
+
+async def _cancel_in_workflow(
+    sessions: async_sessionmaker,
+    temporal: Client,
+    workflow_id: str,
+    payment_id: uuid.UUID,
+    request: CancelRequest,
+    start_wait_s: float,
+) -> None:
+    """Ask the payment's workflow to cancel it (its `cancel` update, between its steps).
+    A payment whose workflow is not started yet (the API starts it just after its 202) is
+    waited for up to `start_wait_s`; one that has just ended is answered from its row."""
+    handle = temporal.get_workflow_handle(workflow_id)
+    deadline = asyncio.get_running_loop().time() + start_wait_s
+    while True:
+        try:
+            # The answer is read from the payment's row, written in the step's transaction.
+            _ = await handle.execute_update(PaymentWorkflowContract.cancel, request)
+            return
+        except WorkflowUpdateFailedError as error:
+            raise ServiceUnavailable("temporal", f"the payment's workflow failed the recall: {error.cause}") from error
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise ServiceUnavailable("temporal", f"the payment's workflow is unreachable: {error}") from error
+        async with sessions() as session:
+            status = await session.scalar(select(Payment.status).where(Payment.id == payment_id))
+        if status not in UNSETTLED:
+            return  # it ended meanwhile: answered from its row
+        if asyncio.get_running_loop().time() >= deadline:
+            raise ServiceUnavailable("temporal", "the payment's workflow has not started yet; retry")
+        await asyncio.sleep(0.1)
+
+
+async def _answer_of(session: AsyncSession, payment_id: uuid.UUID) -> RecallAnswer | None:
+    row = (
+        await session.execute(
+            select(Cancellation, Payment)
+            .join(Payment, Payment.id == Cancellation.payment_id)
+            .where(Cancellation.payment_id == payment_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    cancellation, payment = row
+    return RecallAnswer(cancellation, payment, payment.debtor_agent_bic, payment.creditor_agent_bic)
+
+
+async def _tell(session: AsyncSession, participant_id: uuid.UUID, type_: EventType, payment_id: uuid.UUID) -> None:
+    cancellation, payment = (
+        await session.execute(
+            select(Cancellation, Payment)
+            .join(Payment, Payment.id == Cancellation.payment_id)
+            .where(Cancellation.payment_id == payment_id)
+        )
+    ).one()
+    await events.bank_event(session, participant_id, type_, cancellation_data(cancellation, payment))
+
+
+def cancellation_data(cancellation: Cancellation, payment: Payment) -> dict:
+    """A recall as the banks see it (events, investigations)."""
+    return {
+        "cancellation_id": str(cancellation.id),
+        "case_id": cancellation.case_id,
+        "payment_id": str(payment.id),
+        "end_to_end_id": payment.end_to_end_id,
+        "uetr": str(payment.uetr) if payment.uetr else None,
+        "amount": format_amount(payment.amount, payment.currency),
+        "currency": payment.currency,
+        "debtor_agent_bic": payment.debtor_agent_bic,
+        "creditor_agent_bic": payment.creditor_agent_bic,
+        "payment_status": payment.status,
+        "status": cancellation.status,
+        "reason_code": cancellation.reason_code,
+        "reason": cancellation.reason,
+        "status_reason_code": cancellation.status_reason_code,
+        "status_reason": cancellation.status_reason,
+        "requested_at": _iso(cancellation.created_at),
+        "resolved_at": _iso(cancellation.resolved_at),
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+async def investigations(
+    session: AsyncSession, bank: Bank, *, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+) -> list[tuple[Cancellation, Payment]]:
+    """The creditor agent's open investigations (recalls of settled payments it has not
+    answered), oldest first, a page at a time (keyset on created_at, id)."""
+    query = (
+        select(Cancellation, Payment)
+        .join(Payment, Payment.id == Cancellation.payment_id)
+        .where(Cancellation.assignee_id == bank.id, Cancellation.status == CancellationStatus.PDCR)
+        .order_by(Cancellation.created_at, Cancellation.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(
+            (Cancellation.created_at > after[0])
+            | ((Cancellation.created_at == after[0]) & (Cancellation.id > after[1]))
+        )
+    return [(c, p) for c, p in (await session.execute(query)).all()]
+
+
+async def reject(
+    sessions: async_sessionmaker, bank: Bank, cancellation_id: uuid.UUID, code: RecallRefusal, reason: str | None
+) -> tuple[Cancellation, Payment]:
+    """The creditor agent refuses a recall: RJCR, told to the debtor agent. Refusing it
+    again changes nothing; one already answered otherwise is a conflict."""
+    async with sessions() as session, session.begin():
+        cancellation = await session.scalar(
+            select(Cancellation).where(Cancellation.id == cancellation_id).with_for_update()
+        )
+        if cancellation is None or cancellation.assignee_id != bank.id:
+            raise NotFound(f"no investigation {cancellation_id} for {bank.bic}", kind="not-found")
+        payment_id = cancellation.payment_id
+        if cancellation.status == CancellationStatus.PDCR:
+            cancellation.status = CancellationStatus.RJCR
+            cancellation.status_reason_code = code.value
+            cancellation.status_reason = reason
+            cancellation.resolved_at = func.now()
+            await session.flush()
+            await _tell(session, cancellation.requested_by, EventType.CANCELLATION_REJECTED, payment_id)
+        elif cancellation.status_reason_code != code.value or cancellation.status_reason != reason:
+            raise Conflict(
+                f"investigation {cancellation_id} is already answered ({cancellation.status})", kind="conflict"
+            )
+    async with sessions() as session:
+        answered = await _answer_of(session, payment_id)
+        assert answered is not None
+        return answered.cancellation, answered.payment

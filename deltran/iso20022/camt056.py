@@ -1,0 +1,138 @@
+"""ISO 20022 camt.056.001.12 (FI-to-FI payment cancellation request): reader, and a writer
+for the banks' side (tests, demo).
+
+A debtor agent recalls one payment per message: one Undrlyg with one TxInf naming it by
+OrgnlUETR and/or OrgnlEndToEndId (optionally within its original message, OrgnlGrpInf),
+with the reason in CxlRsnInf/Rsn/Cd. The case is the assignment (Assgnmt/Id), whose
+assigner is the debtor agent (Assgnr/Agt) and assignee DelTran. A message recalling
+several payments is refused (one recall, one answer: a camt.029 per case).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import uuid
+from dataclasses import dataclass
+
+from lxml import etree
+
+from deltran.iso20022.xml_safety import find_document, load_schema, parse_xml, schema_errors
+
+NS = "urn:iso:std:iso:20022:tech:xsd:camt.056.001.12"
+SCHEMA = "camt.056.001.12.xsd"
+_N = {"c": NS}
+DEFAULT_MAX_BYTES = 256 * 1024
+
+
+class Camt056Invalid(ValueError):
+    """A recall that breaks the schema or does not name exactly one payment."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("invalid camt.056.001.12: " + "; ".join(e["message"] for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class RecallRequest:
+    case_id: str  # Assgnmt/Id
+    created_at: datetime.datetime  # Assgnmt/CreDtTm
+    assigner_bic: str | None  # Assgnmt/Assgnr/Agt/FinInstnId/BICFI
+    assignee_bic: str | None  # Assgnmt/Assgne/Agt/FinInstnId/BICFI
+    reason_code: str | None  # CxlRsnInf/Rsn/Cd
+    additional_info: str | None  # CxlRsnInf/AddtlInf (the first)
+    uetr: uuid.UUID | None  # OrgnlUETR
+    end_to_end_id: str | None  # OrgnlEndToEndId
+    original_message_id: str | None = None  # OrgnlGrpInf/OrgnlMsgId
+    original_message_name: str | None = None  # OrgnlGrpInf/OrgnlMsgNmId
+    cancellation_id: str | None = None  # CxlId
+
+
+def parse_camt056(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> RecallRequest:
+    """Parse and validate a camt.056.001.12 body (bare, or inside an AppHdr envelope);
+    XmlRejected if it is not safe XML of this message, Camt056Invalid if it breaks the
+    schema or does not recall exactly one payment."""
+    doc = copy.deepcopy(find_document(parse_xml(body, max_bytes), NS, "camt.056.001.12"))
+    errors = schema_errors(load_schema(SCHEMA), doc)
+    if errors:
+        raise Camt056Invalid([{"field": "body", "message": e} for e in errors])
+    req = doc.find("c:FIToFIPmtCxlReq", _N)
+    transactions = req.findall("c:Undrlyg/c:TxInf", _N)
+    if len(transactions) != 1:
+        raise Camt056Invalid(
+            [{"field": "Undrlyg/TxInf", "message": f"{len(transactions)} transactions; recall one payment per message"}]
+        )
+    tx = transactions[0]
+    uetr = _text(tx, "c:OrgnlUETR")
+    end_to_end_id = _text(tx, "c:OrgnlEndToEndId")
+    if uetr is None and end_to_end_id is None:
+        raise Camt056Invalid(
+            [{"field": "Undrlyg/TxInf", "message": "names no payment: give OrgnlUETR or OrgnlEndToEndId"}]
+        )
+    try:  # the schema's ISODateTime admits forms Python reads differently (e.g. 24:00:00)
+        created_at = datetime.datetime.fromisoformat(_text(req, "c:Assgnmt/c:CreDtTm") or "")
+    except ValueError as exc:
+        raise Camt056Invalid([{"field": "Assgnmt/CreDtTm", "message": f"unreadable date-time: {exc}"}]) from None
+    return RecallRequest(
+        case_id=_text(req, "c:Assgnmt/c:Id") or "",
+        created_at=created_at,
+        assigner_bic=_text(req, "c:Assgnmt/c:Assgnr/c:Agt/c:FinInstnId/c:BICFI"),
+        assignee_bic=_text(req, "c:Assgnmt/c:Assgne/c:Agt/c:FinInstnId/c:BICFI"),
+        reason_code=_text(tx, "c:CxlRsnInf/c:Rsn/c:Cd"),
+        additional_info=_text(tx, "c:CxlRsnInf/c:AddtlInf"),
+        uetr=uuid.UUID(uetr) if uetr else None,
+        end_to_end_id=end_to_end_id,
+        original_message_id=_text(tx, "c:OrgnlGrpInf/c:OrgnlMsgId"),
+        original_message_name=_text(tx, "c:OrgnlGrpInf/c:OrgnlMsgNmId"),
+        cancellation_id=_text(tx, "c:CxlId"),
+    )
+
+
+def build_camt056(request: RecallRequest) -> bytes:
+    """The camt.056.001.12 for `request` (Camt056Invalid if it would break the XSD)."""
+    doc = etree.Element(f"{{{NS}}}Document", nsmap={None: NS})
+    req = _sub(doc, "FIToFIPmtCxlReq")
+    assignment = _sub(req, "Assgnmt")
+    _sub(assignment, "Id", request.case_id)
+    _agent(_sub(assignment, "Assgnr"), request.assigner_bic)
+    _agent(_sub(assignment, "Assgne"), request.assignee_bic)
+    _sub(assignment, "CreDtTm", request.created_at.isoformat(timespec="seconds"))
+    tx = _sub(_sub(req, "Undrlyg"), "TxInf")
+    if request.cancellation_id is not None:
+        _sub(tx, "CxlId", request.cancellation_id)
+    if request.original_message_id is not None:
+        original = _sub(tx, "OrgnlGrpInf")
+        _sub(original, "OrgnlMsgId", request.original_message_id)
+        _sub(original, "OrgnlMsgNmId", request.original_message_name or "pacs.008.001.08")
+    if request.end_to_end_id is not None:
+        _sub(tx, "OrgnlEndToEndId", request.end_to_end_id)
+    if request.uetr is not None:
+        _sub(tx, "OrgnlUETR", str(request.uetr))
+    if request.reason_code is not None or request.additional_info is not None:
+        reason = _sub(tx, "CxlRsnInf")
+        if request.reason_code is not None:
+            _sub(_sub(reason, "Rsn"), "Cd", request.reason_code)
+        if request.additional_info is not None:
+            _sub(reason, "AddtlInf", request.additional_info)
+    errors = schema_errors(load_schema(SCHEMA), doc)
+    if errors:
+        raise Camt056Invalid([{"field": "body", "message": e} for e in errors])
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _agent(parent: etree._Element, bic: str | None) -> None:
+    _sub(_sub(_sub(parent, "Agt"), "FinInstnId"), "BICFI", bic)
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
+    element = etree.SubElement(parent, f"{{{NS}}}{tag}")
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _text(el: etree._Element, path: str) -> str | None:
+    found = el.find(path, _N)
+    if found is None or found.text is None:
+        return None
+    return found.text.strip() or None

@@ -39,6 +39,7 @@ from api.routes import (
     notifications,
     payments,
     redemptions,
+    returns,
     status_requests,
     track,
     webhooks,
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(status_requests.router)
     app.include_router(cancellations.router)
+    app.include_router(returns.router)
     app.include_router(track.router)
     app.include_router(health.router)
     app.include_router(clearing.router)

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from api import cursor
-from api.schemas import ObligationOut, PaymentOut, RollOut, TokenOut
-from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, Token
+from api.schemas import ObligationOut, PaymentOut, ReturnSummaryOut, RollOut, TokenOut
+from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, PaymentReturn, Token
 from deltran.money import format_amount
 from deltran.temporal.steps import RetryingStep
 
@@ -27,6 +27,7 @@ from deltran.temporal.steps import RetryingStep
 class Details:
     obligation: ObligationOut | None
     token: TokenOut | None
+    returns: tuple[ReturnSummaryOut, ...] = ()
 
 
 async def details_of(session: AsyncSession, payment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Details]:
@@ -71,6 +72,22 @@ async def details_of(session: AsyncSession, payment_ids: Sequence[uuid.UUID]) ->
         else {}
     )
     by_payment = {ob.payment_id: (ob, payer_bic, payee_bic) for ob, payer_bic, payee_bic in obligations}
+    # Only a payment with a token can have been returned (by payment_id, indexed).
+    returned: dict[uuid.UUID, list[ReturnSummaryOut]] = defaultdict(list)
+    if tokens:
+        for r in await session.scalars(
+            select(PaymentReturn)
+            .where(PaymentReturn.payment_id.in_(list(tokens)))
+            .order_by(PaymentReturn.created_at, PaymentReturn.id)
+        ):
+            returned[r.payment_id].append(
+                ReturnSummaryOut(
+                    return_id=r.id,
+                    amount=format_amount(r.amount, r.currency),
+                    reason_code=r.reason_code,
+                    returned_at=r.created_at,
+                )
+            )
     out: dict[uuid.UUID, Details] = {}
     for payment_id in payment_ids:
         obligation = None
@@ -102,6 +119,7 @@ async def details_of(session: AsyncSession, payment_ids: Sequence[uuid.UUID]) ->
                 if token is None
                 else TokenOut(id=token.id, amount=format_amount(token.amount, token.currency), currency=token.currency)
             ),
+            returns=tuple(returned.get(payment_id, ())),
         )
     return out
 
@@ -127,6 +145,7 @@ def payment_out(
         step=step.step if step else None,
         attempt=step.attempt if step else None,
         last_error=last_error,
+        returns=list(details.returns),
     )
 
 

@@ -198,6 +198,13 @@ class TokenOut(BaseModel):
     currency: str
 
 
+class ReturnSummaryOut(BaseModel):
+    return_id: uuid.UUID
+    amount: str
+    reason_code: str
+    returned_at: datetime
+
+
 class PaymentOut(BaseModel):
     payment_id: uuid.UUID
     workflow_id: str
@@ -220,6 +227,9 @@ class PaymentOut(BaseModel):
     )
     attempt: int | None = Field(default=None, description="The attempt that step is on")
     last_error: str | None = Field(default=None, description="Why its last attempt failed")
+    returns: list[ReturnSummaryOut] = Field(
+        default_factory=list, description="What its creditor agent sent back (pacs.004), oldest first"
+    )
 
 
 class PaymentList(BaseModel):
@@ -388,7 +398,7 @@ class TrackedStateOut(BaseModel):
     at: datetime = Field(description="when the payment reached the state")
     state: str = Field(
         description="SCREENING (sender only), REJECTED (sender only), AWAITING_SETTLEMENT, BOOKED (its camt.054),"
-        " SETTLED, COMPLETED, EXPIRED or CANCELLED"
+        " SETTLED, COMPLETED, PARTIALLY_RETURNED or RETURNED (each return, its pacs.004), EXPIRED or CANCELLED"
     )
     message_type: str | None = Field(
         description="the ISO 20022 message behind it, e.g. pacs.008.001.08; null where there is none"
@@ -457,6 +467,7 @@ class InvestigationOut(BaseModel):
     status_reason: str | None
     requested_at: datetime
     resolved_at: datetime | None
+    return_id: uuid.UUID | None = Field(description="the return that answered it, when its creditor agent accepted it")
 
 
 class InvestigationList(BaseModel):
@@ -472,3 +483,40 @@ class InvestigationRejection(BaseModel):
         "CUST the creditor refuses, AGNT the agent's decision, NOAS no answer from the creditor, AC04 closed account"
     )
     reason: AdditionalInfo | None = None
+
+
+# -- returns (deltran/returns.py) -----------------------------------------------------------
+
+ReturnReasonCode = Literal[
+    "AC01", "AC03", "AC04", "AC06", "AG01", "AM09", "BE04", "CUST", "DUPL", "FOCR", "FRAD", "MS02", "MS03", "RR04"
+]
+
+
+class ReturnIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: uuid.UUID
+    amount: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$")] = Field(
+        description="what to send back, in the payment's currency and its minor units; at most what is left"
+    )
+    reason_code: ReturnReasonCode = Field(
+        description="ISO 20022 return reason: AC04 closed account, AC06 blocked, CUST requested by the customer,"
+        " AC01/AC03 wrong account, AM09 wrong amount, DUPL duplicate, FRAD fraud, FOCR following a recall, …"
+    )
+    reason: AdditionalInfo | None = None
+
+
+class ReturnOut(BaseModel):
+    return_id: uuid.UUID
+    payment_id: uuid.UUID
+    end_to_end_id: str
+    uetr: uuid.UUID | None
+    amount: str
+    currency: str
+    reason_code: str
+    reason: str | None
+    payment_status: str = Field(description="PARTIALLY_RETURNED, or RETURNED once all of it is back")
+    payment_amount: str
+    debtor_agent_bic: str
+    creditor_agent_bic: str
+    returned_at: datetime

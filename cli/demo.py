@@ -478,6 +478,7 @@ _RESET_TABLES = (
     "events",
     "redemptions",
     "cancellations",
+    "payment_returns",
     "tokens",
     "ledger_transfers",
     "funding_instructions",

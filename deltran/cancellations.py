@@ -34,14 +34,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from deltran import events
+from deltran import events, returns
 from deltran.db import payment_rows
 from deltran.db.tables import Cancellation, ClearingWindow, Obligation, Payment
 from deltran.errors import Conflict, NotFound, Refused, ServiceUnavailable
 from deltran.money import format_amount
 from deltran.shared import CancelOutcome, CancelRequest
 from deltran.temporal.contract import PaymentWorkflowContract
-from deltran.vocabulary import CancellationStatus, EventType, ObligationStatus, PaymentStatus, WindowStatus
+from deltran.vocabulary import (
+    RETURNABLE_PAYMENT_STATUSES,
+    CancellationStatus,
+    EventType,
+    ObligationStatus,
+    PaymentStatus,
+    WindowStatus,
+)
 
 
 class CancellationReason(StrEnum):
@@ -358,6 +365,7 @@ def cancellation_data(cancellation: Cancellation, payment: Payment) -> dict:
         "status_reason": cancellation.status_reason,
         "requested_at": _iso(cancellation.created_at),
         "resolved_at": _iso(cancellation.resolved_at),
+        "return_id": str(cancellation.return_id) if cancellation.return_id else None,
     }
 
 
@@ -383,6 +391,48 @@ async def investigations(
             | ((Cancellation.created_at == after[0]) & (Cancellation.id > after[1]))
         )
     return [(c, p) for c, p in (await session.execute(query)).all()]
+
+
+async def accept(sessions: async_sessionmaker, bank: Bank, cancellation_id: uuid.UUID) -> tuple[Cancellation, Payment]:
+    """The creditor agent accepts a recall: all of the payment still unreturned goes back
+    to the debtor agent (a return, reason FOCR) and the recall is answered CNCL, in one
+    transaction. Accepting it again changes nothing; one refused is a conflict, and one
+    for a payment not yet settled (netted in a closed window) waits until it has."""
+    async with sessions() as session, session.begin():
+        cancellation = await session.scalar(
+            select(Cancellation).where(Cancellation.id == cancellation_id).with_for_update()
+        )
+        if cancellation is None or cancellation.assignee_id != bank.id:
+            raise NotFound(f"no investigation {cancellation_id} for {bank.bic}", kind="not-found")
+        payment_id = cancellation.payment_id
+        if cancellation.status == CancellationStatus.PDCR:
+            payment = await session.get(Payment, payment_id)
+            assert payment is not None
+            if PaymentStatus(payment.status) not in RETURNABLE_PAYMENT_STATUSES:
+                raise Conflict(
+                    f"payment {payment_id} is {payment.status}: it can be returned once it has settled",
+                    kind="not-returnable",
+                )
+            await returns.return_payment(
+                session,
+                (bank.id, bank.bic),
+                returns.NewReturn(
+                    payment_id=payment_id,
+                    amount=await returns.left_to_return(session, payment),
+                    reason_code=returns.ReturnReason.FOCR,
+                    return_key=f"recall:{cancellation_id}",
+                    reason=f"recall {cancellation.case_id} accepted",
+                ),
+                accepting=cancellation_id,
+            )
+        elif cancellation.return_id is None:
+            raise Conflict(
+                f"investigation {cancellation_id} is already answered ({cancellation.status})", kind="conflict"
+            )
+    async with sessions() as session:
+        answered = await _answer_of(session, payment_id)
+        assert answered is not None
+        return answered.cancellation, answered.payment
 
 
 async def reject(

@@ -171,7 +171,8 @@ _EOD_CHECKS: dict[str, str] = {
         LEFT JOIN funding_instructions f ON f.id = n.funding_instruction_id
         LEFT JOIN clearing_windows w ON w.id = f.window_id
         WHERE n.outcome = 'MATCHED'
-          AND (p.status IN ('COMPLETED', 'REJECTED', 'EXPIRED', 'CANCELLED') OR f.status = 'EXPIRED'
+          AND (p.status IN ('COMPLETED', 'PARTIALLY_RETURNED', 'RETURNED', 'REJECTED', 'EXPIRED', 'CANCELLED')
+               OR f.status = 'EXPIRED'
                OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))
           AND NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.notification_id = n.id)
     """,

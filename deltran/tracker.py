@@ -16,11 +16,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deltran.db.tables import BankNotification, Obligation, Payment, Token
+from deltran.db.tables import BankNotification, Obligation, Payment, PaymentReturn, Token
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.errors import NotFound
 from deltran.payment_references import forwarding_uetr, references_for
@@ -28,6 +29,7 @@ from deltran.vocabulary import EntryOutcome, PaymentStatus
 
 PACS002 = "pacs.002.001.10"
 CAMT054 = "camt.054.001.08"
+PACS004 = "pacs.004.001.09"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Track:
 
 async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     """The timeline of the payment `bic` knows by `uetr`; NotFound if there is none."""
-    payment = await _payment_known_by(session, uetr, bic)
+    payment = await payment_known_by(session, uetr, bic)
     if payment is None:
         raise _unknown(uetr)
     obligation = (
@@ -98,6 +100,15 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
             if sender
             else TrackedState(minted_at, PaymentStatus.COMPLETED, refs.message_name, refs.message_id)
         )
+    # Each return: the debtor agent gets DelTran's pacs.004; the creditor agent made its own.
+    returned = Decimal(0)
+    for r in await session.scalars(
+        select(PaymentReturn).where(PaymentReturn.payment_id == payment.id).order_by(PaymentReturn.created_at)
+    ):
+        returned += r.amount
+        state = PaymentStatus.RETURNED if returned >= payment.amount else PaymentStatus.PARTIALLY_RETURNED
+        message_id = ("DTR" + r.id.hex.upper()[:32]) if sender else r.message_id
+        states.append(TrackedState(r.created_at, state, PACS004, message_id))
     if payment.status in (PaymentStatus.EXPIRED, PaymentStatus.CANCELLED):
         states.append(TrackedState(payment.updated_at, PaymentStatus(payment.status), PACS002, None))
     return Track(uetr=str(uetr), payment_id=payment.id, status=payment.status, events=states)
@@ -107,7 +118,7 @@ def _unknown(uetr: uuid.UUID) -> NotFound:
     return NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
 
 
-async def _payment_known_by(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Payment | None:
+async def payment_known_by(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Payment | None:
     """The sender knows a payment by its own UETR; the creditor agent by the forwarded
     one, which is the payment's own or, for a payment sent without, its id (a UUIDv5) as a
     UUIDv4: the version put back gives the id to look up."""

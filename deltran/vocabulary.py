@@ -23,11 +23,23 @@ class PaymentStatus(StrEnum):
     COMPLETED = "COMPLETED"  # token minted
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"  # recalled by its debtor agent before it settled (camt.056)
+    # Settled and completed, then sent back by its creditor agent (pacs.004), in part or whole.
+    PARTIALLY_RETURNED = "PARTIALLY_RETURNED"
+    RETURNED = "RETURNED"
 
 
 FINAL_PAYMENT_STATUSES = frozenset(
-    {PaymentStatus.REJECTED, PaymentStatus.COMPLETED, PaymentStatus.EXPIRED, PaymentStatus.CANCELLED}
+    {
+        PaymentStatus.REJECTED,
+        PaymentStatus.COMPLETED,
+        PaymentStatus.EXPIRED,
+        PaymentStatus.CANCELLED,
+        PaymentStatus.PARTIALLY_RETURNED,
+        PaymentStatus.RETURNED,
+    }
 )
+# Settled, its tokens moved to the creditor agent: what a return may send back.
+RETURNABLE_PAYMENT_STATUSES = frozenset({PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_RETURNED})
 
 
 class ObligationStatus(StrEnum):
@@ -97,6 +109,7 @@ class TransferKind(StrEnum):
     RESERVED = "reserved"  # token[bank] → reserved[bank]: tokens set aside for a payout
     RELEASED = "released"  # reserved[bank] → token[bank]: a payout refused or timed out
     REDEEMED = "redeemed"  # reserved[bank] → paid_out[bank]: the payout booked, its tokens burned
+    RETURNED = "returned"  # token[creditor agent] → token[debtor agent]: a settled payment sent back
 
 
 class RedemptionStatus(StrEnum):
@@ -124,6 +137,7 @@ class EventType(StrEnum):
     # and its resolution (rejected by the creditor agent) to the debtor agent.
     CANCELLATION_REQUESTED = "cancellation.requested"
     CANCELLATION_REJECTED = "cancellation.rejected"
+    PAYMENT_RETURNED = "payment.returned"  # a return (pacs.004), to both agents
     FUNDING_INSTRUCTED = "funding.instructed"  # to a window's net debtor
     WINDOW_SETTLED = "window.settled"  # to every bank with a position in the window
     REDEMPTION_RESERVED = "redemption.reserved"  # to the redeeming bank, as each of these

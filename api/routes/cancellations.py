@@ -207,6 +207,26 @@ async def investigations(
     )
 
 
+@router.post("/v1/investigations/{cancellation_id}/accept", response_model=InvestigationOut)
+async def accept(cancellation_id: Annotated[uuid.UUID, Path()], request: Request, caller: BankDep) -> InvestigationOut:
+    """Accept a recall of a payment you received: all of it not yet returned goes back to
+    its debtor agent at once (a return, reason FOCR; `return_id`), and the recall is
+    answered CNCL. Accepting it again changes nothing; a recall refused, or of a payment
+    not yet settled, is a 409."""
+    sessions = _sessions(request)
+    cancellation, payment = await cancellations.accept(sessions, _bank(caller), cancellation_id)
+    async with sessions() as session, session.begin():
+        await audit.record(
+            session,
+            actor=caller.identity,
+            action="investigation.accept",
+            subject=str(cancellation_id),
+            result=cancellation.status,
+            details={"return_id": str(cancellation.return_id)},
+        )
+    return _investigation(cancellation, payment)
+
+
 @router.post("/v1/investigations/{cancellation_id}/reject", response_model=InvestigationOut)
 async def reject(
     cancellation_id: Annotated[uuid.UUID, Path()],

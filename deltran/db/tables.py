@@ -528,10 +528,37 @@ class Cancellation(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The return that answered it, when the creditor agent accepted it.
+    return_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_returns.id"))
     __table_args__ = (
         CheckConstraint(sql_in("status", CancellationStatus), name="status"),
         # A creditor agent's open investigations.
         Index("ix_cancellations_pending", "assignee_id", "created_at", postgresql_where=text("status = 'PDCR'")),
+    )
+
+
+class PaymentReturn(Base):
+    """A settled payment sent back by its creditor agent (a pacs.004, or JSON), in whole or
+    in part: its tokens moved back to the debtor agent by `transfer_id`, in the
+    transaction that stored this row. Unique per creditor agent and `return_key` (the
+    pacs.004's RtrId, an Idempotency-Key, or the JSON request's fingerprint), so the same
+    return twice moves nothing twice; all of a payment's returns never exceed it."""
+
+    __tablename__ = "payment_returns"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), nullable=False, index=True)
+    returned_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    return_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    reason_code: Mapped[str] = mapped_column(String(4), nullable=False)  # ISO return reason
+    reason: Mapped[str | None] = mapped_column(String(105))
+    message_id: Mapped[str | None] = mapped_column(String(35))  # the pacs.004's MsgId
+    transfer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_transfers.id"), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    __table_args__ = (
+        UniqueConstraint("returned_by", "return_key", name="uq_payment_returns_key"),
+        CheckConstraint("amount > 0", name="amount_positive"),
     )
 
 

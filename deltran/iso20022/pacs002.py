@@ -87,6 +87,9 @@ _STATUS_FOR: dict[PaymentStatus, TransactionStatus] = {
     PaymentStatus.REJECTED: TransactionStatus.RJCT,
     PaymentStatus.EXPIRED: TransactionStatus.RJCT,
     PaymentStatus.CANCELLED: TransactionStatus.CANC,
+    # It settled; what came back is reported by the pacs.004, not by the payment's status.
+    PaymentStatus.PARTIALLY_RETURNED: TransactionStatus.ACSC,
+    PaymentStatus.RETURNED: TransactionStatus.ACSC,
 }
 
 
@@ -103,6 +106,8 @@ def transaction_status_for(payment_status: str, rejection_code: str | None) -> t
     REJECTED              RJCT   the payment's rejection code (RR04, AC02, ... DUPL)
     EXPIRED               RJCT   `rejection_code` if given, else AB01 (not funded in time)
     CANCELLED             CANC   the recall's cancellation reason (DUPL, CUST, FRAD, ...)
+    PARTIALLY_RETURNED    ACSC   none (settled; the return is its own pacs.004)
+    RETURNED              ACSC   none (settled; the return is its own pacs.004)
     ===================== ====== ==========================================================
 
     A rejection code given with a status that is not a rejection is ignored. Raises

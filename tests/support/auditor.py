@@ -61,7 +61,8 @@ INVARIANTS: dict[str, str] = {
     """,
     "a completed payment has its token": """
         SELECT 'payment ' || p.id FROM payments p
-        WHERE p.status = 'COMPLETED' AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.payment_id = p.id)
+        WHERE p.status IN ('COMPLETED', 'PARTIALLY_RETURNED', 'RETURNED')
+          AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.payment_id = p.id)
     """,
     "no balance below zero": """
         SELECT kind || ' account ' || id FROM accounts

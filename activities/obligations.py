@@ -169,6 +169,7 @@ class ObligationActivities:
             )
             if cast(CursorResult, expired).rowcount:
                 await events.payment_events(session, [data.payment_id], EventType.PAYMENT_EXPIRED)
+                await cancellations.resolve_on_expiry(session, data.payment_id)
             await payment_rows.return_bookings(session, data.payment_id, PaymentStatus.EXPIRED)
         metrics.payments_final.labels(PaymentStatus.EXPIRED.value).inc()
         return True

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -31,7 +32,7 @@ from typing import cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from deltran import events, returns
@@ -81,6 +82,8 @@ class RecallRefusal(StrEnum):
 # What the creditor agent may answer when it refuses (ARJR is DelTran's own answer).
 CREDITOR_REFUSALS = frozenset(RecallRefusal) - {RecallRefusal.ARJR}
 
+# How long a recall waits for the payment's workflow to decide (its current step first).
+RECALL_ANSWER_S = 10.0
 CANCELLED_NOW = "cancelled"  # CancelOutcome.detail of the transaction that cancelled it
 UNSETTLED = (PaymentStatus.SCREENING, PaymentStatus.AWAITING_SETTLEMENT)
 _NEVER_SETTLED = (PaymentStatus.REJECTED, PaymentStatus.EXPIRED)
@@ -119,9 +122,10 @@ async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> Can
         return CancelOutcome(cancelled=False, status=status, detail=f"the payment is {status.value}")
     creditor_told = status == PaymentStatus.AWAITING_SETTLEMENT
     if creditor_told:
-        obligation = await session.scalar(
-            select(Obligation).where(Obligation.payment_id == payment_id).with_for_update()
-        )
+        # Read, not locked: the window is locked first (as the window's settlement does),
+        # and the obligation changes below only if still PENDING; the payment's lock keeps
+        # its own steps out meanwhile.
+        obligation = await session.scalar(select(Obligation).where(Obligation.payment_id == payment_id))
         if obligation is None or obligation.status != ObligationStatus.PENDING:
             return CancelOutcome(cancelled=False, status=status, detail="its obligation is no longer pending")
         if obligation.clearing_window_id is not None:
@@ -135,18 +139,20 @@ async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> Can
                 return CancelOutcome(
                     cancelled=False, status=status, detail="its clearing window has closed: netting counted it"
                 )
-        await session.execute(
+        released = await session.execute(
             update(Obligation)
             .where(Obligation.id == obligation.id, Obligation.status == ObligationStatus.PENDING)
             .values(status=ObligationStatus.RELEASED, released_at=func.now())
         )
+        if not cast(CursorResult, released).rowcount:  # settled or rolled meanwhile
+            return CancelOutcome(cancelled=False, status=status, detail="its obligation is no longer pending")
     cancelled = await session.execute(
         update(Payment)
         .where(Payment.id == payment_id, Payment.status == status)
         .values(
             status=PaymentStatus.CANCELLED,
             rejection_code=request.reason_code,
-            rejection_reason=_cancelled_detail(request),
+            rejection_reason=cancelled_detail(request),
             updated_at=func.now(),
         )
     )
@@ -158,7 +164,22 @@ async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> Can
     return CancelOutcome(cancelled=True, status=PaymentStatus.CANCELLED, detail=CANCELLED_NOW)
 
 
-def _cancelled_detail(request: CancelRequest) -> str:
+async def resolve_on_expiry(session: AsyncSession, payment_id: uuid.UUID) -> None:
+    """A payment recalled after its window closed (PDCR) that then expired unsettled (its
+    obligation rolled, then released): the recall is answered — it never settled, so
+    there is nothing for the creditor agent to return."""
+    await session.execute(
+        update(Cancellation)
+        .where(Cancellation.payment_id == payment_id, Cancellation.status == CancellationStatus.PDCR)
+        .values(
+            status=CancellationStatus.CNCL,
+            status_reason="the payment expired unfunded: it never settled",
+            resolved_at=func.now(),
+        )
+    )
+
+
+def cancelled_detail(request: CancelRequest) -> str:
     text = f"cancelled at its debtor agent's request ({request.reason_code})"
     return f"{text}: {request.reason}" if request.reason else text
 
@@ -217,7 +238,11 @@ class Bank:
 
 
 async def recall(
-    sessions: async_sessionmaker, temporal: Client, bank: Bank, recall: Recall, start_wait_s: float
+    sessions: async_sessionmaker,
+    temporal: Callable[[], Awaitable[Client]],
+    bank: Bank,
+    recall: Recall,
+    start_wait_s: float,
 ) -> RecallAnswer:
     """File the bank's recall of its payment and answer it (CNCL, PDCR or RJCR)."""
     request = CancelRequest(
@@ -233,8 +258,8 @@ async def recall(
         if answered is not None:
             return answered
         status, workflow_id = PaymentStatus(payment.status), payment.workflow_id
-    if status in UNSETTLED:
-        await _cancel_in_workflow(sessions, temporal, workflow_id, recall.payment_id, request, start_wait_s)
+    if status in UNSETTLED:  # only then is Temporal needed
+        await _cancel_in_workflow(sessions, await temporal(), workflow_id, recall.payment_id, request, start_wait_s)
     async with sessions() as session, session.begin():
         locked = await payment_rows.lock(session, recall.payment_id)
         assert locked is not None
@@ -303,9 +328,20 @@ async def _cancel_in_workflow(
     deadline = asyncio.get_running_loop().time() + start_wait_s
     while True:
         try:
-            # The answer is read from the payment's row, written in the step's transaction.
-            _ = await handle.execute_update(PaymentWorkflowContract.cancel, request)
+            # One update per payment (its id): recalls at once, or a retry after a 503, wait
+            # on the same one. The answer is read from the payment's row, written in the
+            # step's transaction.
+            _ = await asyncio.wait_for(
+                handle.execute_update(PaymentWorkflowContract.cancel, request, id=f"recall-{payment_id}"),
+                timeout=RECALL_ANSWER_S,
+            )
             return
+        except (TimeoutError, RPCTimeoutOrCancelledError) as error:
+            raise ServiceUnavailable(
+                "temporal",
+                "the payment's workflow has not answered the recall yet (a step is running or retrying): it may still"
+                " apply; retry, and the same recall gets its answer",
+            ) from error
         except WorkflowUpdateFailedError as error:
             raise ServiceUnavailable("temporal", f"the payment's workflow failed the recall: {error.cause}") from error
         except RPCError as error:

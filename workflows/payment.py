@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.obligations import ObligationActivities
     from activities.settlement import SettlementActivities
     from activities.tokens import TokenActivities
+    from deltran.cancellations import cancelled_detail
     from deltran.reason_codes import ReasonCode
     from deltran.shared import (
         CancelOutcome,
@@ -239,7 +240,7 @@ class PaymentWorkflow(PaymentWorkflowContract):
                 self._set(
                     status=PaymentStatus.CANCELLED,
                     rejection_code=request.reason_code,
-                    rejection_reason=f"cancelled at its debtor agent's request ({request.reason_code})",
+                    rejection_reason=cancelled_detail(request),
                 )
             return outcome
 

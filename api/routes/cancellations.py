@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api import cursor
-from api.deps import BankDep, Caller, SessionDep, SettingsDep, TemporalDep
+from api.deps import BankDep, Caller, SessionDep, SettingsDep
 from api.media import XML_TYPES
 from api.problems import Problem, problem_responses
 from api.schemas import (
@@ -76,7 +76,7 @@ def answer_of(cancellation: Cancellation, payment: Payment) -> CancellationOut:
     openapi_extra={"requestBody": _RECALL_BODY},
     responses={200: {"content": {"application/xml": {}}, "description": "camt.029.001.14 when sent a camt.056"}},
 )
-async def cancel(request: Request, caller: BankDep, temporal: TemporalDep, settings: SettingsDep) -> Response:
+async def cancel(request: Request, caller: BankDep, settings: SettingsDep) -> Response:
     """Recall a payment you sent, as JSON (`payment_id`, ISO `reason`) or as a camt.056.001.12
     (`application/xml`, one payment, named by OrgnlUETR and/or OrgnlEndToEndId; answered
     with a camt.029.001.14). Not settled yet: it is cancelled at once (CNCL) — its
@@ -112,6 +112,9 @@ async def cancel(request: Request, caller: BankDep, temporal: TemporalDep, setti
         )
     else:
         raise Problem(415, "send application/json or application/xml (camt.056.001.12)", kind="unsupported-media-type")
+    # Temporal only when the payment has not settled: a repeat, or a settled payment's
+    # recall, is answered from PostgreSQL alone.
+    temporal = request.app.state.temporal.get
     answer = await cancellations.recall(sessions, temporal, bank, recall, settings.camt054_start_wait_s)
     await _audit(sessions, caller, answer, recall)
     if message is None:
@@ -130,6 +133,13 @@ def _parse_camt056(body: bytes, max_bytes: int, bic: str) -> RecallRequest:
         raise Problem(
             400, "the body is not a valid camt.056.001.12", kind="invalid-camt056", errors=exc.errors
         ) from None
+    if message.assigner_bic is None:
+        raise Problem(
+            422,
+            "the recall's assigner must be an agent named by its BIC (Assgnmt/Assgnr/Agt/FinInstnId/BICFI)",
+            kind="assigner-not-an-agent",
+            errors=[{"field": "Assgnmt/Assgnr/Agt/FinInstnId/BICFI", "message": f"must be {bic}"}],
+        )
     if message.assigner_bic != bic:
         raise Problem(
             403,
@@ -152,7 +162,7 @@ def _camt029(answer: RecallAnswer, message: RecallRequest, deltran_bic: str) -> 
     refused = cancellation.status == CancellationStatus.RJCR
     return build_camt029(
         Resolution(
-            message_id="DTR" + cancellation.id.hex.upper()[:32],
+            message_id="DTR" + uuid.uuid4().hex.upper()[:32],  # each answer its own message
             created_at=datetime.now(UTC),
             from_bic=deltran_bic,
             to_bic=payment.debtor_agent_bic,

@@ -69,6 +69,8 @@ def parse_camt056(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> RecallRequ
         raise Camt056Invalid(
             [{"field": "Undrlyg/TxInf", "message": "names no payment: give OrgnlUETR or OrgnlEndToEndId"}]
         )
+    if _text(req, "c:Assgnmt/c:Id") is None:
+        raise Camt056Invalid([{"field": "Assgnmt/Id", "message": "blank: it identifies the recall's case"}])
     try:  # the schema's ISODateTime admits forms Python reads differently (e.g. 24:00:00)
         created_at = datetime.datetime.fromisoformat(_text(req, "c:Assgnmt/c:CreDtTm") or "")
     except ValueError as exc:

@@ -19,7 +19,7 @@ from activities.compliance import ComplianceActivities
 from activities.obligations import ObligationActivities
 from activities.settlement import SettlementActivities
 from deltran.db.payment_rows import agents_of
-from deltran.db.tables import ClearingWindow, ComplianceResult, Obligation, Participant, Payment
+from deltran.db.tables import Cancellation, ClearingWindow, ComplianceResult, Obligation, Participant, Payment
 from deltran.shared import ExpireInput, FiatBooking, SettleInput
 from deltran.temporal.errors import OBLIGATION_RELEASED
 from deltran.vocabulary import ObligationStatus, PaymentStatus
@@ -196,3 +196,27 @@ async def test_risk_velocity_counts_the_debtor_accounts_recent_payments(sessions
     assert await recent_payments(third) == 2
     by_account = await new_payment(sessions, debtor_iban=None, debtor_account=account)
     assert await recent_payments(by_account) == 1
+
+
+async def test_a_recall_still_pending_when_its_payment_expires_is_answered(sessions, settings, credentials):
+    # A recall filed PDCR (its window had closed), then the payment expired unsettled (its
+    # obligation rolled into an open window and ran out of time): nothing settled, so the
+    # recall is answered CNCL, not left with the creditor agent.
+    payment_id = await new_payment(sessions)
+    obligation = await ObligationActivities(sessions, settings).create_obligation(payment_id)
+    async with sessions() as session, session.begin():
+        payment = await session.get(Payment, payment_id)
+        agents = await agents_of(session, payment)
+        session.add(
+            Cancellation(
+                payment_id=payment_id, requested_by=agents["EBILAEAD"].id, assignee_id=agents["SBININBB"].id,
+                case_id="CASE-EXP", reason_code="DUPL", status="PDCR",
+            )
+        )  # fmt: skip
+    await ObligationActivities(sessions, settings).expire_payment(
+        ExpireInput(payment_id=payment_id, obligation_id=obligation.obligation_id)
+    )
+    async with sessions() as session:
+        recall = await session.scalar(select(Cancellation).where(Cancellation.payment_id == payment_id))
+    assert recall is not None and recall.status == "CNCL" and recall.resolved_at is not None
+    assert "expired" in (recall.status_reason or "")

@@ -20,7 +20,7 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
@@ -31,6 +31,7 @@ from rich.table import Table
 from cli.webhook_receiver import Receiver
 from deltran.config import Settings
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.iso20022.camt056 import RecallRequest, build_camt056
 from deltran.vocabulary import FINAL_PAYMENT_STATUSES, WindowStatus
 
 # Soft wrap: long lines stay whole when the output is piped or captured.
@@ -103,6 +104,84 @@ def booking_xml(references: list[tuple[str, str]], currency: str) -> bytes:
         ],
         message_id=f"DEMO-{uuid.uuid4().hex[:24]}",
     )
+
+
+# -- recall --------------------------------------------------------------------------------
+
+
+def recall(settings: Settings) -> int:
+    """The exceptions path, end to end: a payment recalled before it settles (camt.056 in,
+    camt.029 CNCL out), one recalled after (PDCR: State Bank of India accepts, a return),
+    and one returned in part by the creditor agent (AC04, closed account)."""
+    api = Api(settings)
+    tag = uuid.uuid4().hex[:8].upper()
+    with httpx.Client(base_url=api.base_url, timeout=30) as http:
+        console.rule("[bold]Recall and return: Emirates NBD → State Bank of India")
+        sent = _recall_payment(http, api, f"RCL-{tag}-1", "5000.00")
+        console.print(f"1. sent by mistake    payment {sent} (5,000.00 AED), awaiting its camt.054")
+        body = build_camt056(
+            RecallRequest(
+                case_id=f"CASE-{tag}", created_at=datetime.now(UTC), assigner_bic="EBILAEAD",
+                assignee_bic=settings.bic, reason_code="DUPL", additional_info="sent twice by the customer",
+                uetr=None, end_to_end_id=f"RCL-{tag}-1",
+            )
+        )  # fmt: skip
+        answer = http.post(
+            "/v1/cancellations", content=body, headers={**api.bank("EBILAEAD"), "Content-Type": "application/xml"}
+        )
+        answer.raise_for_status()
+        conf = answer.text.split("<Conf>")[1].split("</Conf>")[0]
+        state = _follow(http, api, sent, {"CANCELLED"})
+        console.print(f"2. camt.056 → camt.029 Conf {conf}: the payment is {state['status']}, its obligation released")
+
+        settled = _recall_payment(http, api, f"RCL-{tag}-2", "7500.00", settle=True)
+        console.print(f"3. settled            payment {settled} (7,500.00 AED): SBI holds its tokens")
+        pending = http.post(
+            "/v1/cancellations", json={"payment_id": settled, "reason": "FRAD"}, headers=api.bank("EBILAEAD")
+        )
+        pending.raise_for_status()
+        console.print(f"4. recalled (FRAD)    {pending.json()['status']}: settled, so State Bank of India decides")
+        listed = http.get("/v1/investigations", headers=api.bank("SBININBB")).json()["items"]
+        [case] = [i for i in listed if i["payment_id"] == settled]
+        accepted = http.post(f"/v1/investigations/{case['cancellation_id']}/accept", headers=api.bank("SBININBB"))
+        accepted.raise_for_status()
+        state = _follow(http, api, settled, {"RETURNED"})
+        console.print(
+            f"5. SBI accepts        recall {accepted.json()['status']}, payment {state['status']}:"
+            f" {state['returns'][0]['amount']} AED back to Emirates NBD (pacs.004:"
+            f" {api.base_url}/v1/returns/{accepted.json()['return_id']}/pacs004)"
+        )
+
+        partly = _recall_payment(http, api, f"RCL-{tag}-3", "12000.00", settle=True)
+        returned = http.post(
+            "/v1/returns",
+            json={"payment_id": partly, "amount": "2000.00", "reason_code": "AC04"},
+            headers=api.bank("SBININBB"),
+        )
+        returned.raise_for_status()
+        console.print(
+            f"6. returned in part   payment {partly}: {returned.json()['amount']} of 12,000.00 AED (AC04, closed"
+            f" account), payment {returned.json()['payment_status']}"
+        )
+    console.print("[green]recall and return done[/green]: supply still equals the booked fiat in every currency")
+    return 0
+
+
+def _recall_payment(http: httpx.Client, api: Api, e2e: str, amount: str, *, settle: bool = False) -> str:
+    body = {
+        "end_to_end_id": e2e, "amount": amount, "currency": "AED", "urgent": True,
+        "debtor": party("EBILAEAD", "Al Noor Trading LLC"), "creditor": party("SBININBB", "Ganesh Textiles Pvt Ltd"),
+    }  # fmt: skip
+    accepted = http.post("/v1/payments", json=body, headers=api.bank("EBILAEAD"))
+    accepted.raise_for_status()
+    payment_id = accepted.json()["payment_id"]
+    _follow(http, api, payment_id, {"AWAITING_SETTLEMENT"})
+    if settle:
+        http.post(
+            "/v1/notifications/camt054", content=booking_xml([(e2e, amount)], "AED"), headers=api.agent
+        ).raise_for_status()
+        _follow(http, api, payment_id, {"COMPLETED"})
+    return payment_id
 
 
 # -- uae-india -----------------------------------------------------------------------------

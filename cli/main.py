@@ -9,7 +9,7 @@ deltran bank ...           add | list | suspend | activate | rotate-key
 deltran schedules          create/update the clearing and reconciliation schedules
 deltran breaker ...        list | close CUR: the circuit breakers that stop minting
 deltran reconcile TIER     run the account monitor now (intraday | end_of_day)
-deltran demo SCENARIO      uae-india | load | netting | reset | seed (against `make up`)
+deltran demo SCENARIO      uae-india | recall | load | netting | reset | seed (against `make up`)
 deltran camt054 ...        print a booked camt.054 for a payment, or --debit for a payout (settlement-agent tool)
 deltran pacs008 ...        print a pacs.008 for one payment (a bank's tool)
 deltran audit verify|seal  prove the audit log's hash chain unbroken / seal it now
@@ -106,6 +106,8 @@ def _demo(args: argparse.Namespace) -> int:
     scenario = args.scenario
     if scenario == "uae-india":
         return demo.uae_india(settings)
+    if scenario == "recall":
+        return demo.recall(settings)
     if scenario == "load":
         return demo.load(settings, args.seconds, args.concurrency, args.in_flight)
     if scenario == "netting":
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="demo scenarios against the running stack")
     demo_kinds = demo.add_subparsers(dest="scenario", required=True)
     demo_kinds.add_parser("uae-india", help="one 100,000 AED payment followed step by step").set_defaults(run=_demo)
+    demo_kinds.add_parser(
+        "recall", help="a payment recalled before settlement, one after (accepted: returned), one returned in part"
+    ).set_defaults(run=_demo)
     load = demo_kinds.add_parser("load", help="payments with live throughput, p95 and error rate")
     load.add_argument("--seconds", type=int, default=30)
     load.add_argument("--concurrency", type=int, default=10)

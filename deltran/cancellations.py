@@ -40,6 +40,7 @@ from deltran.db import payment_rows
 from deltran.db.tables import Cancellation, ClearingWindow, Obligation, Payment
 from deltran.errors import Conflict, NotFound, Refused, ServiceUnavailable
 from deltran.money import format_amount
+from deltran.observability import metrics
 from deltran.shared import CancelOutcome, CancelRequest
 from deltran.temporal.contract import PaymentWorkflowContract
 from deltran.vocabulary import (
@@ -48,6 +49,7 @@ from deltran.vocabulary import (
     EventType,
     ObligationStatus,
     PaymentStatus,
+    ReturnReason,
     WindowStatus,
 )
 
@@ -160,7 +162,8 @@ async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> Can
         await events.payment_events(session, [payment_id], EventType.PAYMENT_CANCELLED, debtor_only=not creditor_told)
     await payment_rows.return_bookings(session, payment_id, PaymentStatus.CANCELLED)
     assignee = await _creditor_agent_id(session, payment)
-    await _file(session, payment_id, request, assignee, CancellationStatus.CNCL)
+    if await _file(session, payment_id, request, assignee, CancellationStatus.CNCL):
+        metrics.recalls.labels(CancellationStatus.CNCL.value).inc()
     return CancelOutcome(cancelled=True, status=PaymentStatus.CANCELLED, detail=CANCELLED_NOW)
 
 
@@ -267,13 +270,15 @@ async def recall(
         assignee = await _creditor_agent_id(session, payment)
         if status in _NEVER_SETTLED:
             refusal = (RecallRefusal.ARJR, f"the payment was {status.value.lower()} without settling")
-            await _file(session, payment.id, request, assignee, CancellationStatus.RJCR, refusal)
+            if await _file(session, payment.id, request, assignee, CancellationStatus.RJCR, refusal):
+                metrics.recalls.labels(CancellationStatus.RJCR.value).inc()
         # Settled, or netted in a closed window (SETTLED, COMPLETED, or still
         # AWAITING_SETTLEMENT past its window's cut-off): the creditor agent decides.
         elif status != PaymentStatus.CANCELLED and await _file(
             session, payment.id, request, assignee, CancellationStatus.PDCR
         ):
             await _tell(session, assignee, EventType.CANCELLATION_REQUESTED, payment.id)
+            metrics.recalls.labels(CancellationStatus.PDCR.value).inc()
     async with sessions() as session:
         answered = await _answer_of(session, recall.payment_id)
         if answered is None:  # a workflow that cancelled it files its CNCL in that transaction
@@ -455,7 +460,7 @@ async def accept(sessions: async_sessionmaker, bank: Bank, cancellation_id: uuid
                 returns.NewReturn(
                     payment_id=payment_id,
                     amount=await returns.left_to_return(session, payment),
-                    reason_code=returns.ReturnReason.FOCR,
+                    reason_code=ReturnReason.FOCR,
                     return_key=f"recall:{cancellation_id}",
                     reason=f"recall {cancellation.case_id} accepted",
                 ),
@@ -490,6 +495,7 @@ async def reject(
             cancellation.resolved_at = func.now()
             await session.flush()
             await _tell(session, cancellation.requested_by, EventType.CANCELLATION_REJECTED, payment_id)
+            metrics.recalls.labels(CancellationStatus.RJCR.value).inc()
         elif cancellation.status_reason_code != code.value or cancellation.status_reason != reason:
             raise Conflict(
                 f"investigation {cancellation_id} is already answered ({cancellation.status})", kind="conflict"

@@ -18,7 +18,6 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +27,7 @@ from deltran.db import payment_rows
 from deltran.db.tables import Cancellation, Obligation, Payment, PaymentReturn
 from deltran.errors import Conflict, NotFound, Refused
 from deltran.money import AmountError, format_amount, parse_amount
+from deltran.observability import metrics
 from deltran.payment_references import obligation_id_in_transaction_id
 from deltran.vocabulary import (
     RETURNABLE_PAYMENT_STATUSES,
@@ -35,28 +35,9 @@ from deltran.vocabulary import (
     CancellationStatus,
     EventType,
     PaymentStatus,
+    ReturnReason,
     TransferKind,
 )
-
-
-class ReturnReason(StrEnum):
-    """Why a payment comes back (ISO 20022 ExternalReturnReason1Code, those a creditor
-    agent uses for a credit transfer)."""
-
-    AC01 = "AC01"  # incorrect account number
-    AC03 = "AC03"  # invalid creditor account number
-    AC04 = "AC04"  # closed account
-    AC06 = "AC06"  # blocked account
-    AG01 = "AG01"  # transaction forbidden on this account
-    AM09 = "AM09"  # wrong amount
-    BE04 = "BE04"  # missing creditor address
-    CUST = "CUST"  # requested by the customer
-    DUPL = "DUPL"  # duplicate payment
-    FOCR = "FOCR"  # following a cancellation request (a recall accepted)
-    FRAD = "FRAD"  # fraudulent origin
-    MS02 = "MS02"  # not specified, by the customer
-    MS03 = "MS03"  # not specified, by the agent
-    RR04 = "RR04"  # regulatory reason
 
 
 @dataclass(frozen=True)
@@ -173,6 +154,11 @@ async def return_payment(
     data = return_data(row, payment)
     for participant_id in (obligation.payer_id, obligation.payee_id):
         await events.bank_event(session, participant_id, EventType.PAYMENT_RETURNED, data)
+    # Counted before the commit: a rolled-back return counts once too many, never too few.
+    metrics.returns.labels(payment.currency, new.reason_code.value).inc()
+    metrics.returned_amount.labels(payment.currency).inc(float(new.amount))
+    if accepting is not None:
+        metrics.recalls.labels(CancellationStatus.CNCL.value).inc()
     return Returned(row, payment, created=True)
 
 

@@ -155,6 +155,26 @@ class CancellationStatus(StrEnum):
     RJCR = "RJCR"  # rejected: by the creditor agent, or the payment can no longer be recalled
 
 
+class ReturnReason(StrEnum):
+    """Why a payment comes back (ISO 20022 ExternalReturnReason1Code, those a creditor
+    agent uses for a credit transfer)."""
+
+    AC01 = "AC01"  # incorrect account number
+    AC03 = "AC03"  # invalid creditor account number
+    AC04 = "AC04"  # closed account
+    AC06 = "AC06"  # blocked account
+    AG01 = "AG01"  # transaction forbidden on this account
+    AM09 = "AM09"  # wrong amount
+    BE04 = "BE04"  # missing creditor address
+    CUST = "CUST"  # requested by the customer
+    DUPL = "DUPL"  # duplicate payment
+    FOCR = "FOCR"  # following a cancellation request (a recall accepted)
+    FRAD = "FRAD"  # fraudulent origin
+    MS02 = "MS02"  # not specified, by the customer
+    MS03 = "MS03"  # not specified, by the agent
+    RR04 = "RR04"  # regulatory reason
+
+
 class DeliveryStatus(StrEnum):
     """An event's delivery to its bank's webhook."""
 

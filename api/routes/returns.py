@@ -26,7 +26,8 @@ from deltran.db.tables import Obligation, Payment, PaymentReturn
 from deltran.iso20022.pacs004 import Pacs004Invalid, PaymentReturnMessage, build_pacs004, parse_pacs004
 from deltran.iso20022.xml_safety import XmlRejected
 from deltran.payment_references import references_for
-from deltran.returns import NewReturn, ReturnReason
+from deltran.returns import NewReturn
+from deltran.vocabulary import ReturnReason
 
 router = APIRouter(
     tags=["returns"], responses=problem_responses(400, 403, 404, 409, 415, 422), route_class=StrictJSONRoute

@@ -9,7 +9,14 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from deltran.vocabulary import FINAL_PAYMENT_STATUSES, FINAL_REDEMPTION_STATUSES, ReconciliationTier, SettlementMode
+from deltran.vocabulary import (
+    FINAL_PAYMENT_STATUSES,
+    FINAL_REDEMPTION_STATUSES,
+    CancellationStatus,
+    ReconciliationTier,
+    ReturnReason,
+    SettlementMode,
+)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SETTLEMENT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
@@ -113,6 +120,18 @@ tokens_burned_amount = Counter(
     "deltran_tokens_burned_amount", "Tokens burned for booked payouts, in the currency's units", ["currency"]
 )
 
+# -- recalls and returns ----------------------------------------------------------------------
+recalls = Counter(
+    "deltran_recalls",
+    "Recalls decided: CNCL (cancelled before settlement, or returned when its creditor agent accepted),"
+    " PDCR (settled: sent to the creditor agent), RJCR (refused, or the payment had ended unsettled)",
+    ["status"],
+)
+returns = Counter("deltran_returns", "Returns of settled payments (pacs.004), by reason", ["currency", "reason"])
+returned_amount = Counter(
+    "deltran_returned_amount", "Tokens moved back to debtor agents by returns, in the currency's units", ["currency"]
+)
+
 # -- webhooks -------------------------------------------------------------------------------
 webhook_attempts = Counter(
     "deltran_webhook_delivery_attempts",
@@ -164,3 +183,9 @@ def initialise(currencies: Iterable[str], break_kinds: Iterable[str], steps: Ite
             reconciliation_breaks.labels(tier, kind)
     for step in steps:
         step_attempts_failed.labels(step)
+    for answer in CancellationStatus:
+        recalls.labels(answer)
+    for currency in currencies:
+        returned_amount.labels(currency)
+        for reason in ReturnReason:
+            returns.labels(currency, reason)

@@ -44,6 +44,14 @@ async def test_uae_india_follows_one_payment_to_completed(demo_settings, capsys)
     assert "9. paid out, burned" in out and "AED paid out (webhook: redemption.completed)" in out
 
 
+async def test_recall_cancels_one_payment_and_returns_two(demo_settings, capsys):
+    assert await asyncio.to_thread(demo.recall, demo_settings) == 0
+    out = capsys.readouterr().out
+    assert "Conf CNCL: the payment is CANCELLED" in out
+    assert "4. recalled (FRAD)    PDCR" in out and "recall CNCL, payment RETURNED: 7500.00 AED back" in out
+    assert "payment PARTIALLY_RETURNED" in out
+
+
 async def test_load_counts_every_payment(demo_settings, sessions, capsys):
     async with sessions() as session:
         before = await session.scalar(

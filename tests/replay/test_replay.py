@@ -73,6 +73,9 @@ def test_histories_cover_every_way_a_payment_a_window_a_delivery_and_a_redemptio
         # a redemption: its payout booked after a few looks (burned); none by its deadline (released)
         "redemption_completed",
         "redemption_released_at_deadline",
+        # a recall (the `cancel` update): cancelled while awaiting; refused (netted), then settled
+        "payment_cancelled_awaiting_gross",
+        "payment_recall_refused_then_completed_net",
     } <= names
 
 

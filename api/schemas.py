@@ -336,7 +336,8 @@ class PostingOut(BaseModel):
     amount: str
     kind: str = Field(
         description="fiat_booked: tokens minted against booked fiat; obligation: a settled obligation;"
-        " reserved / released: tokens set aside for a payout (end_to_end_id: its reference) / given back"
+        " reserved / released: tokens set aside for a payout (end_to_end_id: its reference) / given back;"
+        " returned: a settled payment sent back by its creditor agent"
     )
     obligation_id: uuid.UUID | None
     payment_id: uuid.UUID | None

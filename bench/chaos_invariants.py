@@ -18,8 +18,8 @@ from temporalio.client import Client
 
 from deltran.ledger import BACKING_SQL, SUPPLY_SQL
 
-FINAL_OK = {"COMPLETED"}
-FINAL_REJECTED = {"REJECTED", "EXPIRED"}
+FINAL_OK = {"COMPLETED", "PARTIALLY_RETURNED", "RETURNED"}  # settled (a return comes after)
+FINAL_REJECTED = {"REJECTED", "EXPIRED", "CANCELLED"}
 LIST_MAX = 200
 
 
@@ -154,7 +154,8 @@ async def check(
         )
         multi_transfers = await conn.fetch(
             "SELECT obligation_id::text AS obligation_id, kind, count(*) AS n FROM ledger_transfers"
-            " WHERE obligation_id IS NOT NULL GROUP BY obligation_id, kind HAVING count(*) > 1"
+            # A payment may be returned in several parts: each return its own transfer.
+            " WHERE obligation_id IS NOT NULL AND kind <> 'returned' GROUP BY obligation_id, kind HAVING count(*) > 1"
         )
     finally:
         await conn.close()

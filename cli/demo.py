@@ -134,6 +134,7 @@ def recall(settings: Settings) -> int:
         state = _follow(http, api, sent, {"CANCELLED"})
         console.print(f"2. camt.056 → camt.029 Conf {conf}: the payment is {state['status']}, its obligation released")
 
+        before = _aed_tokens(http, api, "EBILAEAD")
         settled = _recall_payment(http, api, f"RCL-{tag}-2", "7500.00", settle=True)
         console.print(f"3. settled            payment {settled} (7,500.00 AED): SBI holds its tokens")
         pending = http.post(
@@ -163,8 +164,19 @@ def recall(settings: Settings) -> int:
             f"6. returned in part   payment {partly}: {returned.json()['amount']} of 12,000.00 AED (AC04, closed"
             f" account), payment {returned.json()['payment_status']}"
         )
-    console.print("[green]recall and return done[/green]: supply still equals the booked fiat in every currency")
+        # Its gross payments were funded with its fiat, minted and moved on to SBI; what
+        # came back (7,500 + 2,000) is now tokens in its own account.
+        moved = _aed_tokens(http, api, "EBILAEAD") - before
+    if moved != Decimal("9500.00"):
+        console.print(f"[red]Emirates NBD's AED tokens moved by {moved}, expected +9500.00")
+        return 1
+    console.print(f"[green]recall and return done[/green]: Emirates NBD holds {moved} AED more tokens, the returns'")
     return 0
+
+
+def _aed_tokens(http: httpx.Client, api: Api, bic: str) -> Decimal:
+    accounts = http.get("/v1/accounts", headers=api.bank(bic)).json()["accounts"]
+    return sum((Decimal(a["tokens"]) for a in accounts if a["currency"] == "AED"), Decimal(0))
 
 
 def _recall_payment(http: httpx.Client, api: Api, e2e: str, amount: str, *, settle: bool = False) -> str:

@@ -268,8 +268,12 @@ async def recall(
         assert locked is not None
         payment, status = locked, PaymentStatus(locked.status)
         assignee = await _creditor_agent_id(session, payment)
-        if status in _NEVER_SETTLED:
-            refusal = (RecallRefusal.ARJR, f"the payment was {status.value.lower()} without settling")
+        if status in _NEVER_SETTLED or status == PaymentStatus.RETURNED:
+            refusal = (
+                (RecallRefusal.ARDT, "the payment was returned in full")
+                if status == PaymentStatus.RETURNED
+                else (RecallRefusal.ARJR, f"the payment was {status.value.lower()} without settling")
+            )
             if await _file(session, payment.id, request, assignee, CancellationStatus.RJCR, refusal):
                 metrics.recalls.labels(CancellationStatus.RJCR.value).inc()
         # Settled, or netted in a closed window (SETTLED, COMPLETED, or still
@@ -459,7 +463,7 @@ async def accept(sessions: async_sessionmaker, bank: Bank, cancellation_id: uuid
                 (bank.id, bank.bic),
                 returns.NewReturn(
                     payment_id=payment_id,
-                    amount=await returns.left_to_return(session, payment),
+                    amount=None,  # all that is left, reckoned under the payment's lock
                     reason_code=ReturnReason.FOCR,
                     return_key=f"recall:{cancellation_id}",
                     reason=f"recall {cancellation.case_id} accepted",

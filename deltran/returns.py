@@ -18,8 +18,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran import events, ledger, tracker
@@ -43,14 +44,15 @@ from deltran.vocabulary import (
 @dataclass(frozen=True)
 class NewReturn:
     payment_id: uuid.UUID
-    amount: Decimal
+    amount: Decimal | None  # None: all that is left (an accepted recall)
     reason_code: ReturnReason
     return_key: str  # the pacs.004's RtrId, an Idempotency-Key, or fingerprint_key()
     reason: str | None = None
     message_id: str | None = None  # the pacs.004's GrpHdr/MsgId
 
     def same_as(self, row: PaymentReturn) -> bool:
-        return (row.payment_id, row.amount, row.reason_code) == (self.payment_id, self.amount, self.reason_code)
+        amount = row.amount if self.amount is None else self.amount
+        return (row.payment_id, row.amount, row.reason_code) == (self.payment_id, amount, self.reason_code)
 
 
 def fingerprint_key(payment_id: uuid.UUID, amount: Decimal, reason_code: str) -> str:
@@ -60,8 +62,10 @@ def fingerprint_key(payment_id: uuid.UUID, amount: Decimal, reason_code: str) ->
     return "json:" + hashlib.sha256(content.encode()).hexdigest()[:40]
 
 
-def transfer_key(return_id: uuid.UUID) -> str:
-    return f"return:{return_id}"
+def transfer_key(bank_id: uuid.UUID, return_key: str) -> str:
+    """The ledger posting's key: the return's own identity (its bank and key), so the
+    ledger too refuses to post one return twice."""
+    return "return:" + hashlib.sha256(f"{bank_id}:{return_key}".encode()).hexdigest()[:48]
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,11 @@ async def return_payment(
     """Send the payment's tokens back to its debtor agent (in the caller's transaction).
     `accepting`: the recall (cancellation id) this return answers."""
     bank_id, bic = creditor_agent
+    # One return key at a time per bank, whatever payment it names (the unique key would
+    # otherwise answer two concurrent uses on two payments with an IntegrityError).
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"return:{bank_id}:{new.return_key}"}
+    )
     payment = await payment_rows.lock(session, new.payment_id)
     if payment is None or payment.creditor_agent_bic != bic:
         raise NotFound(f"no payment {new.payment_id} received by {bic}", kind="payment-not-found")
@@ -94,14 +103,15 @@ async def return_payment(
     if status not in RETURNABLE_PAYMENT_STATUSES:
         why = "all of it is already returned" if status == PaymentStatus.RETURNED else f"it is {status.value}"
         raise Conflict(f"payment {payment.id} cannot be returned: {why}", kind="not-returnable")
+    left = await left_to_return(session, payment)
+    amount = left if new.amount is None else new.amount  # None: the rest (an accepted recall)
     try:
-        parse_amount(new.amount, payment.currency)
+        parse_amount(amount, payment.currency)
     except AmountError as exc:
         raise Refused(f"the return's amount: {exc}", kind="invalid-amount") from None
-    left = await left_to_return(session, payment)
-    if new.amount > left:
+    if amount > left:
         raise Refused(
-            f"{format_amount(new.amount, payment.currency)} {payment.currency} is more than is left to return"
+            f"{format_amount(amount, payment.currency)} {payment.currency} is more than is left to return"
             f" ({format_amount(left, payment.currency)} of {format_amount(payment.amount, payment.currency)})",
             kind="return-exceeds-payment",
         )
@@ -111,54 +121,63 @@ async def return_payment(
     try:
         transfer_id = await ledger.post_transfer(
             session,
-            idempotency_key=transfer_key(return_id),
+            idempotency_key=transfer_key(bank_id, new.return_key),
             debit_account_id=await ledger.account_id(session, obligation.payee_id, payment.currency, AccountKind.TOKEN),
             credit_account_id=await ledger.account_id(
                 session, obligation.payer_id, payment.currency, AccountKind.TOKEN
             ),
-            amount=new.amount,
+            amount=amount,
             currency=payment.currency,
             kind=TransferKind.RETURNED,
             obligation_id=obligation.id,
         )
     except ledger.LedgerRefused as refused:
+        short = refused.refusal is ledger.Refusal.BALANCE_BELOW_ZERO
         raise Refused(
-            f"{bic} cannot return {format_amount(new.amount, payment.currency)} {payment.currency}: {refused}",
-            kind="insufficient-tokens",
+            f"{bic} cannot return {format_amount(amount, payment.currency)} {payment.currency}: "
+            + (
+                "it does not hold that many tokens (spent or reserved for a payout)" if short else refused.refusal.value
+            ),
+            kind="insufficient-tokens" if short else "ledger-refused",
         ) from None
     row = PaymentReturn(
         id=return_id,
         payment_id=payment.id,
         returned_by=bank_id,
         return_key=new.return_key,
-        amount=new.amount,
+        amount=amount,
         currency=payment.currency,
         reason_code=new.reason_code.value,
         reason=new.reason,
         message_id=new.message_id,
         transfer_id=transfer_id,
+        created_at=func.clock_timestamp(),  # after the lock: returns of a payment in the order made
     )
     session.add(row)
-    fully = new.amount == left
+    fully = amount == left
     payment.status = PaymentStatus.RETURNED if fully else PaymentStatus.PARTIALLY_RETURNED
     payment.updated_at = func.now()
     await session.flush()
     await session.refresh(row)
     await session.refresh(payment)
-    if accepting is not None:
-        await session.execute(
+    if accepting is not None or fully:
+        # The accepted recall; or, all of it back, a recall still pending: answered either way.
+        answered = await session.execute(
             update(Cancellation)
-            .where(Cancellation.id == accepting, Cancellation.status == CancellationStatus.PDCR)
+            .where(
+                Cancellation.id == accepting if accepting is not None else Cancellation.payment_id == payment.id,
+                Cancellation.status == CancellationStatus.PDCR,
+            )
             .values(status=CancellationStatus.CNCL, resolved_at=func.now(), return_id=return_id)
         )
+        if cast(CursorResult, answered).rowcount:
+            metrics.recalls.labels(CancellationStatus.CNCL.value).inc()
     data = return_data(row, payment)
     for participant_id in (obligation.payer_id, obligation.payee_id):
         await events.bank_event(session, participant_id, EventType.PAYMENT_RETURNED, data)
     # Counted before the commit: a rolled-back return counts once too many, never too few.
     metrics.returns.labels(payment.currency, new.reason_code.value).inc()
-    metrics.returned_amount.labels(payment.currency).inc(float(new.amount))
-    if accepting is not None:
-        metrics.recalls.labels(CancellationStatus.CNCL.value).inc()
+    metrics.returned_amount.labels(payment.currency).inc(float(amount))
     return Returned(row, payment, created=True)
 
 

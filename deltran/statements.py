@@ -105,7 +105,9 @@ _PAGE = text(
     LEFT JOIN obligations o ON o.id = t.obligation_id
     LEFT JOIN payments pay ON pay.id = o.payment_id
     LEFT JOIN participants other
-           ON other.id = CASE WHEN t.credit_account_id = :account THEN o.payer_id ELSE o.payee_id END
+           -- An obligation's transfer flows payer → payee; a return's, payee → payer.
+           ON other.id = CASE WHEN (t.credit_account_id = :account) = (t.kind <> 'returned')
+                              THEN o.payer_id ELSE o.payee_id END
     LEFT JOIN bank_notifications n ON n.id = t.notification_id
     WHERE (t.debit_account_id = :account OR t.credit_account_id = :account)
       AND t.created_at >= :start AND t.created_at < :end

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, Response, status
@@ -44,7 +45,7 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         min_length=1,
-        max_length=100,
+        max_length=96,  # stored as "key:<key>" in 100 characters
         pattern=r"^[\x21-\x7e]+$",
         description="JSON only: the same key again is the same return. Without one, the same request"
         " (payment, amount, reason) again is the same return",
@@ -219,5 +220,5 @@ async def return_pacs004(
         original_message_id=refs.message_id,
         original_amount=payment.amount,
     )
-    xml = await asyncio.to_thread(build_pacs004, message)
+    xml = await asyncio.to_thread(partial(build_pacs004, message, original_message_name=refs.message_name))
     return Response(xml, media_type="application/xml")

@@ -16,7 +16,13 @@ from deltran.vocabulary import EntryOutcome, EventType, PaymentStatus
 # SQLAlchemy then neither rebuilds nor re-keys them per call (about a tenth of a busy
 # worker's CPU went to building statements).
 _AGENTS = select(Participant).where(Participant.bic.in_(bindparam("bics", expanding=True)))
-_LOCK = select(Payment).where(Payment.id == bindparam("payment_id")).with_for_update(key_share=True)
+# populate_existing: the row as locked, not an object the session loaded before the lock.
+_LOCK = (
+    select(Payment)
+    .where(Payment.id == bindparam("payment_id"))
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
 _MATCHED_ENTRIES = (
     select(func.count())
     .select_from(BankNotification)

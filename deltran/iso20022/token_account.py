@@ -28,6 +28,8 @@ _DESCRIPTION = {
     (TransferKind.OBLIGATION, False): "obligation settled by this bank",
     (TransferKind.RESERVED, False): "tokens reserved for a payout (EndToEndId: its reference)",
     (TransferKind.RELEASED, True): "tokens back: the payout was refused or not booked by its deadline",
+    (TransferKind.RETURNED, True): "a payment this bank sent, returned to it (TxId: its obligation)",
+    (TransferKind.RETURNED, False): "a payment this bank received, returned by it (TxId: its obligation)",
 }
 
 
@@ -72,12 +74,13 @@ class ReportWriter:
         self.sub(self.sub(ntry, "ValDt"), "DtTm", time_text(p.booked_at))
         self.sub(ntry, "AcctSvcrRef", p.id.hex)
         codes = self.sub(ntry, "BkTxCd")
-        if p.kind is TransferKind.OBLIGATION:  # payments / received or issued credit transfer / cross-border
+        if p.kind in (TransferKind.OBLIGATION, TransferKind.RETURNED):
+            # payments / received or issued credit transfer / cross-border, or its return
             domain = self.sub(codes, "Domn")
             self.sub(domain, "Cd", "PMNT")
             family = self.sub(domain, "Fmly")
             self.sub(family, "Cd", "RCDT" if p.credit else "ICDT")
-            self.sub(family, "SubFmlyCd", "XBCT")
+            self.sub(family, "SubFmlyCd", "XBCT" if p.kind is TransferKind.OBLIGATION else "RRTN")
         else:  # no ISO code says "tokens issued against fiat booked": DelTran's own
             proprietary = self.sub(codes, "Prtry")
             self.sub(proprietary, "Cd", p.kind.value.upper())
@@ -88,7 +91,8 @@ class ReportWriter:
             self.sub(refs, "EndToEndId", p.end_to_end_id)
         if p.uetr:
             self.sub(refs, "UETR", str(p.uetr))
-        self.sub(refs, "TxId", (p.obligation_id or p.id).hex)
+        # A return's own id tells two partial returns of one payment apart.
+        self.sub(refs, "TxId", (p.id if p.kind is TransferKind.RETURNED else (p.obligation_id or p.id)).hex)
         # Minted fiat: the settlement agent's camt.054 entry (its AcctSvcrRef, or DelTran's
         # id of it when longer than a reference may be) and the booking bank's reference.
         if p.entry_reference and len(p.entry_reference) <= 35:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from lxml import etree
@@ -17,6 +17,7 @@ from deltran.db.tables import Account, Obligation, Payment, PaymentReturn
 from deltran.iso20022.pacs004 import PaymentReturnMessage, build_pacs004
 from deltran.iso20022.xml_safety import load_schema
 from deltran.payment_references import forwarding_uetr
+from tests.integration.test_accounts import read_statement
 from tests.support.payments import auth, complete_gross_payment, wait_for_status
 
 XML = {"Content-Type": "application/xml"}
@@ -211,3 +212,46 @@ async def test_an_accepted_recall_returns_the_payment(http, credentials, session
     debtor, _ = await _tokens(sessions, payment_id)
     assert debtor - debtor_before == Decimal(800)
     await _supply_equals_fiat(sessions)
+
+
+async def test_a_full_return_answers_a_pending_recall_and_statements_show_it(http, credentials, sessions):
+    payment_id = await complete_gross_payment(http, credentials, "640.00", prefix="RTN")
+    started = datetime.now(UTC) - timedelta(seconds=5)  # before the return; statements start in the past
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    pending = await http.post("/v1/cancellations", json={"payment_id": payment_id, "reason": "CUST"}, headers=bank)
+    assert pending.json()["status"] == "PDCR"
+    # The creditor agent sends it all back by a return of its own, not by accepting.
+    made = await _return(http, credentials, payment_id, "640.00", reason="CUST")
+    assert made.status_code == 201 and made.json()["payment_status"] == "RETURNED"
+    answer = (
+        await http.post("/v1/cancellations", json={"payment_id": payment_id, "reason": "CUST"}, headers=bank)
+    ).json()
+    assert answer["status"] == "CNCL"
+    creditor = auth(credentials["banks"]["SBININBB"])
+    listed = (await http.get("/v1/investigations", headers=creditor)).json()["items"]
+    assert payment_id not in {i["payment_id"] for i in listed}
+
+    # A recall of a payment already returned in full: refused, already returned (ARDT).
+    other = await complete_gross_payment(http, credentials, "90.00", prefix="RTN")
+    assert (await _return(http, credentials, other, "90.00")).status_code == 201
+    late = (await http.post("/v1/cancellations", json={"payment_id": other, "reason": "DUPL"}, headers=bank)).json()
+    assert (late["status"], late["reason"]) == ("RJCR", "ARDT")
+
+    # Each bank's statement shows the return with the other bank as its counterparty.
+    for key, counterparty, direction in ((bank, "SBININBB", "CRDT"), (creditor, "EBILAEAD", "DBIT")):
+        statement = await read_statement(http, key, datetime.now(UTC), **{"from": started.isoformat()})
+        [posting] = [p for p in statement["postings"] if p["kind"] == "returned" and p["payment_id"] == payment_id]
+        assert (posting["counterparty_bic"], posting["direction"], posting["amount"]) == (
+            counterparty,
+            direction,
+            "640.00",
+        )
+
+
+async def test_one_return_key_on_two_payments_at_once_is_one_return(http, credentials):
+    first, second = [await complete_gross_payment(http, credentials, "50.00", prefix="RTN") for _ in range(2)]
+    answers = await asyncio.gather(
+        *(_return(http, credentials, p, "10.00", key="shared-key") for p in (first, second) for _ in range(5))
+    )
+    codes = sorted(r.status_code for r in answers)
+    assert 500 not in codes and codes.count(201) == 1 and set(codes) <= {200, 201, 409}, [r.text for r in answers]

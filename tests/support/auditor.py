@@ -77,7 +77,8 @@ INVARIANTS: dict[str, str] = {
         LEFT JOIN clearing_windows w ON w.id = f.window_id
         WHERE n.outcome = 'MATCHED'
           AND NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.notification_id = n.id)
-          AND (p.status IN ('COMPLETED', 'REJECTED', 'EXPIRED') OR f.status = 'EXPIRED'
+          AND (p.status IN ('COMPLETED', 'PARTIALLY_RETURNED', 'RETURNED', 'REJECTED', 'EXPIRED', 'CANCELLED')
+               OR f.status = 'EXPIRED'
                OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))
     """,
 }

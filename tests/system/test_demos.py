@@ -50,6 +50,7 @@ async def test_recall_cancels_one_payment_and_returns_two(demo_settings, capsys)
     assert "Conf CNCL: the payment is CANCELLED" in out
     assert "4. recalled (FRAD)    PDCR" in out and "recall CNCL, payment RETURNED: 7500.00 AED back" in out
     assert "payment PARTIALLY_RETURNED" in out
+    assert "Emirates NBD holds 9500.00 AED more tokens, the returns'" in out
 
 
 async def test_load_counts_every_payment(demo_settings, sessions, capsys):

@@ -270,7 +270,10 @@ class PayoutOut(BaseModel):
     bic: str
     currency: str
     amount: str
-    kind: str = Field(description="redemption: a bank's tokens turned back into fiat")
+    kind: str = Field(
+        description="redemption: a bank's tokens turned back into fiat; refund: fiat booked for a payment that can"
+        " no longer settle, paid back to the bank that sent it"
+    )
     status: str
     payout_account: dict[str, str]
     deadline: datetime

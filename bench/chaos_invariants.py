@@ -129,7 +129,8 @@ async def check(
             r["currency"]: r["total"]
             for r in await conn.fetch(
                 "SELECT currency, sum(CASE WHEN credit_debit = 'DBIT' THEN -amount ELSE amount END) AS total"
-                " FROM bank_notifications WHERE outcome = 'MATCHED' GROUP BY currency"
+                # (a refund pays back fiat that was never matched: neither side counts here)
+                " FROM bank_notifications WHERE outcome = 'MATCHED' AND refund_id IS NULL GROUP BY currency"
             )
         }
         windows_unbalanced = await conn.fetch(

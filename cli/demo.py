@@ -570,6 +570,7 @@ _RESET_TABLES = (
     "redemptions",
     "cancellations",
     "payment_returns",
+    "refunds",
     "tokens",
     "ledger_transfers",
     "funding_instructions",

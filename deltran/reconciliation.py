@@ -158,6 +158,8 @@ _EOD_CHECKS: dict[str, str] = {
         FROM bank_notifications
         WHERE outcome IN ('UNMATCHED', 'AMBIGUOUS', 'PAYMENT_NOT_AWAITING')
           AND entry_status = 'BOOK' AND credit_debit = 'CRDT'
+          -- explained: being paid back, or paid back (deltran/refunds.py)
+          AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = bank_notifications.id)
     """,
     "amount_or_currency_mismatch": """
         SELECT id::text AS ref, currency, amount, outcome_detail AS detail
@@ -206,7 +208,13 @@ _EOD_CHECKS: dict[str, str] = {
         SELECT id::text AS ref, currency, amount, outcome || coalesce(': ' || outcome_detail, '') AS detail
         FROM bank_notifications
         WHERE credit_debit = 'DBIT' AND entry_status = 'BOOK' AND NOT reversal
-          AND end_to_end_id LIKE 'RDM-%' AND outcome IN ('UNMATCHED', 'AMOUNT_MISMATCH')
+          AND (end_to_end_id LIKE 'RDM-%' OR end_to_end_id LIKE 'RFD-%') AND outcome IN ('UNMATCHED', 'AMOUNT_MISMATCH')
+    """,
+    # Stranded fiat the settlement agent has not paid back in the time it has for a payout.
+    "refund_not_paid": """
+        SELECT r.reference AS ref, r.currency, r.amount, 'instructed at ' || r.created_at || ': ' || r.reason AS detail
+        FROM refunds r
+        WHERE r.status = 'PAYOUT_INSTRUCTED' AND r.created_at < now() - make_interval(secs => :payout_s)
     """,
     "token_without_settled_obligation": """
         SELECT t.id::text AS ref, t.currency, t.amount, 'obligation is ' || o.status AS detail
@@ -221,7 +229,11 @@ BREAK_KINDS: tuple[str, ...] = ("backing_mismatch", *_EOD_CHECKS)
 
 
 async def end_of_day_breaks(session: AsyncSession, settings: Settings) -> list[dict]:
-    params = {"deadline_s": settings.payment_deadline_s, "grace_s": SETTLE_TO_MINT_GRACE.total_seconds()}
+    params = {
+        "deadline_s": settings.payment_deadline_s,
+        "grace_s": SETTLE_TO_MINT_GRACE.total_seconds(),
+        "payout_s": settings.redemption_deadline_s,
+    }
     found: list[dict] = []
     for kind, query in _EOD_CHECKS.items():
         clause = text(query)

@@ -155,6 +155,14 @@ class CancellationStatus(StrEnum):
     RJCR = "RJCR"  # rejected: by the creditor agent, or the payment can no longer be recalled
 
 
+class RefundStatus(StrEnum):
+    """Fiat booked for nothing it can still settle, paid back to its bank by the
+    settlement agent (GET /v1/payouts, kind refund): the same words as a payout's."""
+
+    PAYOUT_INSTRUCTED = "PAYOUT_INSTRUCTED"  # listed for the settlement agent
+    COMPLETED = "COMPLETED"  # its DBIT camt.054 booked
+
+
 class ReturnReason(StrEnum):
     """Why a payment comes back (ISO 20022 ExternalReturnReason1Code, those a creditor
     agent uses for a credit transfer)."""

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
 from activities.redemptions import RedemptionActivities
-from deltran import redemptions
+from deltran import redemptions, refunds
 from deltran.config import Settings
 from deltran.db.tables import BankNotification, Payment, Redemption
 from deltran.intake.camt054 import signal_unsent
@@ -168,6 +168,9 @@ async def run_sweeper(
             async with sessions() as session:
                 if signalled := await signal_unsent(session, client, GRACE):
                     log.info("sweeper: signalled %d matched camt.054 entr(ies) whose signal never went out", signalled)
+            async with sessions() as session, session.begin():
+                if refunded := await refunds.instruct_stranded(session):
+                    log.info("sweeper: instructed %d refund(s) of booked fiat that can settle nothing", refunded)
         except Exception:  # Temporal or PostgreSQL down: try again next round
             log.exception("sweeper: round failed; retrying in %.0fs", interval_s)
         try:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
-from sqlalchemy import select, tuple_
+from sqlalchemy import literal, null, select, tuple_, union_all
 from temporalio.service import RPCError
 
 from api import cursor
@@ -18,7 +19,7 @@ from api.problems import Problem, problem_responses
 from api.schemas import PayoutList, PayoutOut, PayoutRefusal, RedemptionAccepted, RedemptionIn, RedemptionOut
 from api.strict_json import StrictJSONRoute
 from deltran import audit, reconciliation, redemptions
-from deltran.db.tables import Participant, Redemption
+from deltran.db.tables import Participant, Redemption, Refund
 from deltran.errors import ServiceUnavailable
 from deltran.money import format_amount
 from deltran.observability import metrics
@@ -134,45 +135,66 @@ MAX_PAGE = 500
 async def payouts(
     caller: CallerDep,
     session: SessionDep,
+    settings: SettingsDep,
     status_: Annotated[RedemptionStatus | None, Query(alias="status")] = RedemptionStatus.PAYOUT_INSTRUCTED,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> PayoutList:
     """The payouts the settlement agent is to make (status PAYOUT_INSTRUCTED by default),
     oldest first: pay each to its account and book it with a DBIT camt.054 whose
-    EndToEndId is its `reference`, or refuse it (POST /v1/payouts/{reference}/refusal)."""
+    EndToEndId is its `reference`. `kind` redemption: a bank's tokens turned back into
+    fiat (or refuse it: POST /v1/payouts/{reference}/refusal); `kind` refund: fiat booked
+    for a payment that can no longer settle (rejected, expired, cancelled, or funded
+    twice), paid back to the bank that sent it (`payout_account`: its BIC)."""
     if caller.role not in ("settlement_agent", "admin"):
         raise HTTPException(status_code=403, detail="payouts are for the settlement agent (and admin)")
-    query = (
-        select(Redemption, Participant.bic)
+    redeeming = (
+        select(
+            Redemption.created_at, Redemption.id, Redemption.reference, Participant.bic, Redemption.currency,
+            Redemption.amount, literal("redemption").label("kind"), Redemption.status, Redemption.payout_iban,
+            Redemption.payout_account, Redemption.deadline,
+        )
         .join(Participant, Participant.id == Redemption.participant_id)
         .where(Redemption.status != RedemptionStatus.RESERVED)
-        .order_by(Redemption.created_at, Redemption.id)
-        .limit(limit + 1)
-    )
+    )  # fmt: skip
     if status_ is not None:
-        query = query.where(Redemption.status == status_)
+        redeeming = redeeming.where(Redemption.status == status_)
     if status_ == RedemptionStatus.PAYOUT_INSTRUCTED:  # booked, burning: not to be paid again
-        query = query.where(Redemption.notification_id.is_(None))
+        redeeming = redeeming.where(Redemption.notification_id.is_(None))
+    refunding = select(
+        Refund.created_at, Refund.id, Refund.reference, Participant.bic, Refund.currency, Refund.amount,
+        literal("refund").label("kind"), Refund.status, null().label("payout_iban"), null().label("payout_account"),
+        (Refund.created_at + timedelta(seconds=settings.redemption_deadline_s)).label("deadline"),
+    ).join(Participant, Participant.id == Refund.participant_id)  # fmt: skip
+    if status_ is not None:
+        refunding = refunding.where(Refund.status == status_.value)
+    both = union_all(redeeming, refunding).subquery()
+    query = select(both).order_by(both.c.created_at, both.c.id).limit(limit + 1)
     if cursor_ is not None:
         after = cursor.decode(cursor_)
-        query = query.where(tuple_(Redemption.created_at, Redemption.id) > tuple_(after.at, after.id))
+        query = query.where(tuple_(both.c.created_at, both.c.id) > tuple_(after.at, after.id))
     rows = (await session.execute(query)).all()
     page = rows[:limit]
-    last = page[-1][0] if len(rows) > limit else None
+    last = page[-1] if len(rows) > limit else None
     return PayoutList(
         items=[
             PayoutOut(
                 reference=r.reference,
-                bic=bic,
+                bic=r.bic,
                 currency=r.currency,
                 amount=format_amount(r.amount, r.currency),
-                kind="redemption",
+                kind=r.kind,
                 status=r.status,
-                payout_account=_account(r),
+                payout_account=(
+                    {"bic": r.bic}
+                    if r.kind == "refund"
+                    else {"iban": r.payout_iban}
+                    if r.payout_iban
+                    else {"account": r.payout_account or ""}
+                ),
                 deadline=r.deadline,
             )  # fmt: skip
-            for r, bic in page
+            for r in page
         ],
         next_cursor=None if last is None else cursor.encode(cursor.Position(at=last.created_at, id=last.id)),
     )

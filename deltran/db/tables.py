@@ -47,6 +47,7 @@ from deltran.vocabulary import (
     PaymentStatus,
     ReconciliationTier,
     RedemptionStatus,
+    RefundStatus,
     SettlementMode,
     TransferKind,
     WindowStatus,
@@ -410,6 +411,8 @@ class BankNotification(Base):
         ForeignKey("funding_instructions.id", use_alter=True)
     )
     redemption_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("redemptions.id", use_alter=True))
+    # A DBIT that paid a refund out (the refund its EndToEndId names).
+    refund_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("refunds.id", use_alter=True))
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = _created_at()
     __table_args__ = (
@@ -427,6 +430,13 @@ class BankNotification(Base):
         Index(
             "uq_bank_notifications_matched_redemption",
             "redemption_id",
+            unique=True,
+            postgresql_where=text("outcome = 'MATCHED'"),
+        ),
+        # At most one entry books a refund's payout.
+        Index(
+            "uq_bank_notifications_matched_refund",
+            "refund_id",
             unique=True,
             postgresql_where=text("outcome = 'MATCHED'"),
         ),
@@ -559,6 +569,33 @@ class PaymentReturn(Base):
     __table_args__ = (
         UniqueConstraint("returned_by", "return_key", name="uq_payment_returns_key"),
         CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+
+class Refund(Base):
+    """Fiat booked on DelTran's settlement account that can no longer settle anything (a
+    camt.054 CRDT entry for a payment rejected, expired or cancelled, or for one another
+    entry already funded), to be paid back to the bank that sent it: listed for the
+    settlement agent (GET /v1/payouts, kind refund) until its DBIT camt.054, EndToEndId
+    `reference`, books it. Off the token ledger: that fiat was never minted."""
+
+    __tablename__ = "refunds"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    entry_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bank_notifications.id"), unique=True, nullable=False)
+    participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    reference: Mapped[str] = mapped_column(String(35), unique=True, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    # The DBIT entry that booked it.
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_notifications.id"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(sql_in("status", RefundStatus), name="status"),
+        Index("ix_refunds_status", "status", "created_at"),
     )
 
 

@@ -69,6 +69,8 @@ def may_fund_a_window(entry: Entry) -> bool:
 
 # A payout's reference (deltran/redemptions.py): its DBIT camt.054 carries it as EndToEndId.
 PAYOUT_REFERENCE_PREFIX = "RDM-"
+# A refund's (deltran/refunds.py): stranded fiat paid back, likewise by a DBIT camt.054.
+REFUND_REFERENCE_PREFIX = "RFD-"
 
 
 class Payout(Payable, Protocol):
@@ -83,7 +85,12 @@ def is_payout(entry: Entry) -> bool:
     return entry.credit_debit == "DBIT" and (entry.end_to_end_id or "").startswith(PAYOUT_REFERENCE_PREFIX)
 
 
-def payout_outcome(entry: Entry, payout: Payout | None) -> Outcome:
+def is_refund_payout(entry: Entry) -> bool:
+    """A debit that names a refund: the settlement agent paying stranded fiat back."""
+    return entry.credit_debit == "DBIT" and (entry.end_to_end_id or "").startswith(REFUND_REFERENCE_PREFIX)
+
+
+def payout_outcome(entry: Entry, payout: Payout | None, what: str = "redemption") -> Outcome:
     """A booked DBIT books the payout it names when amount and currency agree and the
     payout is instructed and not booked yet. Anything else is an exception: money that
     left DelTran's settlement account without tokens to burn."""
@@ -92,7 +99,7 @@ def payout_outcome(entry: Entry, payout: Payout | None) -> Outcome:
     if payout is None:
         return EntryOutcome.UNMATCHED, "no payout has this reference"
     if entry.reversal:
-        return EntryOutcome.PAYOUT_NOT_AWAITING, "a reversal of a payout: look at the redemption by hand"
+        return EntryOutcome.PAYOUT_NOT_AWAITING, f"a reversal of a payout: look at the {what} by hand"
     if entry.amount != payout.amount or entry.currency != payout.currency:
         return (
             EntryOutcome.AMOUNT_MISMATCH,
@@ -101,7 +108,7 @@ def payout_outcome(entry: Entry, payout: Payout | None) -> Outcome:
     if payout.status != "PAYOUT_INSTRUCTED" or payout.notification_id is not None:
         return (
             EntryOutcome.PAYOUT_NOT_AWAITING,
-            f"the redemption is {payout.status}: its tokens are not there to burn; the payout is to be reversed",
+            f"the {what} is {payout.status}: it is not awaiting a payout; the payout is to be reversed",
         )
     return EntryOutcome.MATCHED, None
 

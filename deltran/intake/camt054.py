@@ -34,6 +34,7 @@ from deltran.db.tables import (
     Obligation,
     Payment,
     Redemption,
+    Refund,
     table_of,
 )
 from deltran.db.tables import Camt054Message as MessageRow
@@ -42,7 +43,7 @@ from deltran.errors import ServiceUnavailable
 from deltran.iso20022.camt054 import Camt054Entry, Camt054Message
 from deltran.shared import FiatBooking
 from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract, RedemptionContract
-from deltran.vocabulary import EntryOutcome, FundingStatus
+from deltran.vocabulary import EntryOutcome, FundingStatus, RefundStatus
 
 # The logger keeps the name it had when intake lived in the API: dashboards and log queries use it.
 log = logging.getLogger("deltran.api.camt054")
@@ -172,6 +173,8 @@ async def _store_entry(session: AsyncSession, message_row_id: uuid.UUID, entry: 
         return await _duplicate(session, entry, existing)
     if settlement.is_payout(entry):
         return await _store_payout(session, message_row_id, entry)
+    if settlement.is_refund_payout(entry):
+        return await _store_refund_payout(session, message_row_id, entry)
     instruction = await _funding_instruction(session, entry)
     if instruction is not None:
         return await _store_funding(session, message_row_id, entry, instruction)
@@ -299,6 +302,32 @@ async def _store_payout(session: AsyncSession, message_row_id: uuid.UUID, entry:
         payment_id=None,
         duplicate=False,
         redemption_workflow_id=redemption.workflow_id if redemption and outcome == EntryOutcome.MATCHED else None,
+    )
+
+
+async def _store_refund_payout(session: AsyncSession, message_row_id: uuid.UUID, entry: Camt054Entry) -> EntryResult:
+    """The settlement agent paid a refund back. Under the refund's lock, so one DBIT books
+    it; any other (a second, another amount, a reversal) is an exception to look at."""
+    refund = await session.scalar(select(Refund).where(Refund.reference == entry.end_to_end_id).with_for_update())
+    outcome, detail = settlement.payout_outcome(entry, refund, what="refund")
+    row_id = await _insert_entry(
+        session,
+        message_row_id,
+        entry,
+        outcome=outcome,
+        outcome_detail=detail,
+        refund_id=refund.id if refund else None,
+        signalled_at=func.now(),  # nothing to signal: the refund is done in this transaction
+    )
+    if row_id is None:
+        return await _duplicate_of(session, entry)
+    if outcome == EntryOutcome.MATCHED:
+        assert refund is not None
+        refund.notification_id = row_id
+        refund.status = RefundStatus.COMPLETED
+        refund.updated_at = func.now()
+    return EntryResult(
+        entry=entry, notification_id=row_id, outcome=outcome, detail=detail, payment_id=None, duplicate=False
     )
 
 

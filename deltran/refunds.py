@@ -1,0 +1,52 @@
+"""Refunds: fiat booked on DelTran's settlement account that can no longer settle
+anything goes back to the bank that sent it.
+
+A booked camt.054 CRDT entry is stranded when it names a payment that ended without
+settling (rejected, expired, cancelled: the entry is PAYMENT_NOT_AWAITING) or one that
+another entry already funded (a second booking). Each becomes one refund to the
+payment's debtor agent (`instruct_stranded`, run by the worker's sweeper: one statement,
+idempotent, so an entry stranded by any path — the intake, an expiry, a recall — is
+refunded once), listed for the settlement agent (GET /v1/payouts, kind refund) until its
+DBIT camt.054, EndToEndId the refund's reference, books it (`store_refund_payout`, in the
+intake, under the refund's lock). The stranded fiat was never minted: a refund moves no
+tokens and leaves supply and backing as they are.
+
+Not refunded here: an entry that names no payment (UNMATCHED, AMBIGUOUS): who sent it
+is not known from the entry; the end-of-day run lists it for ops.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deltran.domain.settlement import REFUND_REFERENCE_PREFIX
+from deltran.vocabulary import EntryOutcome, RefundStatus
+
+_INSTRUCT = text(
+    f"""
+    WITH stranded AS (
+        SELECT gen_random_uuid() AS id, n.id AS entry_id, bank.id AS participant_id, n.currency, n.amount,
+               'payment ' || p.id || ' is ' || p.status || coalesce(': ' || n.outcome_detail, '') AS reason
+        FROM bank_notifications n
+        JOIN payments p ON p.id = n.payment_id
+        JOIN participants bank ON bank.bic = p.debtor_agent_bic
+        WHERE n.outcome = '{EntryOutcome.PAYMENT_NOT_AWAITING.value}' AND n.credit_debit = 'CRDT'
+          AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
+          AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
+        ORDER BY n.received_at
+        LIMIT :n
+    )
+    INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)
+    SELECT id, entry_id, participant_id, '{REFUND_REFERENCE_PREFIX}' || upper(left(replace(id::text, '-', ''), 28)),
+           currency, amount, '{RefundStatus.PAYOUT_INSTRUCTED.value}', reason
+    FROM stranded
+    ON CONFLICT (entry_id) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+async def instruct_stranded(session: AsyncSession, batch: int = 500) -> int:
+    """Instruct a refund for each stranded entry without one (at most `batch`); how many."""
+    return len((await session.execute(_INSTRUCT, {"n": batch})).all())

@@ -1,0 +1,109 @@
+"""Refunds of stranded fiat on the real stack: a booked camt.054 entry for a payment that
+can no longer settle (rejected, cancelled) becomes a refund to the bank that sent it,
+listed in GET /v1/payouts (kind refund) until the settlement agent's DBIT camt.054 books
+it; the end-of-day run then has nothing unexplained about it, and supply and backing do
+not move."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from deltran import refunds
+from deltran.config import Settings
+from deltran.db.tables import BankNotification, Refund
+from deltran.iso20022.camt054 import BookingSpec, build_camt054
+from deltran.reconciliation import backing_by_currency, end_of_day_breaks
+from tests.support.auditor import SANCTIONED
+from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
+
+XML = {"Content-Type": "application/xml"}
+
+
+async def _book(http, credentials, body: bytes) -> dict:
+    booked = await http.post(
+        "/v1/notifications/camt054", content=body, headers=auth(credentials["settlement_agent"]) | XML
+    )
+    assert booked.status_code == 200, booked.text
+    return booked.json()["entries"][0]
+
+
+def _payout(reference: str, amount: str) -> bytes:
+    entry = f"P{uuid.uuid4().hex[:20]}"
+    spec = BookingSpec(
+        end_to_end_id=reference, amount=Decimal(amount), currency="AED", entry_reference=entry, credit_debit="DBIT"
+    )
+    return build_camt054([spec], message_id=f"MSG-{entry}")
+
+
+async def _stranded_entry(http, credentials, sessions, e2e: str, amount: str) -> uuid.UUID:
+    booked = await _book(http, credentials, camt054_for(e2e, amount, entry_reference=f"N{uuid.uuid4().hex[:20]}"))
+    assert not booked["matched"]
+    async with sessions() as session:
+        entry = await session.scalar(select(BankNotification).where(BankNotification.end_to_end_id == e2e))
+    assert entry is not None and entry.outcome == "PAYMENT_NOT_AWAITING"
+    return entry.id
+
+
+async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
+    http, credentials, sessions, settings: Settings
+):
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    agent = auth(credentials["settlement_agent"])
+    async with sessions() as session:
+        before = await backing_by_currency(session)
+    # One rejected (sanctions), one recalled before its booking: both then booked.
+    e2e_rejected, e2e_cancelled = f"RF-{uuid.uuid4().hex[:12]}", f"RF-{uuid.uuid4().hex[:12]}"
+    rejected = await http.post(
+        "/v1/payments", json=payment_body(e2e_rejected, amount="700.00", creditor_name=SANCTIONED), headers=bank
+    )
+    await wait_for_status(http, rejected.json()["payment_id"], bank, {"REJECTED"})
+    recalled = await http.post(
+        "/v1/payments", json={**payment_body(e2e_cancelled, amount="300.00"), "urgent": True}, headers=bank
+    )
+    await wait_for_status(http, recalled.json()["payment_id"], bank, {"AWAITING_SETTLEMENT"})
+    cancel = await http.post(
+        "/v1/cancellations", json={"payment_id": recalled.json()["payment_id"], "reason": "DUPL"}, headers=bank
+    )
+    assert cancel.json()["status"] == "CNCL"
+    entries = [
+        await _stranded_entry(http, credentials, sessions, e2e_rejected, "700.00"),
+        await _stranded_entry(http, credentials, sessions, e2e_cancelled, "300.00"),
+    ]
+
+    async with sessions() as session, session.begin():
+        await refunds.instruct_stranded(session)  # what the sweeper runs every round
+    async with sessions() as session, session.begin():
+        await refunds.instruct_stranded(session)  # again: nothing twice
+    async with sessions() as session:
+        made = list(await session.scalars(select(Refund).where(Refund.entry_id.in_(entries))))
+    assert sorted(r.amount for r in made) == [Decimal("300.00"), Decimal("700.00")]
+    listed = (await http.get("/v1/payouts", params={"limit": 500}, headers=agent)).json()["items"]
+    mine = {p["reference"]: p for p in listed if p["reference"] in {r.reference for r in made}}
+    assert {(p["kind"], p["bic"], p["status"], p["payout_account"]["bic"]) for p in mine.values()} == {
+        ("refund", "EBILAEAD", "PAYOUT_INSTRUCTED", "EBILAEAD")
+    }
+    async with sessions() as session:
+        breaks = await end_of_day_breaks(session, settings)
+    assert not {b["ref"] for b in breaks} & {str(e) for e in entries}  # explained: being paid back
+
+    # The agent pays one back: a wrong amount books nothing, the right one books it once.
+    refund = next(r for r in made if r.amount == Decimal("700.00"))
+    assert not (await _book(http, credentials, _payout(refund.reference, "70.00")))["matched"]
+    assert (await _book(http, credentials, _payout(refund.reference, "700.00")))["matched"]
+    assert not (await _book(http, credentials, _payout(refund.reference, "700.00")))["matched"]  # a second payout
+    async with sessions() as session:
+        done = await session.get(Refund, refund.id)
+        after = await backing_by_currency(session)
+    assert done is not None and done.status == "COMPLETED" and done.notification_id is not None
+    completed = (await http.get("/v1/payouts", params={"status": "COMPLETED", "limit": 500}, headers=agent)).json()
+    assert refund.reference in {p["reference"] for p in completed["items"]}
+
+    # Never minted, so paying it back moves neither supply nor backing.
+    def books(backing) -> tuple[Decimal, Decimal]:
+        return (backing.token_supply, backing.fiat_booked) if backing else (Decimal(0), Decimal(0))
+
+    assert books(after.get("AED")) == books(before.get("AED"))
+    assert after.get("AED") is None or not after["AED"].breaks()

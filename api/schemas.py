@@ -272,7 +272,7 @@ class PayoutOut(BaseModel):
     amount: str
     kind: str = Field(
         description="redemption: a bank's tokens turned back into fiat; refund: fiat booked for a payment that can"
-        " no longer settle, paid back to the bank that sent it"
+        " no longer settle, paid back to its debtor agent (payout_account: its BIC)"
     )
     status: str
     payout_account: dict[str, str]

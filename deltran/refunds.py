@@ -11,8 +11,11 @@ DBIT camt.054, EndToEndId the refund's reference, books it (`store_refund_payout
 intake, under the refund's lock). The stranded fiat was never minted: a refund moves no
 tokens and leaves supply and backing as they are.
 
-Not refunded here: an entry that names no payment (UNMATCHED, AMBIGUOUS): who sent it
-is not known from the entry; the end-of-day run lists it for ops.
+Not refunded here, left to ops (the end-of-day run lists them): an entry that names no
+payment (UNMATCHED, AMBIGUOUS: who sent it is not in the entry); fiat of a payment
+rejected by sanctions screening (RR04) or because its bank is suspended (AG01), which is
+frozen, not returned, until compliance decides; a debtor agent no longer ACTIVE; and an
+entry the settlement agent has reversed (a reversal with its EndToEndId and amount).
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.domain.settlement import REFUND_REFERENCE_PREFIX
-from deltran.vocabulary import EntryOutcome, RefundStatus
+from deltran.reason_codes import ReasonCode
+from deltran.vocabulary import EntryOutcome, ParticipantStatus, PaymentStatus, RefundStatus
+
+# Rejections whose fiat is frozen for compliance, not paid back: a sanctions hit, a
+# suspended bank.
+FROZEN_REJECTIONS = (ReasonCode.REGULATORY_REASON.value, ReasonCode.TRANSACTION_FORBIDDEN.value)
 
 _INSTRUCT = text(
     f"""
@@ -34,7 +42,14 @@ _INSTRUCT = text(
         WHERE n.outcome = '{EntryOutcome.PAYMENT_NOT_AWAITING.value}' AND n.credit_debit = 'CRDT'
           AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
           AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
-        ORDER BY n.received_at
+          AND NOT (p.status = '{PaymentStatus.REJECTED.value}' AND p.rejection_code IN {FROZEN_REJECTIONS})
+          AND bank.status = '{ParticipantStatus.ACTIVE.value}'
+          AND NOT EXISTS (
+              SELECT 1 FROM bank_notifications rv
+              WHERE rv.reversal AND rv.end_to_end_id = n.end_to_end_id
+                AND rv.amount = n.amount AND rv.currency = n.currency
+          )
+        ORDER BY n.received_at, n.id
         LIMIT :n
     )
     INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)

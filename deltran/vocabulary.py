@@ -161,6 +161,9 @@ class RefundStatus(StrEnum):
 
     PAYOUT_INSTRUCTED = "PAYOUT_INSTRUCTED"  # listed for the settlement agent
     COMPLETED = "COMPLETED"  # its DBIT camt.054 booked
+    # Returned outside DelTran: the entries stranded before refunds existed (ops returned
+    # them by hand, as the runbook then said), never to be paid a second time.
+    BY_HAND = "BY_HAND"
 
 
 class ReturnReason(StrEnum):

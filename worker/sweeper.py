@@ -168,11 +168,14 @@ async def run_sweeper(
             async with sessions() as session:
                 if signalled := await signal_unsent(session, client, GRACE):
                     log.info("sweeper: signalled %d matched camt.054 entr(ies) whose signal never went out", signalled)
+        except Exception:  # Temporal or PostgreSQL down: try again next round
+            log.exception("sweeper: round failed; retrying in %.0fs", interval_s)
+        try:  # PostgreSQL only: not held back by a Temporal that is down
             async with sessions() as session, session.begin():
                 if refunded := await refunds.instruct_stranded(session):
                     log.info("sweeper: instructed %d refund(s) of booked fiat that can settle nothing", refunded)
-        except Exception:  # Temporal or PostgreSQL down: try again next round
-            log.exception("sweeper: round failed; retrying in %.0fs", interval_s)
+        except Exception:
+            log.exception("sweeper: refunds failed; retrying in %.0fs", interval_s)
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
         except TimeoutError:

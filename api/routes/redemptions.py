@@ -24,7 +24,7 @@ from deltran.errors import ServiceUnavailable
 from deltran.money import format_amount
 from deltran.observability import metrics
 from deltran.temporal.contract import RedemptionContract
-from deltran.vocabulary import ParticipantStatus, RedemptionStatus
+from deltran.vocabulary import ParticipantStatus, RedemptionStatus, RefundStatus
 
 log = logging.getLogger("deltran.api")
 router = APIRouter(
@@ -165,7 +165,9 @@ async def payouts(
         Refund.created_at, Refund.id, Refund.reference, Participant.bic, Refund.currency, Refund.amount,
         literal("refund").label("kind"), Refund.status, null().label("payout_iban"), null().label("payout_account"),
         (Refund.created_at + timedelta(seconds=settings.redemption_deadline_s)).label("deadline"),
-    ).join(Participant, Participant.id == Refund.participant_id)  # fmt: skip
+    ).join(Participant, Participant.id == Refund.participant_id).where(
+        Refund.status != RefundStatus.BY_HAND  # returned outside DelTran: nothing for the agent
+    )  # fmt: skip
     if status_ is not None:
         refunding = refunding.where(Refund.status == status_.value)
     both = union_all(redeeming, refunding).subquery()

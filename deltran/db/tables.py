@@ -440,6 +440,13 @@ class BankNotification(Base):
             unique=True,
             postgresql_where=text("outcome = 'MATCHED'"),
         ),
+        # Stranded entries, for the sweeper's refunds (deltran/refunds.py).
+        Index(
+            "ix_bank_notifications_not_awaiting",
+            "received_at",
+            "id",
+            postgresql_where=text("outcome = 'PAYMENT_NOT_AWAITING'"),
+        ),
         # Likewise at most one entry funds a window's funding instruction.
         Index(
             "uq_bank_notifications_matched_funding",

@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("amount > 0", name=op.f("ck_refunds_amount_positive")),
-        sa.CheckConstraint("status IN ('PAYOUT_INSTRUCTED', 'COMPLETED')", name=op.f("ck_refunds_status")),
+        sa.CheckConstraint("status IN ('PAYOUT_INSTRUCTED', 'COMPLETED', 'BY_HAND')", name=op.f("ck_refunds_status")),
         sa.ForeignKeyConstraint(
             ["entry_id"], ["bank_notifications.id"], name=op.f("fk_refunds_entry_id_bank_notifications")
         ),
@@ -47,22 +47,53 @@ def upgrade() -> None:
         sa.UniqueConstraint("reference", name=op.f("uq_refunds_reference")),
     )
     op.create_index("ix_refunds_status", "refunds", ["status", "created_at"], unique=False)
+    # Entries stranded before refunds existed were returned by hand (the runbook said so):
+    # recorded as such, so the sweeper never pays them a second time.
+    op.execute(
+        """
+        INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)
+        SELECT s.id, s.entry_id, s.participant_id, 'RFD-' || upper(left(replace(s.id::text, '-', ''), 28)),
+               s.currency, s.amount, 'BY_HAND', 'stranded before refunds existed: returned by hand'
+        FROM (
+            SELECT gen_random_uuid() AS id, n.id AS entry_id, bank.id AS participant_id, n.currency, n.amount
+            FROM bank_notifications n
+            JOIN payments p ON p.id = n.payment_id
+            JOIN participants bank ON bank.bic = p.debtor_agent_bic
+            WHERE n.outcome = 'PAYMENT_NOT_AWAITING' AND n.credit_debit = 'CRDT' AND n.entry_status = 'BOOK'
+              AND NOT n.reversal AND n.amount > 0
+        ) AS s
+        """
+    )
+    # A column without a default, and its constraint checked later: no long lock on the
+    # table the camt.054 intake writes to; the indexes built concurrently.
     op.add_column("bank_notifications", sa.Column("refund_id", sa.UUID(), nullable=True))
-    op.create_foreign_key(
-        op.f("fk_bank_notifications_refund_id_refunds"), "bank_notifications", "refunds", ["refund_id"], ["id"]
+    op.execute(
+        "ALTER TABLE bank_notifications ADD CONSTRAINT fk_bank_notifications_refund_id_refunds"
+        " FOREIGN KEY (refund_id) REFERENCES refunds (id) NOT VALID"
     )
-    op.create_index(
-        "uq_bank_notifications_matched_refund",
-        "bank_notifications",
-        ["refund_id"],
-        unique=True,
-        postgresql_where=sa.text("outcome = 'MATCHED'"),
-    )
+    op.execute("ALTER TABLE bank_notifications VALIDATE CONSTRAINT fk_bank_notifications_refund_id_refunds")
+    with op.get_context().autocommit_block():
+        for name, definition in INDEXES.items():
+            # A concurrent build that failed leaves an invalid index: dropped first.
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            op.execute(f"CREATE {definition}")
+
+
+INDEXES = {
+    # At most one entry books a refund's payout.
+    "uq_bank_notifications_matched_refund": "UNIQUE INDEX CONCURRENTLY uq_bank_notifications_matched_refund"
+    " ON bank_notifications (refund_id) WHERE outcome = 'MATCHED'",
+    # What the sweeper's refunds look for, whatever the table's size.
+    "ix_bank_notifications_not_awaiting": "INDEX CONCURRENTLY ix_bank_notifications_not_awaiting"
+    " ON bank_notifications (received_at, id) WHERE outcome = 'PAYMENT_NOT_AWAITING'",
+}
 
 
 def downgrade() -> None:
-    op.drop_index("uq_bank_notifications_matched_refund", table_name="bank_notifications")
-    op.drop_constraint(op.f("fk_bank_notifications_refund_id_refunds"), "bank_notifications", type_="foreignkey")
+    with op.get_context().autocommit_block():
+        for name in INDEXES:
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    op.drop_constraint("fk_bank_notifications_refund_id_refunds", "bank_notifications", type_="foreignkey")
     op.drop_column("bank_notifications", "refund_id")
     op.drop_index("ix_refunds_status", table_name="refunds")
     op.drop_table("refunds")

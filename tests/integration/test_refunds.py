@@ -17,7 +17,7 @@ from deltran.db.tables import BankNotification, Refund
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.reconciliation import backing_by_currency, end_of_day_breaks
 from tests.support.auditor import SANCTIONED
-from tests.support.payments import auth, camt054_for, payment_body, wait_for_status
+from tests.support.payments import auth, camt054_for, complete_gross_payment, payment_body, wait_for_status
 
 XML = {"Content-Type": "application/xml"}
 
@@ -39,10 +39,11 @@ def _payout(reference: str, amount: str) -> bytes:
 
 
 async def _stranded_entry(http, credentials, sessions, e2e: str, amount: str) -> uuid.UUID:
-    booked = await _book(http, credentials, camt054_for(e2e, amount, entry_reference=f"N{uuid.uuid4().hex[:20]}"))
+    reference = f"N{uuid.uuid4().hex[:20]}"
+    booked = await _book(http, credentials, camt054_for(e2e, amount, entry_reference=reference))
     assert not booked["matched"]
     async with sessions() as session:
-        entry = await session.scalar(select(BankNotification).where(BankNotification.end_to_end_id == e2e))
+        entry = await session.scalar(select(BankNotification).where(BankNotification.entry_reference == reference))
     assert entry is not None and entry.outcome == "PAYMENT_NOT_AWAITING"
     return entry.id
 
@@ -52,14 +53,9 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
 ):
     bank = auth(credentials["banks"]["EBILAEAD"])
     agent = auth(credentials["settlement_agent"])
-    async with sessions() as session:
-        before = await backing_by_currency(session)
-    # One rejected (sanctions), one recalled before its booking: both then booked.
-    e2e_rejected, e2e_cancelled = f"RF-{uuid.uuid4().hex[:12]}", f"RF-{uuid.uuid4().hex[:12]}"
-    rejected = await http.post(
-        "/v1/payments", json=payment_body(e2e_rejected, amount="700.00", creditor_name=SANCTIONED), headers=bank
-    )
-    await wait_for_status(http, rejected.json()["payment_id"], bank, {"REJECTED"})
+    # One recalled before its booking, one completed and then booked a second time, and
+    # one rejected by sanctions screening: all three booked.
+    e2e_cancelled, e2e_sanctioned = f"RF-{uuid.uuid4().hex[:12]}", f"RF-{uuid.uuid4().hex[:12]}"
     recalled = await http.post(
         "/v1/payments", json={**payment_body(e2e_cancelled, amount="300.00"), "urgent": True}, headers=bank
     )
@@ -68,18 +64,28 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
         "/v1/cancellations", json={"payment_id": recalled.json()["payment_id"], "reason": "DUPL"}, headers=bank
     )
     assert cancel.json()["status"] == "CNCL"
+    twice = await complete_gross_payment(http, credentials, "700.00", prefix="RF")
+    e2e_twice = (await http.get(f"/v1/payments/{twice}", headers=bank)).json()["end_to_end_id"]
+    sanctioned = await http.post(
+        "/v1/payments", json=payment_body(e2e_sanctioned, amount="900.00", creditor_name=SANCTIONED), headers=bank
+    )
+    await wait_for_status(http, sanctioned.json()["payment_id"], bank, {"REJECTED"})
     entries = [
-        await _stranded_entry(http, credentials, sessions, e2e_rejected, "700.00"),
         await _stranded_entry(http, credentials, sessions, e2e_cancelled, "300.00"),
+        await _stranded_entry(http, credentials, sessions, e2e_twice, "700.00"),
     ]
+    frozen = await _stranded_entry(http, credentials, sessions, e2e_sanctioned, "900.00")
 
     async with sessions() as session, session.begin():
         await refunds.instruct_stranded(session)  # what the sweeper runs every round
     async with sessions() as session, session.begin():
         await refunds.instruct_stranded(session)  # again: nothing twice
     async with sessions() as session:
-        made = list(await session.scalars(select(Refund).where(Refund.entry_id.in_(entries))))
-    assert sorted(r.amount for r in made) == [Decimal("300.00"), Decimal("700.00")]
+        made = list(await session.scalars(select(Refund).where(Refund.entry_id.in_([*entries, frozen]))))
+    # A sanctions hit's fiat is frozen for compliance, not paid back.
+    assert sorted((r.entry_id, r.amount) for r in made) == sorted(
+        zip(entries, (Decimal("300.00"), Decimal("700.00")), strict=True)
+    )
     listed = (await http.get("/v1/payouts", params={"limit": 500}, headers=agent)).json()["items"]
     mine = {p["reference"]: p for p in listed if p["reference"] in {r.reference for r in made}}
     assert {(p["kind"], p["bic"], p["status"], p["payout_account"]["bic"]) for p in mine.values()} == {
@@ -87,9 +93,12 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
     }
     async with sessions() as session:
         breaks = await end_of_day_breaks(session, settings)
-    assert not {b["ref"] for b in breaks} & {str(e) for e in entries}  # explained: being paid back
+    unexplained = {b["ref"] for b in breaks if b["kind"] == "unmatched_entry"}
+    assert not unexplained & {str(e) for e in entries} and str(frozen) in unexplained
 
     # The agent pays one back: a wrong amount books nothing, the right one books it once.
+    async with sessions() as session:
+        before = await backing_by_currency(session)
     refund = next(r for r in made if r.amount == Decimal("700.00"))
     assert not (await _book(http, credentials, _payout(refund.reference, "70.00")))["matched"]
     assert (await _book(http, credentials, _payout(refund.reference, "700.00")))["matched"]

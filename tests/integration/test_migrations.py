@@ -167,3 +167,53 @@ def test_every_enum_check_in_the_database_allows_exactly_the_vocabulary(fresh_ur
         assert {name: in_database.get(name) for name in generated} == generated
     finally:
         migrate.downgrade(fresh_url, "base")
+
+
+def test_entries_stranded_before_refunds_are_never_paid_again(fresh_url):
+    # Before 0018 the runbook had ops return stranded fiat by hand: 0018 records those
+    # entries as returned (BY_HAND), so the sweeper's refunds never pay them twice.
+    migrate.upgrade(fresh_url, "0017")
+    bank, payment, message, entry = (uuid.uuid4() for _ in range(4))
+
+    async def seed() -> None:
+        engine = create_async_engine(fresh_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO participants (id, bic, name, country) VALUES (:id, 'OLDBAEAD', 'Old Bank', 'AE')"
+                    ),
+                    {"id": bank},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO payments (id, instructing_bic, end_to_end_id, fingerprint, amount, currency,"
+                        " debtor_name, debtor_account, debtor_agent_bic, creditor_name, creditor_account,"
+                        " creditor_agent_bic, status, workflow_id)"
+                        " VALUES (:id, 'OLDBAEAD', 'OLD-1', 'f', 10, 'AED', 'D', '1', 'OLDBAEAD', 'C', '2',"
+                        " 'SBININBB', 'REJECTED', 'payment-old-1')"
+                    ),
+                    {"id": payment},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO camt054_messages (id, message_id, body_sha256, body)"
+                        " VALUES (:id, 'M-OLD', 'f', '')"
+                    ),
+                    {"id": message},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO bank_notifications (id, message_row_id, account, entry_reference, tx_index,"
+                        " end_to_end_id, amount, currency, credit_debit, entry_status, outcome, payment_id)"
+                        " VALUES (:id, :m, 'ACC', 'E-OLD', 0, 'OLD-1', 10, 'AED', 'CRDT', 'BOOK',"
+                        " 'PAYMENT_NOT_AWAITING', :p)"
+                    ),
+                    {"id": entry, "m": message, "p": payment},
+                )
+        finally:
+            await engine.dispose()
+
+    _run(seed())
+    migrate.upgrade(fresh_url)
+    assert _run(_query(fresh_url, f"SELECT status FROM refunds WHERE entry_id = '{entry}'")) == [("BY_HAND",)]

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.domain.settlement import REFUND_REFERENCE_PREFIX
+from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
 from deltran.vocabulary import EntryOutcome, ParticipantStatus, PaymentStatus, RefundStatus
 
@@ -57,11 +58,14 @@ _INSTRUCT = text(
            currency, amount, '{RefundStatus.PAYOUT_INSTRUCTED.value}', reason
     FROM stranded
     ON CONFLICT (entry_id) DO NOTHING
-    RETURNING id
+    RETURNING currency
     """
 )
 
 
 async def instruct_stranded(session: AsyncSession, batch: int = 500) -> int:
     """Instruct a refund for each stranded entry without one (at most `batch`); how many."""
-    return len((await session.execute(_INSTRUCT, {"n": batch})).all())
+    made = (await session.execute(_INSTRUCT, {"n": batch})).all()
+    for (currency,) in made:  # counted before the commit: a rolled-back round over-counts, never under
+        metrics.refunds.labels(currency, RefundStatus.PAYOUT_INSTRUCTED.value).inc()
+    return len(made)

@@ -41,6 +41,7 @@ from deltran.db.tables import Camt054Message as MessageRow
 from deltran.domain import settlement
 from deltran.errors import ServiceUnavailable
 from deltran.iso20022.camt054 import Camt054Entry, Camt054Message
+from deltran.observability import metrics
 from deltran.shared import FiatBooking
 from deltran.temporal.contract import ClearingWindowContract, PaymentWorkflowContract, RedemptionContract
 from deltran.vocabulary import EntryOutcome, FundingStatus, RefundStatus
@@ -326,6 +327,7 @@ async def _store_refund_payout(session: AsyncSession, message_row_id: uuid.UUID,
         refund.notification_id = row_id
         refund.status = RefundStatus.COMPLETED
         refund.updated_at = func.now()
+        metrics.refunds.labels(refund.currency, RefundStatus.COMPLETED.value).inc()
     return EntryResult(
         entry=entry, notification_id=row_id, outcome=outcome, detail=detail, payment_id=None, duplicate=False
     )

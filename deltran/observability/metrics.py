@@ -14,6 +14,7 @@ from deltran.vocabulary import (
     FINAL_REDEMPTION_STATUSES,
     CancellationStatus,
     ReconciliationTier,
+    RefundStatus,
     ReturnReason,
     SettlementMode,
 )
@@ -131,6 +132,11 @@ returns = Counter("deltran_returns", "Returns of settled payments (pacs.004), by
 returned_amount = Counter(
     "deltran_returned_amount", "Tokens moved back to debtor agents by returns, in the currency's units", ["currency"]
 )
+refunds = Counter(
+    "deltran_refunds",
+    "Refunds of stranded fiat: PAYOUT_INSTRUCTED (listed for the settlement agent), COMPLETED (its DBIT booked)",
+    ["currency", "status"],
+)
 
 # -- webhooks -------------------------------------------------------------------------------
 webhook_attempts = Counter(
@@ -189,3 +195,5 @@ def initialise(currencies: Iterable[str], break_kinds: Iterable[str], steps: Ite
         returned_amount.labels(currency)
         for reason in ReturnReason:
             returns.labels(currency, reason)
+        for refund_status in (RefundStatus.PAYOUT_INSTRUCTED, RefundStatus.COMPLETED):
+            refunds.labels(currency, refund_status)

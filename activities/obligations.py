@@ -18,7 +18,7 @@ from deltran import cancellations, events
 from deltran.config import Settings
 from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
-from deltran.db.tables import ClearingWindow, Obligation, Payment, table_of
+from deltran.db.tables import Obligation, Payment, table_of
 from deltran.ledger import ensure_accounts
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
@@ -31,7 +31,7 @@ from deltran.shared import (
     ObligationRefused,
 )
 from deltran.temporal.errors import payment_not_found
-from deltran.vocabulary import EventType, ObligationStatus, PaymentStatus, WindowStatus
+from deltran.vocabulary import EventType, ObligationStatus, PaymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +142,7 @@ class ObligationActivities:
             if obligation.status != ObligationStatus.PENDING:
                 return False
             if obligation.clearing_window_id is not None:
-                # FOR SHARE: the same cut-off as joining a window (see liquidity.py).
-                window_status = await session.scalar(
-                    select(ClearingWindow.status)
-                    .where(ClearingWindow.id == obligation.clearing_window_id)
-                    .with_for_update(read=True)
-                )
-                if window_status != WindowStatus.OPEN:
+                if not await payment_rows.window_still_open(session, obligation.clearing_window_id):
                     return False
             elif await payment_rows.has_booking(session, data.payment_id):
                 return False

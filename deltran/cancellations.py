@@ -37,7 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from deltran import events, returns
 from deltran.db import payment_rows
-from deltran.db.tables import Cancellation, ClearingWindow, Obligation, Payment
+from deltran.db.tables import Cancellation, Obligation, Payment
 from deltran.errors import Conflict, NotFound, Refused, ServiceUnavailable
 from deltran.money import format_amount
 from deltran.observability import metrics
@@ -50,7 +50,6 @@ from deltran.vocabulary import (
     ObligationStatus,
     PaymentStatus,
     ReturnReason,
-    WindowStatus,
 )
 
 
@@ -130,17 +129,12 @@ async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> Can
         obligation = await session.scalar(select(Obligation).where(Obligation.payment_id == payment_id))
         if obligation is None or obligation.status != ObligationStatus.PENDING:
             return CancelOutcome(cancelled=False, status=status, detail="its obligation is no longer pending")
-        if obligation.clearing_window_id is not None:
-            # FOR SHARE: the cut-off of the window's close (deltran/clearing), as for expiry.
-            window_status = await session.scalar(
-                select(ClearingWindow.status)
-                .where(ClearingWindow.id == obligation.clearing_window_id)
-                .with_for_update(read=True)
+        window = obligation.clearing_window_id
+        # The cut-off of the window's close, as for expiry.
+        if window is not None and not await payment_rows.window_still_open(session, window):
+            return CancelOutcome(
+                cancelled=False, status=status, detail="its clearing window has closed: netting counted it"
             )
-            if window_status != WindowStatus.OPEN:
-                return CancelOutcome(
-                    cancelled=False, status=status, detail="its clearing window has closed: netting counted it"
-                )
         released = await session.execute(
             update(Obligation)
             .where(Obligation.id == obligation.id, Obligation.status == ObligationStatus.PENDING)
@@ -438,17 +432,23 @@ async def investigations(
     return [(c, p) for c, p in (await session.execute(query)).all()]
 
 
+async def _investigation_locked(session: AsyncSession, bank: Bank, cancellation_id: uuid.UUID) -> Cancellation:
+    """The recall `bank` is to answer, locked; anyone else's is as unknown as none."""
+    cancellation = await session.scalar(
+        select(Cancellation).where(Cancellation.id == cancellation_id).with_for_update()
+    )
+    if cancellation is None or cancellation.assignee_id != bank.id:
+        raise NotFound(f"no investigation {cancellation_id} for {bank.bic}", kind="not-found")
+    return cancellation
+
+
 async def accept(sessions: async_sessionmaker, bank: Bank, cancellation_id: uuid.UUID) -> tuple[Cancellation, Payment]:
     """The creditor agent accepts a recall: all of the payment still unreturned goes back
     to the debtor agent (a return, reason FOCR) and the recall is answered CNCL, in one
     transaction. Accepting it again changes nothing; one refused is a conflict, and one
     for a payment not yet settled (netted in a closed window) waits until it has."""
     async with sessions() as session, session.begin():
-        cancellation = await session.scalar(
-            select(Cancellation).where(Cancellation.id == cancellation_id).with_for_update()
-        )
-        if cancellation is None or cancellation.assignee_id != bank.id:
-            raise NotFound(f"no investigation {cancellation_id} for {bank.bic}", kind="not-found")
+        cancellation = await _investigation_locked(session, bank, cancellation_id)
         payment_id = cancellation.payment_id
         if cancellation.status == CancellationStatus.PDCR:
             payment = await session.get(Payment, payment_id)
@@ -486,11 +486,7 @@ async def reject(
     """The creditor agent refuses a recall: RJCR, told to the debtor agent. Refusing it
     again changes nothing; one already answered otherwise is a conflict."""
     async with sessions() as session, session.begin():
-        cancellation = await session.scalar(
-            select(Cancellation).where(Cancellation.id == cancellation_id).with_for_update()
-        )
-        if cancellation is None or cancellation.assignee_id != bank.id:
-            raise NotFound(f"no investigation {cancellation_id} for {bank.bic}", kind="not-found")
+        cancellation = await _investigation_locked(session, bank, cancellation_id)
         payment_id = cancellation.payment_id
         if cancellation.status == CancellationStatus.PDCR:
             cancellation.status = CancellationStatus.RJCR

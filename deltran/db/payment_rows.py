@@ -9,8 +9,8 @@ from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran import events
-from deltran.db.tables import BankNotification, LedgerTransfer, Participant, Payment
-from deltran.vocabulary import EntryOutcome, EventType, PaymentStatus
+from deltran.db.tables import BankNotification, ClearingWindow, LedgerTransfer, Participant, Payment
+from deltran.vocabulary import EntryOutcome, EventType, PaymentStatus, WindowStatus
 
 # The statements every payment runs, built once with their values bound at execution:
 # SQLAlchemy then neither rebuilds nor re-keys them per call (about a tenth of a busy
@@ -44,6 +44,16 @@ async def lock(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
     stores a MATCHED entry, so each side sees what the other committed, never half of it.
     """
     return await session.scalar(_LOCK, {"payment_id": payment_id})
+
+
+async def window_still_open(session: AsyncSession, window_id: uuid.UUID) -> bool:
+    """The window has not closed, and cannot close before this transaction ends: read FOR
+    SHARE, the cut-off between joining or leaving a window (expiry, a recall) and its close
+    (which takes it FOR UPDATE), as in activities/liquidity.py."""
+    status = await session.scalar(
+        select(ClearingWindow.status).where(ClearingWindow.id == window_id).with_for_update(read=True)
+    )
+    return status == WindowStatus.OPEN
 
 
 async def has_booking(session: AsyncSession, payment_id: uuid.UUID) -> bool:

@@ -15,11 +15,13 @@ from decimal import Decimal
 
 from lxml import etree
 
+from deltran.iso20022.elements import Elements
 from deltran.iso20022.xml_safety import load_schema, schema_errors
 from deltran.money import format_amount
 
 NS = "urn:iso:std:iso:20022:tech:xsd:camt.029.001.14"
 SCHEMA = "camt.029.001.14.xsd"
+_E = Elements(NS, "c")
 # Sts/Conf → TxInfAndSts/TxCxlSts (CancellationIndividualStatus1Code has no CNCL).
 _TRANSACTION_STATUS = {"CNCL": "ACCR", "PDCR": "PDCR", "RJCR": "RJCR"}
 
@@ -53,45 +55,34 @@ def build_camt029(resolution: Resolution) -> bytes:
     if resolution.status not in _TRANSACTION_STATUS:
         raise Camt029Invalid([f"unknown status {resolution.status!r}"])
     doc = etree.Element(f"{{{NS}}}Document", nsmap={None: NS})
-    root = _sub(doc, "RsltnOfInvstgtn")
-    assignment = _sub(root, "Assgnmt")
-    _sub(assignment, "Id", resolution.message_id)
-    _agent(_sub(assignment, "Assgnr"), resolution.from_bic)
-    _agent(_sub(assignment, "Assgne"), resolution.to_bic)
-    _sub(assignment, "CreDtTm", resolution.created_at.isoformat(timespec="seconds"))
-    case = _sub(root, "RslvdCase")
-    _sub(case, "Id", resolution.case_id)
-    _agent(_sub(case, "Cretr"), resolution.to_bic)
-    _sub(_sub(root, "Sts"), "Conf", resolution.status)
-    tx = _sub(_sub(root, "CxlDtls"), "TxInfAndSts")
+    root = _E.sub(doc, "RsltnOfInvstgtn")
+    assignment = _E.sub(root, "Assgnmt")
+    _E.sub(assignment, "Id", resolution.message_id)
+    _E.agent(_E.sub(assignment, "Assgnr"), "Agt", resolution.from_bic)
+    _E.agent(_E.sub(assignment, "Assgne"), "Agt", resolution.to_bic)
+    _E.sub(assignment, "CreDtTm", resolution.created_at.isoformat(timespec="seconds"))
+    case = _E.sub(root, "RslvdCase")
+    _E.sub(case, "Id", resolution.case_id)
+    _E.agent(_E.sub(case, "Cretr"), "Agt", resolution.to_bic)
+    _E.sub(_E.sub(root, "Sts"), "Conf", resolution.status)
+    tx = _E.sub(_E.sub(root, "CxlDtls"), "TxInfAndSts")
     if resolution.original_message_id is not None:
-        original = _sub(tx, "OrgnlGrpInf")
-        _sub(original, "OrgnlMsgId", resolution.original_message_id)
-        _sub(original, "OrgnlMsgNmId", resolution.original_message_name or "pacs.008.001.08")
-    _sub(tx, "OrgnlEndToEndId", resolution.end_to_end_id)
+        original = _E.sub(tx, "OrgnlGrpInf")
+        _E.sub(original, "OrgnlMsgId", resolution.original_message_id)
+        _E.sub(original, "OrgnlMsgNmId", resolution.original_message_name or "pacs.008.001.08")
+    _E.sub(tx, "OrgnlEndToEndId", resolution.end_to_end_id)
     if resolution.uetr is not None:
-        _sub(tx, "OrgnlUETR", str(resolution.uetr))
-    _sub(tx, "TxCxlSts", _TRANSACTION_STATUS[resolution.status])
+        _E.sub(tx, "OrgnlUETR", str(resolution.uetr))
+    _E.sub(tx, "TxCxlSts", _TRANSACTION_STATUS[resolution.status])
     if resolution.reason_code is not None or resolution.additional_info is not None:
-        reason = _sub(tx, "CxlStsRsnInf")
+        reason = _E.sub(tx, "CxlStsRsnInf")
         if resolution.reason_code is not None:
-            _sub(_sub(reason, "Rsn"), "Cd", resolution.reason_code)
+            _E.sub(_E.sub(reason, "Rsn"), "Cd", resolution.reason_code)
         if resolution.additional_info is not None:
-            _sub(reason, "AddtlInf", resolution.additional_info[:105])
-    amount = _sub(tx, "OrgnlIntrBkSttlmAmt", format_amount(resolution.amount, resolution.currency))
+            _E.sub(reason, "AddtlInf", resolution.additional_info[:105])
+    amount = _E.sub(tx, "OrgnlIntrBkSttlmAmt", format_amount(resolution.amount, resolution.currency))
     amount.set("Ccy", resolution.currency)
     errors = schema_errors(load_schema(SCHEMA), doc)
     if errors:
         raise Camt029Invalid(errors)
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-def _agent(parent: etree._Element, bic: str) -> None:
-    _sub(_sub(_sub(parent, "Agt"), "FinInstnId"), "BICFI", bic)
-
-
-def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{NS}}}{tag}")
-    if text is not None:
-        element.text = text
-    return element

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from deltran.iso20022.elements import Elements
 from deltran.iso20022.xml_safety import find_document, load_schema, parse_xml, schema_errors
 
 NS = "urn:iso:std:iso:20022:tech:xsd:camt.056.001.12"
 SCHEMA = "camt.056.001.12.xsd"
 _N = {"c": NS}
+_E = Elements(NS, "c")
 DEFAULT_MAX_BYTES = 256 * 1024
 
 
@@ -63,78 +65,60 @@ def parse_camt056(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> RecallRequ
             [{"field": "Undrlyg/TxInf", "message": f"{len(transactions)} transactions; recall one payment per message"}]
         )
     tx = transactions[0]
-    uetr = _text(tx, "c:OrgnlUETR")
-    end_to_end_id = _text(tx, "c:OrgnlEndToEndId")
+    uetr = _E.text(tx, "c:OrgnlUETR")
+    end_to_end_id = _E.text(tx, "c:OrgnlEndToEndId")
     if uetr is None and end_to_end_id is None:
         raise Camt056Invalid(
             [{"field": "Undrlyg/TxInf", "message": "names no payment: give OrgnlUETR or OrgnlEndToEndId"}]
         )
-    if _text(req, "c:Assgnmt/c:Id") is None:
+    if _E.text(req, "c:Assgnmt/c:Id") is None:
         raise Camt056Invalid([{"field": "Assgnmt/Id", "message": "blank: it identifies the recall's case"}])
     try:  # the schema's ISODateTime admits forms Python reads differently (e.g. 24:00:00)
-        created_at = datetime.datetime.fromisoformat(_text(req, "c:Assgnmt/c:CreDtTm") or "")
+        created_at = datetime.datetime.fromisoformat(_E.text(req, "c:Assgnmt/c:CreDtTm") or "")
     except ValueError as exc:
         raise Camt056Invalid([{"field": "Assgnmt/CreDtTm", "message": f"unreadable date-time: {exc}"}]) from None
     return RecallRequest(
-        case_id=_text(req, "c:Assgnmt/c:Id") or "",
+        case_id=_E.text(req, "c:Assgnmt/c:Id") or "",
         created_at=created_at,
-        assigner_bic=_text(req, "c:Assgnmt/c:Assgnr/c:Agt/c:FinInstnId/c:BICFI"),
-        assignee_bic=_text(req, "c:Assgnmt/c:Assgne/c:Agt/c:FinInstnId/c:BICFI"),
-        reason_code=_text(tx, "c:CxlRsnInf/c:Rsn/c:Cd"),
-        additional_info=_text(tx, "c:CxlRsnInf/c:AddtlInf"),
+        assigner_bic=_E.text(req, "c:Assgnmt/c:Assgnr/c:Agt/c:FinInstnId/c:BICFI"),
+        assignee_bic=_E.text(req, "c:Assgnmt/c:Assgne/c:Agt/c:FinInstnId/c:BICFI"),
+        reason_code=_E.text(tx, "c:CxlRsnInf/c:Rsn/c:Cd"),
+        additional_info=_E.text(tx, "c:CxlRsnInf/c:AddtlInf"),
         uetr=uuid.UUID(uetr) if uetr else None,
         end_to_end_id=end_to_end_id,
-        original_message_id=_text(tx, "c:OrgnlGrpInf/c:OrgnlMsgId"),
-        original_message_name=_text(tx, "c:OrgnlGrpInf/c:OrgnlMsgNmId"),
-        cancellation_id=_text(tx, "c:CxlId"),
+        original_message_id=_E.text(tx, "c:OrgnlGrpInf/c:OrgnlMsgId"),
+        original_message_name=_E.text(tx, "c:OrgnlGrpInf/c:OrgnlMsgNmId"),
+        cancellation_id=_E.text(tx, "c:CxlId"),
     )
 
 
 def build_camt056(request: RecallRequest) -> bytes:
     """The camt.056.001.12 for `request` (Camt056Invalid if it would break the XSD)."""
     doc = etree.Element(f"{{{NS}}}Document", nsmap={None: NS})
-    req = _sub(doc, "FIToFIPmtCxlReq")
-    assignment = _sub(req, "Assgnmt")
-    _sub(assignment, "Id", request.case_id)
-    _agent(_sub(assignment, "Assgnr"), request.assigner_bic)
-    _agent(_sub(assignment, "Assgne"), request.assignee_bic)
-    _sub(assignment, "CreDtTm", request.created_at.isoformat(timespec="seconds"))
-    tx = _sub(_sub(req, "Undrlyg"), "TxInf")
+    req = _E.sub(doc, "FIToFIPmtCxlReq")
+    assignment = _E.sub(req, "Assgnmt")
+    _E.sub(assignment, "Id", request.case_id)
+    _E.agent(_E.sub(assignment, "Assgnr"), "Agt", request.assigner_bic)
+    _E.agent(_E.sub(assignment, "Assgne"), "Agt", request.assignee_bic)
+    _E.sub(assignment, "CreDtTm", request.created_at.isoformat(timespec="seconds"))
+    tx = _E.sub(_E.sub(req, "Undrlyg"), "TxInf")
     if request.cancellation_id is not None:
-        _sub(tx, "CxlId", request.cancellation_id)
+        _E.sub(tx, "CxlId", request.cancellation_id)
     if request.original_message_id is not None:
-        original = _sub(tx, "OrgnlGrpInf")
-        _sub(original, "OrgnlMsgId", request.original_message_id)
-        _sub(original, "OrgnlMsgNmId", request.original_message_name or "pacs.008.001.08")
+        original = _E.sub(tx, "OrgnlGrpInf")
+        _E.sub(original, "OrgnlMsgId", request.original_message_id)
+        _E.sub(original, "OrgnlMsgNmId", request.original_message_name or "pacs.008.001.08")
     if request.end_to_end_id is not None:
-        _sub(tx, "OrgnlEndToEndId", request.end_to_end_id)
+        _E.sub(tx, "OrgnlEndToEndId", request.end_to_end_id)
     if request.uetr is not None:
-        _sub(tx, "OrgnlUETR", str(request.uetr))
+        _E.sub(tx, "OrgnlUETR", str(request.uetr))
     if request.reason_code is not None or request.additional_info is not None:
-        reason = _sub(tx, "CxlRsnInf")
+        reason = _E.sub(tx, "CxlRsnInf")
         if request.reason_code is not None:
-            _sub(_sub(reason, "Rsn"), "Cd", request.reason_code)
+            _E.sub(_E.sub(reason, "Rsn"), "Cd", request.reason_code)
         if request.additional_info is not None:
-            _sub(reason, "AddtlInf", request.additional_info)
+            _E.sub(reason, "AddtlInf", request.additional_info)
     errors = schema_errors(load_schema(SCHEMA), doc)
     if errors:
         raise Camt056Invalid([{"field": "body", "message": e} for e in errors])
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-def _agent(parent: etree._Element, bic: str | None) -> None:
-    _sub(_sub(_sub(parent, "Agt"), "FinInstnId"), "BICFI", bic)
-
-
-def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{NS}}}{tag}")
-    if text is not None:
-        element.text = text
-    return element
-
-
-def _text(el: etree._Element, path: str) -> str | None:
-    found = el.find(path, _N)
-    if found is None or found.text is None:
-        return None
-    return found.text.strip() or None

@@ -17,12 +17,14 @@ from decimal import Decimal
 
 from lxml import etree
 
+from deltran.iso20022.elements import Elements
 from deltran.iso20022.xml_safety import find_document, load_schema, parse_xml, schema_errors
 from deltran.money import AmountError, format_amount, parse_amount
 
 NS = "urn:iso:std:iso:20022:tech:xsd:pacs.004.001.09"
 SCHEMA = "pacs.004.001.09.xsd"
 _N = {"p": NS}
+_E = Elements(NS, "p")
 DEFAULT_MAX_BYTES = 256 * 1024
 
 
@@ -64,13 +66,13 @@ def parse_pacs004(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> PaymentRet
     problems: list[dict[str, str]] = []
     if len(transactions) != 1:
         problems.append({"field": "TxInf", "message": f"{len(transactions)} transactions; return one per message"})
-    if _text(root, "p:GrpHdr/p:NbOfTxs") != str(len(transactions)):
+    if _E.text(root, "p:GrpHdr/p:NbOfTxs") != str(len(transactions)):
         problems.append({"field": "GrpHdr/NbOfTxs", "message": f"does not count the {len(transactions)} TxInf"})
     if problems:
         raise Pacs004Invalid(problems)
     tx = transactions[0]
-    return_id = _text(tx, "p:RtrId")
-    uetr, e2e, tx_id = _text(tx, "p:OrgnlUETR"), _text(tx, "p:OrgnlEndToEndId"), _text(tx, "p:OrgnlTxId")
+    return_id = _E.text(tx, "p:RtrId")
+    uetr, e2e, tx_id = _E.text(tx, "p:OrgnlUETR"), _E.text(tx, "p:OrgnlEndToEndId"), _E.text(tx, "p:OrgnlTxId")
     if return_id is None:
         problems.append({"field": "TxInf/RtrId", "message": "required: it identifies the return"})
     if uetr is None and e2e is None and tx_id is None:
@@ -83,26 +85,26 @@ def parse_pacs004(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> PaymentRet
     except AmountError as exc:
         problems.append({"field": "TxInf/RtrdIntrBkSttlmAmt", "message": str(exc)})
     try:  # the schema's ISODateTime admits forms Python reads differently (e.g. 24:00:00)
-        created_at = datetime.datetime.fromisoformat(_text(root, "p:GrpHdr/p:CreDtTm") or "")
+        created_at = datetime.datetime.fromisoformat(_E.text(root, "p:GrpHdr/p:CreDtTm") or "")
     except ValueError as exc:
         problems.append({"field": "GrpHdr/CreDtTm", "message": f"unreadable date-time: {exc}"})
     if problems:
         raise Pacs004Invalid(problems)
     original = tx.find("p:OrgnlIntrBkSttlmAmt", _N)
     return PaymentReturnMessage(
-        message_id=_text(root, "p:GrpHdr/p:MsgId") or "",
+        message_id=_E.text(root, "p:GrpHdr/p:MsgId") or "",
         created_at=created_at,
-        instructing_agent_bic=_text(root, "p:GrpHdr/p:InstgAgt/p:FinInstnId/p:BICFI"),
-        instructed_agent_bic=_text(root, "p:GrpHdr/p:InstdAgt/p:FinInstnId/p:BICFI"),
+        instructing_agent_bic=_E.text(root, "p:GrpHdr/p:InstgAgt/p:FinInstnId/p:BICFI"),
+        instructed_agent_bic=_E.text(root, "p:GrpHdr/p:InstdAgt/p:FinInstnId/p:BICFI"),
         return_id=return_id or "",
         amount=amount,
         currency=currency,
-        reason_code=_text(tx, "p:RtrRsnInf/p:Rsn/p:Cd"),
-        additional_info=_text(tx, "p:RtrRsnInf/p:AddtlInf"),
+        reason_code=_E.text(tx, "p:RtrRsnInf/p:Rsn/p:Cd"),
+        additional_info=_E.text(tx, "p:RtrRsnInf/p:AddtlInf"),
         uetr=uuid.UUID(uetr) if uetr else None,
         end_to_end_id=e2e,
         transaction_id=tx_id,
-        original_message_id=_text(tx, "p:OrgnlGrpInf/p:OrgnlMsgId"),
+        original_message_id=_E.text(tx, "p:OrgnlGrpInf/p:OrgnlMsgId"),
         original_amount=Decimal(original.text) if original is not None and original.text else None,
     )
 
@@ -110,56 +112,40 @@ def parse_pacs004(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> PaymentRet
 def build_pacs004(message: PaymentReturnMessage, *, original_message_name: str = "pacs.008.001.08") -> bytes:
     """The pacs.004.001.09 for `message` (Pacs004Invalid if it would break the XSD)."""
     doc = etree.Element(f"{{{NS}}}Document", nsmap={None: NS})
-    root = _sub(doc, "PmtRtr")
-    header = _sub(root, "GrpHdr")
-    _sub(header, "MsgId", message.message_id)
-    _sub(header, "CreDtTm", message.created_at.isoformat(timespec="seconds"))
-    _sub(header, "NbOfTxs", "1")
-    _sub(_sub(header, "SttlmInf"), "SttlmMtd", "CLRG")
+    root = _E.sub(doc, "PmtRtr")
+    header = _E.sub(root, "GrpHdr")
+    _E.sub(header, "MsgId", message.message_id)
+    _E.sub(header, "CreDtTm", message.created_at.isoformat(timespec="seconds"))
+    _E.sub(header, "NbOfTxs", "1")
+    _E.sub(_E.sub(header, "SttlmInf"), "SttlmMtd", "CLRG")
     if message.instructing_agent_bic is not None:
-        _agent(header, "InstgAgt", message.instructing_agent_bic)
+        _E.agent(header, "InstgAgt", message.instructing_agent_bic)
     if message.instructed_agent_bic is not None:
-        _agent(header, "InstdAgt", message.instructed_agent_bic)
-    tx = _sub(root, "TxInf")
-    _sub(tx, "RtrId", message.return_id)
+        _E.agent(header, "InstdAgt", message.instructed_agent_bic)
+    tx = _E.sub(root, "TxInf")
+    _E.sub(tx, "RtrId", message.return_id)
     if message.original_message_id is not None:
-        original = _sub(tx, "OrgnlGrpInf")
-        _sub(original, "OrgnlMsgId", message.original_message_id)
-        _sub(original, "OrgnlMsgNmId", original_message_name)
+        original = _E.sub(tx, "OrgnlGrpInf")
+        _E.sub(original, "OrgnlMsgId", message.original_message_id)
+        _E.sub(original, "OrgnlMsgNmId", original_message_name)
     if message.end_to_end_id is not None:
-        _sub(tx, "OrgnlEndToEndId", message.end_to_end_id)
+        _E.sub(tx, "OrgnlEndToEndId", message.end_to_end_id)
     if message.transaction_id is not None:
-        _sub(tx, "OrgnlTxId", message.transaction_id)
+        _E.sub(tx, "OrgnlTxId", message.transaction_id)
     if message.uetr is not None:
-        _sub(tx, "OrgnlUETR", str(message.uetr))
+        _E.sub(tx, "OrgnlUETR", str(message.uetr))
     if message.original_amount is not None:
-        _sub(tx, "OrgnlIntrBkSttlmAmt", format_amount(message.original_amount, message.currency), Ccy=message.currency)
-    _sub(tx, "RtrdIntrBkSttlmAmt", format_amount(message.amount, message.currency), Ccy=message.currency)
+        _E.sub(
+            tx, "OrgnlIntrBkSttlmAmt", format_amount(message.original_amount, message.currency), Ccy=message.currency
+        )
+    _E.sub(tx, "RtrdIntrBkSttlmAmt", format_amount(message.amount, message.currency), Ccy=message.currency)
     if message.reason_code is not None or message.additional_info is not None:
-        reason = _sub(tx, "RtrRsnInf")
+        reason = _E.sub(tx, "RtrRsnInf")
         if message.reason_code is not None:
-            _sub(_sub(reason, "Rsn"), "Cd", message.reason_code)
+            _E.sub(_E.sub(reason, "Rsn"), "Cd", message.reason_code)
         if message.additional_info is not None:
-            _sub(reason, "AddtlInf", message.additional_info[:105])
+            _E.sub(reason, "AddtlInf", message.additional_info[:105])
     errors = schema_errors(load_schema(SCHEMA), doc)
     if errors:
         raise Pacs004Invalid([{"field": "body", "message": e} for e in errors])
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-def _agent(parent: etree._Element, tag: str, bic: str) -> None:
-    _sub(_sub(_sub(parent, tag), "FinInstnId"), "BICFI", bic)
-
-
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrib: str) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{NS}}}{tag}", attrib)
-    if text is not None:
-        element.text = text
-    return element
-
-
-def _text(el: etree._Element, path: str) -> str | None:
-    found = el.find(path, _N)
-    if found is None or found.text is None:
-        return None
-    return found.text.strip() or None

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from deltran.iso20022.elements import Elements
 from deltran.iso20022.xml_safety import find_document, load_schema, parse_xml, schema_errors
 
 NS = "urn:iso:std:iso:20022:tech:xsd:pacs.028.001.05"
 SCHEMA = "pacs.028.001.05.xsd"
 _N = {"p": NS}
+_E = Elements(NS, "p")
 DEFAULT_MAX_BYTES = 1024 * 1024
 # Transactions one request may ask about (a pacs.008 carries at most 1,000).
 MAX_TRANSACTIONS = 1000
@@ -71,22 +73,22 @@ def parse_pacs028(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> StatusRequ
     req = doc.find("p:FIToFIPmtStsReq", _N)
     original = req.find("p:OrgnlGrpInf", _N)
     transactions = tuple(
-        RequestedTransaction(end_to_end_id=_text(tx, "p:OrgnlEndToEndId"), transaction_id=_text(tx, "p:OrgnlTxId"))
+        RequestedTransaction(end_to_end_id=_E.text(tx, "p:OrgnlEndToEndId"), transaction_id=_E.text(tx, "p:OrgnlTxId"))
         for tx in req.iterfind("p:TxInf", _N)
     )
     problems = _unasked(original is not None, transactions)
     if problems:
         raise Pacs028Invalid(problems)
     try:  # the schema's ISODateTime admits forms Python reads differently (e.g. 24:00:00)
-        created_at = datetime.datetime.fromisoformat(_text(req, "p:GrpHdr/p:CreDtTm") or "")
+        created_at = datetime.datetime.fromisoformat(_E.text(req, "p:GrpHdr/p:CreDtTm") or "")
     except ValueError as exc:
         raise Pacs028Invalid([{"field": "GrpHdr/CreDtTm", "message": f"unreadable date-time: {exc}"}]) from None
     return StatusRequest(
-        message_id=_text(req, "p:GrpHdr/p:MsgId") or "",
+        message_id=_E.text(req, "p:GrpHdr/p:MsgId") or "",
         created_at=created_at,
-        instructing_agent_bic=_text(req, "p:GrpHdr/p:InstgAgt/p:FinInstnId/p:BICFI"),
+        instructing_agent_bic=_E.text(req, "p:GrpHdr/p:InstgAgt/p:FinInstnId/p:BICFI"),
         original_message=(
-            OriginalMessage(_text(original, "p:OrgnlMsgId") or "", _text(original, "p:OrgnlMsgNmId") or "")
+            OriginalMessage(_E.text(original, "p:OrgnlMsgId") or "", _E.text(original, "p:OrgnlMsgNmId") or "")
             if original is not None
             else None
         ),
@@ -116,37 +118,23 @@ def build_pacs028(request: StatusRequest) -> bytes:
     if problems:
         raise Pacs028Invalid(problems)
     doc = etree.Element(f"{{{NS}}}Document", nsmap={None: NS})
-    req = _sub(doc, "FIToFIPmtStsReq")
-    header = _sub(req, "GrpHdr")
-    _sub(header, "MsgId", request.message_id)
-    _sub(header, "CreDtTm", request.created_at.isoformat(timespec="seconds"))
+    req = _E.sub(doc, "FIToFIPmtStsReq")
+    header = _E.sub(req, "GrpHdr")
+    _E.sub(header, "MsgId", request.message_id)
+    _E.sub(header, "CreDtTm", request.created_at.isoformat(timespec="seconds"))
     if request.instructing_agent_bic is not None:
-        _sub(_sub(_sub(header, "InstgAgt"), "FinInstnId"), "BICFI", request.instructing_agent_bic)
+        _E.agent(header, "InstgAgt", request.instructing_agent_bic)
     if request.original_message is not None:
-        original = _sub(req, "OrgnlGrpInf")
-        _sub(original, "OrgnlMsgId", request.original_message.message_id)
-        _sub(original, "OrgnlMsgNmId", request.original_message.message_name)
+        original = _E.sub(req, "OrgnlGrpInf")
+        _E.sub(original, "OrgnlMsgId", request.original_message.message_id)
+        _E.sub(original, "OrgnlMsgNmId", request.original_message.message_name)
     for transaction in request.transactions:
-        tx = _sub(req, "TxInf")
+        tx = _E.sub(req, "TxInf")
         if transaction.end_to_end_id is not None:
-            _sub(tx, "OrgnlEndToEndId", transaction.end_to_end_id)
+            _E.sub(tx, "OrgnlEndToEndId", transaction.end_to_end_id)
         if transaction.transaction_id is not None:
-            _sub(tx, "OrgnlTxId", transaction.transaction_id)
+            _E.sub(tx, "OrgnlTxId", transaction.transaction_id)
     errors = schema_errors(load_schema(SCHEMA), doc)
     if errors:
         raise Pacs028Invalid([{"field": "body", "message": e} for e in errors])
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{NS}}}{tag}")
-    if text is not None:
-        element.text = text
-    return element
-
-
-def _text(el: etree._Element, path: str) -> str | None:
-    found = el.find(path, _N)
-    if found is None or found.text is None:
-        return None
-    return found.text.strip() or None

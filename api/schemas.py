@@ -402,7 +402,9 @@ class TrackedStateOut(BaseModel):
     at: datetime = Field(description="when the payment reached the state")
     state: str = Field(
         description="SCREENING (sender only), REJECTED (sender only), AWAITING_SETTLEMENT, BOOKED (its camt.054),"
-        " SETTLED, COMPLETED, PARTIALLY_RETURNED or RETURNED (each return, its pacs.004), EXPIRED or CANCELLED"
+        " SETTLED, COMPLETED, PARTIALLY_RETURNED or RETURNED (each return, its pacs.004), EXPIRED,"
+        " CANCELLATION_REQUESTED (a recall: its camt.056 and case; to the creditor agent only when it had to"
+        " answer it) or CANCELLED (the camt.029 when the recall came as a camt.056)"
     )
     message_type: str | None = Field(
         description="the ISO 20022 message behind it, e.g. pacs.008.001.08; null where there is none"

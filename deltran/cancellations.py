@@ -98,6 +98,19 @@ class Recall:
     reason_code: CancellationReason
     reason: str | None = None
     case_id: str | None = None  # the camt.056's Assgnmt/Id; DelTran gives one otherwise
+    message_name: str | None = None  # "camt.056.001.12" when it came as one
+
+
+def investigated(cancellation: Cancellation) -> bool:
+    """The recall went to the creditor agent (the payment had settled, or its window had
+    closed): pending, or answered by it (returned, refused) or by the payment's expiry.
+    A recall decided before settlement, or refused by DelTran, it never saw."""
+    return (
+        cancellation.status == CancellationStatus.PDCR
+        or cancellation.return_id is not None
+        or cancellation.status_reason_code in CREDITOR_REFUSALS
+        or (cancellation.status == CancellationStatus.CNCL and cancellation.status_reason is not None)
+    )
 
 
 def case_id_for(payment_id: uuid.UUID) -> str:
@@ -207,6 +220,7 @@ async def _file(
             case_id=request.case_id,
             reason_code=request.reason_code,
             reason=request.reason,
+            message_name=request.message_name,
             status=status,
             status_reason_code=refusal[0] if refusal else None,
             status_reason=refusal[1] if refusal else None,
@@ -248,6 +262,7 @@ async def recall(
         reason_code=recall.reason_code.value,
         reason=recall.reason,
         requested_by=bank.id,
+        message_name=recall.message_name,
     )
     async with sessions() as session:
         payment = await _own_payment(session, bank, recall.payment_id)

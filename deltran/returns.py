@@ -23,7 +23,7 @@ from typing import cast
 from sqlalchemy import CursorResult, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deltran import events, ledger, tracker
+from deltran import events, ledger
 from deltran.db import payment_rows
 from deltran.db.tables import Cancellation, Obligation, Payment, PaymentReturn
 from deltran.errors import Conflict, NotFound, Refused
@@ -215,7 +215,7 @@ async def payment_named(
     obligation), or the EndToEndId — the first given that names one. None, or an
     EndToEndId naming several, is a 404 or a 422."""
     if uetr is not None:
-        payment = await tracker.payment_known_by(session, uetr, bic)
+        payment = await payment_rows.payment_known_by(session, uetr, bic)
         if payment is None or payment.creditor_agent_bic != bic:
             raise NotFound(f"no payment received by {bic} with UETR {uetr}", kind="payment-not-found")
         return payment.id

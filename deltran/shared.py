@@ -180,6 +180,7 @@ class CancelRequest(_Frozen):
     reason_code: str  # ISO 20022 cancellation reason (deltran/cancellations.py)
     reason: str | None = None
     requested_by: UUID  # the debtor agent's participant id
+    message_name: str | None = None  # "camt.056.001.12" when it came as one
 
 
 class CancelOutcome(_Frozen):

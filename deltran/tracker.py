@@ -21,15 +21,19 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deltran.db.tables import BankNotification, Obligation, Payment, PaymentReturn, Token
+from deltran.cancellations import investigated
+from deltran.db import payment_rows
+from deltran.db.tables import BankNotification, Cancellation, Obligation, PaymentReturn, Token
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.errors import NotFound
-from deltran.payment_references import forwarding_uetr, references_for
+from deltran.payment_references import references_for
 from deltran.vocabulary import EntryOutcome, PaymentStatus
 
 PACS002 = "pacs.002.001.10"
 CAMT054 = "camt.054.001.08"
 PACS004 = "pacs.004.001.09"
+CAMT029 = "camt.029.001.14"
+RECALL_REQUESTED = "CANCELLATION_REQUESTED"  # the debtor agent's recall (camt.056), by its case
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Track:
 
 async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     """The timeline of the payment `bic` knows by `uetr`; NotFound if there is none."""
-    payment = await payment_known_by(session, uetr, bic)
+    payment = await payment_rows.payment_known_by(session, uetr, bic)
     if payment is None:
         raise _unknown(uetr)
     obligation = (
@@ -109,28 +113,21 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
         state = PaymentStatus.RETURNED if returned >= payment.amount else PaymentStatus.PARTIALLY_RETURNED
         message_id = ("DTR" + r.id.hex.upper()[:32]) if sender else r.message_id
         states.append(TrackedState(r.created_at, state, PACS004, message_id))
-    if payment.status in (PaymentStatus.EXPIRED, PaymentStatus.CANCELLED):
-        states.append(TrackedState(payment.updated_at, PaymentStatus(payment.status), PACS002, None))
+    recall = await session.scalar(select(Cancellation).where(Cancellation.payment_id == payment.id))
+    if payment.status == PaymentStatus.EXPIRED:
+        states.append(TrackedState(payment.updated_at, PaymentStatus.EXPIRED, PACS002, None))
+    if payment.status == PaymentStatus.CANCELLED:  # by its debtor agent's recall, answered by a camt.029
+        answered = CAMT029 if sender and recall is not None and recall.message_name else PACS002
+        states.append(TrackedState(payment.updated_at, PaymentStatus.CANCELLED, answered, None))
+    # The recall itself, where it happened: the debtor agent sent it; the creditor agent
+    # saw it only as an investigation (a recall of a payment that had settled).
+    if recall is not None and (sender or investigated(recall)):
+        at = recall.created_at
+        seen = TrackedState(at, RECALL_REQUESTED, recall.message_name if sender else None, recall.case_id)
+        later = next((i for i, s in enumerate(states) if s.at >= at), len(states))  # before what it caused
+        states.insert(later, seen)
     return Track(uetr=str(uetr), payment_id=payment.id, status=payment.status, events=states)
 
 
 def _unknown(uetr: uuid.UUID) -> NotFound:
     return NotFound(f"no payment with UETR {uetr} that you send or receive", kind="payment-not-found")
-
-
-async def payment_known_by(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Payment | None:
-    """The sender knows a payment by its own UETR; the creditor agent by the forwarded
-    one, which is the payment's own or, for a payment sent without, its id (a UUIDv5) as a
-    UUIDv4: the version put back gives the id to look up."""
-    own = await session.scalar(select(Payment).where(Payment.uetr == uetr))
-    if own is not None and bic in (own.debtor_agent_bic, own.creditor_agent_bic):
-        return own
-    derived = await session.get(Payment, uuid.UUID(bytes=uetr.bytes, version=5))
-    if (
-        derived is not None
-        and derived.uetr is None
-        and bic == derived.creditor_agent_bic
-        and forwarding_uetr(derived) == str(uetr)
-    ):
-        return derived
-    return None

@@ -101,6 +101,7 @@ async def cancel(request: Request, caller: BankDep, settings: SettingsDep) -> Re
             reason_code=CancellationReason(message.reason_code or ""),  # checked in _parse_camt056
             reason=message.additional_info[:105] if message.additional_info else None,
             case_id=message.case_id,
+            message_name="camt.056.001.12",
         )
     elif content_type == "application/json":
         try:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran import events
 from deltran.db.tables import BankNotification, ClearingWindow, LedgerTransfer, Participant, Payment
+from deltran.payment_references import forwarding_uetr
 from deltran.vocabulary import EntryOutcome, EventType, PaymentStatus, WindowStatus
 
 # The statements every payment runs, built once with their values bound at execution:
@@ -94,3 +95,21 @@ async def reject(session: AsyncSession, payment_id: uuid.UUID, code: str, reason
     if cast(CursorResult, rejected).rowcount:
         await events.payment_events(session, [payment_id], EventType.PAYMENT_REJECTED)
     await return_bookings(session, payment_id, PaymentStatus.REJECTED)
+
+
+async def payment_known_by(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Payment | None:
+    """The sender knows a payment by its own UETR; the creditor agent by the forwarded
+    one, which is the payment's own or, for a payment sent without, its id (a UUIDv5) as a
+    UUIDv4: the version put back gives the id to look up."""
+    own = await session.scalar(select(Payment).where(Payment.uetr == uetr))
+    if own is not None and bic in (own.debtor_agent_bic, own.creditor_agent_bic):
+        return own
+    derived = await session.get(Payment, uuid.UUID(bytes=uetr.bytes, version=5))
+    if (
+        derived is not None
+        and derived.uetr is None
+        and bic == derived.creditor_agent_bic
+        and forwarding_uetr(derived) == str(uetr)
+    ):
+        return derived
+    return None

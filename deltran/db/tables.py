@@ -540,6 +540,7 @@ class Cancellation(Base):
     case_id: Mapped[str] = mapped_column(String(35), nullable=False)
     reason_code: Mapped[str] = mapped_column(String(4), nullable=False)  # ISO cancellation reason
     reason: Mapped[str | None] = mapped_column(String(105))
+    message_name: Mapped[str | None] = mapped_column(String(35))  # "camt.056.001.12", or None for JSON
     status: Mapped[str] = mapped_column(String(4), nullable=False)
     status_reason_code: Mapped[str | None] = mapped_column(String(4))  # why RJCR (ISO code)
     status_reason: Mapped[str | None] = mapped_column(Text)

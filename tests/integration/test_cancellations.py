@@ -18,6 +18,7 @@ from deltran.db.tables import Cancellation, LedgerTransfer, Obligation, Payment
 from deltran.iso20022.camt056 import RecallRequest, build_camt056
 from deltran.iso20022.pacs008 import build_pacs008
 from deltran.iso20022.xml_safety import load_schema
+from deltran.payment_references import forwarding_uetr
 from deltran.temporal.contract import PaymentWorkflowContract
 from tests.integration.test_clearing import fund, net_payment
 from tests.support.auditor import SANCTIONED
@@ -210,6 +211,13 @@ async def test_a_settled_payment_is_its_creditor_agents_to_refuse(http, credenti
         i["cancellation_id"] for i in (await http.get("/v1/investigations", headers=creditor)).json()["items"]
     }
 
+    async with sessions() as session:
+        payment = await session.get(Payment, uuid.UUID(payment_id))
+        assert payment is not None
+        forwarded = forwarding_uetr(payment)
+    seen = (await http.get(f"/v1/track/{forwarded}", headers=creditor)).json()["events"]
+    assert [e["state"] for e in seen][-2:] == ["COMPLETED", "CANCELLATION_REQUESTED"]
+
     answer = (await _recall(http, credentials, payment_id)).json()
     assert (
         answer["status"] == "RJCR" and answer["reason"] == "AC04" and answer["reason_detail"] == "the account is closed"
@@ -326,3 +334,10 @@ async def test_a_camt056_is_answered_with_a_camt029(http, credentials, sessions,
         "uetr": str(uetr), "reason": None,
     }  # fmt: skip
     assert (await http.get(f"/v1/payments/{payment_id}", headers=auth(bank_key))).json()["status"] == "CANCELLED"
+    # The tracker shows the recall (camt.056, its case) and its answer (camt.029).
+    timeline = (await http.get(f"/v1/track/{uetr}", headers=auth(bank_key))).json()["events"]
+    assert [(e["state"], e["message_type"]) for e in timeline][-2:] == [
+        ("CANCELLATION_REQUESTED", "camt.056.001.12"),
+        ("CANCELLED", "camt.029.001.14"),
+    ]
+    assert timeline[-2]["message_id"] == "CASE-42"

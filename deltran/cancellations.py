@@ -32,7 +32,7 @@ from typing import cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from deltran import events, returns
@@ -369,9 +369,29 @@ async def _cancel_in_workflow(
             status = await session.scalar(select(Payment.status).where(Payment.id == payment_id))
         if status not in UNSETTLED:
             return  # it ended meanwhile: answered from its row
+        if await _closed(handle):
+            # Ended without its row saying so (terminated by hand, say): nothing can decide
+            # the recall until ops look at the payment; retrying would not help.
+            raise Conflict(
+                f"payment {payment_id} is {status} but its workflow has ended: a recall cannot be decided;"
+                " ops must look at it (runbook: Recalls and investigations)",
+                kind="workflow-ended",
+            )
         if asyncio.get_running_loop().time() >= deadline:
             raise ServiceUnavailable("temporal", "the payment's workflow has not started yet; retry")
         await asyncio.sleep(0.1)
+
+
+async def _closed(handle: WorkflowHandle) -> bool:
+    """The workflow exists and has ended (a closed one can be described; one never
+    started cannot)."""
+    try:
+        await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise ServiceUnavailable("temporal", f"the payment's workflow is unreachable: {error}") from error
+    return True
 
 
 async def _answer_of(session: AsyncSession, payment_id: uuid.UUID) -> RecallAnswer | None:

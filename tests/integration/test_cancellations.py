@@ -341,3 +341,19 @@ async def test_a_camt056_is_answered_with_a_camt029(http, credentials, sessions,
         ("CANCELLED", "camt.029.001.14"),
     ]
     assert timeline[-2]["message_id"] == "CASE-42"
+
+
+async def test_a_payment_whose_workflow_was_ended_by_hand_is_refused_not_retried(
+    http, credentials, sessions, temporal_env, e2e_id
+):
+    payment_id = await _awaiting_gross(http, credentials, e2e_id)
+    async with sessions() as session:
+        workflow_id = await session.scalar(select(Payment.workflow_id).where(Payment.id == uuid.UUID(payment_id)))
+    await temporal_env.client.get_workflow_handle(workflow_id).terminate(reason="ops, by hand (test)")
+    refused = await _recall(http, credentials, payment_id)
+    assert refused.status_code == 409 and refused.json()["type"].endswith("workflow-ended"), refused.text
+    async with sessions() as session:
+        filed = await session.scalar(
+            select(func.count()).select_from(Cancellation).where(Cancellation.payment_id == uuid.UUID(payment_id))
+        )
+    assert filed == 0

@@ -245,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     camt.add_argument("--entry-reference")
     camt.add_argument("--bank-reference")
     camt.add_argument("--status", default="BOOK", choices=["BOOK", "PDNG", "INFO"])
-    camt.add_argument("--debit", action="store_true", help="a DBIT: the payout of a redemption (its reference)")
+    camt.add_argument(
+        "--debit", action="store_true", help="a DBIT: the payout of a redemption or a refund (its reference)"
+    )
     camt.set_defaults(run=_camt054)
     pacs = commands.add_parser("pacs008", help="print a pacs.008.001.08 for one payment (a bank's tool)")
     pacs.add_argument("--end-to-end-id", required=True)

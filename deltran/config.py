@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     # and signals it.
     camt054_start_wait_s: float = Field(default=5.0, gt=0, le=60)
 
+    # A booked credit that matched nothing this long after it arrived is refunded to the
+    # bank the settlement agent named as its debtor agent (an entry that names none is
+    # left to ops): time for a payment sent late to be matched by hand first.
+    unmatched_refund_after_s: int = Field(default=24 * 3600, gt=0)
+
     # Redemptions: a payout not booked by the settlement agent this long after the request
     # releases the reserved tokens back to the bank.
     redemption_deadline_s: int = Field(default=24 * 3600, gt=0)

@@ -11,8 +11,12 @@ DBIT camt.054, EndToEndId the refund's reference, books it (`store_refund_payout
 intake, under the refund's lock). The stranded fiat was never minted: a refund moves no
 tokens and leaves supply and backing as they are.
 
-Not refunded here, left to ops (the end-of-day run lists them): an entry that names no
-payment (UNMATCHED, AMBIGUOUS: who sent it is not in the entry); fiat of a payment
+A credit that matched nothing (UNMATCHED, AMBIGUOUS) is refunded too, once it has waited
+`unmatched_refund_after_s` (a payment sent late may be matched by hand first), to the
+bank the settlement agent named as its debtor agent (TxDtls/RltdAgts/DbtrAgt).
+
+Not refunded here, left to ops (the end-of-day run lists them): a credit that matched
+nothing and names no participant as its debtor agent; fiat of a payment
 rejected by sanctions screening (RR04) or because its bank is suspended (AG01), which is
 frozen, not returned, until compliance decides; a debtor agent no longer ACTIVE; and an
 entry the settlement agent has reversed (a reversal with its EndToEndId and amount).
@@ -32,6 +36,20 @@ from deltran.vocabulary import EntryOutcome, ParticipantStatus, PaymentStatus, R
 # suspended bank.
 FROZEN_REJECTIONS = (ReasonCode.REGULATORY_REASON.value, ReasonCode.TRANSACTION_FORBIDDEN.value)
 
+_NOT_REVERSED = """NOT EXISTS (
+              SELECT 1 FROM bank_notifications rv
+              WHERE rv.reversal AND rv.account = n.account AND rv.end_to_end_id IS NOT DISTINCT FROM n.end_to_end_id
+                AND rv.amount = n.amount AND rv.currency = n.currency
+          )"""
+_INSERT = f"""
+    INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)
+    SELECT id, entry_id, participant_id, '{REFUND_REFERENCE_PREFIX}' || upper(left(replace(id::text, '-', ''), 28)),
+           currency, amount, '{RefundStatus.PAYOUT_INSTRUCTED.value}', reason
+    FROM stranded
+    ON CONFLICT (entry_id) DO NOTHING
+    RETURNING currency
+"""
+# Entries that name a payment that can no longer use them: back to its debtor agent.
 _INSTRUCT = text(
     f"""
     WITH stranded AS (
@@ -45,27 +63,43 @@ _INSTRUCT = text(
           AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
           AND NOT (p.status = '{PaymentStatus.REJECTED.value}' AND p.rejection_code IN {FROZEN_REJECTIONS})
           AND bank.status = '{ParticipantStatus.ACTIVE.value}'
-          AND NOT EXISTS (
-              SELECT 1 FROM bank_notifications rv
-              WHERE rv.reversal AND rv.end_to_end_id = n.end_to_end_id
-                AND rv.amount = n.amount AND rv.currency = n.currency
-          )
+          AND {_NOT_REVERSED}
         ORDER BY n.received_at, n.id
         LIMIT :n
     )
-    INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)
-    SELECT id, entry_id, participant_id, '{REFUND_REFERENCE_PREFIX}' || upper(left(replace(id::text, '-', ''), 28)),
-           currency, amount, '{RefundStatus.PAYOUT_INSTRUCTED.value}', reason
-    FROM stranded
-    ON CONFLICT (entry_id) DO NOTHING
-    RETURNING currency
+    {_INSERT}
+    """
+)
+# Credits that matched nothing for long enough: back to the debtor agent the agent named.
+_INSTRUCT_UNMATCHED = text(
+    f"""
+    WITH stranded AS (
+        SELECT gen_random_uuid() AS id, n.id AS entry_id, bank.id AS participant_id, n.currency, n.amount,
+               n.outcome || ' for ' || make_interval(secs => :after_s)
+               || coalesce(': ' || n.outcome_detail, '') AS reason
+        FROM bank_notifications n
+        JOIN participants bank ON bank.bic = n.debtor_agent_bic
+        WHERE n.outcome IN ('{EntryOutcome.UNMATCHED.value}', '{EntryOutcome.AMBIGUOUS.value}')
+          AND n.credit_debit = 'CRDT' AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
+          AND n.received_at < now() - make_interval(secs => :after_s)
+          AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
+          AND bank.status = '{ParticipantStatus.ACTIVE.value}'
+          AND {_NOT_REVERSED}
+        ORDER BY n.received_at, n.id
+        LIMIT :n
+    )
+    {_INSERT}
     """
 )
 
 
-async def instruct_stranded(session: AsyncSession, batch: int = 500) -> int:
-    """Instruct a refund for each stranded entry without one (at most `batch`); how many."""
-    made = (await session.execute(_INSTRUCT, {"n": batch})).all()
+async def instruct_stranded(session: AsyncSession, unmatched_after_s: float, batch: int = 500) -> int:
+    """Instruct a refund for each stranded entry without one (at most `batch` of each
+    kind); how many."""
+    made = [
+        *(await session.execute(_INSTRUCT, {"n": batch})).all(),
+        *(await session.execute(_INSTRUCT_UNMATCHED, {"n": batch, "after_s": unmatched_after_s})).all(),
+    ]
     for (currency,) in made:  # counted before the commit: a rolled-back round over-counts, never under
         metrics.refunds.labels(currency, RefundStatus.PAYOUT_INSTRUCTED.value).inc()
     return len(made)

@@ -172,7 +172,7 @@ async def run_sweeper(
             log.exception("sweeper: round failed; retrying in %.0fs", interval_s)
         try:  # PostgreSQL only: not held back by a Temporal that is down
             async with sessions() as session, session.begin():
-                if refunded := await refunds.instruct_stranded(session):
+                if refunded := await refunds.instruct_stranded(session, settings.unmatched_refund_after_s):
                     log.info("sweeper: instructed %d refund(s) of booked fiat that can settle nothing", refunded)
         except Exception:
             log.exception("sweeper: refunds failed; retrying in %.0fs", interval_s)

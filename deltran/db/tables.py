@@ -411,6 +411,9 @@ class BankNotification(Base):
         ForeignKey("funding_instructions.id", use_alter=True)
     )
     redemption_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("redemptions.id", use_alter=True))
+    # The bank the money came from, when the settlement agent said (TxDtls/RltdAgts/DbtrAgt):
+    # who gets back a credit that matched nothing (deltran/refunds.py).
+    debtor_agent_bic: Mapped[str | None] = mapped_column(String(11))
     # A DBIT that paid a refund out (the refund its EndToEndId names).
     refund_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("refunds.id", use_alter=True))
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -446,6 +449,12 @@ class BankNotification(Base):
             "received_at",
             "id",
             postgresql_where=text("outcome = 'PAYMENT_NOT_AWAITING'"),
+        ),
+        Index(
+            "ix_bank_notifications_unmatched",
+            "received_at",
+            "id",
+            postgresql_where=text("outcome IN ('UNMATCHED', 'AMBIGUOUS')"),
         ),
         # Likewise at most one entry funds a window's funding instruction.
         Index(

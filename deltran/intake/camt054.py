@@ -226,6 +226,7 @@ def _row(message_row_id: uuid.UUID, entry: Camt054Entry) -> dict:
         entry_status=entry.status,
         reversal=entry.reversal,
         booking_date=entry.booking_date,
+        debtor_agent_bic=entry.debtor_agent_bic,
     )
 
 

@@ -50,6 +50,8 @@ class Camt054Entry:
     instruction_id: str | None
     transaction_id: str | None
     bank_reference: str | None
+    # TxDtls/RltdAgts/DbtrAgt: the bank the money came from, when the agent says so.
+    debtor_agent_bic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ def _entries(ntry: etree._Element, notification_id: str, account: str, entry_ind
                 instruction_id=_text(tx, "c:Refs/c:InstrId"),
                 transaction_id=_text(tx, "c:Refs/c:TxId"),
                 bank_reference=_text(tx, "c:Refs/c:AcctSvcrRef") or _text(ntry, "c:AcctSvcrRef"),
+                debtor_agent_bic=_text(tx, "c:RltdAgts/c:DbtrAgt/c:FinInstnId/c:BICFI"),
             )
         )
     _check_entry_agrees(ntry, entry_reference, entry_total, entry_currency, entry_direction, result)
@@ -248,6 +251,7 @@ class BookingSpec:
     bank_reference: str | None = None  # TxDtls/Refs/AcctSvcrRef
     booking_date: datetime.date | None = None
     account: str = "AE070331234567890123456"  # an IBAN of DelTran's settlement account
+    debtor_agent_bic: str | None = None  # TxDtls/RltdAgts/DbtrAgt
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrib: str) -> etree._Element:
@@ -346,3 +350,5 @@ def _write_entry(ntfctn: etree._Element, group: Sequence[BookingSpec]) -> None:
                 _sub(refs, "UETR", b.uetr.lower())
         _sub(tx, "Amt", _amount_text(b.amount), Ccy=b.currency)
         _sub(tx, "CdtDbtInd", b.credit_debit)
+        if b.debtor_agent_bic:
+            _sub(_sub(_sub(_sub(tx, "RltdAgts"), "DbtrAgt"), "FinInstnId"), "BICFI", b.debtor_agent_bic)

@@ -77,9 +77,9 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
     frozen = await _stranded_entry(http, credentials, sessions, e2e_sanctioned, "900.00")
 
     async with sessions() as session, session.begin():
-        await refunds.instruct_stranded(session)  # what the sweeper runs every round
+        await refunds.instruct_stranded(session, settings.unmatched_refund_after_s)  # what the sweeper runs every round
     async with sessions() as session, session.begin():
-        await refunds.instruct_stranded(session)  # again: nothing twice
+        await refunds.instruct_stranded(session, settings.unmatched_refund_after_s)  # again: nothing twice
     async with sessions() as session:
         made = list(await session.scalars(select(Refund).where(Refund.entry_id.in_([*entries, frozen]))))
     # A sanctions hit's fiat is frozen for compliance, not paid back.
@@ -116,3 +116,40 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
 
     assert books(after.get("AED")) == books(before.get("AED"))
     assert after.get("AED") is None or not after["AED"].breaks()
+
+
+async def test_a_credit_that_matched_nothing_goes_back_to_the_debtor_agent_named_after_a_while(
+    http, credentials, sessions, settings: Settings
+):
+    def credit(debtor_agent: str | None) -> tuple[str, bytes]:
+        reference = f"U{uuid.uuid4().hex[:20]}"
+        spec = BookingSpec(
+            end_to_end_id=f"NOBODY-{uuid.uuid4().hex[:8]}", amount=Decimal("45.00"), currency="AED",
+            entry_reference=reference, debtor_agent_bic=debtor_agent,
+        )  # fmt: skip
+        return reference, build_camt054([spec], message_id=f"MSG-{reference}")
+
+    named, named_body = credit("EBILAEAD")
+    anonymous, anonymous_body = credit(None)
+    stranger, stranger_body = credit("NOTAAEAD")  # no participant has this BIC
+    for body in (named_body, anonymous_body, stranger_body):
+        assert not (await _book(http, credentials, body))["matched"]
+
+    async def refunded() -> dict[str, str]:
+        async with sessions() as session:
+            rows = await session.execute(
+                select(BankNotification.entry_reference, Refund.reference)
+                .join(Refund, Refund.entry_id == BankNotification.id)
+                .where(BankNotification.entry_reference.in_([named, anonymous, stranger]))
+            )
+        return dict(rows.all())
+
+    async with sessions() as session, session.begin():
+        await refunds.instruct_stranded(session, unmatched_after_s=3600)  # not yet: time to match it by hand
+    assert await refunded() == {}
+    async with sessions() as session, session.begin():
+        await refunds.instruct_stranded(session, unmatched_after_s=0.001)
+    assert set(await refunded()) == {named}  # the others: ops find out who sent them
+    listed = await http.get("/v1/payouts", params={"limit": 500}, headers=auth(credentials["settlement_agent"]))
+    [payout] = [p for p in listed.json()["items"] if p["reference"] == (await refunded())[named]]
+    assert (payout["kind"], payout["bic"], payout["amount"]) == ("refund", "EBILAEAD", "45.00")

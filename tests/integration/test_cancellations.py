@@ -21,7 +21,7 @@ from deltran.iso20022.xml_safety import load_schema
 from deltran.payment_references import forwarding_uetr
 from deltran.temporal.contract import PaymentWorkflowContract
 from tests.integration.test_clearing import fund, net_payment
-from tests.support.auditor import SANCTIONED
+from tests.support.auditor import INVARIANTS, SANCTIONED
 from tests.support.payments import (
     auth,
     camt054_for,
@@ -357,3 +357,79 @@ async def test_a_payment_whose_workflow_was_ended_by_hand_is_refused_not_retried
             select(func.count()).select_from(Cancellation).where(Cancellation.payment_id == uuid.UUID(payment_id))
         )
     assert filed == 0
+
+
+async def _money_broken(sessions) -> list[str]:
+    """The auditor's money invariants (supply = booked fiat less paid out, no balance below
+    zero, one token per settled obligation, every booked entry accounted for…) that fail."""
+    async with sessions() as session:
+        return [f"{name}: {row[0]}" for name, query in INVARIANTS.items() for row in await session.execute(text(query))]
+
+
+async def test_recalls_racing_the_window_close_each_land_on_one_side_of_it(http, credentials, sessions, worker):
+    """Recalls sent while the window closes: each net obligation is either released and
+    out of the netting (CNCL) or netted and left to its creditor agent (PDCR) — never
+    both, never neither — and the money invariants hold throughout."""
+    async with sessions() as session, session.begin():
+        await ensure_open_window(session, "EUR")
+    payer, payee = "DEUTDEFF", "BNPAFRPP"
+    payer_key = auth(credentials["banks"][payer])
+    tag = uuid.uuid4().hex[:8]
+    accepted = await asyncio.gather(
+        *(
+            http.post(
+                "/v1/payments",
+                json=net_payment(f"RACE{tag}-{i}", payer, payee, f"{100 + i}.00", "EUR"),
+                headers=payer_key,
+            )
+            for i in range(8)
+        )
+    )
+    ids = [r.json()["payment_id"] for r in accepted]
+    for payment_id in ids:
+        assert (await wait_for_status(http, payment_id, payer_key, {"AWAITING_SETTLEMENT"}))["obligation"][
+            "settlement_mode"
+        ] == "NET"
+
+    admin = auth(credentials["admin"])
+    close = asyncio.create_task(http.post("/v1/clearing/windows/close?currency=EUR", headers=admin))
+
+    async def recall_after(delay_s: float, payment_id: str):
+        await asyncio.sleep(delay_s)  # spread around the close: some before its cut-off, some after
+        return await _recall(http, credentials, payment_id, bic=payer)
+
+    answers = await asyncio.gather(*(recall_after(i * 0.03, p) for i, p in enumerate(ids)))
+    closed = await close
+    assert closed.status_code == 202, closed.text
+    window = closed.json()
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
+
+    async with sessions() as session:
+        obligations = {
+            str(o.payment_id): o
+            for o in await session.scalars(
+                select(Obligation).where(Obligation.payment_id.in_([uuid.UUID(p) for p in ids]))
+            )
+        }
+        netted = await session.scalar(
+            select(func.coalesce(func.sum(Obligation.amount), 0)).where(
+                Obligation.clearing_window_id == uuid.UUID(window["id"]), Obligation.status != "RELEASED"
+            )
+        )
+    pending = []
+    for payment_id, answer in zip(ids, answers, strict=True):
+        ob = obligations[payment_id]
+        if answer.json()["status"] == "CNCL":
+            assert ob.status == "RELEASED" and answer.json()["payment_status"] == "CANCELLED"
+        else:
+            assert answer.json()["status"] == "PDCR" and ob.status == "PENDING"
+            assert str(ob.clearing_window_id) == window["id"]  # netted by the close it lost to
+            pending.append(payment_id)
+    assert Decimal(window["gross_amount"]) == netted  # the netting counted exactly the ones not cancelled
+    assert not await _money_broken(sessions)
+
+    for instruction in window["instructions"]:
+        await fund(http, credentials, instruction, "EUR")
+    for payment_id in pending:
+        await wait_for_status(http, payment_id, payer_key, {"COMPLETED"}, timeout_s=60)
+    assert not await _money_broken(sessions)

@@ -24,6 +24,7 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.clearing import ensure_open_window
 from deltran.config import Settings
 from deltran.intake.payments import payment_input, start_payment_workflow
+from deltran.ledger import BACKING_SQL, SUPPLY_SQL
 from deltran.shared import ClearingInput
 from tests.support.payments import auth, camt054_for, payment_body, screening_row
 from workflows.clearing import ClearingWindowWorkflow
@@ -36,12 +37,12 @@ STUCK_ATTEMPTS = 4  # a step retried this often is stuck: nothing here may fail 
 
 # Each query lists violations of one invariant; a row is one violation.
 INVARIANTS: dict[str, str] = {
-    "supply equals booked fiat per currency": """
-        SELECT currency || ': tokens ' || sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token')
-               || ', fiat ' || sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat')
+    # Supply is the tokens banks hold, reserved ones included; backing is the booked fiat
+    # less what was paid out (deltran/ledger.py: the same sums the product checks).
+    "supply equals booked fiat less paid out per currency": f"""
+        SELECT currency || ': supply ' || {SUPPLY_SQL} || ', backing ' || {BACKING_SQL}
         FROM accounts GROUP BY currency
-        HAVING sum(credits_posted - debits_posted) FILTER (WHERE kind = 'token')
-            <> sum(debits_posted - credits_posted) FILTER (WHERE kind = 'fiat')
+        HAVING {SUPPLY_SQL} <> {BACKING_SQL}
     """,
     "every minted amount is a booked, matched credit of that amount": """
         SELECT 'transfer ' || t.id || ' mints ' || t.amount || ' from entry ' || coalesce(n.outcome, 'none')

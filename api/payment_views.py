@@ -21,6 +21,7 @@ from api.schemas import ObligationOut, PaymentOut, ReturnSummaryOut, RollOut, To
 from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, PaymentReturn, Token
 from deltran.money import format_amount
 from deltran.temporal.steps import RetryingStep
+from deltran.vocabulary import PaymentStatus
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,13 @@ class Details:
     returns: tuple[ReturnSummaryOut, ...] = ()
 
 
-async def details_of(session: AsyncSession, payment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Details]:
+async def details_of(session: AsyncSession, payments: Sequence[Payment]) -> dict[uuid.UUID, Details]:
     """Each payment's obligation (with its rolls) and token: at most three queries for any
     number, each by a unique index (obligations.payment_id, obligation_rolls' key,
     tokens.obligation_id)."""
-    if not payment_ids:
+    if not payments:
         return {}
+    payment_ids = [p.id for p in payments]
     payer, payee = aliased(Participant), aliased(Participant)
     obligations = (
         await session.execute(
@@ -72,12 +74,13 @@ async def details_of(session: AsyncSession, payment_ids: Sequence[uuid.UUID]) ->
         else {}
     )
     by_payment = {ob.payment_id: (ob, payer_bic, payee_bic) for ob, payer_bic, payee_bic in obligations}
-    # Only a payment with a token can have been returned (by payment_id, indexed).
+    # Only a payment whose status says so has returns: no query for a page of others.
     returned: dict[uuid.UUID, list[ReturnSummaryOut]] = defaultdict(list)
-    if tokens:
+    returned_ids = [p.id for p in payments if p.status in (PaymentStatus.PARTIALLY_RETURNED, PaymentStatus.RETURNED)]
+    if returned_ids:
         for r in await session.scalars(
             select(PaymentReturn)
-            .where(PaymentReturn.payment_id.in_(list(tokens)))
+            .where(PaymentReturn.payment_id.in_(returned_ids))
             .order_by(PaymentReturn.created_at, PaymentReturn.id)
         ):
             returned[r.payment_id].append(

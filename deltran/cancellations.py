@@ -409,14 +409,9 @@ async def _answer_of(session: AsyncSession, payment_id: uuid.UUID) -> RecallAnsw
 
 
 async def _tell(session: AsyncSession, participant_id: uuid.UUID, type_: EventType, payment_id: uuid.UUID) -> None:
-    cancellation, payment = (
-        await session.execute(
-            select(Cancellation, Payment)
-            .join(Payment, Payment.id == Cancellation.payment_id)
-            .where(Cancellation.payment_id == payment_id)
-        )
-    ).one()
-    await events.bank_event(session, participant_id, type_, cancellation_data(cancellation, payment))
+    answered = await _answer_of(session, payment_id)
+    assert answered is not None  # told in the transaction that filed or answered it
+    await events.bank_event(session, participant_id, type_, cancellation_data(answered.cancellation, answered.payment))
 
 
 def cancellation_data(cancellation: Cancellation, payment: Payment) -> dict:

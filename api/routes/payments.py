@@ -230,7 +230,7 @@ async def read(
     payment = await _visible_payment(session, caller, payment_id)
     if wants_xml(request.headers.get("accept", "")):
         return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
-    details = (await details_of(session, [payment.id]))[payment.id]
+    details = (await details_of(session, [payment]))[payment.id]
     # Everything is read: give the connection back before asking Temporal.
     await session.close()
     step = None if payment.status in FINAL_PAYMENT_STATUSES else await _retrying_step(request, payment.workflow_id)
@@ -294,7 +294,7 @@ async def list_payments(
         if getattr(error.orig, "sqlstate", None) != QUERY_CANCELED:
             raise
         raise RequestValidationError([{"loc": ("query", "since"), "msg": TOO_BROAD, "type": "value_error"}]) from None
-    details = await details_of(session, [p.id for p in payments])
+    details = await details_of(session, payments)
     return PaymentList(items=[payment_out(p, details[p.id]) for p in payments], next_cursor=next_cursor)
 
 

@@ -7,7 +7,8 @@
   pair, each pair two legs, payee +amount and payer −amount, summed per bank) stores
   every bank's net position, the gross, net, efficiency and liquidity saved, and a funding instruction
   for every net debtor. It writes O(banks) rows, never one per obligation.
-- settle: in one transaction, the booked fundings are minted to their funders and the
+- settle: in one transaction, what the settling obligations take of each booked funding
+  is minted to its funder (the rest of the booking is refunded, deltran/refunds.py) and the
   window's obligations move their tokens payer → payee (one ledger transfer each,
   balances updated once per account from the aggregate). If a debtor did not fund by the
   deadline, the fallback (deltran/domain/clearing/fallback.py) chooses the largest-value set of
@@ -28,7 +29,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from deltran import events, ledger
+from deltran import events, ledger, refunds
 from deltran.db.tables import (
     BankNotification,
     ClearingWindow,
@@ -286,8 +287,8 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
             )
         ).all()
     )
-    # What each funder booked: the instructed amount, or more (the excess stays on its
-    # token balance); the fallback may spend all of it.
+    # What each funder booked: the instructed amount, or more; the fallback may spend
+    # all of it, and what the settlement does not spend goes back (a refund).
     booked = dict(
         (
             await session.execute(
@@ -300,9 +301,6 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
         ).all()
     )
     funded = {i.participant_id: booked[_booking_of(i)] for i in instructions if i.status == FundingStatus.FUNDED}
-    for instruction in instructions:
-        if instruction.status == FundingStatus.FUNDED:
-            await _mint_funding(session, instruction, booked[_booking_of(instruction)])
     method = None
     rolled = 0
     if len(funded) < len(instructions):
@@ -312,6 +310,19 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
             .where(FundingInstruction.window_id == window_id, FundingInstruction.status == FundingStatus.PENDING)
             .values(status=FundingStatus.EXPIRED)
         )
+    # Each funder's fiat is minted up to what the obligations settling now take from it
+    # (its net debit over them: the instruction, or less after a fallback); the rest of
+    # its booking, over-funding or funding the fallback did not use, is refunded, so no
+    # bank holds tokens it did not ask for and every booked entry is accounted for.
+    debits = await _net_debits(session, window_id, list(funded))
+    for instruction in instructions:
+        if instruction.status == FundingStatus.FUNDED:
+            entry = _booking_of(instruction)
+            used = min(booked[entry], debits.get(instruction.participant_id, Decimal(0)))
+            if used > 0:
+                await _mint_funding(session, instruction, used)
+            if booked[entry] > used:
+                await _refund_unused(session, window_id, instruction, booked[entry], used)
     await ledger.post_window_transfers(session, window_id)
     status = WindowStatus.PARTIALLY_SETTLED if rolled else "SETTLED"
     await session.execute(
@@ -324,13 +335,54 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     return await _outcome(session, window)
 
 
+async def _refund_unused(
+    session: AsyncSession, window_id: uuid.UUID, instruction: FundingInstruction, booked: Decimal, used: Decimal
+) -> None:
+    """What the window did not take of a funding goes back to the funder."""
+    currency = instruction.currency
+    await refunds.instruct_excess(
+        session,
+        entry_id=_booking_of(instruction),
+        participant_id=instruction.participant_id,
+        currency=currency,
+        amount=booked - used,
+        reason=(
+            f"window {window_id} took {format_amount(used, currency)} of the {format_amount(booked, currency)}"
+            f" {currency} booked for {instruction.reference} (instructed {format_amount(instruction.amount, currency)})"
+        ),
+    )
+
+
+_NET_DEBITS = text(
+    """
+    SELECT participant_id, sum(amount) AS debit FROM (
+        SELECT payer_id AS participant_id, amount FROM obligations
+        WHERE clearing_window_id = :w AND status = 'PENDING' AND payer_id = ANY(CAST(:banks AS uuid[]))
+        UNION ALL
+        SELECT payee_id, -amount FROM obligations
+        WHERE clearing_window_id = :w AND status = 'PENDING' AND payee_id = ANY(CAST(:banks AS uuid[]))
+    ) legs
+    GROUP BY participant_id
+    """
+)
+
+
+async def _net_debits(session: AsyncSession, window_id: uuid.UUID, banks: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
+    """Each bank's net debit over the window's obligations still to settle (≤ 0: it
+    receives more than it pays)."""
+    if not banks:
+        return {}
+    rows = (await session.execute(_NET_DEBITS, {"w": window_id, "banks": banks})).all()
+    return {r.participant_id: r.debit for r in rows}
+
+
 def _booking_of(instruction: FundingInstruction) -> uuid.UUID:
     assert instruction.notification_id is not None, "a FUNDED instruction names the entry that booked it"
     return instruction.notification_id
 
 
 async def _mint_funding(session: AsyncSession, instruction: FundingInstruction, amount: Decimal) -> None:
-    """A booked funding mints what was booked to the funder: fiat[b] → token[b]."""
+    """What the window takes of a booked funding is minted to the funder: fiat[b] → token[b]."""
     fiat = await ledger.account_id(session, instruction.participant_id, instruction.currency, AccountKind.FIAT)
     token = await ledger.account_id(session, instruction.participant_id, instruction.currency, AccountKind.TOKEN)
     await ledger.post_transfer(

@@ -128,9 +128,12 @@ async def check(
         matched_fiat = {
             r["currency"]: r["total"]
             for r in await conn.fetch(
-                "SELECT currency, sum(CASE WHEN credit_debit = 'DBIT' THEN -amount ELSE amount END) AS total"
-                # (a refund pays back fiat that was never matched: neither side counts here)
-                " FROM bank_notifications WHERE outcome = 'MATCHED' AND refund_id IS NULL GROUP BY currency"
+                "SELECT n.currency, sum(CASE WHEN n.credit_debit = 'DBIT' THEN -n.amount ELSE n.amount END)"
+                # (a refund pays back fiat that was never minted: neither its payout nor the
+                # refunded part of a window's over-funding counts here)
+                " - coalesce(sum(rf.amount), 0) AS total"
+                " FROM bank_notifications n LEFT JOIN refunds rf ON rf.entry_id = n.id"
+                " WHERE n.outcome = 'MATCHED' AND n.refund_id IS NULL GROUP BY n.currency"
             )
         }
         windows_unbalanced = await conn.fetch(

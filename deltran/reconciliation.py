@@ -46,7 +46,7 @@ class Backing:
     token_supply: Decimal  # everything minted: booked fiat turned into tokens
     token_balances: Decimal  # what banks hold
     fiat_ledger: Decimal  # the fiat accounts' balances
-    fiat_booked: Decimal  # booked camt.054 credits matched to a payment or funding
+    fiat_booked: Decimal  # booked camt.054 credits matched to a payment or funding, less their refunded part
 
     def breaks(self) -> list[str]:
         found = []
@@ -127,9 +127,11 @@ _BACKING = text(
         -- whose tokens are burned (one matched but not yet burned is neither here nor in
         -- supply's burn: between the two commits the tiers still agree; one that never
         -- burns is the end-of-day payout_not_burned).
-        SELECT n.currency, coalesce(sum(n.amount) FILTER (WHERE n.credit_debit = 'CRDT'), 0)
+        -- A window funding's part its settlement did not take is refunded, never minted.
+        SELECT n.currency, coalesce(sum(n.amount - coalesce(rf.amount, 0)) FILTER (WHERE n.credit_debit = 'CRDT'), 0)
                            - coalesce(sum(n.amount) FILTER (WHERE n.credit_debit = 'DBIT'), 0) AS fiat_booked
         FROM bank_notifications n LEFT JOIN redemptions r ON r.id = n.redemption_id
+        LEFT JOIN refunds rf ON rf.entry_id = n.id
         WHERE n.outcome = 'MATCHED' AND n.entry_status = 'BOOK' AND NOT n.reversal
           AND (n.credit_debit = 'CRDT' OR r.status = 'COMPLETED')
         GROUP BY n.currency
@@ -163,7 +165,8 @@ _EOD_CHECKS: dict[str, str] = {
     """,
     "amount_or_currency_mismatch": """
         SELECT id::text AS ref, currency, amount, outcome_detail AS detail
-        FROM bank_notifications WHERE outcome = 'AMOUNT_MISMATCH'
+        FROM bank_notifications WHERE outcome = 'AMOUNT_MISMATCH' AND entry_status = 'BOOK' AND credit_debit = 'CRDT'
+          AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = bank_notifications.id)
     """,
     "booked_entry_not_minted": """
         SELECT n.id::text AS ref, n.currency, n.amount, 'booked and matched, but its fiat was never minted: '
@@ -177,6 +180,8 @@ _EOD_CHECKS: dict[str, str] = {
                OR f.status = 'EXPIRED'
                OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))
           AND NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.notification_id = n.id)
+          -- a window funding its settlement took none of: all of it refunded
+          AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id AND r.amount = n.amount)
     """,
     "payment_stuck_past_deadline": """
         SELECT p.id::text AS ref, p.currency, p.amount, p.status || ' since ' || p.created_at AS detail

@@ -3,12 +3,18 @@ anything goes back to the bank that sent it.
 
 A booked camt.054 CRDT entry is stranded when it names a payment that ended without
 settling (rejected, expired, cancelled: the entry is PAYMENT_NOT_AWAITING) or one that
-another entry already funded (a second booking). Each becomes one refund to the
-payment's debtor agent (`instruct_stranded`, run by the worker's sweeper: one statement,
+another entry already funded (a second booking), when its amount or currency is not the
+payment's (AMOUNT_MISMATCH: nothing ever re-matches it), or when it funds a window's
+instruction too late (after the cut-off, or a second booking) or too little. Each
+becomes one refund to the bank that owes that payment or funding — the payment's debtor
+agent, the instruction's funder (`instruct_stranded`, run by the worker's sweeper:
 idempotent, so an entry stranded by any path — the intake, an expiry, a recall — is
-refunded once), listed for the settlement agent (GET /v1/payouts, kind refund) until its
-DBIT camt.054, EndToEndId the refund's reference, books it (`store_refund_payout`, in the
-intake, under the refund's lock). The stranded fiat was never minted: a refund moves no
+refunded once). A window funding that matched is minted only as far as the window's
+settlement takes it; the rest (over-funding, or funding a fallback did not use) is
+refunded by that settlement, in its transaction (`instruct_excess`). Each refund is
+listed for the settlement agent (GET /v1/payouts, kind refund) until its DBIT camt.054,
+EndToEndId the refund's reference, books it (`store_refund_payout`, in the intake, under
+the refund's lock). The refunded fiat was never minted: a refund moves no
 tokens and leaves supply and backing as they are.
 
 A credit that matched nothing (UNMATCHED, AMBIGUOUS) is refunded too, once it has waited
@@ -23,6 +29,9 @@ entry the settlement agent has reversed (a reversal with its EndToEndId and amou
 """
 
 from __future__ import annotations
+
+import uuid
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,23 +58,36 @@ _INSERT = f"""
     ON CONFLICT (entry_id) DO NOTHING
     RETURNING currency
 """
-# Entries that name a payment that can no longer use them: back to its debtor agent.
+# Entries that name a payment or a window funding they can no longer pay: back to the
+# payment's debtor agent, or the instruction's funder.
+_STRANDED_OUTCOMES = (EntryOutcome.PAYMENT_NOT_AWAITING.value, EntryOutcome.AMOUNT_MISMATCH.value)
+_STRANDED = f"""n.outcome IN {_STRANDED_OUTCOMES} AND n.credit_debit = 'CRDT'
+          AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
+          AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
+          AND bank.status = '{ParticipantStatus.ACTIVE.value}'
+          AND {_NOT_REVERSED}"""
 _INSTRUCT = text(
     f"""
     WITH stranded AS (
-        SELECT gen_random_uuid() AS id, n.id AS entry_id, bank.id AS participant_id, n.currency, n.amount,
-               'payment ' || p.id || ' is ' || p.status || coalesce(': ' || n.outcome_detail, '') AS reason
-        FROM bank_notifications n
-        JOIN payments p ON p.id = n.payment_id
-        JOIN participants bank ON bank.bic = p.debtor_agent_bic
-        WHERE n.outcome = '{EntryOutcome.PAYMENT_NOT_AWAITING.value}' AND n.credit_debit = 'CRDT'
-          AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
-          AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
-          AND NOT (p.status = '{PaymentStatus.REJECTED.value}' AND p.rejection_code IN {FROZEN_REJECTIONS})
-          AND bank.status = '{ParticipantStatus.ACTIVE.value}'
-          AND {_NOT_REVERSED}
-        ORDER BY n.received_at, n.id
-        LIMIT :n
+        (SELECT gen_random_uuid() AS id, n.id AS entry_id, bank.id AS participant_id, n.currency, n.amount,
+                'payment ' || p.id || ' is ' || p.status || coalesce(': ' || n.outcome_detail, '') AS reason
+         FROM bank_notifications n
+         JOIN payments p ON p.id = n.payment_id
+         JOIN participants bank ON bank.bic = p.debtor_agent_bic
+         WHERE {_STRANDED}
+           AND NOT (p.status = '{PaymentStatus.REJECTED.value}' AND p.rejection_code IN {FROZEN_REJECTIONS})
+         ORDER BY n.received_at, n.id
+         LIMIT :n)
+        UNION ALL
+        (SELECT gen_random_uuid(), n.id, bank.id, n.currency, n.amount,
+                'funding instruction ' || f.reference || ' is ' || f.status
+                || coalesce(': ' || n.outcome_detail, '')
+         FROM bank_notifications n
+         JOIN funding_instructions f ON f.id = n.funding_instruction_id
+         JOIN participants bank ON bank.id = f.participant_id
+         WHERE {_STRANDED}
+         ORDER BY n.received_at, n.id
+         LIMIT :n)
     )
     {_INSERT}
     """
@@ -91,6 +113,34 @@ _INSTRUCT_UNMATCHED = text(
     {_INSERT}
     """
 )
+
+
+_INSTRUCT_EXCESS = text(
+    f"""
+    WITH stranded AS (
+        SELECT gen_random_uuid() AS id, CAST(:entry AS uuid) AS entry_id, CAST(:participant AS uuid) AS participant_id,
+               CAST(:currency AS varchar) AS currency, CAST(:amount AS numeric) AS amount,
+               CAST(:reason AS text) AS reason
+    )
+    {_INSERT}
+    """
+)
+
+
+async def instruct_excess(
+    session: AsyncSession,
+    *,
+    entry_id: uuid.UUID,
+    participant_id: uuid.UUID,
+    currency: str,
+    amount: Decimal,
+    reason: str,
+) -> None:
+    """Refund the part of a matched window funding its settlement did not take (once per
+    entry: a settlement run again instructs nothing new)."""
+    params = dict(entry=entry_id, participant=participant_id, currency=currency, amount=amount, reason=reason)
+    if (await session.execute(_INSTRUCT_EXCESS, params)).first():
+        metrics.refunds.labels(currency, RefundStatus.PAYOUT_INSTRUCTED.value).inc()
 
 
 async def instruct_stranded(session: AsyncSession, unmatched_after_s: float, batch: int = 500) -> int:

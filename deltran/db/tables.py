@@ -445,10 +445,10 @@ class BankNotification(Base):
         ),
         # Stranded entries, for the sweeper's refunds (deltran/refunds.py).
         Index(
-            "ix_bank_notifications_not_awaiting",
+            "ix_bank_notifications_stranded",
             "received_at",
             "id",
-            postgresql_where=text("outcome = 'PAYMENT_NOT_AWAITING'"),
+            postgresql_where=text("outcome IN ('PAYMENT_NOT_AWAITING', 'AMOUNT_MISMATCH')"),
         ),
         Index(
             "ix_bank_notifications_unmatched",
@@ -591,10 +591,11 @@ class PaymentReturn(Base):
 
 class Refund(Base):
     """Fiat booked on DelTran's settlement account that can no longer settle anything (a
-    camt.054 CRDT entry for a payment rejected, expired or cancelled, or for one another
-    entry already funded), to be paid back to the bank that sent it: listed for the
-    settlement agent (GET /v1/payouts, kind refund) until its DBIT camt.054, EndToEndId
-    `reference`, books it. Off the token ledger: that fiat was never minted."""
+    camt.054 CRDT entry for a payment rejected, expired or cancelled, or one another entry
+    already funded, of the wrong amount, late for its window, or a window funding's part
+    its settlement did not take: `amount` ≤ the entry's), to be paid back to the bank that
+    sent it: listed for the settlement agent (GET /v1/payouts, kind refund) until its DBIT
+    camt.054, EndToEndId `reference`, books it. Off the token ledger: never minted."""
 
     __tablename__ = "refunds"
     id: Mapped[uuid.UUID] = _uuid_pk()

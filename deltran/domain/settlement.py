@@ -2,8 +2,8 @@
 
 A booked credit settles a gross payment it names (UETR first, else EndToEndId) when
 amount and currency agree and the payment still waits for it, or funds the window
-instruction whose reference it carries (at least the instructed amount; any excess
-stays on the funder's token balance). Everything else is stored as an exception with
+instruction whose reference it carries (at least the instructed amount; what the
+window's settlement does not take of it is refunded, deltran/refunds.py). Everything else is stored as an exception with
 its reason. Pure: deltran/intake/camt054.py finds the candidates and stores the outcome.
 """
 
@@ -176,6 +176,6 @@ def funding_outcome(entry: Entry, instruction: Payable) -> Outcome:
     if entry.amount > instruction.amount:
         return EntryOutcome.MATCHED, (
             f"over-funded by {entry.amount - instruction.amount} {entry.currency}:"
-            " the excess stays on the funder's token balance"
+            " the excess is refunded when the window settles"
         )
     return EntryOutcome.MATCHED, None

@@ -169,51 +169,67 @@ def test_every_enum_check_in_the_database_allows_exactly_the_vocabulary(fresh_ur
         migrate.downgrade(fresh_url, "base")
 
 
-def test_entries_stranded_before_refunds_are_never_paid_again(fresh_url):
-    # Before 0018 the runbook had ops return stranded fiat by hand: 0018 records those
-    # entries as returned (BY_HAND), so the sweeper's refunds never pay them twice.
-    migrate.upgrade(fresh_url, "0017")
-    bank, payment, message, entry = (uuid.uuid4() for _ in range(4))
-
-    async def seed() -> None:
-        engine = create_async_engine(fresh_url)
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        "INSERT INTO participants (id, bic, name, country) VALUES (:id, 'OLDBAEAD', 'Old Bank', 'AE')"
-                    ),
-                    {"id": bank},
-                )
-                await conn.execute(
-                    text(
-                        "INSERT INTO payments (id, instructing_bic, end_to_end_id, fingerprint, amount, currency,"
-                        " debtor_name, debtor_account, debtor_agent_bic, creditor_name, creditor_account,"
-                        " creditor_agent_bic, status, workflow_id)"
-                        " VALUES (:id, 'OLDBAEAD', 'OLD-1', 'f', 10, 'AED', 'D', '1', 'OLDBAEAD', 'C', '2',"
-                        " 'SBININBB', 'REJECTED', 'payment-old-1')"
-                    ),
-                    {"id": payment},
-                )
-                await conn.execute(
-                    text(
-                        "INSERT INTO camt054_messages (id, message_id, body_sha256, body)"
-                        " VALUES (:id, 'M-OLD', 'f', '')"
-                    ),
-                    {"id": message},
-                )
+async def _seed_stranded_entries(url: str, entries: dict[str, tuple[str, bool]]) -> None:
+    """One bank, a rejected payment, a window's funding instruction, and per entry id
+    (outcome, names the instruction rather than the payment) a booked credit."""
+    bank, payment, message, window, instruction = (uuid.uuid4() for _ in range(5))
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for sql, params in (
+                ("INSERT INTO participants (id, bic, name, country) VALUES (:id, 'OLDBAEAD', 'Old Bank', 'AE')",
+                 {"id": bank}),
+                ("INSERT INTO payments (id, instructing_bic, end_to_end_id, fingerprint, amount, currency,"
+                 " debtor_name, debtor_account, debtor_agent_bic, creditor_name, creditor_account,"
+                 " creditor_agent_bic, status, workflow_id)"
+                 " VALUES (:id, 'OLDBAEAD', 'OLD-1', 'f', 10, 'AED', 'D', '1', 'OLDBAEAD', 'C', '2',"
+                 " 'SBININBB', 'REJECTED', 'payment-old-1')", {"id": payment}),
+                ("INSERT INTO camt054_messages (id, message_id, body_sha256, body) VALUES (:id, 'M-OLD', 'f', '')",
+                 {"id": message}),
+                ("INSERT INTO clearing_windows (id, currency, status) VALUES (:id, 'AED', 'SETTLED')", {"id": window}),
+                ("INSERT INTO funding_instructions (id, window_id, participant_id, amount, currency, reference, status)"
+                 " VALUES (:id, :w, :b, 10, 'AED', 'FUND-OLD', 'EXPIRED')",
+                 {"id": instruction, "w": window, "b": bank}),
+            ):  # fmt: skip
+                await conn.execute(text(sql), params)
+            for i, (entry, (outcome, funding)) in enumerate(entries.items()):
                 await conn.execute(
                     text(
                         "INSERT INTO bank_notifications (id, message_row_id, account, entry_reference, tx_index,"
-                        " end_to_end_id, amount, currency, credit_debit, entry_status, outcome, payment_id)"
-                        " VALUES (:id, :m, 'ACC', 'E-OLD', 0, 'OLD-1', 10, 'AED', 'CRDT', 'BOOK',"
-                        " 'PAYMENT_NOT_AWAITING', :p)"
+                        " end_to_end_id, amount, currency, credit_debit, entry_status, outcome, payment_id,"
+                        " funding_instruction_id)"
+                        " VALUES (:id, :m, 'ACC', :ref, 0, 'OLD-1', 10, 'AED', 'CRDT', 'BOOK', :outcome, :p, :f)"
                     ),
-                    {"id": entry, "m": message, "p": payment},
-                )
-        finally:
-            await engine.dispose()
+                    {
+                        "id": entry, "m": message, "ref": f"E-OLD-{i}", "outcome": outcome,
+                        "p": None if funding else payment, "f": instruction if funding else None,
+                    },
+                )  # fmt: skip
+    finally:
+        await engine.dispose()
 
-    _run(seed())
+
+@pytest.mark.parametrize(
+    "before, entries",
+    [
+        # Before 0018 the runbook had ops return a payment's stranded fiat by hand.
+        ("0017", {"not-awaiting": ("PAYMENT_NOT_AWAITING", False)}),
+        # Before 0021, credits of the wrong amount and late or short window fundings too.
+        (
+            "0020",
+            {
+                "mismatch": ("AMOUNT_MISMATCH", False),
+                "short-funding": ("AMOUNT_MISMATCH", True),
+                "late-funding": ("PAYMENT_NOT_AWAITING", True),
+            },
+        ),
+    ],
+)
+def test_entries_stranded_before_their_refunds_existed_are_never_paid_again(fresh_url, before, entries):
+    # Recorded as returned (BY_HAND), so the sweeper's refunds never pay them twice.
+    migrate.upgrade(fresh_url, before)
+    ids = {name: uuid.uuid4() for name in entries}
+    _run(_seed_stranded_entries(fresh_url, {ids[name]: spec for name, spec in entries.items()}))
     migrate.upgrade(fresh_url)
-    assert _run(_query(fresh_url, f"SELECT status FROM refunds WHERE entry_id = '{entry}'")) == [("BY_HAND",)]
+    found = _run(_query(fresh_url, "SELECT entry_id, status, amount, participant_id IS NOT NULL FROM refunds"))
+    assert {row[0]: tuple(row[1:]) for row in found} == {i: ("BY_HAND", 10, True) for i in ids.values()}

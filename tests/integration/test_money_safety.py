@@ -35,16 +35,17 @@ from deltran.db.tables import (
     LedgerTransfer,
     Participant,
     Payment,
+    Refund,
     Token,
 )
 from deltran.errors import Refused
 from deltran.intake.payments import submit_payments
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
-from deltran.reconciliation import end_of_day_breaks
+from deltran.reconciliation import backing_by_currency, end_of_day_breaks
 from deltran.shared import ExpireInput
 from deltran.vocabulary import PaymentStatus
-from tests.integration.test_clearing import fund, submit_all, supply_and_fiat
+from tests.integration.test_clearing import submit_all, supply_and_fiat
 from tests.support.payments import (
     AE_IBAN,
     auth,
@@ -566,30 +567,107 @@ async def test_the_settlement_agent_cannot_read_payments(http, credentials, e2e_
         assert (await http.get(path, headers=bank)).status_code == 200
 
 
-async def test_over_funding_settles_and_leaves_the_excess_with_the_funder(http, credentials, sessions, worker):
+async def _token_balance(sessions, bic: str, currency: str) -> Decimal:
+    async with sessions() as session:
+        return await session.scalar(
+            select(Account.credits_posted - Account.debits_posted)
+            .join(Participant, Participant.id == Account.participant_id)
+            .where(Participant.bic == bic, Account.currency == currency, Account.kind == "token")
+        )
+
+
+async def _refund_of(sessions, entry_reference: str) -> Refund | None:
+    async with sessions() as session:
+        return await session.scalar(
+            select(Refund)
+            .join(BankNotification, BankNotification.id == Refund.entry_id)
+            .where(BankNotification.entry_reference == entry_reference)
+        )
+
+
+async def test_over_funding_settles_the_window_and_the_excess_is_refunded(
+    http, credentials, sessions, settings, worker
+):
     await _flush_window(http, credentials, sessions, "USD")
     [payment_id] = await submit_all(http, credentials, [("CITIUS33", "CHASUS33", "90.00")], "USD")
     closed = (await http.post("/v1/clearing/windows/close?currency=USD", headers=auth(credentials["admin"]))).json()
     [instruction] = closed["instructions"]
+    before = await _token_balance(sessions, "CITIUS33", "USD")
+    supply_before, _ = await supply_and_fiat(sessions, "USD")
     async with sessions() as session:
-        citi = await session.scalar(select(Participant.id).where(Participant.bic == "CITIUS33"))
-        before = await session.scalar(
-            select(Account.credits_posted - Account.debits_posted).where(
-                Account.participant_id == citi, Account.currency == "USD", Account.kind == "token"
-            )
-        )
-    await fund(http, credentials, {"reference": instruction["reference"], "amount": "125.00"}, "USD")
+        booked_before = (await backing_by_currency(session))["USD"].fiat_booked
+    entry_reference = f"OVER{uuid.uuid4().hex[:16]}"
+    booked = await _post_camt054(
+        http, credentials, camt054_for(instruction["reference"], "125.00", "USD", entry_reference=entry_reference)
+    )
+    assert booked.json()["entries"][0]["matched"], booked.text
     await wait_for_status(http, payment_id, auth(credentials["banks"]["CITIUS33"]), {"COMPLETED"}, timeout_s=60)
-    async with sessions() as session:
-        after = await session.scalar(
-            select(Account.credits_posted - Account.debits_posted).where(
-                Account.participant_id == citi, Account.currency == "USD", Account.kind == "token"
-            )
-        )
-        token = await session.scalar(select(Token).where(Token.payment_id == uuid.UUID(payment_id)))
-    assert after - before == Decimal("35.00") and token is not None
+    # The window took 90 of the 125 booked: 90 minted and paid to Chase, 35 to be paid back.
+    assert await _token_balance(sessions, "CITIUS33", "USD") == before
+    refund = await _refund_of(sessions, entry_reference)
+    assert refund is not None and (refund.amount, refund.currency, refund.status) == (
+        Decimal("35.00"), "USD", "PAYOUT_INSTRUCTED",
+    )  # fmt: skip
+    payouts = await http.get("/v1/payouts", params={"limit": 500}, headers=auth(credentials["settlement_agent"]))
+    [listed] = [p for p in payouts.json()["items"] if p["reference"] == refund.reference]
+    assert (listed["kind"], listed["bic"], listed["amount"]) == ("refund", "CITIUS33", "35.00")
     supply, fiat = await supply_and_fiat(sessions, "USD")
-    assert supply == fiat
+    assert supply == fiat and supply - supply_before == Decimal("90.00")
+    # Settling again (a retried activity) instructs nothing new.
+    async with sessions() as session, session.begin():
+        await settle_window(session, uuid.UUID(closed["id"]))
+    async with sessions() as session:
+        assert (
+            await session.scalar(select(func.count()).select_from(Refund).where(Refund.entry_id == refund.entry_id))
+            == 1
+        )
+    # Paid back: booked by the agent's DBIT; nothing about the entry is unexplained.
+    payout = BookingSpec(
+        end_to_end_id=refund.reference, amount=Decimal("35.00"), currency="USD",
+        entry_reference=f"P{uuid.uuid4().hex[:20]}", credit_debit="DBIT",
+    )  # fmt: skip
+    assert (
+        await _post_camt054(http, credentials, build_camt054([payout], message_id=f"MSG-{uuid.uuid4().hex[:12]}"))
+    ).json()["entries"][0]["matched"]
+    async with sessions() as session:
+        assert (await session.get(Refund, refund.id)).status == "COMPLETED"
+        breaks = await end_of_day_breaks(session, settings)
+        backing = (await backing_by_currency(session))["USD"]
+    assert str(refund.entry_id) not in {b["ref"] for b in breaks}
+    # The booked fiat that backs tokens grew by what was minted, not by what was booked.
+    assert not backing.breaks() and backing.fiat_booked - booked_before == Decimal("90.00")
+
+
+async def test_funding_the_fallback_did_not_use_is_refunded(http, credentials, sessions, settings, worker):
+    await _flush_window(http, credentials, sessions, "USD")
+    # Chase owes 20 net (pays 15 and 45, receives 40 from EBILAEAD) and funds it;
+    # EBILAEAD owes 40 and defaults. Without EBILAEAD's 40, Chase's 20 covers its 15 only.
+    specs = [("EBILAEAD", "CHASUS33", "40.00"), ("CHASUS33", "CITIUS33", "15.00"), ("CHASUS33", "SBININBB", "45.00")]
+    await submit_all(http, credentials, specs, "USD")
+    closed = (await http.post("/v1/clearing/windows/close?currency=USD", headers=auth(credentials["admin"]))).json()
+    chase = next(i for i in closed["instructions"] if i["bic"] == "CHASUS33")
+    assert Decimal(chase["amount"]) == Decimal("20.00")
+    before = {bic: await _token_balance(sessions, bic, "USD") for bic in ("CHASUS33", "CITIUS33")}
+    supply_before, _ = await supply_and_fiat(sessions, "USD")
+    entry_reference = f"FB{uuid.uuid4().hex[:18]}"
+    booked = await _post_camt054(
+        http, credentials, camt054_for(chase["reference"], "20.00", "USD", entry_reference=entry_reference)
+    )
+    assert booked.json()["entries"][0]["matched"], booked.text
+    async with sessions() as session, session.begin():
+        outcome = await settle_window(session, uuid.UUID(closed["id"]))
+    assert (outcome.settled_obligations, outcome.rolled_obligations) == (1, 2)
+    # 15 of Chase's 20 settled its payment to Citi; the 5 the fallback did not use goes back.
+    assert await _token_balance(sessions, "CHASUS33", "USD") == before["CHASUS33"]
+    assert await _token_balance(sessions, "CITIUS33", "USD") == before["CITIUS33"] + Decimal("15.00")
+    refund = await _refund_of(sessions, entry_reference)
+    assert refund is not None and refund.amount == Decimal("5.00") and "took 15.00 of the 20.00" in refund.reason
+    supply, fiat = await supply_and_fiat(sessions, "USD")
+    assert supply == fiat and supply - supply_before == Decimal("15.00")
+    async with sessions() as session:
+        assert not (await backing_by_currency(session))["USD"].breaks()
+        breaks = await end_of_day_breaks(session, settings)
+    assert str(refund.entry_id) not in {b["ref"] for b in breaks}
 
 
 async def test_every_roll_of_an_obligation_is_kept(http, credentials, sessions, temporal_env, settings, worker):

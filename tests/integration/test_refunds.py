@@ -1,8 +1,9 @@
 """Refunds of stranded fiat on the real stack: a booked camt.054 entry for a payment that
-can no longer settle (rejected, cancelled) becomes a refund to the bank that sent it,
-listed in GET /v1/payouts (kind refund) until the settlement agent's DBIT camt.054 books
-it; the end-of-day run then has nothing unexplained about it, and supply and backing do
-not move."""
+can no longer settle (rejected, cancelled), of the wrong amount, or too late or too little
+for its window's funding becomes a refund to the bank that sent it, listed in
+GET /v1/payouts (kind refund) until the settlement agent's DBIT camt.054 books it; the
+end-of-day run then has nothing unexplained about it, and supply and backing do not move.
+(A window's over-funding: tests/integration/test_money_safety.py.)"""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from activities.clearing import ensure_open_window, settle_window
 from deltran import refunds
 from deltran.config import Settings
-from deltran.db.tables import BankNotification, Refund
+from deltran.db.tables import BankNotification, Participant, Refund
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.reconciliation import backing_by_currency, end_of_day_breaks
+from tests.integration.test_clearing import submit_all
 from tests.support.auditor import SANCTIONED
 from tests.support.payments import auth, camt054_for, complete_gross_payment, payment_body, wait_for_status
 
@@ -153,3 +156,60 @@ async def test_a_credit_that_matched_nothing_goes_back_to_the_debtor_agent_named
     listed = await http.get("/v1/payouts", params={"limit": 500}, headers=auth(credentials["settlement_agent"]))
     [payout] = [p for p in listed.json()["items"] if p["reference"] == (await refunded())[named]]
     assert (payout["kind"], payout["bic"], payout["amount"]) == ("refund", "EBILAEAD", "45.00")
+
+
+async def test_credits_of_the_wrong_amount_or_too_late_for_their_window_go_back(
+    http, credentials, sessions, settings: Settings
+):
+    bank = auth(credentials["banks"]["EBILAEAD"])
+    # A gross payment booked with another amount: it keeps waiting, the credit goes back.
+    e2e = f"RF-{uuid.uuid4().hex[:12]}"
+    gross = await http.post("/v1/payments", json={**payment_body(e2e, amount="500.00"), "urgent": True}, headers=bank)
+    await wait_for_status(http, gross.json()["payment_id"], bank, {"AWAITING_SETTLEMENT"})
+    wrong = f"W{uuid.uuid4().hex[:20]}"
+    assert not (await _book(http, credentials, camt054_for(e2e, "499.99", entry_reference=wrong)))["matched"]
+    # A window funding of less than instructed, then the full amount after the cut-off.
+    async with sessions() as session, session.begin():
+        await ensure_open_window(session, "INR")
+    admin = auth(credentials["admin"])
+    assert (await http.post("/v1/clearing/windows/close?currency=INR", headers=admin)).status_code == 202
+    await submit_all(http, credentials, [("HDFCINBB", "ICICINBB", "70.00")], "INR")
+    closed = (await http.post("/v1/clearing/windows/close?currency=INR", headers=admin)).json()
+    [instruction] = closed["instructions"]
+    short, late = f"S{uuid.uuid4().hex[:20]}", f"L{uuid.uuid4().hex[:20]}"
+    reference = instruction["reference"]
+    assert not (await _book(http, credentials, camt054_for(reference, "50.00", "INR", entry_reference=short)))[
+        "matched"
+    ]
+    async with sessions() as session, session.begin():
+        assert (await settle_window(session, uuid.UUID(closed["id"]))).rolled_obligations == 1
+    assert not (await _book(http, credentials, camt054_for(reference, "70.00", "INR", entry_reference=late)))["matched"]
+
+    async with sessions() as session, session.begin():
+        await refunds.instruct_stranded(session, settings.unmatched_refund_after_s)
+    async with sessions() as session:
+        rows = await session.execute(
+            select(BankNotification.entry_reference, BankNotification.outcome, Participant.bic, Refund.amount)
+            .join(Refund, Refund.entry_id == BankNotification.id)
+            .join(Participant, Participant.id == Refund.participant_id)
+            .where(BankNotification.entry_reference.in_([wrong, short, late]))
+        )
+        made = {r.entry_reference: (r.outcome, r.bic, r.amount) for r in rows}
+        breaks = await end_of_day_breaks(session, settings)
+    assert made == {
+        wrong: ("AMOUNT_MISMATCH", "EBILAEAD", Decimal("499.99")),
+        short: ("AMOUNT_MISMATCH", "HDFCINBB", Decimal("50.00")),
+        late: ("PAYMENT_NOT_AWAITING", "HDFCINBB", Decimal("70.00")),
+    }
+    async with sessions() as session:
+        ids = set(
+            map(str, await session.scalars(
+                select(BankNotification.id).where(BankNotification.entry_reference.in_([wrong, short, late]))
+            ))
+        )  # fmt: skip
+    assert not ids & {b["ref"] for b in breaks}
+    # The payment still waits for its own amount, and completes with it.
+    assert (await _book(http, credentials, camt054_for(e2e, "500.00", entry_reference=f"R{uuid.uuid4().hex[:20]}")))[
+        "matched"
+    ]
+    await wait_for_status(http, gross.json()["payment_id"], bank, {"COMPLETED"})

@@ -44,11 +44,14 @@ INVARIANTS: dict[str, str] = {
         FROM accounts GROUP BY currency
         HAVING {SUPPLY_SQL} <> {BACKING_SQL}
     """,
-    "every minted amount is a booked, matched credit of that amount": """
+    # (a window funding is minted as far as its settlement takes it; the rest is refunded)
+    "every minted amount is a booked, matched credit of that amount less its refunded part": """
         SELECT 'transfer ' || t.id || ' mints ' || t.amount || ' from entry ' || coalesce(n.outcome, 'none')
         FROM ledger_transfers t LEFT JOIN bank_notifications n ON n.id = t.notification_id
+        LEFT JOIN refunds rf ON rf.entry_id = n.id
         WHERE t.kind = 'fiat_booked'
-          AND (n.id IS NULL OR n.outcome <> 'MATCHED' OR n.amount <> t.amount OR n.currency <> t.currency
+          AND (n.id IS NULL OR n.outcome <> 'MATCHED' OR n.amount - coalesce(rf.amount, 0) <> t.amount
+               OR n.currency <> t.currency
                OR n.credit_debit <> 'CRDT' OR n.entry_status <> 'BOOK' OR n.reversal)
     """,
     "net positions sum to zero per window": """
@@ -78,6 +81,7 @@ INVARIANTS: dict[str, str] = {
         LEFT JOIN clearing_windows w ON w.id = f.window_id
         WHERE n.outcome = 'MATCHED'
           AND NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.notification_id = n.id)
+          AND NOT EXISTS (SELECT 1 FROM refunds rf WHERE rf.entry_id = n.id AND rf.amount = n.amount)
           AND (p.status IN ('COMPLETED', 'PARTIALLY_RETURNED', 'RETURNED', 'REJECTED', 'EXPIRED', 'CANCELLED')
                OR f.status = 'EXPIRED'
                OR w.status IN ('SETTLED', 'PARTIALLY_SETTLED'))

@@ -318,7 +318,8 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
     for instruction in instructions:
         if instruction.status == FundingStatus.FUNDED:
             entry = _booking_of(instruction)
-            used = min(booked[entry], debits.get(instruction.participant_id, Decimal(0)))
+            # A net receiver over what settles takes nothing of its funding (debit ≤ 0).
+            used = max(Decimal(0), min(booked[entry], debits.get(instruction.participant_id, Decimal(0))))
             if used > 0:
                 await _mint_funding(session, instruction, used)
             if booked[entry] > used:

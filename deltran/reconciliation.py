@@ -33,6 +33,7 @@ from deltran.config import Settings
 from deltran.db.tables import CircuitBreaker, ReconciliationRun
 from deltran.ledger import BACKING_SQL, SUPPLY_SQL
 from deltran.observability import metrics
+from deltran.refunds import REVERSED
 from deltran.vocabulary import BreakerState, ReconciliationTier
 
 BREAKS_LISTED_MAX = 1000
@@ -220,6 +221,29 @@ _EOD_CHECKS: dict[str, str] = {
         SELECT r.reference AS ref, r.currency, r.amount, 'instructed at ' || r.created_at || ': ' || r.reason AS detail
         FROM refunds r
         WHERE r.status = 'PAYOUT_INSTRUCTED' AND r.created_at < now() - make_interval(secs => :payout_s)
+    """,
+    # A window funding is minted as far as its settlement took it and the rest refunded:
+    # together, the booked amount (a refund held — the funder no longer ACTIVE, the entry
+    # reversed — shows here; one with neither a mint nor a refund is booked_entry_not_minted).
+    "window_funding_not_accounted": """
+        SELECT n.id::text AS ref, n.currency, n.amount,
+               'window ' || w.id || ' is ' || w.status || ': minted ' || coalesce(t.amount, 0)
+               || ' and refunded ' || coalesce(r.amount, 0) || ' of the ' || n.amount || ' booked' AS detail
+        FROM bank_notifications n
+        JOIN funding_instructions f ON f.id = n.funding_instruction_id
+        JOIN clearing_windows w ON w.id = f.window_id
+        LEFT JOIN ledger_transfers t ON t.notification_id = n.id AND t.kind = 'fiat_booked'
+        LEFT JOIN refunds r ON r.entry_id = n.id
+        WHERE n.outcome = 'MATCHED' AND w.status IN ('SETTLED', 'PARTIALLY_SETTLED')
+          AND (t.id IS NOT NULL OR r.id IS NOT NULL)
+          AND coalesce(t.amount, 0) + coalesce(r.amount, 0) <> n.amount
+    """,
+    # Paid back twice: the agent reversed a credit DelTran also refunds.
+    "refunded_entry_reversed": f"""
+        SELECT r.reference AS ref, r.currency, r.amount,
+               'refund ' || r.status || ' of entry ' || n.id || ', which the settlement agent reversed' AS detail
+        FROM refunds r JOIN bank_notifications n ON n.id = r.entry_id
+        WHERE r.status <> 'BY_HAND' AND {REVERSED}
     """,
     "token_without_settled_obligation": """
         SELECT t.id::text AS ref, t.currency, t.amount, 'obligation is ' || o.status AS detail

@@ -22,10 +22,13 @@ A credit that matched nothing (UNMATCHED, AMBIGUOUS) is refunded too, once it ha
 bank the settlement agent named as its debtor agent (TxDtls/RltdAgts/DbtrAgt).
 
 Not refunded here, left to ops (the end-of-day run lists them): a credit that matched
-nothing and names no participant as its debtor agent; fiat of a payment
+nothing and names no participant as its debtor agent; a credit of another amount than its
+payment's that names neither the payment's UETR nor its debtor agent (matched by an
+EndToEndId alone, it may be another bank's); fiat of a payment still being screened, or
 rejected by sanctions screening (RR04) or because its bank is suspended (AG01), which is
-frozen, not returned, until compliance decides; a debtor agent no longer ACTIVE; and an
-entry the settlement agent has reversed (a reversal with its EndToEndId and amount).
+frozen, not returned, until compliance decides; a debtor agent or funder no longer
+ACTIVE; and an entry the settlement agent has reversed (a reversal with its EndToEndId
+and amount).
 """
 
 from __future__ import annotations
@@ -45,11 +48,16 @@ from deltran.vocabulary import EntryOutcome, ParticipantStatus, PaymentStatus, R
 # suspended bank.
 FROZEN_REJECTIONS = (ReasonCode.REGULATORY_REASON.value, ReasonCode.TRANSACTION_FORBIDDEN.value)
 
-_NOT_REVERSED = """NOT EXISTS (
+# The payment `p` was rejected for a sanctions hit or a suspended bank: its fiat is frozen.
+_FROZEN = f"coalesce(p.status = '{PaymentStatus.REJECTED.value}' AND p.rejection_code IN {FROZEN_REJECTIONS}, false)"
+# The settlement agent reversed the entry `n`: a reversal with its account, EndToEndId,
+# amount and currency.
+REVERSED = """EXISTS (
               SELECT 1 FROM bank_notifications rv
               WHERE rv.reversal AND rv.account = n.account AND rv.end_to_end_id IS NOT DISTINCT FROM n.end_to_end_id
                 AND rv.amount = n.amount AND rv.currency = n.currency
           )"""
+_NOT_REVERSED = f"NOT {REVERSED}"
 _INSERT = f"""
     INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)
     SELECT id, entry_id, participant_id, '{REFUND_REFERENCE_PREFIX}' || upper(left(replace(id::text, '-', ''), 28)),
@@ -75,7 +83,13 @@ _INSTRUCT = text(
          JOIN payments p ON p.id = n.payment_id
          JOIN participants bank ON bank.bic = p.debtor_agent_bic
          WHERE {_STRANDED}
-           AND NOT (p.status = '{PaymentStatus.REJECTED.value}' AND p.rejection_code IN {FROZEN_REJECTIONS})
+           -- screening may yet freeze it
+           AND p.status <> '{PaymentStatus.SCREENING.value}'
+           AND NOT {_FROZEN}
+           -- another amount is a sign of a wrong match (an EndToEndId is only unique per
+           -- bank): refunded only when its UETR or its debtor agent says whose it is
+           AND (n.outcome <> '{EntryOutcome.AMOUNT_MISMATCH.value}'
+                OR lower(n.uetr) = p.uetr::text OR n.debtor_agent_bic = p.debtor_agent_bic)
          ORDER BY n.received_at, n.id
          LIMIT :n)
         UNION ALL
@@ -115,12 +129,15 @@ _INSTRUCT_UNMATCHED = text(
 )
 
 
+# Held, like the sweeper's, for a funder no longer ACTIVE or an entry the agent reversed
+# (the end-of-day run lists the funding as `window_funding_not_accounted`).
 _INSTRUCT_EXCESS = text(
     f"""
     WITH stranded AS (
-        SELECT gen_random_uuid() AS id, CAST(:entry AS uuid) AS entry_id, CAST(:participant AS uuid) AS participant_id,
-               CAST(:currency AS varchar) AS currency, CAST(:amount AS numeric) AS amount,
-               CAST(:reason AS text) AS reason
+        SELECT gen_random_uuid() AS id, n.id AS entry_id, bank.id AS participant_id, n.currency,
+               CAST(:amount AS numeric) AS amount, CAST(:reason AS text) AS reason
+        FROM bank_notifications n JOIN participants bank ON bank.id = :participant
+        WHERE n.id = :entry AND bank.status = '{ParticipantStatus.ACTIVE.value}' AND {_NOT_REVERSED}
     )
     {_INSERT}
     """
@@ -137,8 +154,8 @@ async def instruct_excess(
     reason: str,
 ) -> None:
     """Refund the part of a matched window funding its settlement did not take (once per
-    entry: a settlement run again instructs nothing new)."""
-    params = dict(entry=entry_id, participant=participant_id, currency=currency, amount=amount, reason=reason)
+    entry: a settlement run again instructs nothing new). `currency` is the entry's."""
+    params = dict(entry=entry_id, participant=participant_id, amount=amount, reason=reason)
     if (await session.execute(_INSTRUCT_EXCESS, params)).first():
         metrics.refunds.labels(currency, RefundStatus.PAYOUT_INSTRUCTED.value).inc()
 

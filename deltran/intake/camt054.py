@@ -244,8 +244,8 @@ async def _store_funding(
 ) -> EntryResult:
     """A net debtor's funding: a booked credit of at least the instructed amount funds
     the instruction (locked above, so two bookings cannot both fund it, and the window's
-    settlement cut-off either counts this funding or makes it late); the whole booked
-    amount is minted to the funder, so any excess stays on its token balance."""
+    settlement cut-off either counts this funding or makes it late); the settlement mints
+    what it takes of it and refunds the rest (activities/clearing.py)."""
     outcome, detail = settlement.funding_outcome(entry, instruction)
     row_id = await _insert_entry(
         session, message_row_id, entry, outcome=outcome, outcome_detail=detail, funding_instruction_id=instruction.id

@@ -5,7 +5,9 @@ instruction too late or too little, is now refunded by the sweeper (deltran/refu
 - the partial index the sweeper reads covers AMOUNT_MISMATCH as well as
   PAYMENT_NOT_AWAITING;
 - such entries booked before now were returned by hand (the runbook said so): recorded
-  BY_HAND, so the sweeper never pays them a second time.
+  BY_HAND, so the sweeper never pays them a second time. Not those the agent reversed,
+  nor the frozen fiat of a payment rejected for sanctions (RR04) or a suspended bank
+  (AG01): they stay on the end-of-day lists for ops and compliance.
 
 Revision ID: 0021
 Revises: 0020
@@ -40,6 +42,12 @@ def upgrade() -> None:
               AND n.credit_debit = 'CRDT' AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
               AND coalesce(f.participant_id, bank.id) IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
+              AND NOT coalesce(p.status = 'REJECTED' AND p.rejection_code IN ('RR04', 'AG01'), false)
+              AND NOT EXISTS (
+                  SELECT 1 FROM bank_notifications rv
+                  WHERE rv.reversal AND rv.account = n.account AND rv.end_to_end_id IS NOT DISTINCT FROM n.end_to_end_id
+                    AND rv.amount = n.amount AND rv.currency = n.currency
+              )
         ) AS s
         """
     )

@@ -169,40 +169,47 @@ def test_every_enum_check_in_the_database_allows_exactly_the_vocabulary(fresh_ur
         migrate.downgrade(fresh_url, "base")
 
 
-async def _seed_stranded_entries(url: str, entries: dict[str, tuple[str, bool]]) -> None:
-    """One bank, a rejected payment, a window's funding instruction, and per entry id
-    (outcome, names the instruction rather than the payment) a booked credit."""
-    bank, payment, message, window, instruction = (uuid.uuid4() for _ in range(5))
+async def _seed_stranded_entries(url: str, entries: dict[uuid.UUID, tuple[str, str]]) -> None:
+    """One bank, two rejected payments (one of them a sanctions hit, RR04), a window's
+    funding instruction, and per entry id (outcome, what it names: "payment", "frozen"
+    or "funding") a booked credit."""
+    bank, message, window = (uuid.uuid4() for _ in range(3))
+    names = {"payment": uuid.uuid4(), "frozen": uuid.uuid4(), "funding": uuid.uuid4()}
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             for sql, params in (
                 ("INSERT INTO participants (id, bic, name, country) VALUES (:id, 'OLDBAEAD', 'Old Bank', 'AE')",
                  {"id": bank}),
-                ("INSERT INTO payments (id, instructing_bic, end_to_end_id, fingerprint, amount, currency,"
-                 " debtor_name, debtor_account, debtor_agent_bic, creditor_name, creditor_account,"
-                 " creditor_agent_bic, status, workflow_id)"
-                 " VALUES (:id, 'OLDBAEAD', 'OLD-1', 'f', 10, 'AED', 'D', '1', 'OLDBAEAD', 'C', '2',"
-                 " 'SBININBB', 'REJECTED', 'payment-old-1')", {"id": payment}),
+                *(
+                    ("INSERT INTO payments (id, instructing_bic, end_to_end_id, fingerprint, amount, currency,"
+                     " debtor_name, debtor_account, debtor_agent_bic, creditor_name, creditor_account,"
+                     " creditor_agent_bic, status, rejection_code, workflow_id)"
+                     " VALUES (:id, 'OLDBAEAD', :e2e, 'f', 10, 'AED', 'D', '1', 'OLDBAEAD', 'C', '2',"
+                     " 'SBININBB', 'REJECTED', :code, :wf)",
+                     {"id": names[kind], "e2e": f"OLD-{kind}", "code": code, "wf": f"payment-old-{kind}"})
+                    for kind, code in (("payment", None), ("frozen", "RR04"))
+                ),
                 ("INSERT INTO camt054_messages (id, message_id, body_sha256, body) VALUES (:id, 'M-OLD', 'f', '')",
                  {"id": message}),
                 ("INSERT INTO clearing_windows (id, currency, status) VALUES (:id, 'AED', 'SETTLED')", {"id": window}),
                 ("INSERT INTO funding_instructions (id, window_id, participant_id, amount, currency, reference, status)"
                  " VALUES (:id, :w, :b, 10, 'AED', 'FUND-OLD', 'EXPIRED')",
-                 {"id": instruction, "w": window, "b": bank}),
+                 {"id": names["funding"], "w": window, "b": bank}),
             ):  # fmt: skip
                 await conn.execute(text(sql), params)
-            for i, (entry, (outcome, funding)) in enumerate(entries.items()):
+            for i, (entry, (outcome, names_what)) in enumerate(entries.items()):
                 await conn.execute(
                     text(
                         "INSERT INTO bank_notifications (id, message_row_id, account, entry_reference, tx_index,"
                         " end_to_end_id, amount, currency, credit_debit, entry_status, outcome, payment_id,"
                         " funding_instruction_id)"
-                        " VALUES (:id, :m, 'ACC', :ref, 0, 'OLD-1', 10, 'AED', 'CRDT', 'BOOK', :outcome, :p, :f)"
+                        " VALUES (:id, :m, 'ACC', :ref, 0, :e2e, 10, 'AED', 'CRDT', 'BOOK', :outcome, :p, :f)"
                     ),
                     {
-                        "id": entry, "m": message, "ref": f"E-OLD-{i}", "outcome": outcome,
-                        "p": None if funding else payment, "f": instruction if funding else None,
+                        "id": entry, "m": message, "ref": f"E-OLD-{i}", "e2e": f"OLD-{i}", "outcome": outcome,
+                        "p": None if names_what == "funding" else names[names_what],
+                        "f": names["funding"] if names_what == "funding" else None,
                     },
                 )  # fmt: skip
     finally:
@@ -210,26 +217,29 @@ async def _seed_stranded_entries(url: str, entries: dict[str, tuple[str, bool]])
 
 
 @pytest.mark.parametrize(
-    "before, entries",
+    "before, entries, returned",
     [
         # Before 0018 the runbook had ops return a payment's stranded fiat by hand.
-        ("0017", {"not-awaiting": ("PAYMENT_NOT_AWAITING", False)}),
-        # Before 0021, credits of the wrong amount and late or short window fundings too.
+        ("0017", {"not-awaiting": ("PAYMENT_NOT_AWAITING", "payment")}, {"not-awaiting"}),
+        # Before 0021, credits of the wrong amount and late or short window fundings too;
+        # a sanctions hit's fiat stays frozen, listed for compliance.
         (
             "0020",
             {
-                "mismatch": ("AMOUNT_MISMATCH", False),
-                "short-funding": ("AMOUNT_MISMATCH", True),
-                "late-funding": ("PAYMENT_NOT_AWAITING", True),
+                "mismatch": ("AMOUNT_MISMATCH", "payment"),
+                "frozen-mismatch": ("AMOUNT_MISMATCH", "frozen"),
+                "short-funding": ("AMOUNT_MISMATCH", "funding"),
+                "late-funding": ("PAYMENT_NOT_AWAITING", "funding"),
             },
+            {"mismatch", "short-funding", "late-funding"},
         ),
     ],
 )
-def test_entries_stranded_before_their_refunds_existed_are_never_paid_again(fresh_url, before, entries):
+def test_entries_stranded_before_their_refunds_existed_are_never_paid_again(fresh_url, before, entries, returned):
     # Recorded as returned (BY_HAND), so the sweeper's refunds never pay them twice.
     migrate.upgrade(fresh_url, before)
     ids = {name: uuid.uuid4() for name in entries}
     _run(_seed_stranded_entries(fresh_url, {ids[name]: spec for name, spec in entries.items()}))
     migrate.upgrade(fresh_url)
     found = _run(_query(fresh_url, "SELECT entry_id, status, amount, participant_id IS NOT NULL FROM refunds"))
-    assert {row[0]: tuple(row[1:]) for row in found} == {i: ("BY_HAND", 10, True) for i in ids.values()}
+    assert {row[0]: tuple(row[1:]) for row in found} == {ids[name]: ("BY_HAND", 10, True) for name in returned}

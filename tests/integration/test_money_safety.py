@@ -16,7 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity, workflow
 from temporalio.client import WorkflowFailureError
@@ -640,34 +640,54 @@ async def test_over_funding_settles_the_window_and_the_excess_is_refunded(
 
 async def test_funding_the_fallback_did_not_use_is_refunded(http, credentials, sessions, settings, worker):
     await _flush_window(http, credentials, sessions, "USD")
-    # Chase owes 20 net (pays 15 and 45, receives 40 from EBILAEAD) and funds it;
-    # EBILAEAD owes 40 and defaults. Without EBILAEAD's 40, Chase's 20 covers its 15 only.
-    specs = [("EBILAEAD", "CHASUS33", "40.00"), ("CHASUS33", "CITIUS33", "15.00"), ("CHASUS33", "SBININBB", "45.00")]
+    # Chase owes 40 net (pays Citi 200, receives 150 from SBI and 10 from EBILAEAD) and
+    # funds it; SBI owes 150 and books 160; EBILAEAD owes 10 and defaults. Without its 10,
+    # Chase cannot pay Citi: only SBI's payment settles, and Chase ends up receiving.
+    specs = [("CHASUS33", "CITIUS33", "200.00"), ("SBININBB", "CHASUS33", "150.00"), ("EBILAEAD", "CHASUS33", "10.00")]
     await submit_all(http, credentials, specs, "USD")
     closed = (await http.post("/v1/clearing/windows/close?currency=USD", headers=auth(credentials["admin"]))).json()
-    chase = next(i for i in closed["instructions"] if i["bic"] == "CHASUS33")
-    assert Decimal(chase["amount"]) == Decimal("20.00")
-    before = {bic: await _token_balance(sessions, bic, "USD") for bic in ("CHASUS33", "CITIUS33")}
+    instructed = {i["bic"]: i for i in closed["instructions"]}
+    assert {bic: Decimal(i["amount"]) for bic, i in instructed.items()} == {
+        "CHASUS33": Decimal("40.00"), "SBININBB": Decimal("150.00"), "EBILAEAD": Decimal("10.00"),
+    }  # fmt: skip
+    before = {bic: await _token_balance(sessions, bic, "USD") for bic in ("CHASUS33", "CITIUS33", "SBININBB")}
     supply_before, _ = await supply_and_fiat(sessions, "USD")
-    entry_reference = f"FB{uuid.uuid4().hex[:18]}"
-    booked = await _post_camt054(
-        http, credentials, camt054_for(chase["reference"], "20.00", "USD", entry_reference=entry_reference)
-    )
-    assert booked.json()["entries"][0]["matched"], booked.text
+    entries = {
+        "CHASUS33": (f"FB{uuid.uuid4().hex[:18]}", "40.00"),
+        "SBININBB": (f"FB{uuid.uuid4().hex[:18]}", "160.00"),
+    }
+    for bic, (entry_reference, amount) in entries.items():
+        body = camt054_for(instructed[bic]["reference"], amount, "USD", entry_reference=entry_reference)
+        assert (await _post_camt054(http, credentials, body)).json()["entries"][0]["matched"]
     async with sessions() as session, session.begin():
         outcome = await settle_window(session, uuid.UUID(closed["id"]))
     assert (outcome.settled_obligations, outcome.rolled_obligations) == (1, 2)
-    # 15 of Chase's 20 settled its payment to Citi; the 5 the fallback did not use goes back.
-    assert await _token_balance(sessions, "CHASUS33", "USD") == before["CHASUS33"]
-    assert await _token_balance(sessions, "CITIUS33", "USD") == before["CITIUS33"] + Decimal("15.00")
-    refund = await _refund_of(sessions, entry_reference)
-    assert refund is not None and refund.amount == Decimal("5.00") and "took 15.00 of the 20.00" in refund.reason
+    # SBI's 150 minted and paid to Chase; SBI's extra 10 and all of Chase's 40 go back.
+    after = {bic: await _token_balance(sessions, bic, "USD") for bic in before}
+    assert {bic: after[bic] - before[bic] for bic in before} == {
+        "CHASUS33": Decimal("150.00"), "CITIUS33": Decimal(0), "SBININBB": Decimal(0),
+    }  # fmt: skip
+    refunds = {bic: await _refund_of(sessions, entry_reference) for bic, (entry_reference, _) in entries.items()}
+    assert {bic: (r.amount, r.status) for bic, r in refunds.items() if r} == {
+        "CHASUS33": (Decimal("40.00"), "PAYOUT_INSTRUCTED"), "SBININBB": (Decimal("10.00"), "PAYOUT_INSTRUCTED"),
+    }  # fmt: skip
+    assert "took 0.00 of the 40.00" in refunds["CHASUS33"].reason
     supply, fiat = await supply_and_fiat(sessions, "USD")
-    assert supply == fiat and supply - supply_before == Decimal("15.00")
+    assert supply == fiat and supply - supply_before == Decimal("150.00")
     async with sessions() as session:
         assert not (await backing_by_currency(session))["USD"].breaks()
         breaks = await end_of_day_breaks(session, settings)
-    assert str(refund.entry_id) not in {b["ref"] for b in breaks}
+    assert not {str(r.entry_id) for r in refunds.values()} & {b["ref"] for b in breaks}
+    # Were SBI's refund missing, the end-of-day run would say its funding is not accounted for.
+    async with sessions() as session, session.begin():
+        await session.execute(delete(Refund).where(Refund.id == refunds["SBININBB"].id))
+        kinds = {
+            b["kind"]
+            for b in await end_of_day_breaks(session, settings)
+            if b["ref"] == str(refunds["SBININBB"].entry_id)
+        }
+        await session.rollback()
+    assert kinds == {"window_funding_not_accounted"}
 
 
 async def test_every_roll_of_an_obligation_is_kept(http, credentials, sessions, temporal_env, settings, worker):

@@ -158,16 +158,38 @@ async def test_a_credit_that_matched_nothing_goes_back_to_the_debtor_agent_named
     assert (payout["kind"], payout["bic"], payout["amount"]) == ("refund", "EBILAEAD", "45.00")
 
 
+def _credit(e2e: str, amount: str, currency: str = "AED", **spec) -> tuple[str, bytes]:
+    reference = f"C{uuid.uuid4().hex[:20]}"
+    booking = BookingSpec(
+        end_to_end_id=e2e, amount=Decimal(amount), currency=currency, entry_reference=reference, **spec
+    )
+    return reference, build_camt054([booking], message_id=f"MSG-{reference}")
+
+
+async def _entry_ids(sessions, references: list[str]) -> dict[str, str]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(BankNotification.entry_reference, BankNotification.id).where(
+                BankNotification.entry_reference.in_(references)
+            )
+        )
+    return {reference: str(entry_id) for reference, entry_id in rows.all()}
+
+
 async def test_credits_of_the_wrong_amount_or_too_late_for_their_window_go_back(
     http, credentials, sessions, settings: Settings
 ):
     bank = auth(credentials["banks"]["EBILAEAD"])
-    # A gross payment booked with another amount: it keeps waiting, the credit goes back.
+    # A gross payment booked with another amount: it keeps waiting, and the credit goes
+    # back when the entry says whose it is (its debtor agent); one matched by EndToEndId
+    # alone may be another bank's, and stays with ops.
     e2e = f"RF-{uuid.uuid4().hex[:12]}"
     gross = await http.post("/v1/payments", json={**payment_body(e2e, amount="500.00"), "urgent": True}, headers=bank)
     await wait_for_status(http, gross.json()["payment_id"], bank, {"AWAITING_SETTLEMENT"})
-    wrong = f"W{uuid.uuid4().hex[:20]}"
-    assert not (await _book(http, credentials, camt054_for(e2e, "499.99", entry_reference=wrong)))["matched"]
+    wrong, wrong_body = _credit(e2e, "499.99", debtor_agent_bic="EBILAEAD")
+    anonymous, anonymous_body = _credit(e2e, "5.00")
+    for body in (wrong_body, anonymous_body):
+        assert (await _book(http, credentials, body))["outcome"] == "AMOUNT_MISMATCH"
     # A window funding of less than instructed, then the full amount after the cut-off.
     async with sessions() as session, session.begin():
         await ensure_open_window(session, "INR")
@@ -176,14 +198,12 @@ async def test_credits_of_the_wrong_amount_or_too_late_for_their_window_go_back(
     await submit_all(http, credentials, [("HDFCINBB", "ICICINBB", "70.00")], "INR")
     closed = (await http.post("/v1/clearing/windows/close?currency=INR", headers=admin)).json()
     [instruction] = closed["instructions"]
-    short, late = f"S{uuid.uuid4().hex[:20]}", f"L{uuid.uuid4().hex[:20]}"
-    reference = instruction["reference"]
-    assert not (await _book(http, credentials, camt054_for(reference, "50.00", "INR", entry_reference=short)))[
-        "matched"
-    ]
+    short, short_body = _credit(instruction["reference"], "50.00", "INR")
+    assert (await _book(http, credentials, short_body))["outcome"] == "AMOUNT_MISMATCH"
     async with sessions() as session, session.begin():
         assert (await settle_window(session, uuid.UUID(closed["id"]))).rolled_obligations == 1
-    assert not (await _book(http, credentials, camt054_for(reference, "70.00", "INR", entry_reference=late)))["matched"]
+    late, late_body = _credit(instruction["reference"], "70.00", "INR")
+    assert (await _book(http, credentials, late_body))["outcome"] == "PAYMENT_NOT_AWAITING"
 
     async with sessions() as session, session.begin():
         await refunds.instruct_stranded(session, settings.unmatched_refund_after_s)
@@ -192,7 +212,7 @@ async def test_credits_of_the_wrong_amount_or_too_late_for_their_window_go_back(
             select(BankNotification.entry_reference, BankNotification.outcome, Participant.bic, Refund.amount)
             .join(Refund, Refund.entry_id == BankNotification.id)
             .join(Participant, Participant.id == Refund.participant_id)
-            .where(BankNotification.entry_reference.in_([wrong, short, late]))
+            .where(BankNotification.entry_reference.in_([wrong, anonymous, short, late]))
         )
         made = {r.entry_reference: (r.outcome, r.bic, r.amount) for r in rows}
         breaks = await end_of_day_breaks(session, settings)
@@ -201,15 +221,27 @@ async def test_credits_of_the_wrong_amount_or_too_late_for_their_window_go_back(
         short: ("AMOUNT_MISMATCH", "HDFCINBB", Decimal("50.00")),
         late: ("PAYMENT_NOT_AWAITING", "HDFCINBB", Decimal("70.00")),
     }
+    ids = await _entry_ids(sessions, [wrong, anonymous, short, late])
+    listed = {b["ref"]: b["kind"] for b in breaks}
+    assert {ref: listed.get(entry) for ref, entry in ids.items()} == {
+        wrong: None,
+        short: None,
+        late: None,
+        anonymous: "amount_or_currency_mismatch",
+    }
+
+    # The agent reverses a credit DelTran refunds: paid back twice unless ops stop one.
+    reversal = BookingSpec(
+        end_to_end_id=instruction["reference"], amount=Decimal("50.00"), currency="INR",
+        entry_reference=f"V{uuid.uuid4().hex[:20]}", credit_debit="DBIT", reversal=True,
+    )  # fmt: skip
+    await _book(http, credentials, build_camt054([reversal], message_id=f"MSG-{uuid.uuid4().hex[:12]}"))
     async with sessions() as session:
-        ids = set(
-            map(str, await session.scalars(
-                select(BankNotification.id).where(BankNotification.entry_reference.in_([wrong, short, late]))
-            ))
-        )  # fmt: skip
-    assert not ids & {b["ref"] for b in breaks}
+        short_refund = await session.scalar(select(Refund.reference).where(Refund.entry_id == uuid.UUID(ids[short])))
+        breaks = await end_of_day_breaks(session, settings)
+    assert {b["kind"] for b in breaks if b["ref"] == short_refund} == {"refunded_entry_reversed"}
+
     # The payment still waits for its own amount, and completes with it.
-    assert (await _book(http, credentials, camt054_for(e2e, "500.00", entry_reference=f"R{uuid.uuid4().hex[:20]}")))[
-        "matched"
-    ]
+    _, right_body = _credit(e2e, "500.00")
+    assert (await _book(http, credentials, right_body))["matched"]
     await wait_for_status(http, gross.json()["payment_id"], bank, {"COMPLETED"})

@@ -41,8 +41,9 @@ Algorithm (`choose_settleable`).
 4. Whatever the path, the chosen set is checked in exact Decimal arithmetic; a set that
    fails is repaired by the greedy (started from it), never returned as is.
 
-`leftover[b]` = funded[b] + net_b(S) for each bank in `funded`: what stays on its token
-balance after S settles (funding not used is released).
+`leftover[b]` = funded[b] + net_b(S) for each bank in `funded`: what its funding and what
+it receives in S leave after S settles (the settlement mints only the funding S takes and
+refunds the rest: activities/clearing.py).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from api.routes import (
     cancellations,
     clearing,
     events,
+    fx,
     health,
     monitor,
     notifications,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(status_requests.router)
     app.include_router(cancellations.router)
     app.include_router(returns.router)
+    app.include_router(fx.router)
     app.include_router(track.router)
     app.include_router(health.router)
     app.include_router(clearing.router)

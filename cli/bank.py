@@ -25,6 +25,9 @@ def add_parser(commands) -> None:
     add.add_argument("bic")
     add.add_argument("--name", required=True)
     add.add_argument("--country", required=True, help="ISO 3166 alpha-2, e.g. AE")
+    add.add_argument(
+        "--fx-provider", action="store_true", help="also an FX provider: posts rate sheets (PUT /v1/fx/rates)"
+    )
     actions.add_parser("list", help="list banks and their status")
     for name, text in (
         ("suspend", "suspend a bank: its new payments are rejected"),
@@ -47,7 +50,7 @@ async def _run(args: argparse.Namespace) -> int:
         async with sessions() as session:
             if args.bank_command == "list":
                 for b in await participants.list_banks(session):
-                    print(f"{b.bic:<11}  {b.country}  {b.status:<9}  {b.name}")
+                    print(f"{b.bic:<11}  {b.country}  {b.status:<9}  {'FX' if b.fx_provider else '  '}  {b.name}")
                 return 0
             async with session.begin():
                 output = await _change(session, args, actor)
@@ -63,16 +66,17 @@ async def _run(args: argparse.Namespace) -> int:
 async def _change(session, args: argparse.Namespace, actor: str) -> str:
     bic = normalize_bic(args.bic)
     if args.bank_command == "add":
-        key = await participants.create_bank(session, bic, args.name, args.country)
+        key = await participants.create_bank(session, bic, args.name, args.country, fx_provider=args.fx_provider)
         await audit.record(
             session,
             actor=actor,
             action="bank.add",
             subject=bic,
             result="ok",
-            details={"name": args.name, "country": args.country.upper()},
+            details={"name": args.name, "country": args.country.upper(), "fx_provider": args.fx_provider},
         )
-        return f"added {bic}; API key (shown once): {key}"
+        role = " (FX provider)" if args.fx_provider else ""
+        return f"added {bic}{role}; API key (shown once): {key}"
     if args.bank_command == "rotate-key":
         key = await participants.rotate_key(session, bic)
         await audit.record(session, actor=actor, action="bank.rotate_key", subject=bic, result="ok")

@@ -580,6 +580,8 @@ _RESET_TABLES = (
     "obligation_rolls",
     "obligations",
     "compliance_results",
+    "fx_quotes",  # quotes and sheets go; the pairs the admin allowed stay
+    "fx_rates",
     "payments",
     "clearing_windows",
     "accounts",

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deltran.api_keys import generate_key, hash_key
-from deltran.db.tables import NetDebitCap, OperatorKey, Participant
+from deltran.db.tables import FxPair, NetDebitCap, OperatorKey, Participant
 from deltran.identity import normalize_bic
 from deltran.vocabulary import OperatorRole, ParticipantStatus
 
@@ -26,6 +26,7 @@ class DemoBank:
     bic: str
     name: str
     country: str
+    fx_provider: bool = False
 
 
 # The UAE ↔ India corridor first, then enough banks across AE, IN, US and the euro
@@ -35,7 +36,7 @@ DEMO_BANKS: tuple[DemoBank, ...] = (
     DemoBank("SBININBB", "State Bank of India", "IN"),
     DemoBank("NBADAEAA", "First Abu Dhabi Bank", "AE"),
     DemoBank("ADCBAEAA", "Abu Dhabi Commercial Bank", "AE"),
-    DemoBank("MASHAEAD", "Mashreq Bank", "AE"),
+    DemoBank("MASHAEAD", "Mashreq Bank", "AE", fx_provider=True),  # quotes AED/INR (deltran/fx.py)
     DemoBank("HDFCINBB", "HDFC Bank", "IN"),
     DemoBank("ICICINBB", "ICICI Bank", "IN"),
     DemoBank("UTIBINBB", "Axis Bank", "IN"),
@@ -47,6 +48,10 @@ DEMO_BANKS: tuple[DemoBank, ...] = (
 )
 
 
+# (pair, max spread, max quote lifetime in seconds)
+DEMO_FX_PAIRS: tuple[tuple[str, Decimal, int], ...] = (("AED/INR", Decimal("0.01"), 300),)
+
+
 class UnknownBank(LookupError):
     pass
 
@@ -55,13 +60,14 @@ class BankExists(ValueError):
     pass
 
 
-async def create_bank(session: AsyncSession, bic: str, name: str, country: str) -> str:
-    """Add a new participant; returns its API key, which is shown once and never stored."""
+async def create_bank(session: AsyncSession, bic: str, name: str, country: str, *, fx_provider: bool = False) -> str:
+    """Add a new participant (an FX provider too, with `fx_provider`: deltran/fx.py);
+    returns its API key, which is shown once and never stored."""
     bic = normalize_bic(bic)
     key = generate_key()
     inserted = await session.scalar(
         insert(Participant)
-        .values(bic=bic, name=name, country=country.upper(), api_key_hash=hash_key(key))
+        .values(bic=bic, name=name, country=country.upper(), api_key_hash=hash_key(key), fx_provider=fx_provider)
         .on_conflict_do_nothing(index_elements=[Participant.bic])
         .returning(Participant.id)
     )
@@ -74,10 +80,17 @@ async def _upsert_demo_bank(session: AsyncSession, bank: DemoBank) -> str:
     key = generate_key()
     await session.execute(
         insert(Participant)
-        .values(bic=bank.bic, name=bank.name, country=bank.country, api_key_hash=hash_key(key))
+        .values(
+            bic=bank.bic, name=bank.name, country=bank.country, api_key_hash=hash_key(key), fx_provider=bank.fx_provider
+        )
         .on_conflict_do_update(
             index_elements=[Participant.bic],
-            set_={"name": bank.name, "country": bank.country, "api_key_hash": hash_key(key)},
+            set_={
+                "name": bank.name,
+                "country": bank.country,
+                "api_key_hash": hash_key(key),
+                "fx_provider": bank.fx_provider,
+            },
         )
     )
     return key
@@ -149,6 +162,9 @@ async def credentials_valid(session: AsyncSession, credentials: dict) -> bool:
         return False
     if set(b.bic for b in DEMO_BANKS) - set(bank_hashes):
         return False
+    providers = credentials.get("fx_providers")
+    if providers != {b.bic: credentials["banks"][b.bic] for b in DEMO_BANKS if b.fx_provider}:
+        return False
     found = await session.scalars(
         select(OperatorKey.key_hash).where(OperatorKey.key_hash.in_(operators), OperatorKey.revoked_at.is_(None))
     )
@@ -166,12 +182,20 @@ async def seed_demo(sessions: async_sessionmaker, credentials_path: Path) -> dic
         except ValueError:
             current = None
     async with sessions() as session, session.begin():
+        # The corridor's pair, allowed with demo limits unless the admin has set its own.
+        await session.execute(
+            insert(FxPair)
+            .values([{"pair": p, "max_spread": s, "max_quote_lifetime_s": t} for p, s, t in DEMO_FX_PAIRS])
+            .on_conflict_do_nothing(index_elements=[FxPair.pair])
+        )
         if current is not None and await credentials_valid(session, current):
             return current
         banks = {b.bic: await _upsert_demo_bank(session, b) for b in DEMO_BANKS}
         await _revoke_demo_operator_keys(session, current)
         credentials = {
             "banks": banks,
+            # FX providers are participants too: the same key as under "banks".
+            "fx_providers": {b.bic: banks[b.bic] for b in DEMO_BANKS if b.fx_provider},
             "settlement_agent": await add_operator_key(session, OperatorRole.SETTLEMENT_AGENT),
             "admin": await add_operator_key(session, OperatorRole.ADMIN),
         }

@@ -213,3 +213,13 @@ class BreakerState(StrEnum):
 class ReconciliationTier(StrEnum):
     INTRADAY = "intraday"
     END_OF_DAY = "end_of_day"
+
+
+class FxQuoteStatus(StrEnum):
+    OPEN = "OPEN"  # usable until it expires (expiry is its expires_at, not a status)
+    USED = "USED"  # taken by a payment: a quote is used at most once
+
+
+class FxFixedSide(StrEnum):
+    SOURCE = "SOURCE"  # the payer fixed what leaves
+    TARGET = "TARGET"  # the payee's side fixed what arrives

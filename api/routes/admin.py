@@ -31,6 +31,7 @@ class BankIn(BaseModel):
     bic: Bic = Field(description="BIC of the bank (8 or 11 characters)", examples=["EBILAEAD"])
     name: Name
     country: str = Field(pattern=r"^[A-Z]{2}$", examples=["AE"])
+    fx_provider: bool = Field(default=False, description="also an FX provider: posts rate sheets (PUT /v1/fx/rates)")
 
 
 class BankOut(BaseModel):
@@ -38,6 +39,7 @@ class BankOut(BaseModel):
     name: str
     country: str
     status: str
+    fx_provider: bool
     created_at: datetime
 
 
@@ -62,7 +64,15 @@ async def list_banks(_: AdminDep, session: SessionDep) -> BankList:
     banks = await participants.list_banks(session)
     return BankList(
         banks=[
-            BankOut(bic=b.bic, name=b.name, country=b.country, status=b.status, created_at=b.created_at) for b in banks
+            BankOut(
+                bic=b.bic,
+                name=b.name,
+                country=b.country,
+                status=b.status,
+                fx_provider=b.fx_provider,
+                created_at=b.created_at,
+            )
+            for b in banks
         ]
     )
 
@@ -72,14 +82,16 @@ async def list_banks(_: AdminDep, session: SessionDep) -> BankList:
 async def add_bank(body: BankIn, caller: AdminDep, session: SessionDep) -> BankKey:
     try:
         async with session.begin():
-            key = await participants.create_bank(session, body.bic, body.name, body.country)
+            key = await participants.create_bank(
+                session, body.bic, body.name, body.country, fx_provider=body.fx_provider
+            )
             await audit.record(
                 session,
                 actor=caller.identity,
                 action="bank.add",
                 subject=body.bic,
                 result="ok",
-                details={"name": body.name, "country": body.country},
+                details={"name": body.name, "country": body.country, "fx_provider": body.fx_provider},
             )
     except participants.BankExists as exc:
         raise Problem(
@@ -110,7 +122,14 @@ async def _set_status(bic: str, new_status: str, caller, session) -> BankOut:
     except participants.UnknownBank as exc:
         raise Problem(404, str(exc), kind="unknown-bank") from None
     bank = await participants.get_bank(session, bic)
-    return BankOut(bic=bank.bic, name=bank.name, country=bank.country, status=bank.status, created_at=bank.created_at)
+    return BankOut(
+        bic=bank.bic,
+        name=bank.name,
+        country=bank.country,
+        status=bank.status,
+        fx_provider=bank.fx_provider,
+        created_at=bank.created_at,
+    )
 
 
 @router.post("/banks/{bic}/suspend", response_model=BankOut)

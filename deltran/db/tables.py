@@ -41,6 +41,8 @@ from deltran.vocabulary import (
     EntryOutcome,
     EventType,
     FundingStatus,
+    FxFixedSide,
+    FxQuoteStatus,
     ObligationStatus,
     OperatorRole,
     ParticipantStatus,
@@ -56,6 +58,8 @@ from deltran.vocabulary import (
 
 # 38 digits with 5 decimals covers every ISO 4217 currency with room to spare.
 Money = Numeric(38, 5)
+# An exchange rate as ISO 20022 states one (BaseOneRate: 11 digits, 10 of them decimals).
+FxRateNumber = Numeric(21, 10)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -94,6 +98,8 @@ class Participant(Base):
     country: Mapped[str] = mapped_column(String(2), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=ParticipantStatus.ACTIVE.value)
     api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Quotes FX (deltran/fx.py): posts rate sheets and takes the legs of cross-currency payments.
+    fx_provider: Mapped[bool] = mapped_column(nullable=False, server_default=text("false"))
     created_at: Mapped[datetime] = _created_at()
     __table_args__ = (CheckConstraint(sql_in("status", ParticipantStatus), name="status"),)
 
@@ -732,4 +738,62 @@ class ReconciliationRun(Base):
     __table_args__ = (
         CheckConstraint(sql_in("tier", ReconciliationTier), name="tier"),
         Index("ix_reconciliation_runs_tier_started", "tier", "started_at"),
+    )
+
+
+class FxPair(Base):
+    """A currency pair the admin allows FX in, and its limits: the widest spread a rate
+    sheet may post ((ask − bid) / mid) and the longest a quote lives."""
+
+    __tablename__ = "fx_pairs"
+    pair: Mapped[str] = mapped_column(String(7), primary_key=True)  # BASE/QUOTE, e.g. AED/INR
+    max_spread: Mapped[Decimal] = mapped_column(Numeric(12, 8), nullable=False)
+    max_quote_lifetime_s: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    __table_args__ = (
+        CheckConstraint("max_spread >= 0 AND max_spread < 1", name="max_spread"),
+        CheckConstraint("max_quote_lifetime_s > 0", name="max_quote_lifetime_s"),
+    )
+
+
+class FxRate(Base):
+    """A provider's price for a pair, in QUOTE per one BASE: it buys BASE at `bid`,
+    sells it at `ask`. Its sheet is replaced whole by each PUT /v1/fx/rates."""
+
+    __tablename__ = "fx_rates"
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), primary_key=True)
+    pair: Mapped[str] = mapped_column(ForeignKey("fx_pairs.pair", ondelete="CASCADE"), primary_key=True)
+    bid: Mapped[Decimal] = mapped_column(FxRateNumber, nullable=False)
+    ask: Mapped[Decimal] = mapped_column(FxRateNumber, nullable=False)
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    posted_at: Mapped[datetime] = _created_at()
+    __table_args__ = (CheckConstraint("bid > 0 AND bid <= ask", name="bid_ask"),)
+
+
+class FxQuote(Base):
+    """A rate locked for one cross-currency payment of a debtor agent: both amounts, the
+    provider, and until when it may be used — once (`status` USED, `payment_id`)."""
+
+    __tablename__ = "fx_quotes"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    debtor_agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    source_currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    source_amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    target_currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    target_amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    rate: Mapped[Decimal] = mapped_column(FxRateNumber, nullable=False)  # target per one source
+    fixed: Mapped[str] = mapped_column(String(6), nullable=False)
+    status: Mapped[str] = mapped_column(String(8), nullable=False, server_default=FxQuoteStatus.OPEN.value)
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        CheckConstraint("source_amount > 0 AND target_amount > 0 AND rate > 0", name="positive"),
+        CheckConstraint("source_currency <> target_currency", name="two_currencies"),
+        CheckConstraint(sql_in("fixed", FxFixedSide), name="fixed"),
+        CheckConstraint(sql_in("status", FxQuoteStatus), name="status"),
+        CheckConstraint("(status = 'USED') = (payment_id IS NOT NULL)", name="used_by_a_payment"),
+        Index("ix_fx_quotes_debtor_agent", "debtor_agent_id", "created_at"),
     )

@@ -137,6 +137,11 @@ refunds = Counter(
     "Refunds of stranded fiat: PAYOUT_INSTRUCTED (listed for the settlement agent), COMPLETED (its DBIT booked)",
     ["currency", "status"],
 )
+fx_quotes = Counter(
+    "deltran_fx_quotes",
+    "FX quotes given to debtor agents, by pair and the side fixed (SOURCE, TARGET)",
+    ["pair", "fixed"],
+)
 
 # -- webhooks -------------------------------------------------------------------------------
 webhook_attempts = Counter(

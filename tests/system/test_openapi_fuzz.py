@@ -78,6 +78,9 @@ FUZZ_BIC = "FZ" + "".join(chr(ord("A") + b % 26) for b in uuid.uuid4().bytes[:2]
 
 # Who may call what (api/deps.py), and how: each is one request per generated case.
 BANK, AGENT, ADMIN = "bank", "settlement_agent", "admin"
+# The demo seed's FX provider (a bank too): only in CALLS, so the no-access test never
+# sends it where any bank may go.
+FX, FX_BIC = "fx_provider", "MASHAEAD"
 XML = {"Accept": "application/xml"}
 CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "POST /v1/payments": [(BANK, {})],
@@ -107,6 +110,14 @@ CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "POST /v1/returns": [(BANK, {})],
     "GET /v1/returns/{return_id}": [(BANK, {}), (ADMIN, {}), (AGENT, {})],
     "GET /v1/returns/{return_id}/pacs004": [(BANK, {})],
+    "GET /v1/fx/rates": [(FX, {}), (BANK, {})],
+    "PUT /v1/fx/rates": [(FX, {})],
+    "POST /v1/fx/quotes": [(BANK, {})],
+    "GET /v1/fx/quotes/{quote_id}": [(BANK, {}), (ADMIN, {})],
+    # Pairs fuzzed as admin: tests/integration/test_fx.py allows AED/INR again itself.
+    "GET /v1/admin/fx/pairs": [(ADMIN, {})],
+    "PUT /v1/admin/fx/pairs/{base}/{quote}": [(ADMIN, {})],
+    "DELETE /v1/admin/fx/pairs/{base}/{quote}": [(ADMIN, {})],
     "GET /healthz": [(None, {})],
     "GET /v1/admin/banks": [(ADMIN, {})],
     "POST /v1/admin/banks": [(ADMIN, {})],
@@ -365,7 +376,12 @@ async def _numbering_paused(numbering):
 def fuzz_api(settings, credentials, _database_state, _numbering_paused):
     seeded_bics, payments = _database_state
     recorder = _Recorder(create_app(settings))
-    keys = {BANK: credentials["banks"][BANK_BIC], AGENT: credentials["settlement_agent"], ADMIN: credentials["admin"]}
+    keys = {
+        BANK: credentials["banks"][BANK_BIC],
+        AGENT: credentials["settlement_agent"],
+        ADMIN: credentials["admin"],
+        FX: credentials["fx_providers"][FX_BIC],
+    }
     with _ThreadedServer(recorder, free_port()) as server:
         api = FuzzApi(url=f"http://127.0.0.1:{server.port}", keys=keys, seeded_bics=seeded_bics, recorder=recorder)
         with api.session:

@@ -34,8 +34,13 @@ from deltran.observability import metrics
 from deltran.vocabulary import AccountKind, FxFixedSide, FxQuoteStatus, ParticipantStatus
 
 # The longest a quote may live, whatever the admin sets: a locked rate is a risk the
-# provider carries.
+# provider carries. A sheet is valid for at most a week.
 MAX_QUOTE_LIFETIME_S = 24 * 3600
+MAX_SHEET_VALIDITY = timedelta(days=7)
+# Amounts DelTran stores: fewer than 18 integer digits (deltran/money.py parse_amount).
+_MAX_AMOUNT = Decimal(10) ** 18
+# Serializes changes to the allowed pairs (a pair and its inverse are never both allowed).
+_PAIRS_LOCK = 0x46585041  # "FXPA"
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ async def set_pair(session: AsyncSession, pair: fx.Pair, max_spread: Decimal, ma
         raise _refused("max_spread is a fraction of the mid rate, at least 0 and below 1", "max_spread")
     if not 0 < max_quote_lifetime_s <= MAX_QUOTE_LIFETIME_S:
         raise _refused(f"max_quote_lifetime_s is between 1 and {MAX_QUOTE_LIFETIME_S}", "max_quote_lifetime_s")
+    await session.execute(select(func.pg_advisory_xact_lock(_PAIRS_LOCK)))
     inverse = await session.scalar(select(FxPair.pair).where(FxPair.pair == f"{pair.quote}/{pair.base}"))
     if inverse:
         raise Conflict(f"{inverse} is already allowed: a pair is priced one way round", kind="fx-pair-inverse-exists")
@@ -99,8 +105,10 @@ async def remove_pair(session: AsyncSession, pair: fx.Pair) -> None:
         raise NotFound(f"pair {pair} is not allowed", kind="fx-pair-not-found")
 
 
-async def pairs(session: AsyncSession) -> list[FxPair]:
-    return list(await session.scalars(select(FxPair).order_by(FxPair.pair)))
+async def pairs(session: AsyncSession, *, lock: bool = False) -> list[FxPair]:
+    """The allowed pairs; `lock`: FOR SHARE, so none is removed until the caller commits."""
+    query = select(FxPair).order_by(FxPair.pair)
+    return list(await session.scalars(query.with_for_update(read=True) if lock else query))
 
 
 # -- rate sheets (providers) ----------------------------------------------------------------
@@ -114,7 +122,10 @@ async def post_rates(session: AsyncSession, provider: Participant, rates: list[P
         raise Forbidden(f"{provider.bic} is not an FX provider", kind="not-an-fx-provider")
     if provider.status != ParticipantStatus.ACTIVE:
         raise Conflict(f"{provider.bic} is {provider.status}", kind="participant-suspended")
-    allowed = {row.pair: row for row in await pairs(session)}
+    # One sheet change per provider at a time (its delete-then-insert would otherwise
+    # collide with another's), and its pairs kept until it commits.
+    await session.execute(select(Participant.id).where(Participant.id == provider.id).with_for_update())
+    allowed = {row.pair: row for row in await pairs(session, lock=True)}
     seen: set[str] = set()
     for i, rate in enumerate(rates):
         field = f"rates[{i}]"
@@ -129,8 +140,11 @@ async def post_rates(session: AsyncSession, provider: Participant, rates: list[P
             fx.check_rate(rate.bid, rate.ask, limits.max_spread)
         except fx.FxError as exc:
             raise _refused(str(exc), f"{field}.bid") from None
-        if rate.valid_until <= now:
-            raise _refused(f"valid_until {rate.valid_until.isoformat()} is not in the future", f"{field}.valid_until")
+        if not now < rate.valid_until <= now + MAX_SHEET_VALIDITY:
+            raise _refused(
+                f"valid_until {rate.valid_until.isoformat()} is not in the next {MAX_SHEET_VALIDITY.days} days",
+                f"{field}.valid_until",
+            )
     await session.execute(delete(FxRate).where(FxRate.provider_id == provider.id))
     if rates:
         await session.execute(
@@ -173,7 +187,9 @@ async def quote(session: AsyncSession, debtor_agent: Participant, request: Quote
         raise _refused("give either source_amount (what leaves) or target_amount (what arrives)", "source_amount")
     if debtor_agent.status != ParticipantStatus.ACTIVE:
         raise Conflict(f"{debtor_agent.bic} is {debtor_agent.status}", kind="participant-suspended")
-    limits = await session.scalar(select(FxPair).where(FxPair.pair.in_([f"{source}/{target}", f"{target}/{source}"])))
+    limits = await session.scalar(
+        select(FxPair).where(FxPair.pair.in_([f"{source}/{target}", f"{target}/{source}"])).order_by(FxPair.pair)
+    )
     if limits is None:
         raise _refused(f"FX between {source} and {target} is not allowed", "target_currency")
     fixed_field, fixed_currency = (
@@ -194,6 +210,8 @@ async def quote(session: AsyncSession, debtor_agent: Participant, request: Quote
                 Participant.status == ParticipantStatus.ACTIVE,
                 Participant.id != debtor_agent.id,
             )
+            # A sheet being replaced is either read whole before, or after, the change.
+            .with_for_update(read=True, of=FxRate)
         )
     ).all()
     by_bic = {bic: row for row, bic in candidates}
@@ -216,6 +234,8 @@ async def quote(session: AsyncSession, debtor_agent: Participant, request: Quote
         fixed = FxFixedSide.TARGET
     if target_amount <= 0:
         raise _refused(f"{source_amount} {source} converts to less than one minor unit of {target}", fixed_field)
+    if max(source_amount, target_amount) >= _MAX_AMOUNT:
+        raise _refused(f"{source_amount} {source} → {target_amount} {target} is too large", fixed_field)
     expires_at = min(now + timedelta(seconds=limits.max_quote_lifetime_s), rate_sheet.valid_until)
     row = FxQuote(
         id=uuid.uuid4(),
@@ -248,13 +268,16 @@ async def take(
 ) -> FxQuote:
     """The quote, now used by `payment_id`: at most once, by its own debtor agent, before
     it expires. The same payment taking it again gets it again (a retried step)."""
+    other = await session.scalar(select(FxQuote.id).where(FxQuote.payment_id == payment_id, FxQuote.id != quote_id))
+    if other is not None:
+        raise Conflict(f"payment {payment_id} already uses quote {other}", kind="fx-quote-used")
     taken = await session.scalar(
         update(FxQuote)
         .where(
             FxQuote.id == quote_id,
             FxQuote.debtor_agent_id == debtor_agent_id,
             FxQuote.status == FxQuoteStatus.OPEN,
-            FxQuote.expires_at > func.now(),
+            FxQuote.expires_at > func.clock_timestamp(),  # now, not when the transaction began
         )
         .values(status=FxQuoteStatus.USED, payment_id=payment_id, used_at=func.now())
         .returning(FxQuote)

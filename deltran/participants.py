@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -182,12 +182,20 @@ async def seed_demo(sessions: async_sessionmaker, credentials_path: Path) -> dic
         except ValueError:
             current = None
     async with sessions() as session, session.begin():
-        # The corridor's pair, allowed with demo limits unless the admin has set its own.
-        await session.execute(
-            insert(FxPair)
-            .values([{"pair": p, "max_spread": s, "max_quote_lifetime_s": t} for p, s, t in DEMO_FX_PAIRS])
-            .on_conflict_do_nothing(index_elements=[FxPair.pair])
-        )
+        # The corridor's pair, allowed with demo limits unless the admin has set its own
+        # (or allowed its inverse).
+        for pair, spread, lifetime in DEMO_FX_PAIRS:
+            base, quote = pair.split("/")
+            await session.execute(
+                insert(FxPair)
+                .from_select(
+                    ["pair", "max_spread", "max_quote_lifetime_s"],
+                    select(literal(pair), literal(spread), literal(lifetime)).where(
+                        ~exists().where(FxPair.pair == f"{quote}/{base}")
+                    ),
+                )
+                .on_conflict_do_nothing(index_elements=[FxPair.pair])
+            )
         if current is not None and await credentials_valid(session, current):
             return current
         banks = {b.bic: await _upsert_demo_bank(session, b) for b in DEMO_BANKS}

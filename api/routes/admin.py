@@ -18,6 +18,7 @@ from api.problems import Problem, problem_responses
 from api.schemas import Bic, Name
 from api.strict_json import StrictJSONRoute
 from deltran import audit, participants
+from deltran.db.tables import Participant
 from deltran.identity import normalize_bic
 from deltran.money import MINOR_UNITS, AmountError, format_amount, parse_amount
 from deltran.vocabulary import ParticipantStatus
@@ -52,6 +53,17 @@ class BankList(BaseModel):
     banks: list[BankOut]
 
 
+def _bank_out(bank: Participant) -> BankOut:
+    return BankOut(
+        bic=bank.bic,
+        name=bank.name,
+        country=bank.country,
+        status=bank.status,
+        fx_provider=bank.fx_provider,
+        created_at=bank.created_at,
+    )
+
+
 def _bic_or_404(bic: str) -> str:
     try:
         return normalize_bic(bic)
@@ -62,19 +74,7 @@ def _bic_or_404(bic: str) -> str:
 @router.get("/banks", response_model=BankList)
 async def list_banks(_: AdminDep, session: SessionDep) -> BankList:
     banks = await participants.list_banks(session)
-    return BankList(
-        banks=[
-            BankOut(
-                bic=b.bic,
-                name=b.name,
-                country=b.country,
-                status=b.status,
-                fx_provider=b.fx_provider,
-                created_at=b.created_at,
-            )
-            for b in banks
-        ]
-    )
+    return BankList(banks=[_bank_out(b) for b in banks])
 
 
 # A JSON body that is not text (FastAPI cannot decode it) is a 400, as for payments.
@@ -121,15 +121,7 @@ async def _set_status(bic: str, new_status: str, caller, session) -> BankOut:
             await audit.record(session, actor=caller.identity, action=action, subject=bic, result="ok")
     except participants.UnknownBank as exc:
         raise Problem(404, str(exc), kind="unknown-bank") from None
-    bank = await participants.get_bank(session, bic)
-    return BankOut(
-        bic=bank.bic,
-        name=bank.name,
-        country=bank.country,
-        status=bank.status,
-        fx_provider=bank.fx_provider,
-        created_at=bank.created_at,
-    )
+    return _bank_out(await participants.get_bank(session, bic))
 
 
 @router.post("/banks/{bic}/suspend", response_model=BankOut)

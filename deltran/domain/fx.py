@@ -124,7 +124,9 @@ def best(rates: Sequence[Rate], source: str, target: str) -> tuple[Rate, Decimal
 
 def target_for(source_amount: Decimal, rate: Decimal, target: str) -> Decimal:
     """What arrives for a fixed source amount: rounded down to the target's minor units."""
-    return _to_minor(source_amount * rate, target, ROUND_FLOOR)
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION  # the product exact: rounded once, down, never half-even first
+        return _to_minor(source_amount * rate, target, ROUND_FLOOR)
 
 
 def source_for(target_amount: Decimal, rate: Decimal, source: str) -> Decimal:

@@ -48,6 +48,14 @@ async def _new_provider(http, credentials) -> tuple[str, dict]:
 
 async def test_a_provider_posts_its_sheet_within_the_pairs_limits(http, credentials):
     provider = auth(credentials["fx_providers"][PROVIDER])
+    # Two sheets at once (a pricing engine retrying): both taken, one after the other.
+    twice = await asyncio.gather(
+        *(
+            http.put("/v1/fx/rates", json=_sheet(("AED/INR", bid, "22.70")), headers=provider)
+            for bid in ("22.59", "22.58")
+        )
+    )
+    assert [r.status_code for r in twice] == [200, 200], [r.text for r in twice]
     posted = await http.put("/v1/fx/rates", json=_sheet(("AED/INR", "22.60", "22.70")), headers=provider)
     assert posted.status_code == 200, posted.text
     assert [(r["pair"], r["bid"], r["ask"]) for r in posted.json()["rates"]] == [("AED/INR", "22.6", "22.7")]
@@ -57,6 +65,7 @@ async def test_a_provider_posts_its_sheet_within_the_pairs_limits(http, credenti
         "bid above ask": _sheet(("AED/INR", "22.80", "22.70")),
         "wider than 1 %": _sheet(("AED/INR", "22.00", "23.00")),
         "no longer valid": _sheet(("AED/INR", "22.60", "22.70"), valid_s=-1),
+        "valid for more than a week": _sheet(("AED/INR", "22.60", "22.70"), valid_s=8 * 86400),
         "a pair twice": _sheet(("AED/INR", "22.60", "22.70"), ("AED/INR", "22.61", "22.70")),
         "too many digits": _sheet(("AED/INR", "22.6000000001", "22.70")),
         "the inverse of an allowed pair": _sheet(("INR/AED", "0.044", "0.0441")),
@@ -183,6 +192,10 @@ async def test_a_quote_is_used_once_by_its_own_debtor_agent_before_it_expires(ht
     assert sorted(set(outcomes)) == ["fx-quote-used", "taken"] and outcomes.count("taken") == 1
     winner = payments[outcomes.index("taken")].id
     assert await take(winner) == "taken"  # the same payment again: a retried step
+    assert await take(payments[1].id) == "fx-quote-used"
+    async with sessions() as session, session.begin():  # one payment, one quote
+        with pytest.raises(Conflict):
+            await fx.take(session, uuid.UUID(quotes[1]["quote_id"]), debtor_agent, winner)
     assert await take(payments[0].id, other_bank) == "fx-quote-not-found"  # another bank's quote
     used = (await http.get(f"/v1/fx/quotes/{quotes[0]['quote_id']}", headers=bank)).json()
     assert (used["status"], used["payment_id"]) == ("USED", str(winner))
@@ -228,5 +241,13 @@ async def test_the_admin_allows_pairs_and_sets_their_limits(http, credentials):
             headers=auth(credentials["banks"]["EBILAEAD"]),
         )
     ).status_code == 403
+    # A pair and its inverse, allowed at once: one of them.
+    both = await asyncio.gather(
+        *(http.put(f"/v1/admin/fx/pairs/{p}", json={"max_spread": "0.01", "max_quote_lifetime_s": 30}, headers=admin)
+          for p in ("JPY/KWD", "KWD/JPY"))
+    )  # fmt: skip
+    assert sorted(r.status_code for r in both) == [200, 409]
+    for p in ("JPY/KWD", "KWD/JPY"):
+        await http.delete(f"/v1/admin/fx/pairs/{p}", headers=admin)
     assert (await http.delete("/v1/admin/fx/pairs/USD/EUR", headers=admin)).status_code == 204
     assert (await http.delete("/v1/admin/fx/pairs/USD/EUR", headers=admin)).status_code == 404

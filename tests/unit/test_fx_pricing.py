@@ -17,12 +17,17 @@ PROPERTIES = settings(max_examples=200, deadline=None, derandomize=True, databas
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
 AED_INR = fx.Pair("AED", "INR")
 
-rates = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("99999"), places=4)
+rates = st.one_of(
+    st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("99999"), places=4),
+    st.decimals(min_value=Decimal("0.0000000001"), max_value=Decimal("9.9999999999"), places=10),
+    st.decimals(min_value=Decimal("1"), max_value=Decimal("99999999"), places=3),
+)
 currencies = st.sampled_from(sorted(MINOR_UNITS))
 
 
 def _amounts(currency: str):
-    return st.decimals(min_value=Decimal(1), max_value=Decimal(10**12), places=MINOR_UNITS[currency])
+    # Up to the largest amount DelTran stores (fewer than 18 integer digits).
+    return st.decimals(min_value=Decimal(1), max_value=Decimal(10**18) - 1, places=MINOR_UNITS[currency])
 
 
 def _rate(provider: str, bid: str, ask: str, posted_s: int = 0) -> fx.Rate:
@@ -62,6 +67,13 @@ def test_a_stated_rate_fits_iso_20022_and_never_exceeds_the_price(factor):
     assert stated <= factor and -exponent <= fx.RATE_FRACTION_DIGITS and integer_digits <= fx.RATE_TOTAL_DIGITS
     kept = min(fx.RATE_FRACTION_DIGITS, fx.RATE_TOTAL_DIGITS - len(str(int(factor)))) if factor >= 1 else 10
     assert factor - stated < Decimal(1).scaleb(-kept)  # rounded down by less than its last digit
+
+
+def test_a_large_product_is_rounded_once_and_down():
+    # At Python's default 28 digits the product would round half-even to …994.16 first.
+    assert fx.target_for(Decimal("440000000003390410.97"), Decimal("22.651234567"), "INR") == Decimal(
+        "9966543209556796994.15"
+    )
 
 
 def test_each_direction_takes_its_own_side_of_the_sheet():

@@ -64,6 +64,29 @@ _PAYMENT_DATA = f"""jsonb_build_object(
     'rejection_reason', pay.rejection_reason)"""
 
 
+def refund_data(refunds: str) -> str:
+    """A refund as its events carry it, from a row of `refunds` (a table or a CTE)."""
+    amount = _AMOUNT.replace("pay.", f"{refunds}.")
+    return f"""jsonb_build_object(
+        'refund_reference', {refunds}.reference, 'status', {refunds}.status, 'amount', {amount},
+        'currency', {refunds}.currency, 'reason', {refunds}.reason, 'entry_id', {refunds}.entry_id)"""
+
+
+_REFUND_COMPLETED = text(
+    f"""
+    INSERT INTO events (participant_id, type, data)
+    SELECT r.participant_id, '{EventType.REFUND_COMPLETED.value}',
+           {refund_data("r")} || jsonb_build_object('payout_entry_id', r.notification_id)
+    FROM refunds r WHERE r.id = :refund
+    """
+)
+
+
+async def refund_completed(session: AsyncSession, refund_id: uuid.UUID) -> None:
+    """Tell the bank its refund was paid (after the refund row says so, in its transaction)."""
+    await session.execute(_REFUND_COMPLETED, {"refund": refund_id})
+
+
 def payment_events_sql(payments: str, types: Sequence[EventType], *, debtor_only: bool = False) -> str:
     """An INSERT of the events of `types` (in this order) for every row of `payments` —
     a table expression with the payments' columns, as they stand after the change: a

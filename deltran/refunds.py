@@ -39,10 +39,11 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deltran import events
 from deltran.domain.settlement import REFUND_REFERENCE_PREFIX
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
-from deltran.vocabulary import EntryOutcome, ParticipantStatus, PaymentStatus, RefundStatus
+from deltran.vocabulary import EntryOutcome, EventType, ParticipantStatus, PaymentStatus, RefundStatus
 
 # Rejections whose fiat is frozen for compliance, not paid back: a sanctions hit, a
 # suspended bank.
@@ -58,13 +59,21 @@ REVERSED = """EXISTS (
                 AND rv.amount = n.amount AND rv.currency = n.currency
           )"""
 _NOT_REVERSED = f"NOT {REVERSED}"
+# Each refund made, and the bank it is owed to told (refund.instructed) in the same statement.
 _INSERT = f"""
-    INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)
-    SELECT id, entry_id, participant_id, '{REFUND_REFERENCE_PREFIX}' || upper(left(replace(id::text, '-', ''), 28)),
-           currency, amount, '{RefundStatus.PAYOUT_INSTRUCTED.value}', reason
-    FROM stranded
-    ON CONFLICT (entry_id) DO NOTHING
-    RETURNING currency
+    , made AS (
+        INSERT INTO refunds (id, entry_id, participant_id, reference, currency, amount, status, reason)
+        SELECT id, entry_id, participant_id,
+               '{REFUND_REFERENCE_PREFIX}' || upper(left(replace(id::text, '-', ''), 28)),
+               currency, amount, '{RefundStatus.PAYOUT_INSTRUCTED.value}', reason
+        FROM stranded
+        ON CONFLICT (entry_id) DO NOTHING
+        RETURNING *
+    )
+    INSERT INTO events (participant_id, type, data)
+    SELECT participant_id, '{EventType.REFUND_INSTRUCTED.value}', {events.refund_data("made")}
+    FROM made ORDER BY reference
+    RETURNING data->>'currency'
 """
 # Entries that name a payment or a window funding they can no longer pay: back to the
 # payment's debtor agent, or the instruction's funder.

@@ -144,6 +144,10 @@ class EventType(StrEnum):
     REDEMPTION_PAYOUT_INSTRUCTED = "redemption.payout_instructed"
     REDEMPTION_COMPLETED = "redemption.completed"
     REDEMPTION_RELEASED = "redemption.released"
+    # Fiat booked that could settle nothing, paid back to the bank it is owed to: when the
+    # settlement agent is told to pay it (GET /v1/payouts), and when its DBIT books it.
+    REFUND_INSTRUCTED = "refund.instructed"
+    REFUND_COMPLETED = "refund.completed"
 
 
 class CancellationStatus(StrEnum):

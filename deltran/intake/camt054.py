@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from deltran import audit
+from deltran import audit, events
 from deltran.db.tables import (
     BankNotification,
     ClearingWindow,
@@ -328,6 +328,8 @@ async def _store_refund_payout(session: AsyncSession, message_row_id: uuid.UUID,
         refund.notification_id = row_id
         refund.status = RefundStatus.COMPLETED
         refund.updated_at = func.now()
+        await session.flush()
+        await events.refund_completed(session, refund.id)
         metrics.refunds.labels(refund.currency, RefundStatus.COMPLETED.value).inc()
     return EntryResult(
         entry=entry, notification_id=row_id, outcome=outcome, detail=detail, payment_id=None, duplicate=False

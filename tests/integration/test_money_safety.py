@@ -31,6 +31,7 @@ from deltran.db.tables import (
     Account,
     BankNotification,
     ClearingWindow,
+    Event,
     FundingInstruction,
     LedgerTransfer,
     Participant,
@@ -611,6 +612,13 @@ async def test_over_funding_settles_the_window_and_the_excess_is_refunded(
     payouts = await http.get("/v1/payouts", params={"limit": 500}, headers=auth(credentials["settlement_agent"]))
     [listed] = [p for p in payouts.json()["items"] if p["reference"] == refund.reference]
     assert (listed["kind"], listed["bic"], listed["amount"]) == ("refund", "CITIUS33", "35.00")
+    async with sessions() as session:  # Citi is told, in the settlement's transaction
+        told = await session.scalar(
+            select(func.count())
+            .select_from(Event)
+            .where(Event.type == "refund.instructed", Event.data["refund_reference"].astext == refund.reference)
+        )
+    assert told == 1
     supply, fiat = await supply_and_fiat(sessions, "USD")
     assert supply == fiat and supply - supply_before == Decimal("90.00")
     # Settling again (a retried activity) instructs nothing new.

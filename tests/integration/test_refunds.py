@@ -15,7 +15,7 @@ from sqlalchemy import select
 from activities.clearing import ensure_open_window, settle_window
 from deltran import refunds
 from deltran.config import Settings
-from deltran.db.tables import BankNotification, Participant, Refund
+from deltran.db.tables import BankNotification, Event, Participant, Refund
 from deltran.iso20022.camt054 import BookingSpec, build_camt054
 from deltran.reconciliation import backing_by_currency, end_of_day_breaks
 from tests.integration.test_clearing import submit_all
@@ -31,6 +31,17 @@ async def _book(http, credentials, body: bytes) -> dict:
     )
     assert booked.status_code == 200, booked.text
     return booked.json()["entries"][0]
+
+
+async def _events(sessions, references: list[str]) -> list[tuple[str, str, str, str]]:
+    """(refund reference, event type, bank told, amount) of the refunds' events."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Event.data["refund_reference"].astext, Event.type, Participant.bic, Event.data["amount"].astext)
+            .join(Participant, Participant.id == Event.participant_id)
+            .where(Event.data["refund_reference"].astext.in_(references))
+        )
+    return [tuple(r) for r in rows.all()]
 
 
 def _payout(reference: str, amount: str) -> bytes:
@@ -110,6 +121,12 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
         done = await session.get(Refund, refund.id)
         after = await backing_by_currency(session)
     assert done is not None and done.status == "COMPLETED" and done.notification_id is not None
+    # Emirates NBD was told of each refund when it was instructed, and of this one when paid.
+    told = await _events(sessions, [r.reference for r in made])
+    assert sorted(told) == sorted(
+        [(r.reference, "refund.instructed", "EBILAEAD", str(r.amount.quantize(Decimal("0.01")))) for r in made]
+        + [(refund.reference, "refund.completed", "EBILAEAD", "700.00")]
+    )
     completed = (await http.get("/v1/payouts", params={"status": "COMPLETED", "limit": 500}, headers=agent)).json()
     assert refund.reference in {p["reference"] for p in completed["items"]}
 

@@ -83,11 +83,16 @@ async def test_a_short_load_run_accounts_for_every_payment(api_url, credentials,
     # Every payment the journal saw accepted is one the database knows.
     assert accounting["submitted"] >= accounting["attempted"] - details["errors"]
     assert details["baseline"]["started"] > 0 and details["baseline_local"]["started"] > 0
-    # Each baseline's rate is over the cycles it completed, its ratio DelTran's rate over it
-    # (computed before the rates were rounded to two decimals for the JSON).
+    # Each baseline's rate is over the cycles it completed, its ratio DelTran's rate over it,
+    # computed before the rates were rounded to two decimals and itself rounded to three:
+    # within what those roundings allow (a 1 % tolerance failed on a slow, loaded machine,
+    # where 0.67/s rounded is 0.7 % off).
+    completed = result["completed_per_s"]
     for rate, ratio in (("baseline_per_s", "ratio"), ("baseline_local_per_s", "ratio_local")):
-        assert result[rate] > 0, details
-        assert result[ratio] == pytest.approx(result["completed_per_s"] / result[rate], rel=0.01)
+        assert result[rate] > 0.005, details
+        lowest = max(completed - 0.005, 0) / (result[rate] + 0.005) - 0.0005
+        highest = (completed + 0.005) / (result[rate] - 0.005) + 0.0005
+        assert lowest <= result[ratio] <= highest, (ratio, result)
     # The latency of every call, split by kind: the banks' submissions (one per attempt)
     # and the agent's camt.054 bookings, which make up the tail when they are large.
     by_call = details["latency_by_call"]

@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     # left to ops): time for a payment sent late to be matched by hand first.
     unmatched_refund_after_s: int = Field(default=24 * 3600, gt=0)
 
+    # FX: a debtor agent holds at most this many quotes still usable (unused, unexpired). A
+    # locked rate is an option the provider writes for free: a bank must not collect many
+    # and use only the one the market moved in its favour.
+    fx_max_open_quotes: int = Field(default=20, gt=0)
+
     # Redemptions: a payout not booked by the settlement agent this long after the request
     # releases the reserved tokens back to the bank.
     redemption_deadline_s: int = Field(default=24 * 3600, gt=0)

@@ -62,6 +62,12 @@ def parse_pair(text: str, field: str = "pair") -> fx.Pair:
         raise _refused(str(exc), field) from None
 
 
+async def _lock(session: AsyncSession, what: str, participant_id: uuid.UUID) -> None:
+    """A transaction lock on one participant's sheet or quotes (advisory: the participant's
+    row stays free for the inserts that reference it)."""
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"fx:{what}:{participant_id}", 0))))
+
+
 async def _now(session: AsyncSession) -> datetime:
     """The database's clock: the one quotes expire by (`take`)."""
     now = await session.scalar(select(func.now()))
@@ -124,7 +130,7 @@ async def post_rates(session: AsyncSession, provider: Participant, rates: list[P
         raise Conflict(f"{provider.bic} is {provider.status}", kind="participant-suspended")
     # One sheet change per provider at a time (its delete-then-insert would otherwise
     # collide with another's), and its pairs kept until it commits.
-    await session.execute(select(Participant.id).where(Participant.id == provider.id).with_for_update())
+    await _lock(session, "sheet", provider.id)
     allowed = {row.pair: row for row in await pairs(session, lock=True)}
     seen: set[str] = set()
     for i, rate in enumerate(rates):
@@ -174,8 +180,9 @@ class QuoteRequest:
     target_amount: str | None = None
 
 
-async def quote(session: AsyncSession, debtor_agent: Participant, request: QuoteRequest) -> FxQuote:
-    """Lock the best rate for one payment of `debtor_agent` (see the module docstring)."""
+async def quote(session: AsyncSession, debtor_agent: Participant, request: QuoteRequest, *, max_open: int) -> FxQuote:
+    """Lock the best rate for one payment of `debtor_agent` (see the module docstring),
+    which may hold at most `max_open` quotes still usable."""
     now = await _now(session)
     source, target = request.source_currency, request.target_currency
     for field, currency in (("source_currency", source), ("target_currency", target)):
@@ -187,6 +194,22 @@ async def quote(session: AsyncSession, debtor_agent: Participant, request: Quote
         raise _refused("give either source_amount (what leaves) or target_amount (what arrives)", "source_amount")
     if debtor_agent.status != ParticipantStatus.ACTIVE:
         raise Conflict(f"{debtor_agent.bic} is {debtor_agent.status}", kind="participant-suspended")
+    # Counted under a lock of the debtor agent's quotes: forty requests at once cannot all pass.
+    await _lock(session, "quotes", debtor_agent.id)
+    held = await session.scalar(
+        select(func.count())
+        .select_from(FxQuote)
+        .where(
+            FxQuote.debtor_agent_id == debtor_agent.id,
+            FxQuote.status == FxQuoteStatus.OPEN,
+            FxQuote.expires_at > now,
+        )
+    )
+    if held is not None and held >= max_open:
+        raise Conflict(
+            f"{debtor_agent.bic} already holds {held} usable quotes (at most {max_open}): use one or let them expire",
+            kind="too-many-open-fx-quotes",
+        )
     limits = await session.scalar(
         select(FxPair).where(FxPair.pair.in_([f"{source}/{target}", f"{target}/{source}"])).order_by(FxPair.pair)
     )

@@ -69,6 +69,8 @@ _INSERT = f"""
         FROM stranded
         ON CONFLICT (entry_id) DO NOTHING
         RETURNING *
+    ), marked AS (
+        UPDATE bank_notifications SET refunded_at = now() FROM made WHERE bank_notifications.id = made.entry_id
     )
     INSERT INTO events (participant_id, type, data)
     SELECT participant_id, '{EventType.REFUND_INSTRUCTED.value}', {events.refund_data("made")}
@@ -78,7 +80,7 @@ _INSERT = f"""
 # Entries that name a payment or a window funding they can no longer pay: back to the
 # payment's debtor agent, or the instruction's funder.
 _STRANDED_OUTCOMES = (EntryOutcome.PAYMENT_NOT_AWAITING.value, EntryOutcome.AMOUNT_MISMATCH.value)
-_STRANDED = f"""n.outcome IN {_STRANDED_OUTCOMES} AND n.credit_debit = 'CRDT'
+_STRANDED = f"""n.outcome IN {_STRANDED_OUTCOMES} AND n.refunded_at IS NULL AND n.credit_debit = 'CRDT'
           AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
           AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)
           AND bank.status = '{ParticipantStatus.ACTIVE.value}'
@@ -125,6 +127,7 @@ _INSTRUCT_UNMATCHED = text(
         FROM bank_notifications n
         JOIN participants bank ON bank.bic = n.debtor_agent_bic
         WHERE n.outcome IN ('{EntryOutcome.UNMATCHED.value}', '{EntryOutcome.AMBIGUOUS.value}')
+          AND n.refunded_at IS NULL
           AND n.credit_debit = 'CRDT' AND n.entry_status = 'BOOK' AND NOT n.reversal AND n.amount > 0
           AND n.received_at < now() - make_interval(secs => :after_s)
           AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.entry_id = n.id)

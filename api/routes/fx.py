@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from api.deps import AdminDep, BankDep, CallerDep, SessionDep
+from api.deps import AdminDep, BankDep, CallerDep, SessionDep, SettingsDep
 from api.problems import problem_responses
 from api.strict_json import StrictJSONRoute
 from deltran import audit, fx
@@ -179,13 +179,14 @@ async def get_rates(caller: BankDep, session: SessionDep) -> RatesOut:
 
 
 @router.post("/v1/fx/quotes", status_code=status.HTTP_201_CREATED, response_model=QuoteOut)
-async def create_quote(body: QuoteIn, caller: BankDep, session: SessionDep) -> QuoteOut:
+async def create_quote(body: QuoteIn, caller: BankDep, session: SessionDep, settings: SettingsDep) -> QuoteOut:
     """Lock a rate for one cross-currency payment (debtor agents): give either the
     `source_amount` (what leaves) or the `target_amount` (what arrives). DelTran takes
     the best rate among the FX providers pricing the pair now and rounds the other side
     to its currency's minor units — down for what arrives, up for what leaves. The quote
     is used once, by a payment naming it (`fx_quote_id`), before `expires_at`. No
-    provider prices the pair now: `409` `no-fx-rate`."""
+    provider prices the pair now: `409` `no-fx-rate`; already holding
+    `DELTRAN_FX_MAX_OPEN_QUOTES` usable quotes: `409` `too-many-open-fx-quotes`."""
     async with session.begin():
         debtor_agent = await session.get(Participant, caller.participant_id)
         assert debtor_agent is not None
@@ -193,6 +194,7 @@ async def create_quote(body: QuoteIn, caller: BankDep, session: SessionDep) -> Q
             session,
             debtor_agent,
             fx.QuoteRequest(body.source_currency, body.target_currency, body.source_amount, body.target_amount),
+            max_open=settings.fx_max_open_quotes,
         )
     return await quote_out(session, row)
 

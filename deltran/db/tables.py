@@ -422,6 +422,8 @@ class BankNotification(Base):
     debtor_agent_bic: Mapped[str | None] = mapped_column(String(11))
     # A DBIT that paid a refund out (the refund its EndToEndId names).
     refund_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("refunds.id", use_alter=True))
+    # When a refund of this (CRDT) entry was instructed: out of the sweeper's indexes then.
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = _created_at()
     __table_args__ = (
@@ -449,18 +451,19 @@ class BankNotification(Base):
             unique=True,
             postgresql_where=text("outcome = 'MATCHED'"),
         ),
-        # Stranded entries, for the sweeper's refunds (deltran/refunds.py).
+        # Stranded entries not yet refunded, for the sweeper's refunds (deltran/refunds.py):
+        # a refunded one leaves them, so a round reads only what may still need one.
         Index(
-            "ix_bank_notifications_stranded",
+            "ix_bank_notifications_refundable",
             "received_at",
             "id",
-            postgresql_where=text("outcome IN ('PAYMENT_NOT_AWAITING', 'AMOUNT_MISMATCH')"),
+            postgresql_where=text("outcome IN ('PAYMENT_NOT_AWAITING', 'AMOUNT_MISMATCH') AND refunded_at IS NULL"),
         ),
         Index(
-            "ix_bank_notifications_unmatched",
+            "ix_bank_notifications_unmatched_unrefunded",
             "received_at",
             "id",
-            postgresql_where=text("outcome IN ('UNMATCHED', 'AMBIGUOUS')"),
+            postgresql_where=text("outcome IN ('UNMATCHED', 'AMBIGUOUS') AND refunded_at IS NULL"),
         ),
         # Likewise at most one entry funds a window's funding instruction.
         Index(

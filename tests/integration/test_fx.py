@@ -15,7 +15,7 @@ from sqlalchemy import select
 from deltran import fx
 from deltran.db.tables import Participant
 from deltran.errors import Conflict, NotFound, Refused
-from tests.support.payments import auth, fresh_bic, screening_row
+from tests.support.payments import auth, fresh_bic, new_bank, screening_row
 
 PROVIDER = "MASHAEAD"  # the demo seed's FX provider
 
@@ -94,7 +94,8 @@ async def test_a_quote_takes_the_best_rate_in_either_direction_and_rounds_for_ne
     # Mashreq buys AED at 22.60 and sells at 22.70; the other desk 22.65 / 22.75.
     assert (await http.put("/v1/fx/rates", json=_sheet(("AED/INR", "22.60", "22.70")), headers=mashreq)).is_success
     assert (await http.put("/v1/fx/rates", json=_sheet(("AED/INR", "22.65", "22.75")), headers=other)).is_success
-    bank = auth(credentials["banks"]["EBILAEAD"])
+    # A bank of the test's own: the quotes it holds are this test's (the fuzzer's bank holds others).
+    _, bank = await new_bank(http, auth(credentials["admin"]), "AE")
 
     # AED → INR, what leaves fixed: the highest bid, the INR rounded down.
     sell = await http.post(
@@ -164,7 +165,7 @@ async def test_a_quote_takes_the_best_rate_in_either_direction_and_rounds_for_ne
 
 async def test_a_quote_is_used_once_by_its_own_debtor_agent_before_it_expires(http, credentials, sessions):
     provider = auth(credentials["fx_providers"][PROVIDER])
-    bank = auth(credentials["banks"]["EBILAEAD"])
+    bic, bank = await new_bank(http, auth(credentials["admin"]), "AE")
     assert (
         await http.put("/v1/fx/rates", json=_sheet(("AED/INR", "22.60", "22.70"), valid_s=2.5), headers=provider)
     ).is_success
@@ -175,7 +176,7 @@ async def test_a_quote_is_used_once_by_its_own_debtor_agent_before_it_expires(ht
     payments = [screening_row(f"FX-{uuid.uuid4().hex[:12]}", "500.00", f"payment-fx-{i}") for i in range(40)]
     async with sessions() as session, session.begin():
         session.add_all(payments)
-        debtor_agent = await session.scalar(select(Participant.id).where(Participant.bic == "EBILAEAD"))
+        debtor_agent = await session.scalar(select(Participant.id).where(Participant.bic == bic))
         other_bank = await session.scalar(select(Participant.id).where(Participant.bic == "NBADAEAA"))
     assert debtor_agent is not None and other_bank is not None
 
@@ -251,3 +252,16 @@ async def test_the_admin_allows_pairs_and_sets_their_limits(http, credentials):
         await http.delete(f"/v1/admin/fx/pairs/{p}", headers=admin)
     assert (await http.delete("/v1/admin/fx/pairs/USD/EUR", headers=admin)).status_code == 204
     assert (await http.delete("/v1/admin/fx/pairs/USD/EUR", headers=admin)).status_code == 404
+
+
+async def test_a_bank_holds_a_bounded_number_of_usable_quotes(http, credentials, settings):
+    provider = auth(credentials["fx_providers"][PROVIDER])
+    assert (await http.put("/v1/fx/rates", json=_sheet(("AED/INR", "22.60", "22.70")), headers=provider)).is_success
+    _, bank = await new_bank(http, auth(credentials["admin"]), "AE")
+    asked = {"source_currency": "AED", "target_currency": "INR", "source_amount": "10.00"}
+    answers = await asyncio.gather(
+        *(http.post("/v1/fx/quotes", json=asked, headers=bank) for _ in range(settings.fx_max_open_quotes + 5))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * settings.fx_max_open_quotes + [409] * 5, codes
+    assert {a.json()["type"].rsplit(":", 1)[-1] for a in answers if a.status_code == 409} == {"too-many-open-fx-quotes"}

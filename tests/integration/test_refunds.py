@@ -100,6 +100,18 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
     assert sorted((r.entry_id, r.amount) for r in made) == sorted(
         zip(entries, (Decimal("300.00"), Decimal("700.00")), strict=True)
     )
+    # A refunded entry leaves what the sweeper reads each round; a frozen one stays.
+    async with sessions() as session:
+        marked = dict(
+            (
+                await session.execute(
+                    select(BankNotification.id, BankNotification.refunded_at.is_not(None)).where(
+                        BankNotification.id.in_([*entries, frozen])
+                    )
+                )
+            ).all()
+        )
+    assert marked == {entries[0]: True, entries[1]: True, frozen: False}
     listed = (await http.get("/v1/payouts", params={"limit": 500}, headers=agent)).json()["items"]
     mine = {p["reference"]: p for p in listed if p["reference"] in {r.reference for r in made}}
     assert {(p["kind"], p["bic"], p["status"], p["payout_account"]["bic"]) for p in mine.values()} == {

@@ -218,9 +218,17 @@ _EOD_CHECKS: dict[str, str] = {
     """,
     # Stranded fiat the settlement agent has not paid back in the time it has for a payout.
     "refund_not_paid": """
-        SELECT r.reference AS ref, r.currency, r.amount, 'instructed at ' || r.created_at || ': ' || r.reason AS detail
+        SELECT r.reference AS ref, r.currency, r.amount,
+               'instructed at ' || r.instructed_at || ': ' || r.reason AS detail
         FROM refunds r
-        WHERE r.status = 'PAYOUT_INSTRUCTED' AND r.created_at < now() - make_interval(secs => :payout_s)
+        WHERE r.status = 'PAYOUT_INSTRUCTED' AND r.instructed_at < now() - make_interval(secs => :payout_s)
+    """,
+    # Owed, and held by ops or compliance: listed every day until released or returned.
+    "refund_held": """
+        SELECT r.reference AS ref, r.currency, r.amount,
+               'held since ' || r.updated_at || ': ' || coalesce(r.held_reason, '')
+               || ' (owed: ' || r.reason || ')' AS detail
+        FROM refunds r WHERE r.status = 'HELD'
     """,
     # A window funding is minted as far as its settlement took it and the rest refunded:
     # together, the booked amount (a refund held — the funder no longer ACTIVE, the entry

@@ -36,11 +36,13 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran import events
+from deltran.db.tables import Refund
 from deltran.domain.settlement import REFUND_REFERENCE_PREFIX
+from deltran.errors import Conflict, NotFound
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
 from deltran.vocabulary import EntryOutcome, EventType, ParticipantStatus, PaymentStatus, RefundStatus
@@ -170,6 +172,57 @@ async def instruct_excess(
     params = dict(entry=entry_id, participant=participant_id, amount=amount, reason=reason)
     if (await session.execute(_INSTRUCT_EXCESS, params)).first():
         metrics.refunds.labels(currency, RefundStatus.PAYOUT_INSTRUCTED.value).inc()
+
+
+_HOLD = text(
+    f"""
+    UPDATE refunds SET status = '{RefundStatus.HELD.value}', held_reason = :reason, updated_at = now()
+    WHERE reference = :reference AND status = '{RefundStatus.PAYOUT_INSTRUCTED.value}'
+    RETURNING id
+    """
+)
+_RELEASE = text(
+    f"""
+    UPDATE refunds SET status = '{RefundStatus.PAYOUT_INSTRUCTED.value}', held_reason = NULL,
+                       instructed_at = now(), updated_at = now()
+    WHERE reference = :reference AND status = '{RefundStatus.HELD.value}'
+    RETURNING id
+    """
+)
+
+
+async def hold(session: AsyncSession, reference: str, reason: str) -> Refund:
+    """Take a refund off the settlement agent's list (compliance or ops): until released
+    it is not to be paid, and a DBIT that books it anyway is an exception to reverse.
+    Holding a held refund again changes nothing."""
+    if (await session.execute(_HOLD, {"reference": reference, "reason": reason})).first() is None:
+        refund = await _refund(session, reference)
+        if refund.status != RefundStatus.HELD:
+            raise Conflict(
+                f"refund {reference} is {refund.status}: only one still to be paid is held", kind="refund-not-held"
+            )
+    return await _refund(session, reference)
+
+
+async def release(session: AsyncSession, reference: str) -> Refund:
+    """Put a held refund back on the settlement agent's list; its payout deadline starts
+    again. Releasing one not held changes nothing."""
+    if (await session.execute(_RELEASE, {"reference": reference})).first() is None:
+        refund = await _refund(session, reference)
+        if refund.status != RefundStatus.PAYOUT_INSTRUCTED:
+            raise Conflict(
+                f"refund {reference} is {refund.status}: only a held refund is released", kind="refund-not-held"
+            )
+    return await _refund(session, reference)
+
+
+async def _refund(session: AsyncSession, reference: str) -> Refund:
+    refund = await session.scalar(
+        select(Refund).where(Refund.reference == reference).execution_options(populate_existing=True)
+    )
+    if refund is None:
+        raise NotFound(f"no refund {reference}", kind="refund-not-found")
+    return refund
 
 
 async def instruct_stranded(session: AsyncSession, unmatched_after_s: float, batch: int = 500) -> int:

@@ -168,6 +168,9 @@ class RefundStatus(StrEnum):
     # Returned outside DelTran: the entries stranded before refunds existed (ops returned
     # them by hand, as the runbook then said), never to be paid a second time.
     BY_HAND = "BY_HAND"
+    # Held by ops or compliance (POST /v1/admin/refunds/{reference}/hold): off the
+    # settlement agent's list until released, and listed by the end-of-day run meanwhile.
+    HELD = "HELD"
 
 
 class ReturnReason(StrEnum):

@@ -14,11 +14,11 @@ from sqlalchemy import literal, null, select, tuple_, union_all
 from temporalio.service import RPCError
 
 from api import cursor
-from api.deps import BankDep, CallerDep, SessionDep, SettingsDep
+from api.deps import AdminDep, BankDep, CallerDep, SessionDep, SettingsDep
 from api.problems import Problem, problem_responses
 from api.schemas import PayoutList, PayoutOut, PayoutRefusal, RedemptionAccepted, RedemptionIn, RedemptionOut
 from api.strict_json import StrictJSONRoute
-from deltran import audit, reconciliation, redemptions
+from deltran import audit, reconciliation, redemptions, refunds
 from deltran.db.tables import Participant, Redemption, Refund
 from deltran.errors import ServiceUnavailable
 from deltran.money import format_amount
@@ -164,7 +164,7 @@ async def payouts(
     refunding = select(
         Refund.created_at, Refund.id, Refund.reference, Participant.bic, Refund.currency, Refund.amount,
         literal("refund").label("kind"), Refund.status, null().label("payout_iban"), null().label("payout_account"),
-        (Refund.created_at + timedelta(seconds=settings.redemption_deadline_s)).label("deadline"),
+        (Refund.instructed_at + timedelta(seconds=settings.redemption_deadline_s)).label("deadline"),
     ).join(Participant, Participant.id == Refund.participant_id).where(
         Refund.status != RefundStatus.BY_HAND  # returned outside DelTran: nothing for the agent
     )  # fmt: skip
@@ -233,3 +233,47 @@ async def refuse_payout(
     except (RPCError, ServiceUnavailable) as error:
         log.warning("redemption %s not told of its refusal (%s); it looks by itself", workflow_id, error)
     return await read_redemption(redemption_id, caller, session)
+
+
+RefundReference = Annotated[str, Path(pattern=r"^RFD-[0-9A-F]{28}$")]
+
+
+async def _refund_out(session, refund: Refund, settings) -> PayoutOut:
+    bic = await session.scalar(select(Participant.bic).where(Participant.id == refund.participant_id))
+    return PayoutOut(
+        reference=refund.reference,
+        bic=bic,
+        currency=refund.currency,
+        amount=format_amount(refund.amount, refund.currency),
+        kind="refund",
+        status=refund.status,
+        payout_account={"bic": bic},
+        deadline=refund.instructed_at + timedelta(seconds=settings.redemption_deadline_s),
+    )
+
+
+@router.post("/v1/admin/refunds/{reference}/hold", response_model=PayoutOut)
+async def hold_refund(
+    reference: RefundReference, body: PayoutRefusal, caller: AdminDep, session: SessionDep, settings: SettingsDep
+) -> PayoutOut:
+    """Hold a refund not yet paid (compliance asks, or it was returned some other way):
+    off the settlement agent's list (`HELD`) until released, listed by the end-of-day run
+    (`refund_held`) meanwhile; a DBIT that books it anyway is an exception to reverse. The
+    bank is not told (a compliance hold must not tip it off). Paid already: `409`."""
+    async with session.begin():
+        refund = await refunds.hold(session, reference, body.reason)
+        await audit.record(session, actor=caller.identity, action="refund.hold", subject=reference, result="ok",
+                           details={"reason": body.reason})  # fmt: skip
+        return await _refund_out(session, refund, settings)
+
+
+@router.post("/v1/admin/refunds/{reference}/release", response_model=PayoutOut)
+async def release_refund(
+    reference: RefundReference, caller: AdminDep, session: SessionDep, settings: SettingsDep
+) -> PayoutOut:
+    """Put a held refund back on the settlement agent's list: its payout deadline starts
+    again. One already on the list: nothing changes; paid, or returned by hand: `409`."""
+    async with session.begin():
+        refund = await refunds.release(session, reference)
+        await audit.record(session, actor=caller.identity, action="refund.release", subject=reference, result="ok")
+        return await _refund_out(session, refund, settings)

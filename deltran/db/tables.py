@@ -617,6 +617,10 @@ class Refund(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     # The DBIT entry that booked it.
     notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_notifications.id"))
+    # Why ops or compliance hold it (status HELD), and when it was last put on the settlement
+    # agent's list: its payout deadline runs from then.
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    instructed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
     __table_args__ = (

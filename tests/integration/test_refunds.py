@@ -274,3 +274,51 @@ async def test_credits_of_the_wrong_amount_or_too_late_for_their_window_go_back(
     _, right_body = _credit(e2e, "500.00")
     assert (await _book(http, credentials, right_body))["matched"]
     await wait_for_status(http, gross.json()["payment_id"], bank, {"COMPLETED"})
+
+
+async def test_a_refund_held_by_compliance_is_not_paid_until_released(http, credentials, sessions, settings: Settings):
+    bank, agent, admin = (
+        auth(credentials["banks"]["EBILAEAD"]), auth(credentials["settlement_agent"]), auth(credentials["admin"]),
+    )  # fmt: skip
+    e2e = f"RF-{uuid.uuid4().hex[:12]}"
+    gross = await http.post("/v1/payments", json={**payment_body(e2e, amount="800.00"), "urgent": True}, headers=bank)
+    await wait_for_status(http, gross.json()["payment_id"], bank, {"AWAITING_SETTLEMENT"})
+    wrong, body = _credit(e2e, "80.00", debtor_agent_bic="EBILAEAD")
+    assert (await _book(http, credentials, body))["outcome"] == "AMOUNT_MISMATCH"
+    async with sessions() as session, session.begin():
+        await refunds.instruct_stranded(session, settings.unmatched_refund_after_s)
+    async with sessions() as session:
+        refund = await session.scalar(
+            select(Refund)
+            .join(BankNotification, BankNotification.id == Refund.entry_id)
+            .where(BankNotification.entry_reference == wrong)
+        )
+    assert refund is not None
+    path = f"/v1/admin/refunds/{refund.reference}"
+
+    async def listed() -> bool:
+        items = (await http.get("/v1/payouts", params={"limit": 500}, headers=agent)).json()["items"]
+        return refund.reference in {p["reference"] for p in items}
+
+    assert await listed()
+    assert (await http.post(f"{path}/hold", json={"reason": "compliance review"}, headers=bank)).status_code == 403
+    held = await http.post(f"{path}/hold", json={"reason": "compliance review CR-7"}, headers=admin)
+    assert held.status_code == 200 and held.json()["status"] == "HELD", held.text
+    assert (await http.post(f"{path}/hold", json={"reason": "again"}, headers=admin)).json()["status"] == "HELD"
+    assert not await listed()
+    async with sessions() as session:
+        breaks = await end_of_day_breaks(session, settings)
+    assert [b["detail"] for b in breaks if b["ref"] == refund.reference and b["kind"] == "refund_held"][0].count("CR-7")
+    # Paid anyway while held: not booked, an exception to reverse.
+    assert not (await _book(http, credentials, _payout(refund.reference, "80.00")))["matched"]
+    # Released: back on the list with a new deadline, and the next DBIT books it.
+    released = await http.post(f"{path}/release", headers=admin)
+    assert released.status_code == 200 and released.json()["status"] == "PAYOUT_INSTRUCTED"
+    assert released.json()["deadline"] > held.json()["deadline"] and await listed()
+    assert (await http.post(f"{path}/release", headers=admin)).status_code == 200  # not held: nothing changes
+    assert (await _book(http, credentials, _payout(refund.reference, "80.00")))["matched"]
+    assert (await http.post(f"{path}/hold", json={"reason": "too late"}, headers=admin)).status_code == 409
+    assert (
+        await http.post("/v1/admin/refunds/RFD-" + "0" * 28 + "/hold", json={"reason": "x"}, headers=admin)
+    ).status_code == 404
+    assert (await http.post("/v1/admin/refunds/RDM-1/hold", json={"reason": "x"}, headers=admin)).status_code == 422

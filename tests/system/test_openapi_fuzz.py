@@ -118,6 +118,8 @@ CALLS: dict[str, list[tuple[str | None, dict[str, str]]]] = {
     "GET /v1/admin/fx/pairs": [(ADMIN, {})],
     "PUT /v1/admin/fx/pairs/{base}/{quote}": [(ADMIN, {})],
     "DELETE /v1/admin/fx/pairs/{base}/{quote}": [(ADMIN, {})],
+    "POST /v1/admin/refunds/{reference}/hold": [(ADMIN, {})],
+    "POST /v1/admin/refunds/{reference}/release": [(ADMIN, {})],
     "GET /healthz": [(None, {})],
     "GET /v1/admin/banks": [(ADMIN, {})],
     "POST /v1/admin/banks": [(ADMIN, {})],

@@ -201,6 +201,8 @@ async def quote(session: AsyncSession, debtor_agent: Participant, request: Quote
         .select_from(FxQuote)
         .where(
             FxQuote.debtor_agent_id == debtor_agent.id,
+            # Only the last day's can still be usable: the count reads that much, not history.
+            FxQuote.created_at > now - timedelta(seconds=MAX_QUOTE_LIFETIME_S),
             FxQuote.status == FxQuoteStatus.OPEN,
             FxQuote.expires_at > now,
         )

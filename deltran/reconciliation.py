@@ -251,7 +251,7 @@ _EOD_CHECKS: dict[str, str] = {
         SELECT r.reference AS ref, r.currency, r.amount,
                'refund ' || r.status || ' of entry ' || n.id || ', which the settlement agent reversed' AS detail
         FROM refunds r JOIN bank_notifications n ON n.id = r.entry_id
-        WHERE r.status <> 'BY_HAND' AND {REVERSED}
+        WHERE r.status IN ('PAYOUT_INSTRUCTED', 'COMPLETED') AND {REVERSED}
     """,
     "token_without_settled_obligation": """
         SELECT t.id::text AS ref, t.currency, t.amount, 'obligation is ' || o.status AS detail

@@ -40,7 +40,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran import events
-from deltran.db.tables import Refund
+from deltran.db.tables import BankNotification, Refund
 from deltran.domain.settlement import REFUND_REFERENCE_PREFIX
 from deltran.errors import Conflict, NotFound
 from deltran.observability import metrics
@@ -194,26 +194,43 @@ _RELEASE = text(
 async def hold(session: AsyncSession, reference: str, reason: str) -> Refund:
     """Take a refund off the settlement agent's list (compliance or ops): until released
     it is not to be paid, and a DBIT that books it anyway is an exception to reverse.
-    Holding a held refund again changes nothing."""
-    if (await session.execute(_HOLD, {"reference": reference, "reason": reason})).first() is None:
-        refund = await _refund(session, reference)
-        if refund.status != RefundStatus.HELD:
-            raise Conflict(
-                f"refund {reference} is {refund.status}: only one still to be paid is held", kind="refund-not-held"
-            )
-    return await _refund(session, reference)
+    Holding a held refund again changes nothing (its first reason stays)."""
+    held = (await session.execute(_HOLD, {"reference": reference, "reason": reason})).first() is not None
+    refund = await _refund(session, reference)
+    if held:
+        metrics.refunds.labels(refund.currency, RefundStatus.HELD.value).inc()
+    elif refund.status != RefundStatus.HELD:
+        raise Conflict(
+            f"refund {reference} is {refund.status}: only one still to be paid is held", kind="refund-already-paid"
+        )
+    return refund
 
 
 async def release(session: AsyncSession, reference: str) -> Refund:
     """Put a held refund back on the settlement agent's list; its payout deadline starts
-    again. Releasing one not held changes nothing."""
-    if (await session.execute(_RELEASE, {"reference": reference})).first() is None:
+    again. Releasing one already listed changes nothing. One the agent paid while it was
+    held (its DBIT stored as an exception) is not released: it would be paid twice."""
+    refund = await _refund(session, reference)
+    paid = await session.scalar(
+        select(BankNotification.id).where(
+            BankNotification.refund_id == refund.id,
+            BankNotification.credit_debit == "DBIT",
+            BankNotification.entry_status == "BOOK",
+            BankNotification.reversal.is_(False),
+        )
+    )
+    if paid is not None and refund.status == RefundStatus.HELD:
+        raise Conflict(
+            f"refund {reference} was paid out while held (entry {paid}): have the agent reverse that payout,"
+            " or record the refund as returned",
+            kind="refund-already-paid",
+        )
+    if (await session.execute(_RELEASE, {"reference": reference})).first() is not None:
         refund = await _refund(session, reference)
-        if refund.status != RefundStatus.PAYOUT_INSTRUCTED:
-            raise Conflict(
-                f"refund {reference} is {refund.status}: only a held refund is released", kind="refund-not-held"
-            )
-    return await _refund(session, reference)
+        metrics.refunds.labels(refund.currency, RefundStatus.PAYOUT_INSTRUCTED.value).inc()  # listed again
+    elif refund.status != RefundStatus.PAYOUT_INSTRUCTED:
+        raise Conflict(f"refund {reference} is {refund.status}: only a held refund is released", kind="refund-not-held")
+    return refund
 
 
 async def _refund(session: AsyncSession, reference: str) -> Refund:

@@ -263,7 +263,7 @@ async def hold_refund(
     async with session.begin():
         refund = await refunds.hold(session, reference, body.reason)
         await audit.record(session, actor=caller.identity, action="refund.hold", subject=reference, result="ok",
-                           details={"reason": body.reason})  # fmt: skip
+                           details={"reason": refund.held_reason, "asked": body.reason})  # fmt: skip
         return await _refund_out(session, refund, settings)
 
 

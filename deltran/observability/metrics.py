@@ -134,7 +134,8 @@ returned_amount = Counter(
 )
 refunds = Counter(
     "deltran_refunds",
-    "Refunds of stranded fiat: PAYOUT_INSTRUCTED (listed for the settlement agent), COMPLETED (its DBIT booked)",
+    "Refunds of stranded fiat: PAYOUT_INSTRUCTED (listed for the settlement agent, or again on release),"
+    " COMPLETED (its DBIT booked), HELD (taken off the list by ops or compliance)",
     ["currency", "status"],
 )
 fx_quotes = Counter(
@@ -200,5 +201,5 @@ def initialise(currencies: Iterable[str], break_kinds: Iterable[str], steps: Ite
         returned_amount.labels(currency)
         for reason in ReturnReason:
             returns.labels(currency, reason)
-        for refund_status in (RefundStatus.PAYOUT_INSTRUCTED, RefundStatus.COMPLETED):
+        for refund_status in (RefundStatus.PAYOUT_INSTRUCTED, RefundStatus.COMPLETED, RefundStatus.HELD):
             refunds.labels(currency, refund_status)

@@ -38,8 +38,14 @@ def _swap(create: dict[str, str], drop: dict[str, str]) -> None:
 
 
 def upgrade() -> None:
+    # A nullable column without a default: the table's lock is held for an instant; the
+    # backfill runs after that commit, taking only the rows it changes.
     op.add_column("bank_notifications", sa.Column("refunded_at", sa.DateTime(timezone=True), nullable=True))
-    op.execute("UPDATE bank_notifications n SET refunded_at = r.created_at FROM refunds r WHERE r.entry_id = n.id")
+    with op.get_context().autocommit_block():
+        op.execute(
+            "UPDATE bank_notifications n SET refunded_at = r.created_at FROM refunds r"
+            " WHERE r.entry_id = n.id AND n.refunded_at IS NULL"
+        )
     _swap(NEW, OLD)
 
 

@@ -35,8 +35,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # A held refund goes back on the list: nothing is paid that was not owed.
-    op.execute("UPDATE refunds SET status = 'PAYOUT_INSTRUCTED' WHERE status = 'HELD'")
+    # A compliance hold is not silently lifted: release or settle them first.
+    held = op.get_bind().execute(sa.text("SELECT count(*) FROM refunds WHERE status = 'HELD'")).scalar()
+    if held:
+        raise RuntimeError(f"{held} refund(s) are HELD: release them (or record them returned) before downgrading")
     _status_check(STATUSES)
     op.drop_column("refunds", "instructed_at")
     op.drop_column("refunds", "held_reason")

@@ -141,6 +141,10 @@ async def test_fiat_booked_for_a_payment_that_cannot_settle_is_paid_back(
     )
     completed = (await http.get("/v1/payouts", params={"status": "COMPLETED", "limit": 500}, headers=agent)).json()
     assert refund.reference in {p["reference"] for p in completed["items"]}
+    late = await http.post(
+        f"/v1/admin/refunds/{refund.reference}/hold", json={"reason": "too late"}, headers=auth(credentials["admin"])
+    )
+    assert late.status_code == 409 and late.json()["type"].endswith("refund-already-paid")
 
     # Never minted, so paying it back moves neither supply nor backing.
     def books(backing) -> tuple[Decimal, Decimal]:
@@ -309,15 +313,18 @@ async def test_a_refund_held_by_compliance_is_not_paid_until_released(http, cred
     async with sessions() as session:
         breaks = await end_of_day_breaks(session, settings)
     assert [b["detail"] for b in breaks if b["ref"] == refund.reference and b["kind"] == "refund_held"][0].count("CR-7")
-    # Paid anyway while held: not booked, an exception to reverse.
-    assert not (await _book(http, credentials, _payout(refund.reference, "80.00")))["matched"]
-    # Released: back on the list with a new deadline, and the next DBIT books it.
+    # Released: back on the list with a new deadline.
     released = await http.post(f"{path}/release", headers=admin)
     assert released.status_code == 200 and released.json()["status"] == "PAYOUT_INSTRUCTED"
     assert released.json()["deadline"] > held.json()["deadline"] and await listed()
     assert (await http.post(f"{path}/release", headers=admin)).status_code == 200  # not held: nothing changes
-    assert (await _book(http, credentials, _payout(refund.reference, "80.00")))["matched"]
-    assert (await http.post(f"{path}/hold", json={"reason": "too late"}, headers=admin)).status_code == 409
+    # Held again and paid anyway: not booked (an exception to reverse), and never released
+    # to be paid a second time.
+    assert (await http.post(f"{path}/hold", json={"reason": "second look"}, headers=admin)).status_code == 200
+    assert not (await _book(http, credentials, _payout(refund.reference, "80.00")))["matched"]
+    again = await http.post(f"{path}/release", headers=admin)
+    assert again.status_code == 409 and again.json()["type"].endswith("refund-already-paid"), again.text
+    assert not await listed()
     assert (
         await http.post("/v1/admin/refunds/RFD-" + "0" * 28 + "/hold", json={"reason": "x"}, headers=admin)
     ).status_code == 404

@@ -193,11 +193,13 @@ async def test_a_quote_is_used_once_by_its_own_debtor_agent_before_it_expires(ht
     assert sorted(set(outcomes)) == ["fx-quote-used", "taken"] and outcomes.count("taken") == 1
     winner = payments[outcomes.index("taken")].id
     assert await take(winner) == "taken"  # the same payment again: a retried step
-    assert await take(payments[1].id) == "fx-quote-used"
+    # (which payment won is the race's: the others are named by the winner, never by index)
+    loser = next(p.id for p in payments if p.id != winner)
+    assert await take(loser) == "fx-quote-used"
     async with sessions() as session, session.begin():  # one payment, one quote
         with pytest.raises(Conflict):
             await fx.take(session, uuid.UUID(quotes[1]["quote_id"]), debtor_agent, winner)
-    assert await take(payments[0].id, other_bank) == "fx-quote-not-found"  # another bank's quote
+    assert await take(loser, other_bank) == "fx-quote-not-found"  # another bank's quote
     used = (await http.get(f"/v1/fx/quotes/{quotes[0]['quote_id']}", headers=bank)).json()
     assert (used["status"], used["payment_id"]) == ("USED", str(winner))
 
@@ -207,7 +209,7 @@ async def test_a_quote_is_used_once_by_its_own_debtor_agent_before_it_expires(ht
     )
     async with sessions() as session, session.begin():
         with pytest.raises(Refused) as expired:
-            await fx.take(session, uuid.UUID(quotes[1]["quote_id"]), debtor_agent, payments[1].id)
+            await fx.take(session, uuid.UUID(quotes[1]["quote_id"]), debtor_agent, loser)
     assert expired.value.kind == "fx-quote-expired"
 
 

@@ -301,25 +301,27 @@ async def settle_window(session: AsyncSession, window_id: uuid.UUID) -> WindowOu
         ).all()
     )
     funded = {i.participant_id: booked[_booking_of(i)] for i in instructions if i.status == FundingStatus.FUNDED}
+    # Each funder's fiat is minted up to what the obligations settling now take from it —
+    # its net debit over them: the instruction when every debtor funded (the window's
+    # obligations are fixed from its close), else what the fallback's choice leaves it
+    # short of its funding (nothing for a net receiver). The rest of its booking,
+    # over-funding or funding the fallback did not use, is refunded, so no bank holds
+    # tokens it did not ask for and every booked entry is accounted for.
     method = None
     rolled = 0
+    taken = {i.participant_id: i.amount for i in instructions}
     if len(funded) < len(instructions):
-        method, rolled = await _fall_back(session, window, funded)
+        method, rolled, leftover = await _fall_back(session, window, funded)
+        taken = {bank: max(Decimal(0), amount - leftover[bank]) for bank, amount in funded.items()}
         await session.execute(
             update(FundingInstruction)
             .where(FundingInstruction.window_id == window_id, FundingInstruction.status == FundingStatus.PENDING)
             .values(status=FundingStatus.EXPIRED)
         )
-    # Each funder's fiat is minted up to what the obligations settling now take from it
-    # (its net debit over them: the instruction, or less after a fallback); the rest of
-    # its booking, over-funding or funding the fallback did not use, is refunded, so no
-    # bank holds tokens it did not ask for and every booked entry is accounted for.
-    debits = await _net_debits(session, window_id, list(funded))
     for instruction in instructions:
         if instruction.status == FundingStatus.FUNDED:
             entry = _booking_of(instruction)
-            # A net receiver over what settles takes nothing of its funding (debit ≤ 0).
-            used = max(Decimal(0), min(booked[entry], debits.get(instruction.participant_id, Decimal(0))))
+            used = min(booked[entry], taken[instruction.participant_id])
             if used > 0:
                 await _mint_funding(session, instruction, used)
             if booked[entry] > used:
@@ -354,29 +356,6 @@ async def _refund_unused(
     )
 
 
-_NET_DEBITS = text(
-    """
-    SELECT participant_id, sum(amount) AS debit FROM (
-        SELECT payer_id AS participant_id, amount FROM obligations
-        WHERE clearing_window_id = :w AND status = 'PENDING' AND payer_id = ANY(CAST(:banks AS uuid[]))
-        UNION ALL
-        SELECT payee_id, -amount FROM obligations
-        WHERE clearing_window_id = :w AND status = 'PENDING' AND payee_id = ANY(CAST(:banks AS uuid[]))
-    ) legs
-    GROUP BY participant_id
-    """
-)
-
-
-async def _net_debits(session: AsyncSession, window_id: uuid.UUID, banks: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
-    """Each bank's net debit over the window's obligations still to settle (≤ 0: it
-    receives more than it pays)."""
-    if not banks:
-        return {}
-    rows = (await session.execute(_NET_DEBITS, {"w": window_id, "banks": banks})).all()
-    return {r.participant_id: r.debit for r in rows}
-
-
 def _booking_of(instruction: FundingInstruction) -> uuid.UUID:
     assert instruction.notification_id is not None, "a FUNDED instruction names the entry that booked it"
     return instruction.notification_id
@@ -400,8 +379,10 @@ async def _mint_funding(session: AsyncSession, instruction: FundingInstruction, 
 
 async def _fall_back(
     session: AsyncSession, window: ClearingWindow, funded: dict[uuid.UUID, Decimal]
-) -> tuple[str, int]:
-    """Settle what the fundings cover; roll the rest into the currency's open window."""
+) -> tuple[str, int, dict[uuid.UUID, Decimal]]:
+    """Settle what the fundings cover; roll the rest into the currency's open window.
+    Returns the method, how many rolled, and what each funder's funding and receipts
+    leave it once the rest settles (its funding less its net debit over what settles)."""
     rows = (
         await session.execute(
             select(Obligation.id, Obligation.payer_id, Obligation.payee_id, Obligation.amount).where(
@@ -430,7 +411,7 @@ async def _fall_back(
                 for o in rolled
             ],
         )
-    return choice.method, len(choice.roll)
+    return choice.method, len(choice.roll), {bank: choice.leftover[str(bank)] for bank in funded}
 
 
 async def _outcome(session: AsyncSession, window: ClearingWindow) -> WindowOutcome:

@@ -89,6 +89,10 @@ class PartyIn(AccountChoiceIn):
     agent_bic: Bic = Field(description="BIC of the party's bank (8 or 11 characters)")
 
 
+# An amount as JSON carries it: plain decimal text (its currency's minor units checked apart).
+AmountText = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$")]
+
+
 class AmountIn(BaseModel):
     """A currency and an amount in it: at most the currency's minor units."""
 
@@ -502,7 +506,7 @@ class ReturnIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payment_id: uuid.UUID
-    amount: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$")] = Field(
+    amount: AmountText = Field(
         description="what to send back, in the payment's currency and its minor units; at most what is left"
     )
     reason_code: ReturnReasonCode = Field(

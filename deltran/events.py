@@ -50,12 +50,14 @@ PAYMENT_RECIPIENTS: dict[EventType, tuple[str, ...]] = {
     EventType.PAYMENT_CANCELLED: (_DEBTOR, _CREDITOR),
 }
 
-# An amount as the API writes it: exactly its currency's minor units.
-_AMOUNT = (
-    "round(pay.amount, CASE pay.currency "
-    + " ".join(f"WHEN '{ccy}' THEN {units}" for ccy, units in sorted(MINOR_UNITS.items()))
-    + " ELSE 2 END)::text"
-)
+
+def _amount(row: str) -> str:
+    """`row`'s amount as the API writes it: exactly its currency's minor units."""
+    units = " ".join(f"WHEN '{ccy}' THEN {n}" for ccy, n in sorted(MINOR_UNITS.items()))
+    return f"round({row}.amount, CASE {row}.currency {units} ELSE 2 END)::text"
+
+
+_AMOUNT = _amount("pay")
 # The payment as its events carry it: what a bank needs to act without another call.
 _PAYMENT_DATA = f"""jsonb_build_object(
     'payment_id', pay.id, 'end_to_end_id', pay.end_to_end_id, 'uetr', pay.uetr, 'status', pay.status,
@@ -66,9 +68,8 @@ _PAYMENT_DATA = f"""jsonb_build_object(
 
 def refund_data(refunds: str) -> str:
     """A refund as its events carry it, from a row of `refunds` (a table or a CTE)."""
-    amount = _AMOUNT.replace("pay.", f"{refunds}.")
     return f"""jsonb_build_object(
-        'refund_reference', {refunds}.reference, 'status', {refunds}.status, 'amount', {amount},
+        'refund_reference', {refunds}.reference, 'status', {refunds}.status, 'amount', {_amount(refunds)},
         'currency', {refunds}.currency, 'reason', {refunds}.reason, 'entry_id', {refunds}.entry_id)"""
 
 

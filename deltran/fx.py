@@ -124,8 +124,7 @@ async def post_rates(session: AsyncSession, provider: Participant, rates: list[P
     """Replace the provider's sheet with `rates` (every pair allowed, each rate within
     its pair's spread, valid in the future, no pair twice)."""
     now = await _now(session)
-    if not provider.fx_provider:
-        raise Forbidden(f"{provider.bic} is not an FX provider", kind="not-an-fx-provider")
+    _must_provide(provider)
     if provider.status != ParticipantStatus.ACTIVE:
         raise Conflict(f"{provider.bic} is {provider.status}", kind="participant-suspended")
     # One sheet change per provider at a time (its delete-then-insert would otherwise
@@ -162,11 +161,18 @@ async def post_rates(session: AsyncSession, provider: Participant, rates: list[P
         )
     for currency in sorted({c for r in rates for c in r.pair.split("/")}):
         await ledger.ensure_accounts(session, [provider.id], currency, kinds=list(AccountKind))
-    return await sheet(session, provider.id)
+    return await sheet(session, provider)
 
 
-async def sheet(session: AsyncSession, provider_id: uuid.UUID) -> list[FxRate]:
-    return list(await session.scalars(select(FxRate).where(FxRate.provider_id == provider_id).order_by(FxRate.pair)))
+async def sheet(session: AsyncSession, provider: Participant) -> list[FxRate]:
+    """The provider's sheet as held."""
+    _must_provide(provider)
+    return list(await session.scalars(select(FxRate).where(FxRate.provider_id == provider.id).order_by(FxRate.pair)))
+
+
+def _must_provide(provider: Participant) -> None:
+    if not provider.fx_provider:
+        raise Forbidden(f"{provider.bic} is not an FX provider", kind="not-an-fx-provider")
 
 
 # -- quotes ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from api.deps import AdminDep, BankDep, CallerDep, SessionDep, SettingsDep
 from api.problems import problem_responses
+from api.schemas import AmountText
 from api.strict_json import StrictJSONRoute
 from deltran import audit, fx
 from deltran.db.tables import FxPair, FxQuote, FxRate, Participant
@@ -24,7 +25,6 @@ router = APIRouter(tags=["fx"], responses=problem_responses(400, 403, 404, 409, 
 
 PairText = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}/[A-Z]{3}$")]
 RateText = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,11}(\.[0-9]{1,10})?$")]
-AmountText = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}(\.[0-9]{1,5})?$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
@@ -170,9 +170,7 @@ async def get_rates(caller: BankDep, session: SessionDep) -> RatesOut:
     """Your rate sheet as DelTran holds it (FX providers)."""
     provider = await session.get(Participant, caller.participant_id)
     assert provider is not None
-    if not provider.fx_provider:
-        raise Forbidden(f"{provider.bic} is not an FX provider", kind="not-an-fx-provider")
-    return RatesOut(provider_bic=provider.bic, rates=[_rate_out(r) for r in await fx.sheet(session, provider.id)])
+    return RatesOut(provider_bic=provider.bic, rates=[_rate_out(r) for r in await fx.sheet(session, provider)])
 
 
 # -- quotes ---------------------------------------------------------------------------------

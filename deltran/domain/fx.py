@@ -76,9 +76,6 @@ class Rate:
     valid_until: datetime
     posted_at: datetime
 
-    def spread(self) -> Decimal:
-        return spread(self.bid, self.ask)
-
 
 def spread(bid: Decimal, ask: Decimal) -> Decimal:
     """(ask − bid) / mid: the relative width the admin's max_spread bounds."""

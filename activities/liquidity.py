@@ -13,6 +13,8 @@ a close that does not come. The choice and its reason are recorded on the obliga
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,13 +28,21 @@ from deltran.vocabulary import WindowStatus
 async def route_payment(session: AsyncSession, payment: Payment, settings: Settings) -> Route:
     """The payment's route, inside the caller's transaction: the open window it joins
     stays share-locked until that transaction ends (see open_window_for_update_share)."""
+    prefunded = await payment_rows.has_booking(session, payment.id)
+    return await route_leg(session, payment.amount, payment.currency, payment.urgent, prefunded, settings)
+
+
+async def route_leg(
+    session: AsyncSession, amount: Decimal, currency: str, urgent: bool, prefunded: bool, settings: Settings
+) -> Route:
+    """The route of one leg of a payment (a cross-currency payment has two), likewise."""
     return route(
-        amount=payment.amount,
-        currency=payment.currency,
-        urgent=payment.urgent,
-        prefunded=await payment_rows.has_booking(session, payment.id),
-        gross_threshold=settings.gross_thresholds.get(payment.currency),
-        open_window=await open_window_for_update_share(session, payment.currency),
+        amount=amount,
+        currency=currency,
+        urgent=urgent,
+        prefunded=prefunded,
+        gross_threshold=settings.gross_thresholds.get(currency),
+        open_window=await open_window_for_update_share(session, currency),
         stale_after_s=settings.clearing_window_stale_after_s,
     )
 

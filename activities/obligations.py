@@ -10,7 +10,7 @@ import uuid
 from typing import cast
 
 from sqlalchemy import CursorResult, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import liquidity, risk
@@ -18,7 +18,7 @@ from deltran import cancellations, events
 from deltran.config import Settings
 from deltran.db import payment_rows
 from deltran.db.payment_rows import agents_of, reject
-from deltran.db.tables import Obligation, Payment, table_of
+from deltran.db.tables import FxQuote, Obligation, Participant, Payment, table_of
 from deltran.ledger import ensure_accounts
 from deltran.observability import metrics
 from deltran.reason_codes import ReasonCode
@@ -31,14 +31,25 @@ from deltran.shared import (
     ObligationRefused,
 )
 from deltran.temporal.errors import payment_not_found
-from deltran.vocabulary import EventType, ObligationStatus, PaymentStatus
+from deltran.vocabulary import (
+    AccountKind,
+    EventType,
+    ObligationLeg,
+    ObligationStatus,
+    ParticipantStatus,
+    PaymentStatus,
+    SettlementMode,
+)
 
 log = logging.getLogger(__name__)
 
 
 # Built once, values bound at execution (see deltran/db/payment_rows.py); the payment's
 # update on its table, without the ORM's bulk-update bookkeeping.
-_OBLIGATION_OF = select(Obligation).where(Obligation.payment_id == bindparam("payment_id"))
+_OBLIGATIONS_OF = (
+    select(Obligation).where(Obligation.payment_id == bindparam("payment_id")).order_by(Obligation.leg)  # SOURCE first
+)
+_QUOTE_OF = select(FxQuote).where(FxQuote.payment_id == bindparam("payment_id"))
 _PAYMENTS = table_of(Payment)
 _INSERT_OBLIGATION = insert(table_of(Obligation)).returning(Obligation.id)
 _PAYMENT_AWAITING = (
@@ -70,8 +81,8 @@ class ObligationActivities:
             payment = await payment_rows.lock(session, payment_id)
             if payment is None:
                 raise payment_not_found(payment_id)
-            existing = await session.scalar(_OBLIGATION_OF, {"payment_id": payment_id})
-            if existing is not None:
+            existing = list((await session.scalars(_OBLIGATIONS_OF, {"payment_id": payment_id})).all())
+            if existing:
                 return _ref(existing)
             if payment.status == PaymentStatus.REJECTED:  # refused by risk on an earlier attempt
                 return ObligationRefused(
@@ -79,6 +90,9 @@ class ObligationActivities:
                     reason=payment.rejection_reason or "refused by the risk engine",
                 )
             agents = await agents_of(session, payment)
+            quote = await session.scalar(_QUOTE_OF, {"payment_id": payment_id})
+            if quote is not None:
+                return await self._create_legs(session, payment, agents, quote)
             payer_id = agents[payment.debtor_agent_bic].id
             payee_id = agents[payment.creditor_agent_bic].id
             settlement = await liquidity.route_payment(session, payment, self._settings)
@@ -122,6 +136,86 @@ class ObligationActivities:
             settlement_mode=settlement.mode,
             routing_reason=settlement.reason,
             window_id=settlement.window_id,
+        )
+
+    async def _create_legs(
+        self, session: AsyncSession, payment: Payment, agents: dict[str, Participant], quote: FxQuote
+    ) -> ObligationOutcome:
+        """A cross-currency payment's two legs, in the same transaction: debtor agent →
+        provider in the source currency, provider → creditor agent in the target currency.
+        Both net (each in its currency's open window, its payee's credit in escrow until
+        the other leg settles) when both legs would; otherwise both gross, settled together
+        once both are booked (activities/fx_settlement.py). Each leg counts against its
+        own payer's net debit cap."""
+        debtor, creditor = agents[payment.debtor_agent_bic], agents[payment.creditor_agent_bic]
+        provider = await session.get(Participant, quote.provider_id)
+        assert provider is not None  # a foreign key
+        if provider.status != ParticipantStatus.ACTIVE or not provider.fx_provider:
+            reason = f"the quote's FX provider {provider.bic} is {provider.status.lower()} or no longer quotes FX"
+            await reject(session, payment.id, ReasonCode.TRANSACTION_FORBIDDEN, reason)
+            metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
+            return ObligationRefused(reason_code=ReasonCode.TRANSACTION_FORBIDDEN, reason=reason)
+        prefunded = await payment_rows.has_booking(session, payment.id)
+        legs = [
+            (ObligationLeg.SOURCE, debtor.id, provider.id, quote.source_amount, quote.source_currency),
+            (ObligationLeg.TARGET, provider.id, creditor.id, quote.target_amount, quote.target_currency),
+        ]
+        routes = [
+            await liquidity.route_leg(session, amount, currency, payment.urgent, prefunded, self._settings)
+            for _, _, _, amount, currency in legs
+        ]
+        net = all(r.mode == SettlementMode.NET for r in routes)
+        mode = SettlementMode.NET if net else SettlementMode.GROSS
+        gross_because = next((r.reason for r in routes if r.mode == SettlementMode.GROSS), "")
+        assessment = await risk.assess(session, payment, agents, routes[0].window_id if net else None, self._settings)
+        breach = assessment.breach
+        if net and breach is None:  # the provider's leg against the provider's cap
+            assert routes[1].window_id is not None  # NET
+            breach = await risk.net_debit_cap_breach(
+                session, provider.id, quote.target_amount, quote.target_currency, routes[1].window_id
+            )
+        payment_update = {"risk_score": assessment.score, "risk_factors": assessment.factors, "updated_at": func.now()}
+        if breach is not None:
+            await reject(session, payment.id, ReasonCode.LIMIT_EXCEEDED, breach, **payment_update)
+            metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
+            return ObligationRefused(reason_code=ReasonCode.LIMIT_EXCEEDED, reason=breach)
+        ids = []
+        for (leg, payer_id, payee_id, amount, currency), route in zip(legs, routes, strict=True):
+            await ensure_accounts(session, [payer_id, payee_id], currency)
+            if net:
+                await ensure_accounts(session, [payee_id], currency, kinds=(AccountKind.ESCROW,))
+            reason = route.reason if net else f"cross-currency, both legs gross: {gross_because}"
+            ids.append(
+                await session.scalar(
+                    _INSERT_OBLIGATION,
+                    {
+                        "payment_id": payment.id,
+                        "leg": leg,
+                        "escrowed": net,
+                        "payer_id": payer_id,
+                        "payee_id": payee_id,
+                        "amount": amount,
+                        "currency": currency,
+                        "settlement_mode": mode,
+                        "routing_reason": reason,
+                        "clearing_window_id": route.window_id if net else None,
+                    },
+                )
+            )
+        await session.execute(
+            _PAYMENT_AWAITING,
+            {"payment_id": payment.id, "score": assessment.score, "factors": assessment.factors},
+        )
+        await events.payment_events(session, [payment.id], EventType.PAYMENT_AWAITING_SETTLEMENT)
+        for _, _, _, _, currency in legs:
+            metrics.obligations_created.labels(currency, mode).inc()
+        return ObligationCreated(
+            obligation_id=ids[0],
+            settlement_mode=mode,
+            routing_reason=routes[0].reason if net else f"cross-currency, both legs gross: {gross_because}",
+            window_id=routes[0].window_id if net else None,
+            target_obligation_id=ids[1],
+            target_window_id=routes[1].window_id if net else None,
         )
 
     @activity.defn(name="expire_payment")
@@ -181,10 +275,16 @@ class ObligationActivities:
         return outcome
 
 
-def _ref(obligation: Obligation) -> ObligationCreated:
+def _ref(legs: list[Obligation]) -> ObligationCreated:
+    """The answer a retry gets: the obligation (or a cross-currency payment's two legs,
+    SOURCE first) as created."""
+    source = legs[0]
+    target = legs[1] if len(legs) > 1 else None
     return ObligationCreated(
-        obligation_id=obligation.id,
-        settlement_mode=obligation.settlement_mode,
-        routing_reason=obligation.routing_reason,
-        window_id=obligation.clearing_window_id,
+        obligation_id=source.id,
+        settlement_mode=source.settlement_mode,
+        routing_reason=source.routing_reason,
+        window_id=source.clearing_window_id,
+        target_obligation_id=target.id if target else None,
+        target_window_id=target.clearing_window_id if target else None,
     )

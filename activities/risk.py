@@ -14,7 +14,7 @@ import uuid
 import zlib
 from decimal import Decimal
 
-from sqlalchemy import bindparam, case, func, or_, select, text
+from sqlalchemy import and_, bindparam, case, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran.config import Settings
@@ -67,25 +67,36 @@ async def assess(
     )
     breach = None
     if window_id is not None:
-        breach = await _net_debit_cap_breach(session, payment, payer_id, window_id)
+        breach = await net_debit_cap_breach(session, payer_id, payment.amount, payment.currency, window_id)
     return RiskAssessment(score=total, factors=factors, breach=breach)
 
 
-async def _net_debit_cap_breach(
-    session: AsyncSession, payment: Payment, payer_id: uuid.UUID, window_id: uuid.UUID
+async def net_debit_cap_breach(
+    session: AsyncSession, payer_id: uuid.UUID, amount: Decimal, currency: str, window_id: uuid.UUID
 ) -> str | None:
+    """Why paying `amount` more in the window would take the payer past its net debit cap
+    in `currency`, or None. Each leg of a cross-currency payment is checked against its
+    own payer's cap, in its own currency."""
     cap = await session.scalar(
-        select(NetDebitCap.cap).where(NetDebitCap.participant_id == payer_id, NetDebitCap.currency == payment.currency)
+        select(NetDebitCap.cap).where(NetDebitCap.participant_id == payer_id, NetDebitCap.currency == currency)
     )
     if cap is None:
         return None
     # Serialise the check per payer and currency until this transaction ends.
-    lock_key = zlib.crc32(f"net-debit-cap:{payer_id}:{payment.currency}".encode())
+    lock_key = zlib.crc32(f"net-debit-cap:{payer_id}:{currency}".encode())
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+    # A cross-currency leg it receives waits in escrow (netting does not credit it): it
+    # does not lower the payer's position either.
     position = await session.scalar(
         select(
             func.coalesce(
-                func.sum(case((Obligation.payee_id == payer_id, Obligation.amount), else_=-Obligation.amount)),
+                func.sum(
+                    case(
+                        (and_(Obligation.payee_id == payer_id, Obligation.escrowed), 0),
+                        (Obligation.payee_id == payer_id, Obligation.amount),
+                        else_=-Obligation.amount,
+                    )
+                ),
                 0,
             )
         ).where(
@@ -94,10 +105,10 @@ async def _net_debit_cap_breach(
             or_(Obligation.payer_id == payer_id, Obligation.payee_id == payer_id),
         )
     )
-    after = Decimal(position or 0) - payment.amount  # coalesce: never None
+    after = Decimal(position or 0) - amount  # coalesce: never None
     if -after > cap:
         return (
-            f"net debit cap of {format_amount(cap, payment.currency)} {payment.currency} would be exceeded:"
-            f" net position {format_amount(after, payment.currency)} with this payment"
+            f"net debit cap of {format_amount(cap, currency)} {currency} would be exceeded:"
+            f" net position {format_amount(after, currency)} with this payment"
         )
     return None

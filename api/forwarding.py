@@ -8,21 +8,26 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from deltran.db.tables import Payment
+from deltran.db.tables import FxQuote, Payment
 from deltran.domain.statements import Posting
 from deltran.iso20022.pacs008 import Pacs008Spec, build_pacs008
 from deltran.payment_references import forwarded_message_id, forwarding_uetr
 
 
-def forwarded_pacs008(payment: Payment, credit: Posting, deltran_bic: str) -> bytes:
+def forwarded_pacs008(payment: Payment, credit: Posting, deltran_bic: str, quote: FxQuote | None = None) -> bytes:
     """The payment as DelTran forwards it, settled at `credit` (the creditor agent's
     posting): IntrBkSttlmDt its day, TxId the obligation (as in the camt.054 and the
-    statement), InstrId DelTran's instruction for this leg."""
+    statement), InstrId DelTran's instruction for this leg. Cross-currency (`quote`):
+    IntrBkSttlmAmt what the creditor agent received, InstdAmt what left the debtor agent,
+    XchgRate the quote's."""
     assert credit.obligation_id is not None and credit.credit
     spec = Pacs008Spec(
         end_to_end_id=payment.end_to_end_id,
-        amount=payment.amount,
-        currency=payment.currency,
+        amount=quote.target_amount if quote else payment.amount,
+        currency=quote.target_currency if quote else payment.currency,
+        instructed_amount=quote.source_amount if quote else None,
+        instructed_currency=quote.source_currency if quote else None,
+        exchange_rate=quote.rate if quote else None,
         debtor_name=payment.debtor_name,
         debtor_agent_bic=payment.debtor_agent_bic,
         creditor_name=payment.creditor_name,

@@ -6,7 +6,7 @@ import uuid
 
 from api.problems import Problem
 from deltran.identity import normalize_bic
-from deltran.intake.payments import NewPayment
+from deltran.intake.payments import FxStated, NewPayment
 from deltran.iso20022.pacs008 import Pacs008Message
 
 MESSAGE_NAME = "pacs.008.001.08"
@@ -36,8 +36,10 @@ def payments_from_pacs008(message: Pacs008Message, caller_bic: str) -> list[NewP
         NewPayment(
             instructing_bic=caller_bic,
             end_to_end_id=tx.end_to_end_id,
-            amount=tx.amount,
-            currency=tx.currency,
+            # Cross-currency: the payment is its source side; the target side and the
+            # rate are checked against the debtor agent's quote (deltran/intake/payments.py).
+            amount=tx.instructed_amount if tx.instructed_amount is not None else tx.amount,
+            currency=tx.instructed_currency or tx.currency,
             debtor_name=tx.debtor_name,
             debtor_iban=tx.debtor_iban,
             debtor_account=tx.debtor_account,
@@ -53,6 +55,11 @@ def payments_from_pacs008(message: Pacs008Message, caller_bic: str) -> list[NewP
             settlement_date=tx.settlement_date,
             charge_bearer=tx.charge_bearer,
             urgent=tx.urgent,
+            fx_stated=(
+                FxStated(target_amount=tx.amount, target_currency=tx.currency, rate=tx.exchange_rate)
+                if tx.instructed_currency is not None
+                else None
+            ),
             source_format=MESSAGE_NAME,
             message_id=message.message_id,
         )

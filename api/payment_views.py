@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from api import cursor
-from api.schemas import ObligationOut, PaymentOut, ReturnSummaryOut, RollOut, TokenOut
-from deltran.db.tables import Obligation, ObligationRoll, Participant, Payment, PaymentReturn, Token
-from deltran.money import format_amount
+from api.schemas import FxLegOut, FxOut, ObligationOut, PaymentOut, ReturnSummaryOut, RollOut, TokenOut
+from deltran.db.tables import FxQuote, Obligation, ObligationRoll, Participant, Payment, PaymentReturn, Token
+from deltran.money import format_amount, format_rate
 from deltran.temporal.steps import RetryingStep
-from deltran.vocabulary import PaymentStatus
+from deltran.vocabulary import ObligationLeg, PaymentStatus
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,13 @@ class Details:
     obligation: ObligationOut | None
     token: TokenOut | None
     returns: tuple[ReturnSummaryOut, ...] = ()
+    fx: FxOut | None = None
 
 
 async def details_of(session: AsyncSession, payments: Sequence[Payment]) -> dict[uuid.UUID, Details]:
     """Each payment's obligation (with its rolls) and token: at most three queries for any
-    number, each by a unique index (obligations.payment_id, obligation_rolls' key,
-    tokens.obligation_id)."""
+    number, each by a unique index (obligations' payment and leg, obligation_rolls' key,
+    tokens.obligation_id); a fourth for the cross-currency ones among them (their quotes)."""
     if not payments:
         return {}
     payment_ids = [p.id for p in payments]
@@ -62,18 +63,29 @@ async def details_of(session: AsyncSession, payments: Sequence[Payment]) -> dict
                     rolled_at=roll.rolled_at,
                 )
             )
-    # By obligation (its unique index): a token exists only for its payment's obligation.
+    # By obligation (its unique index): a token exists only for its payment's obligation
+    # (the creditor agent's: a cross-currency payment's TARGET leg's).
+    creditor_legs = {ob.payment_id: ob.id for ob, _, _ in obligations if ob.leg == ObligationLeg.SOURCE}
+    creditor_legs |= {ob.payment_id: ob.id for ob, _, _ in obligations if ob.leg == ObligationLeg.TARGET}
     tokens = (
         {
             t.payment_id: t
-            for t in await session.scalars(
-                select(Token).where(Token.obligation_id.in_([ob.id for ob, _, _ in obligations]))
-            )
+            for t in await session.scalars(select(Token).where(Token.obligation_id.in_(list(creditor_legs.values()))))
         }
         if obligations
         else {}
     )
-    by_payment = {ob.payment_id: (ob, payer_bic, payee_bic) for ob, payer_bic, payee_bic in obligations}
+    # The payment's own obligation is its SOURCE leg; a cross-currency one's TARGET leg is
+    # in `fx`, and its token (the creditor agent's) is the TARGET leg's.
+    by_payment = {
+        ob.payment_id: (ob, payer_bic, payee_bic)
+        for ob, payer_bic, payee_bic in obligations
+        if ob.leg == ObligationLeg.SOURCE
+    }
+    legs: dict[uuid.UUID, list[tuple[Obligation, str, str]]] = defaultdict(list)
+    for ob, payer_bic, payee_bic in sorted(obligations, key=lambda row: row[0].leg):
+        legs[ob.payment_id].append((ob, payer_bic, payee_bic))
+    fx = await _fx_of(session, [pid for pid, its in legs.items() if len(its) > 1], legs)
     # Only a payment whose status says so has returns: no query for a page of others.
     returned: dict[uuid.UUID, list[ReturnSummaryOut]] = defaultdict(list)
     returned_ids = [p.id for p in payments if p.status in (PaymentStatus.PARTIALLY_RETURNED, PaymentStatus.RETURNED)]
@@ -123,8 +135,49 @@ async def details_of(session: AsyncSession, payments: Sequence[Payment]) -> dict
                 else TokenOut(id=token.id, amount=format_amount(token.amount, token.currency), currency=token.currency)
             ),
             returns=tuple(returned.get(payment_id, ())),
+            fx=fx.get(payment_id),
         )
     return out
+
+
+async def _fx_of(
+    session: AsyncSession, payment_ids: list[uuid.UUID], legs: dict[uuid.UUID, list[tuple[Obligation, str, str]]]
+) -> dict[uuid.UUID, FxOut]:
+    """The cross-currency payments' quotes (rate, provider) and both legs: one query."""
+    if not payment_ids:
+        return {}
+    quotes = (
+        await session.execute(
+            select(FxQuote, Participant.bic)
+            .join(Participant, Participant.id == FxQuote.provider_id)
+            .where(FxQuote.payment_id.in_(payment_ids))
+        )
+    ).all()
+    return {
+        payment_id: FxOut(
+            quote_id=quote.id,
+            rate=format_rate(quote.rate),
+            provider_bic=provider_bic,
+            fixed=quote.fixed,
+            legs=[
+                FxLegOut(
+                    leg=ob.leg,
+                    currency=ob.currency,
+                    amount=format_amount(ob.amount, ob.currency),
+                    payer_bic=payer_bic,
+                    payee_bic=payee_bic,
+                    obligation_id=ob.id,
+                    status=ob.status,
+                    settlement_mode=ob.settlement_mode,
+                    clearing_window_id=ob.clearing_window_id,
+                    settled_at=ob.settled_at,
+                )
+                for ob, payer_bic, payee_bic in legs[payment_id]
+            ],
+        )
+        for quote, provider_bic in quotes
+        if (payment_id := quote.payment_id) is not None  # a used quote names its payment
+    }
 
 
 def payment_out(
@@ -149,6 +202,7 @@ def payment_out(
         attempt=step.attempt if step else None,
         last_error=last_error,
         returns=list(details.returns),
+        fx=details.fx,
     )
 
 

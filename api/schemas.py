@@ -138,6 +138,14 @@ class PaymentIn(AmountIn):
         default=None,
         description="UETR: a UUID version 4 in lower case, as SWIFT gpi and ISO 20022 require",
     )
+    fx_quote_id: uuid.UUID | None = Field(
+        default=None,
+        description=(
+            "A cross-currency payment: the debtor agent's FX quote (POST /v1/fx/quotes), used once."
+            " `amount` and `currency` are then the quote's source side; the creditor agent receives"
+            " the target side"
+        ),
+    )
 
     @field_validator("uetr", mode="before")
     @classmethod
@@ -209,6 +217,32 @@ class ReturnSummaryOut(BaseModel):
     returned_at: datetime
 
 
+class FxLegOut(BaseModel):
+    leg: str = Field(description="SOURCE: debtor agent → FX provider; TARGET: FX provider → creditor agent")
+    currency: str
+    amount: str
+    payer_bic: str
+    payee_bic: str
+    obligation_id: uuid.UUID
+    status: str = Field(
+        description="PENDING; SETTLED (net: in its payee's escrow until the other leg settles, then paid);"
+        " RELEASED or UNWOUND (given back to its payer: the other leg never settled)"
+    )
+    settlement_mode: str
+    clearing_window_id: uuid.UUID | None
+    settled_at: datetime | None
+
+
+class FxOut(BaseModel):
+    """A cross-currency payment: its quote and both legs, settled together or not at all."""
+
+    quote_id: uuid.UUID
+    rate: str = Field(description="target currency per one source unit, as quoted")
+    provider_bic: str
+    fixed: str = Field(description="the side the quote fixed: SOURCE (what leaves) or TARGET (what arrives)")
+    legs: list[FxLegOut]
+
+
 class PaymentOut(BaseModel):
     payment_id: uuid.UUID
     workflow_id: str
@@ -234,6 +268,7 @@ class PaymentOut(BaseModel):
     returns: list[ReturnSummaryOut] = Field(
         default_factory=list, description="What its creditor agent sent back (pacs.004), oldest first"
     )
+    fx: FxOut | None = Field(default=None, description="A cross-currency payment's quote and legs; null otherwise")
 
 
 class PaymentList(BaseModel):
@@ -300,6 +335,9 @@ class AccountBalance(BaseModel):
     tokens: str
     reserved: str = Field(description="tokens set aside for payouts not yet booked (not spendable)")
     paid_out: str = Field(description="fiat paid out to the bank for its redeemed tokens")
+    in_escrow: str = Field(
+        description="cross-currency legs owed to the bank, held until each payment's other leg settles (not spendable)"
+    )
 
 
 class EventOut(BaseModel):

@@ -17,6 +17,7 @@ import asyncpg
 from temporalio.client import Client
 
 from deltran.ledger import BACKING_SQL, SUPPLY_SQL
+from deltran.vocabulary import CREDIT_NORMAL_KINDS, sql_in
 
 FINAL_OK = {"COMPLETED", "PARTIALLY_RETURNED", "RETURNED"}  # settled (a return comes after)
 FINAL_REJECTED = {"REJECTED", "EXPIRED", "CANCELLED"}
@@ -116,7 +117,7 @@ async def check(
         negative = await conn.fetch(
             "SELECT a.id::text AS id, pt.bic, a.currency, a.kind, a.debits_posted, a.credits_posted FROM accounts a"
             " JOIN participants pt ON pt.id = a.participant_id"
-            " WHERE (a.kind IN ('token', 'reserved', 'paid_out') AND a.credits_posted < a.debits_posted)"
+            f" WHERE ({sql_in('a.kind', CREDIT_NORMAL_KINDS)} AND a.credits_posted < a.debits_posted)"
             "    OR (a.kind = 'fiat' AND a.debits_posted < a.credits_posted)"
         )
         supply = await conn.fetch(
@@ -137,9 +138,10 @@ async def check(
             )
         }
         windows_unbalanced = await conn.fetch(
-            "SELECT w.id::text AS id, w.currency, w.status, sum(np.net_amount) AS total FROM net_positions np"
-            " JOIN clearing_windows w ON w.id = np.window_id GROUP BY w.id, w.currency, w.status"
-            " HAVING sum(np.net_amount) <> 0"
+            # (a cross-currency leg's credit waits in escrow: the banks' positions sum to minus it)
+            "SELECT w.id::text AS id, w.currency, w.status, sum(np.net_amount) + w.escrowed_amount AS total"
+            " FROM net_positions np JOIN clearing_windows w ON w.id = np.window_id"
+            " GROUP BY w.id, w.currency, w.status HAVING sum(np.net_amount) + w.escrowed_amount <> 0"
         )
         windows = await conn.fetch("SELECT status, count(*) AS n FROM clearing_windows GROUP BY status")
         stored_entries = {

@@ -7,6 +7,8 @@ DELTRAN_* settings name), with the keys `make up` wrote to $DELTRAN_HOME/credent
               SBI told by webhook, then redeeming part of its tokens
   load        payments for N seconds with live throughput, p95 and error rate
   netting     100 payments among a dozen banks, one window: gross vs net per bank
+  fx          100,000 AED from Emirates NBD arriving as INR at State Bank of India: a quote,
+              two legs netted in their windows, paid together (payment versus payment)
   reset       forget every payment, window and token (participants and keys stay)
   seed        the demo banks, their keys and the schedules
 """
@@ -20,7 +22,7 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -559,6 +561,113 @@ def _window_of(http: httpx.Client, api: Api, payment: tuple[str, str], timeout_s
             return window
         time.sleep(0.2)
     raise SystemExit(f"window {window_id} was not netted in {timeout_s:.0f}s")
+
+
+# -- fx ------------------------------------------------------------------------------------
+
+# Mashreq's demo sheet per pair: bid and ask (QUOTE per one BASE), within the pair's spread.
+DEMO_SHEETS = {"AED/INR": ("22.6000", "22.7000"), "EUR/USD": ("1.0800", "1.0850"), "USD/INR": ("83.000", "83.400")}
+FX_PROVIDER = "MASHAEAD"
+
+
+def fx(settings: Settings, source: str = "AED", target: str = "INR", amount: str = "100000.00") -> int:
+    """A cross-currency payment netted leg by leg: Mashreq posts its sheet, Emirates NBD
+    locks a quote and pays with it, each leg nets in its currency's window (the provider's
+    AED held in escrow until its INR leg settles), and both are paid together."""
+    api = Api(settings)
+    pair = f"{source}/{target}"
+    bid, ask = DEMO_SHEETS[pair]
+    provider = {"Authorization": f"Bearer {api.keys['fx_providers'][FX_PROVIDER]}"}
+    debtor, creditor = "EBILAEAD", "SBININBB"
+    with httpx.Client(base_url=api.base_url, timeout=30) as http:
+        console.rule(f"[bold]{amount} {source} from Emirates NBD, arriving as {target} at State Bank of India")
+        limits = {"max_spread": "0.01", "max_quote_lifetime_s": 300}
+        http.put(f"/v1/admin/fx/pairs/{pair}", json=limits, headers=api.admin).raise_for_status()
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        sheet = {"rates": [{"pair": pair, "bid": bid, "ask": ask, "valid_until": until.isoformat()}]}
+        http.put("/v1/fx/rates", json=sheet, headers=provider).raise_for_status()
+        console.print(f"1. rate sheet         {FX_PROVIDER} quotes {pair} bid {bid} / ask {ask}")
+        asked = {"source_currency": source, "target_currency": target, "source_amount": amount}
+        quote = http.post("/v1/fx/quotes", json=asked, headers=api.bank(debtor))
+        quote.raise_for_status()
+        q = quote.json()
+        console.print(
+            f"2. quote              {q['source_amount']} {source} → {q['target_amount']} {target} at {q['rate']}"
+            f" from {q['provider_bic']}, locked until {q['expires_at']}"
+        )
+        e2e = f"FX-{uuid.uuid4().hex[:12].upper()}"
+        body = {
+            "end_to_end_id": e2e,
+            "amount": amount,
+            "currency": source,
+            "debtor": party(debtor, "Al Noor Trading LLC"),
+            "creditor": party(creditor, "Ganesh Textiles Pvt Ltd"),
+            "remittance_info": "Invoice 2026-118",
+            "fx_quote_id": q["quote_id"],
+        }
+        accepted = http.post("/v1/payments", json=body, headers=api.bank(debtor))
+        accepted.raise_for_status()
+        payment_id = accepted.json()["payment_id"]
+        waiting = _follow(http, api, payment_id, {"AWAITING_SETTLEMENT"} | set(FINAL_PAYMENT_STATUSES))
+        if waiting["status"] != "AWAITING_SETTLEMENT":
+            console.print(f"[red]payment {waiting['status']}: {waiting['rejection_reason']}[/red]")
+            return 1
+        legs = waiting["fx"]["legs"]
+        console.print(f"3. two legs           payment {payment_id}")
+        for leg in legs:
+            console.print(
+                f"   {leg['leg']:<6} {leg['amount']:>14} {leg['currency']}  {leg['payer_bic']} → {leg['payee_bic']}"
+                f"  {leg['settlement_mode']} in window {leg['clearing_window_id']}"
+            )
+        if any(leg["settlement_mode"] != "NET" for leg in legs):
+            console.print("[red]the legs settle gross: is a clearing window open for both currencies?[/red]")
+            return 1
+        for step, leg in enumerate(legs, start=4):
+            window = _settle_leg_window(http, api, payment_id, leg)
+            state = http.get(f"/v1/payments/{payment_id}", headers=api.bank(debtor)).json()
+            mine = next(x for x in state["fx"]["legs"] if x["leg"] == leg["leg"])
+            console.print(
+                f"{step}. {leg['currency']} window        {window['status']}, {len(window['instructions'])} net"
+                f" debtor(s) funded; {window['escrowed_amount']} {leg['currency']} into escrow;"
+                f" {leg['leg']} leg {mine['status']}, payment {state['status']}"
+            )
+        done = _follow(http, api, payment_id, {"COMPLETED"})
+        provider_held = {b["currency"]: b for b in http.get("/v1/accounts", headers=provider).json()["accounts"]}
+    console.print(
+        f"6. both legs paid     [green]COMPLETED[/green]: {creditor} holds {done['token']['amount']}"
+        f" {done['token']['currency']} (token {done['token']['id']})"
+    )
+    console.print(
+        f"   {FX_PROVIDER}: {provider_held[source]['tokens']} {source} tokens,"
+        f" {provider_held[target]['tokens']} {target} tokens, nothing left in escrow"
+        f" ({provider_held[source]['in_escrow']} / {provider_held[target]['in_escrow']})"
+    )
+    console.print(f"   Temporal UI: {api.ui}/{done['workflow_id']}")
+    return 0
+
+
+def _settle_leg_window(http: httpx.Client, api: Api, payment_id: str, leg: dict, timeout_s: float = 60) -> dict:
+    """Close the leg's window (unless its schedule already has), fund every net debtor's
+    instruction in one camt.054, and wait until it has settled."""
+    currency = leg["currency"]
+    window = http.get(f"/v1/clearing/windows/{leg['clearing_window_id']}", headers=api.admin).json()
+    if window["status"] == WindowStatus.OPEN:
+        http.post(f"/v1/clearing/windows/close?currency={currency}", headers=api.admin).raise_for_status()
+    deadline = time.monotonic() + timeout_s
+    funded = False
+    while time.monotonic() < deadline:
+        window = http.get(f"/v1/clearing/windows/{leg['clearing_window_id']}", headers=api.admin).json()
+        if window["status"] == WindowStatus.AWAITING_FUNDING and not funded:
+            refs = [(i["reference"], i["amount"]) for i in window["instructions"] if i["status"] == "PENDING"]
+            if refs:
+                http.post(
+                    "/v1/notifications/camt054", content=booking_xml(refs, currency), headers=api.agent
+                ).raise_for_status()
+            funded = True
+        if window["status"] in (WindowStatus.SETTLED, WindowStatus.PARTIALLY_SETTLED):
+            return window
+        time.sleep(0.2)
+    raise SystemExit(f"the {currency} window {leg['clearing_window_id']} did not settle in {timeout_s:.0f}s")
 
 
 # -- reset and seed ------------------------------------------------------------------------

@@ -112,6 +112,8 @@ def _demo(args: argparse.Namespace) -> int:
         return demo.load(settings, args.seconds, args.concurrency, args.in_flight)
     if scenario == "netting":
         return demo.netting(settings, args.payments, args.currency)
+    if scenario == "fx":
+        return demo.fx(settings, args.source, args.target, args.amount)
     return demo.reset(settings) if scenario == "reset" else demo.seed(settings)
 
 
@@ -234,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     net.add_argument("--payments", type=int, default=100)
     net.add_argument("--currency", default="AED")
     net.set_defaults(run=_demo)
+    fx = demo_kinds.add_parser("fx", help="100,000 AED arriving as INR: two legs netted, paid together")
+    fx.add_argument("--source", default="AED")
+    fx.add_argument("--target", default="INR")
+    fx.add_argument("--amount", default="100000.00")
+    fx.set_defaults(run=_demo)
     demo_kinds.add_parser("reset", help="remove payments, windows and tokens (banks and keys stay)").set_defaults(
         run=_demo
     )

@@ -139,22 +139,25 @@ async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> Can
         # Read, not locked: the window is locked first (as the window's settlement does),
         # and the obligation changes below only if still PENDING; the payment's lock keeps
         # its own steps out meanwhile.
-        obligation = await session.scalar(select(Obligation).where(Obligation.payment_id == payment_id))
-        if obligation is None or obligation.status != ObligationStatus.PENDING:
+        # Every leg (a cross-currency payment has two): all still pending, none in a
+        # closed window, or nothing is cancelled.
+        legs = list((await session.scalars(select(Obligation).where(Obligation.payment_id == payment_id))).all())
+        if not legs or any(leg.status != ObligationStatus.PENDING for leg in legs):
             return CancelOutcome(cancelled=False, status=status, detail="its obligation is no longer pending")
-        window = obligation.clearing_window_id
-        # The cut-off of the window's close, as for expiry.
-        if window is not None and not await payment_rows.window_still_open(session, window):
-            return CancelOutcome(
-                cancelled=False, status=status, detail="its clearing window has closed: netting counted it"
-            )
+        for leg in legs:
+            window = leg.clearing_window_id
+            # The cut-off of the window's close, as for expiry.
+            if window is not None and not await payment_rows.window_still_open(session, window):
+                return CancelOutcome(
+                    cancelled=False, status=status, detail="its clearing window has closed: netting counted it"
+                )
         released = await session.execute(
             update(Obligation)
-            .where(Obligation.id == obligation.id, Obligation.status == ObligationStatus.PENDING)
+            .where(Obligation.id.in_([leg.id for leg in legs]), Obligation.status == ObligationStatus.PENDING)
             .values(status=ObligationStatus.RELEASED, released_at=func.now())
         )
-        if not cast(CursorResult, released).rowcount:  # settled or rolled meanwhile
-            return CancelOutcome(cancelled=False, status=status, detail="its obligation is no longer pending")
+        if cast(CursorResult, released).rowcount != len(legs):  # settled or rolled meanwhile
+            raise RuntimeError(f"payment {payment_id}: a leg changed while its payment was locked")
     cancelled = await session.execute(
         update(Payment)
         .where(Payment.id == payment_id, Payment.status == status)

@@ -294,6 +294,37 @@ async def get_quote(session: AsyncSession, quote_id: uuid.UUID, participant_id: 
     return row
 
 
+async def open_quote_of(
+    session: AsyncSession,
+    debtor_agent_id: uuid.UUID,
+    *,
+    source: tuple[Decimal, str],
+    target: tuple[Decimal, str],
+    rate: Decimal | None,
+) -> uuid.UUID | None:
+    """The debtor agent's oldest usable quote of exactly these terms (a pacs.008 states the
+    terms, not the quote), locked; one a concurrent payment has locked is passed over, so
+    two payments of the same terms take two quotes."""
+    query = (
+        select(FxQuote.id)
+        .where(
+            FxQuote.debtor_agent_id == debtor_agent_id,
+            FxQuote.status == FxQuoteStatus.OPEN,
+            FxQuote.expires_at > func.clock_timestamp(),
+            FxQuote.source_amount == source[0],
+            FxQuote.source_currency == source[1],
+            FxQuote.target_amount == target[0],
+            FxQuote.target_currency == target[1],
+        )
+        .order_by(FxQuote.created_at, FxQuote.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if rate is not None:
+        query = query.where(FxQuote.rate == rate)
+    return await session.scalar(query)
+
+
 async def take(
     session: AsyncSession, quote_id: uuid.UUID, debtor_agent_id: uuid.UUID, payment_id: uuid.UUID
 ) -> FxQuote:

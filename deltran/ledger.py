@@ -9,8 +9,10 @@ balance below zero, so token supply never exceeds booked fiat.
 
 Everything that moves money comes through here, as TigerBeetle funnels every transfer
 through one function:
-- the idempotency keys: one posting per booked camt.054 entry (`fiat_booked_key`) and
-  one per obligation (`obligation_key`), spelt here for Python and for SQL alike;
+- the idempotency keys: one posting per booked camt.054 entry (`fiat_booked_key`), one
+  per obligation (`obligation_key`) and, for a cross-currency leg held in escrow, one
+  release or unwind (`escrow_release_key`, `escrow_unwind_key`), spelt here for Python
+  and for SQL alike;
 - the postings: one transfer (`post_transfer`), a window's obligations in one statement
   (`post_window_transfers`), a mint batch's per-account sums (`apply_legs`; its rows
   are inserted with the batch's tokens in activities/tokens/minting.py, with these keys);
@@ -105,6 +107,21 @@ def fiat_booked_key(notification_id: object) -> str:
 def obligation_key(obligation_id: object) -> str:
     """The key of the posting that moves an obligation's tokens: at most once each."""
     return f"obligation:{obligation_id}"
+
+
+def escrow_release_key(obligation_id: object) -> str:
+    """The key of the posting that pays a cross-currency leg's escrow to its payee."""
+    return f"escrow-release:{obligation_id}"
+
+
+def escrow_unwind_key(obligation_id: object) -> str:
+    """The key of the posting that gives a cross-currency leg's escrow back to its payer."""
+    return f"escrow-unwind:{obligation_id}"
+
+
+def escrow_release_key_sql(column: str) -> str:
+    """`escrow_release_key` as a SQL expression over `column`."""
+    return f"'escrow-release:' || {column}"
 
 
 def fiat_booked_key_sql(column: str) -> str:
@@ -240,8 +257,9 @@ async def balance(session: AsyncSession, account: uuid.UUID) -> Decimal:
 # -- many postings at once -----------------------------------------------------------------
 
 # A window's obligations, each token[payer] → token[payee] once (its key), and every
-# account's balance updated once from the sum. The caller has locked the currency's
-# accounts (`lock_currency_accounts`).
+# account's balance updated once from the sum; a cross-currency leg's into escrow[payee]
+# instead, until its other leg settles (deltran/fx_settlement.py). The caller has locked
+# the currency's accounts (`lock_currency_accounts`).
 _WINDOW_TRANSFERS = text(
     f"""
     WITH moved AS (
@@ -250,7 +268,8 @@ _WINDOW_TRANSFERS = text(
         SELECT gen_random_uuid(), {obligation_key_sql("o.id")}, pa.id, pe.id, o.amount, o.currency, '{OBLIGATION}', o.id
         FROM obligations o
         JOIN accounts pa ON pa.participant_id = o.payer_id AND pa.currency = o.currency AND pa.kind = 'token'
-        JOIN accounts pe ON pe.participant_id = o.payee_id AND pe.currency = o.currency AND pe.kind = 'token'
+        JOIN accounts pe ON pe.participant_id = o.payee_id AND pe.currency = o.currency
+         AND pe.kind = CASE WHEN o.escrowed THEN 'escrow' ELSE 'token' END
         WHERE o.clearing_window_id = :w AND o.status = 'PENDING'
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING debit_account_id, credit_account_id, amount

@@ -56,3 +56,8 @@ def parse_amount(value: str | Decimal, currency: str) -> Decimal:
 def format_amount(amount: Decimal, currency: str) -> str:
     """The canonical text of an amount: exactly the currency's minor units."""
     return str(amount.quantize(Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))))
+
+
+def format_rate(rate: Decimal) -> str:
+    """An FX rate as JSON shows it: its digits, without trailing zeros or an exponent."""
+    return format(rate.normalize(), "f")

@@ -21,6 +21,7 @@ The checks and the breaker live here, in the core: the scheduled runs
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -34,7 +35,7 @@ from deltran.db.tables import CircuitBreaker, ReconciliationRun
 from deltran.ledger import BACKING_SQL, SUPPLY_SQL
 from deltran.observability import metrics
 from deltran.refunds import REVERSED
-from deltran.vocabulary import BreakerState, ReconciliationTier
+from deltran.vocabulary import AccountKind, BreakerState, ReconciliationTier
 
 BREAKS_LISTED_MAX = 1000
 # A settled obligation gets its token seconds later; only a lasting gap is a break.
@@ -196,6 +197,10 @@ _EOD_CHECKS: dict[str, str] = {
         FROM obligations o
         WHERE o.status = 'SETTLED' AND o.settled_at < now() - make_interval(secs => :grace_s)
           AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.obligation_id = o.id)
+          -- a cross-currency leg in escrow waits for its other leg until the payment's
+          -- deadline (past it, payment_stuck_past_deadline lists the payment)
+          AND NOT (o.escrowed AND EXISTS (
+              SELECT 1 FROM payments p WHERE p.id = o.payment_id AND p.status = 'AWAITING_SETTLEMENT'))
     """,
     "payout_not_burned": """
         SELECT n.id::text AS ref, n.currency, n.amount,
@@ -291,6 +296,33 @@ async def end_of_day_breaks(session: AsyncSession, settings: Settings) -> list[d
 # -- runs ----------------------------------------------------------------------------------
 
 
+_FX_POSITIONS = text(
+    """
+    SELECT p.bic, a.currency, a.kind, a.credits_posted - a.debits_posted AS held
+    FROM participants p
+    LEFT JOIN accounts a ON a.participant_id = p.id AND a.kind IN ('token', 'escrow')
+    WHERE p.fx_provider
+    """
+)
+_FX_KINDS = (AccountKind.TOKEN, AccountKind.ESCROW)
+
+
+async def _gauge_fx_positions(session: AsyncSession, currencies: Iterable[str]) -> None:
+    """What each FX provider holds per currency, spendable and in escrow (the clearing
+    dashboard's provider positions), as of this run: 0 where it holds nothing yet."""
+    held: dict[tuple[str, str, str], Decimal] = {}
+    providers = set()
+    for row in await session.execute(_FX_POSITIONS):
+        providers.add(row.bic)
+        if row.currency is not None:
+            held[row.bic, row.currency, row.kind] = row.held
+    for bic in providers:
+        for currency in set(currencies) | {c for b, c, _ in held if b == bic}:
+            for kind in _FX_KINDS:
+                amount = held.get((bic, currency, kind), Decimal(0))
+                metrics.fx_provider_holdings.labels(bic, currency, kind).set(float(amount))
+
+
 async def run_reconciliation(session: AsyncSession, tier: str, settings: Settings) -> ReconciliationRun:
     """One run of a tier, stored with its result; a backing break opens the breaker."""
     backing = await backing_by_currency(session)
@@ -307,6 +339,7 @@ async def run_reconciliation(session: AsyncSession, tier: str, settings: Setting
         await open_breaker(session, currency, f"{tier} reconciliation: backing mismatch")
     if tier == ReconciliationTier.END_OF_DAY:
         breaks += await end_of_day_breaks(session, settings)
+    await _gauge_fx_positions(session, settings.supported_currencies)
     states = dict((await session.execute(select(CircuitBreaker.currency, CircuitBreaker.state))).all())
     for currency in set(backing) | set(states):
         metrics.circuit_breaker_open.labels(currency).set(1 if states.get(currency) == BreakerState.OPEN else 0)

@@ -94,7 +94,10 @@ _INSTRUCT = text(
                 'payment ' || p.id || ' is ' || p.status || coalesce(': ' || n.outcome_detail, '') AS reason
          FROM bank_notifications n
          JOIN payments p ON p.id = n.payment_id
-         JOIN participants bank ON bank.bic = p.debtor_agent_bic
+         -- a cross-currency payment's target-currency booking is its FX provider's to get back
+         LEFT JOIN fx_quotes q ON q.payment_id = p.id AND q.target_currency = n.currency
+         JOIN participants bank ON bank.id = coalesce(
+             q.provider_id, (SELECT id FROM participants WHERE bic = p.debtor_agent_bic))
          WHERE {_STRANDED}
            -- screening may yet freeze it
            AND p.status <> '{PaymentStatus.SCREENING.value}'
@@ -102,7 +105,7 @@ _INSTRUCT = text(
            -- another amount is a sign of a wrong match (an EndToEndId is only unique per
            -- bank): refunded only when its UETR or its debtor agent says whose it is
            AND (n.outcome <> '{EntryOutcome.AMOUNT_MISMATCH.value}'
-                OR lower(n.uetr) = p.uetr::text OR n.debtor_agent_bic = p.debtor_agent_bic)
+                OR lower(n.uetr) = p.uetr::text OR n.debtor_agent_bic = bank.bic)
          ORDER BY n.received_at, n.id
          LIMIT :n)
         UNION ALL

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deltran import events, ledger
 from deltran.db import payment_rows
-from deltran.db.tables import Cancellation, Obligation, Payment, PaymentReturn
+from deltran.db.tables import Cancellation, FxQuote, Obligation, Payment, PaymentReturn
 from deltran.errors import Conflict, NotFound, Refused
 from deltran.money import AmountError, format_amount, parse_amount
 from deltran.observability import metrics
@@ -103,6 +103,14 @@ async def return_payment(
     if status not in RETURNABLE_PAYMENT_STATUSES:
         why = "all of it is already returned" if status == PaymentStatus.RETURNED else f"it is {status.value}"
         raise Conflict(f"payment {payment.id} cannot be returned: {why}", kind="not-returnable")
+    if await session.scalar(select(FxQuote.id).where(FxQuote.payment_id == payment.id)) is not None:
+        # Sending it back takes a new conversion (target → source) at a new rate: the
+        # creditor agent sends a new cross-currency payment back instead.
+        raise Conflict(
+            f"payment {payment.id} was cross-currency: it is not returned through pacs.004;"
+            " send a cross-currency payment back with a new FX quote",
+            kind="not-returnable",
+        )
     left = await left_to_return(session, payment)
     amount = left if new.amount is None else new.amount  # None: the rest (an accepted recall)
     try:

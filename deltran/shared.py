@@ -56,6 +56,10 @@ class ObligationCreated(_Frozen):
     settlement_mode: SettlementMode = SettlementMode.GROSS
     routing_reason: str | None = None
     window_id: UUID | None = None
+    # A cross-currency payment's second leg (provider → creditor agent), settled with the
+    # first (activities/fx_settlement.py); None for a payment in one currency.
+    target_obligation_id: UUID | None = None
+    target_window_id: UUID | None = None
 
 
 class ObligationRefused(_Frozen):
@@ -167,6 +171,16 @@ class MintResult(_Frozen):
     currency: str
 
 
+class FxOutcome(_Frozen):
+    """Where a cross-currency payment stands after a settlement or expiry step: still
+    AWAITING_SETTLEMENT (a leg waits), COMPLETED (both legs paid; the creditor agent's
+    token) or EXPIRED / CANCELLED (no leg paid)."""
+
+    status: PaymentStatus
+    token_id: UUID | None = None
+    settled_legs: int = 0
+
+
 class ExpireInput(_Frozen):
     payment_id: UUID
     obligation_id: UUID
@@ -204,6 +218,9 @@ class PaymentState(_Frozen):
     booking: FiatBooking | None = None
     settlement_mode: SettlementMode | None = None
     window_id: UUID | None = None
+    # A cross-currency payment's second leg, and how many of its legs have settled.
+    target_obligation_id: UUID | None = None
+    settled_legs: int | None = None
 
 
 class ReconciliationResult(_Frozen):

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deltran.domain.statements import Balance, Posting, PostingKey, Statement
-from deltran.ledger import obligation_key_sql
+from deltran.ledger import escrow_release_key_sql, obligation_key_sql
 from deltran.vocabulary import AccountKind, TransferKind
 
 MAX_PAGE = 5_000
@@ -49,6 +49,7 @@ _BALANCES = text(
            coalesce(sum(a.debits_posted - a.credits_posted) FILTER (WHERE a.kind = 'fiat'), 0) AS fiat,
            coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = 'token'), 0) AS tokens,
            coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = 'reserved'), 0) AS reserved,
+           coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = 'escrow'), 0) AS escrow,
            coalesce(sum(a.credits_posted - a.debits_posted) FILTER (WHERE a.kind = 'paid_out'), 0) AS paid_out
     FROM accounts a JOIN participants p ON p.id = a.participant_id
     WHERE p.bic = :bic
@@ -105,8 +106,9 @@ _PAGE = text(
     LEFT JOIN obligations o ON o.id = t.obligation_id
     LEFT JOIN payments pay ON pay.id = o.payment_id
     LEFT JOIN participants other
-           -- An obligation's transfer flows payer → payee; a return's, payee → payer.
-           ON other.id = CASE WHEN (t.credit_account_id = :account) = (t.kind <> 'returned')
+           -- An obligation's transfer (and its escrow's release) flows payer → payee; a
+           -- return's, and an unwound escrow's, payee → payer.
+           ON other.id = CASE WHEN (t.credit_account_id = :account) = (t.kind NOT IN ('returned', 'escrow_unwound'))
                               THEN o.payer_id ELSE o.payee_id END
     LEFT JOIN bank_notifications n ON n.id = t.notification_id
     WHERE (t.debit_account_id = :account OR t.credit_account_id = :account)
@@ -121,7 +123,8 @@ _PAGE = text(
 
 
 # A payment's posting on one of its banks' token accounts: its obligation's transfer,
-# found by the transfer's idempotency key (unique), seen from that bank's side.
+# found by the transfer's idempotency key (unique), seen from that bank's side — or, for
+# a cross-currency leg settled net, its escrow's release to the payee.
 _PAYMENT_POSTING = text(
     f"""
     SELECT t.id, t.created_at, t.credit_account_id = a.id AS credit, t.amount, t.kind, t.obligation_id,
@@ -129,7 +132,7 @@ _PAYMENT_POSTING = text(
            t.notification_id, NULL AS entry_reference, NULL AS bank_reference
     FROM obligations o
     JOIN payments pay ON pay.id = o.payment_id
-    JOIN ledger_transfers t ON t.idempotency_key = {obligation_key_sql("o.id")}
+    JOIN ledger_transfers t ON t.idempotency_key IN ({obligation_key_sql("o.id")}, {escrow_release_key_sql("o.id")})
     JOIN accounts a ON a.id IN (t.debit_account_id, t.credit_account_id) AND a.kind = :token
     JOIN participants me ON me.id = a.participant_id AND me.bic = :bic
     JOIN participants other ON other.id = CASE WHEN t.credit_account_id = a.id THEN o.payer_id ELSE o.payee_id END
@@ -148,9 +151,9 @@ async def payment_posting(session: AsyncSession, payment_id: uuid.UUID, bic: str
 
 
 async def balances(session: AsyncSession, bic: str) -> list[Balance]:
-    """Per currency the bank holds an account in: booked fiat, tokens, reserved, paid out."""
+    """Per currency the bank holds an account in: booked fiat, tokens, reserved, in escrow, paid out."""
     rows = await session.execute(_BALANCES, {"bic": bic})
-    return [Balance(r.currency, r.fiat, r.tokens, r.reserved, r.paid_out) for r in rows]
+    return [Balance(r.currency, r.fiat, r.tokens, r.reserved, r.paid_out, r.escrow) for r in rows]
 
 
 async def complete_until(sessions: async_sessionmaker) -> datetime:

@@ -28,6 +28,7 @@ from deltran.payment_references import (
     payment_id_in_message_id,
     references_for,
 )
+from deltran.vocabulary import ObligationLeg
 
 # One report answers at most this many payments (a pacs.008 carries at most 1,000).
 MAX_REPORTED = 1000
@@ -163,7 +164,7 @@ def _candidates(bic: str, request: StatusRequest):
         sides.append(and_(Payment.creditor_agent_bic == bic, or_(*as_creditor)))
     return (
         select(Payment, Obligation.id)
-        .outerjoin(Obligation, Obligation.payment_id == Payment.id)
+        .outerjoin(Obligation, and_(Obligation.payment_id == Payment.id, Obligation.leg == ObligationLeg.SOURCE))
         .where(or_(*sides))
         .order_by(Payment.created_at, Payment.id)
         .limit(MAX_REPORTED + 1)

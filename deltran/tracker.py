@@ -27,7 +27,7 @@ from deltran.db.tables import BankNotification, Cancellation, Obligation, Paymen
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.errors import NotFound
 from deltran.payment_references import references_for
-from deltran.vocabulary import EntryOutcome, PaymentStatus
+from deltran.vocabulary import EntryOutcome, ObligationLeg, PaymentStatus
 
 PACS002 = "pacs.002.001.10"
 CAMT054 = "camt.054.001.08"
@@ -60,7 +60,7 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
     obligation = (
         await session.execute(
             select(Obligation.id, Obligation.created_at, Obligation.settled_at).where(
-                Obligation.payment_id == payment.id
+                Obligation.payment_id == payment.id, Obligation.leg == ObligationLeg.SOURCE
             )
         )
     ).one_or_none()

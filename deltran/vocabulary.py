@@ -46,6 +46,17 @@ class ObligationStatus(StrEnum):
     PENDING = "PENDING"
     SETTLED = "SETTLED"
     RELEASED = "RELEASED"  # payment expired unfunded, or cancelled before it settled
+    # A cross-currency leg settled into escrow whose other leg never settled: its tokens
+    # went back to its payer (deltran/fx_settlement.py), so no one holds one leg only.
+    UNWOUND = "UNWOUND"
+
+
+class ObligationLeg(StrEnum):
+    """Which leg of its payment an obligation is. A payment in one currency has one
+    obligation, its SOURCE leg; a cross-currency payment has two, settled together."""
+
+    SOURCE = "SOURCE"  # debtor agent → creditor agent; or, cross-currency, → the FX provider
+    TARGET = "TARGET"  # cross-currency: the FX provider → the creditor agent, in the target currency
 
 
 class SettlementMode(StrEnum):
@@ -96,11 +107,14 @@ class AccountKind(StrEnum):
     TOKEN = "token"  # the bank's tokens (credit-normal)
     RESERVED = "reserved"  # its tokens set aside for a payout: not spendable, still supply (credit-normal)
     PAID_OUT = "paid_out"  # fiat paid out to it from DelTran's settlement account (credit-normal)
+    # Tokens a cross-currency leg's window moved to it, held until the payment's other leg
+    # settles too (payment versus payment): not spendable, still supply (credit-normal).
+    ESCROW = "escrow"
 
 
 # Token supply is what these hold; backing is fiat less paid_out (deltran/ledger.py).
-SUPPLY_KINDS = (AccountKind.TOKEN, AccountKind.RESERVED)
-CREDIT_NORMAL_KINDS = (AccountKind.TOKEN, AccountKind.RESERVED, AccountKind.PAID_OUT)
+SUPPLY_KINDS = (AccountKind.TOKEN, AccountKind.RESERVED, AccountKind.ESCROW)
+CREDIT_NORMAL_KINDS = (AccountKind.TOKEN, AccountKind.RESERVED, AccountKind.PAID_OUT, AccountKind.ESCROW)
 
 
 class TransferKind(StrEnum):
@@ -110,6 +124,8 @@ class TransferKind(StrEnum):
     RELEASED = "released"  # reserved[bank] → token[bank]: a payout refused or timed out
     REDEEMED = "redeemed"  # reserved[bank] → paid_out[bank]: the payout booked, its tokens burned
     RETURNED = "returned"  # token[creditor agent] → token[debtor agent]: a settled payment sent back
+    ESCROW_RELEASED = "escrow_released"  # escrow[payee] → token[payee]: both legs of an FX payment settled
+    ESCROW_UNWOUND = "escrow_unwound"  # escrow[payee] → token[payer]: the other leg never settled
 
 
 class RedemptionStatus(StrEnum):

@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.clearing import ClearingActivities
 from activities.compliance import ComplianceActivities
+from activities.fx_settlement import FxSettlementActivities
 from activities.obligations import ObligationActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.redemptions import RedemptionActivities
@@ -61,6 +62,7 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
     compliance = ComplianceActivities(session_factory, settings)
     obligations = ObligationActivities(session_factory, settings)
     settlement = SettlementActivities(session_factory)
+    fx_settlement = FxSettlementActivities(session_factory)
     tokens = TokenActivities(session_factory)
     clearing = ClearingActivities(session_factory, client)
     monitor = ReconciliationActivities(session_factory, settings)
@@ -72,6 +74,8 @@ def activities_for(client: Client, session_factory: async_sessionmaker, settings
         obligations.expire_payment,
         obligations.cancel_payment,
         settlement.settle_obligation,
+        fx_settlement.settle_fx,
+        fx_settlement.expire_fx,
         tokens.mint_token,
         clearing.close_window,
         clearing.net_window,

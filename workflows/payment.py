@@ -32,6 +32,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 with workflow.unsafe.imports_passed_through():
     from activities.compliance import ComplianceActivities
+    from activities.fx_settlement import FxSettlementActivities
     from activities.obligations import ObligationActivities
     from activities.settlement import SettlementActivities
     from activities.tokens import TokenActivities
@@ -104,6 +105,8 @@ class PaymentWorkflow(PaymentWorkflowContract):
         self._state = PaymentState(payment_id=data.payment_id, status=PaymentStatus.SCREENING)
         self._booking: FiatBooking | None = None
         self._window: WindowSettlement | None = None
+        self._news = 0  # signals received: bookings and window settlements
+        self._asked = 0
         self._step_timeout = timedelta(seconds=data.step_timeout_s)
         self._local_steps = False  # decided at the start of run
         self._searchable_status = PaymentStatus.SCREENING  # the search attribute's value
@@ -156,7 +159,11 @@ class PaymentWorkflow(PaymentWorkflowContract):
             obligation_id=obligation.obligation_id,
             settlement_mode=obligation.settlement_mode,
             window_id=obligation.window_id,
+            target_obligation_id=obligation.target_obligation_id,
         )
+        if obligation.target_obligation_id is not None:
+            await self._settle_both_legs(data)
+            return
 
         # Gross waits for its own booked camt.054, net for its window's settlement; the
         # other kind of signal cannot settle it.
@@ -211,17 +218,62 @@ class PaymentWorkflow(PaymentWorkflowContract):
         )
         self._set(status=PaymentStatus.COMPLETED, token_id=token.token_id)
 
+    async def _settle_both_legs(self, data: PaymentInput) -> None:
+        """A cross-currency payment: its two legs settle together or not at all
+        (activities/fx_settlement.py decides, in PostgreSQL). Each booking or window
+        signal asks whether both legs can settle now; at the deadline, the payment expires
+        with no leg paid, unless a leg's window still has to settle it (then it waits
+        another deadline, as a net payment in one currency does)."""
+        deadline = workflow.now() + timedelta(seconds=data.deadline_s)
+        self._asked = 0  # the signals a settle_fx step has looked at
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._news > self._asked or self._cancelled,
+                    timeout=max(deadline - workflow.now(), timedelta(0)),
+                    timeout_summary="settlement deadline",
+                )
+            except TimeoutError:
+                pass
+            if self._cancelled:
+                return
+            if self._news > self._asked:
+                self._asked = self._news
+                outcome = await self._next_step(FxSettlementActivities.settle_fx, data.payment_id)
+            elif workflow.now() >= deadline:
+                outcome = await self._next_step(FxSettlementActivities.expire_fx, data.payment_id)
+                deadline = workflow.now() + timedelta(seconds=data.deadline_s)
+            else:
+                continue
+            self._state = self._state.model_copy(update={"settled_legs": outcome.settled_legs})
+            if outcome.status == PaymentStatus.COMPLETED:
+                self._set(status=PaymentStatus.COMPLETED, token_id=outcome.token_id)
+                return
+            if outcome.status == PaymentStatus.EXPIRED:
+                self._set(
+                    status=PaymentStatus.EXPIRED,
+                    rejection_code=ReasonCode.CLEARING_TIMEOUT.value,
+                    rejection_reason="not funded before the settlement deadline",
+                )
+                return
+            if outcome.status != PaymentStatus.AWAITING_SETTLEMENT:  # a recall decided it meanwhile
+                self._set(status=outcome.status)
+                return
+
     @workflow.signal(name="fiat_booked")
     def fiat_booked(self, booking: FiatBooking) -> None:
         """The settlement agent's camt.054 booked this payment's fiat. The first booking
-        wins; a duplicate notification changes nothing."""
+        wins; a duplicate notification changes nothing. (A cross-currency payment has a
+        booking per leg: each is news for _settle_both_legs.)"""
+        self._news += 1
         if self._booking is None:
             self._booking = booking
             self._state = self._state.model_copy(update={"booking": booking})
 
     @workflow.signal(name="window_settled")
     def window_settled(self, settlement: WindowSettlement) -> None:
-        """The payment's clearing window settled (net path)."""
+        """The payment's clearing window settled (net path; each leg's, cross-currency)."""
+        self._news += 1
         if self._window is None:
             self._window = settlement
 

@@ -36,8 +36,9 @@ async def _whose(session, caller: Caller, bic: str | None) -> str:
 @router.get("", response_model=AccountList)
 async def list_accounts(caller: CallerDep, session: SessionDep, bic: BankQuery = None) -> AccountList:
     """Per currency: the fiat the bank booked on DelTran's settlement account (minted into
-    tokens; what its tokens were issued against, wherever they are now), its tokens, and
-    the tokens reserved for payouts not yet booked."""
+    tokens; what its tokens were issued against, wherever they are now), its tokens, the
+    tokens reserved for payouts not yet booked, and the cross-currency legs it is owed,
+    in escrow until each payment's other leg settles too."""
     held = await statements.balances(session, await _whose(session, caller, bic))
     return AccountList(
         accounts=[
@@ -47,6 +48,7 @@ async def list_accounts(caller: CallerDep, session: SessionDep, bic: BankQuery =
                 tokens=format_amount(b.tokens, b.currency),
                 reserved=format_amount(b.reserved, b.currency),
                 paid_out=format_amount(b.paid_out, b.currency),
+                in_escrow=format_amount(b.in_escrow, b.currency),
             )
             for b in held
         ]

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select, true
 
 from api.deps import AdminDep, Caller, CallerDep, SessionDep, SettingsDep, TemporalDep
@@ -53,6 +53,10 @@ class WindowOut(BaseModel):
     net_amount: str | None
     netting_efficiency: str | None
     liquidity_saved: str | None
+    escrowed_amount: str = Field(
+        description="what its cross-currency legs moved into their payees' escrow (released when each"
+        " payment's other leg settles): the positions sum to minus it"
+    )
     netting_ms: int | None
     funding_deadline: datetime | None
     settled_at: datetime | None
@@ -100,6 +104,7 @@ async def _window_out(session, window: ClearingWindow, caller: Caller) -> Window
         net_amount=_money(window.net_amount, c),
         netting_efficiency=None if window.netting_efficiency is None else str(window.netting_efficiency),
         liquidity_saved=_money(window.liquidity_saved, c),
+        escrowed_amount=format_amount(window.escrowed_amount, c),
         netting_ms=window.netting_ms,
         funding_deadline=window.funding_deadline,
         settled_at=window.settled_at,

@@ -19,7 +19,7 @@ from api.strict_json import StrictJSONRoute
 from deltran import audit, fx
 from deltran.db.tables import FxPair, FxQuote, FxRate, Participant
 from deltran.errors import Forbidden
-from deltran.money import format_amount
+from deltran.money import format_amount, format_rate
 
 router = APIRouter(tags=["fx"], responses=problem_responses(400, 403, 404, 409, 422), route_class=StrictJSONRoute)
 
@@ -103,19 +103,19 @@ class PairList(BaseModel):
 
 def _rate_out(row: FxRate) -> RateOut:
     return RateOut(
-        pair=row.pair, bid=_number(row.bid), ask=_number(row.ask), valid_until=row.valid_until, posted_at=row.posted_at
+        pair=row.pair,
+        bid=format_rate(row.bid),
+        ask=format_rate(row.ask),
+        valid_until=row.valid_until,
+        posted_at=row.posted_at,
     )
-
-
-def _number(value: Decimal) -> str:
-    return format(value.normalize(), "f")
 
 
 async def quote_out(session, row: FxQuote) -> QuoteOut:
     provider = await session.get(Participant, row.provider_id)
     return QuoteOut(
         quote_id=row.id,
-        rate=_number(row.rate),
+        rate=format_rate(row.rate),
         source_currency=row.source_currency,
         source_amount=format_amount(row.source_amount, row.source_currency),
         target_currency=row.target_currency,
@@ -131,7 +131,7 @@ async def quote_out(session, row: FxQuote) -> QuoteOut:
 def _pair_out(row: FxPair) -> PairOut:
     return PairOut(
         pair=row.pair,
-        max_spread=_number(row.max_spread),
+        max_spread=format_rate(row.max_spread),
         max_quote_lifetime_s=row.max_quote_lifetime_s,
         updated_at=row.updated_at,
     )

@@ -18,7 +18,7 @@ from api.pacs008_intake import payments_from_pacs008
 from api.payment_views import PageQuery, details_of, page_of_payments, payment_out
 from api.problems import Problem, problem_responses
 from api.schemas import PacsTransactionAccepted, PaymentAccepted, PaymentIn, PaymentList, PaymentOut
-from api.status_report import pacs002_for
+from api.status_report import fx_quotes_of, pacs002_for
 from api.strict_json import StrictJSONRoute
 from api.times import QueryTime, time_problems
 from api.xml_body import rejected_xml
@@ -127,6 +127,7 @@ def new_payment_from_json(body: PaymentIn, instructing_bic: str) -> NewPayment:
         remittance_info=body.remittance_info,
         uetr=body.uetr,
         urgent=body.urgent,
+        fx_quote_id=body.fx_quote_id,
     )
 
 
@@ -153,7 +154,8 @@ async def pacs002(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep,
     awaiting settlement, ACSC settled, RJCT with the ISO reason code when rejected or
     expired, CANC with the recall's reason when cancelled."""
     payment = await _visible_payment(session, caller, payment_id)
-    return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
+    quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
+    return Response(pacs002_for(payment, settings.bic, quote), media_type="application/xml")
 
 
 _NOT_CREDITED = {
@@ -191,7 +193,8 @@ async def forwarded(payment_id: uuid.UUID, caller: CallerDep, session: SessionDe
     on the day of the credit. The same message every time it is asked for."""
     payment = await _visible_payment(session, caller, payment_id)
     credit = await _payment_posting(session, payment, payment.creditor_agent_bic)
-    return Response(forwarded_pacs008(payment, credit, settings.bic), media_type="application/xml")
+    quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
+    return Response(forwarded_pacs008(payment, credit, settings.bic, quote), media_type="application/xml")
 
 
 @router.get(
@@ -229,7 +232,8 @@ async def read(
     when the client asks for `Accept: application/xml`."""
     payment = await _visible_payment(session, caller, payment_id)
     if wants_xml(request.headers.get("accept", "")):
-        return Response(pacs002_for(payment, settings.bic), media_type="application/xml")
+        quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
+        return Response(pacs002_for(payment, settings.bic, quote), media_type="application/xml")
     details = (await details_of(session, [payment]))[payment.id]
     # Everything is read: give the connection back before asking Temporal.
     await session.close()

@@ -28,7 +28,7 @@ from deltran.iso20022.pacs004 import Pacs004Invalid, PaymentReturnMessage, build
 from deltran.iso20022.xml_safety import XmlRejected
 from deltran.payment_references import references_for
 from deltran.returns import NewReturn
-from deltran.vocabulary import ReturnReason
+from deltran.vocabulary import ObligationLeg, ReturnReason
 
 router = APIRouter(
     tags=["returns"], responses=problem_responses(400, 403, 404, 409, 415, 422), route_class=StrictJSONRoute
@@ -200,7 +200,9 @@ async def return_pacs004(
     agent, DelTran's message to it (its pacs.008's EndToEndId, UETR and MsgId); for the
     creditor agent, the return as it made it (the forwarded references)."""
     row, payment = await _visible_return(session, caller, return_id)
-    obligation_id = await session.scalar(select(Obligation.id).where(Obligation.payment_id == payment.id))
+    obligation_id = await session.scalar(
+        select(Obligation.id).where(Obligation.payment_id == payment.id, Obligation.leg == ObligationLeg.SOURCE)
+    )
     assert caller.bic is not None
     refs = references_for(payment, obligation_id, caller.bic)
     debtor_side = caller.bic == payment.debtor_agent_bic

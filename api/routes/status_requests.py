@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from api.deps import BankDep, SessionDep, SettingsDep
 from api.problems import Problem, problem_responses
-from api.status_report import status_report_for
+from api.status_report import fx_quotes_of, status_report_for
 from api.xml_body import rejected_xml, require_xml
 from deltran.iso20022.pacs028 import Pacs028Invalid, parse_pacs028
 from deltran.iso20022.xml_safety import XmlRejected
@@ -45,8 +45,9 @@ async def status_request(request: Request, caller: BankDep, session: SessionDep,
         ) from None
     assert caller.bic is not None
     found = await requested_payments(session, caller.bic, asked)
+    quotes = await fx_quotes_of(session, [p.payment.id for p in found])
     # Up to a thousand transactions written and validated: off the event loop.
     body = await asyncio.to_thread(
-        status_report_for, [(p.payment, p.references) for p in found], settings.bic, caller.bic
+        status_report_for, [(p.payment, p.references) for p in found], settings.bic, caller.bic, quotes
     )
     return Response(body, media_type="application/xml")

@@ -43,6 +43,7 @@ from deltran.vocabulary import (
     FundingStatus,
     FxFixedSide,
     FxQuoteStatus,
+    ObligationLeg,
     ObligationStatus,
     OperatorRole,
     ParticipantStatus,
@@ -273,6 +274,8 @@ class ClearingWindow(Base):
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     settlement_reference: Mapped[str | None] = mapped_column(String(35))
     fallback_method: Mapped[str | None] = mapped_column(String(16))
+    # What its cross-currency legs moved into escrow: the bank positions sum to minus it.
+    escrowed_amount: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
     __table_args__ = (
         CheckConstraint(sql_in("status", WindowStatus), name="status"),
         # At most one open window per currency.
@@ -330,7 +333,12 @@ class Obligation(Base):
 
     __tablename__ = "obligations"
     id: Mapped[uuid.UUID] = _uuid_pk()
-    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), unique=True, nullable=False)
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), nullable=False)
+    # A payment in one currency has one obligation (SOURCE); a cross-currency one two.
+    leg: Mapped[str] = mapped_column(String(8), nullable=False, server_default=ObligationLeg.SOURCE.value)
+    # A cross-currency leg settling net: its window moves the tokens into the payee's
+    # escrow account, released when the other leg has settled too (deltran/fx_settlement.py).
+    escrowed: Mapped[bool] = mapped_column(nullable=False, server_default="false")
     payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
     payee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
@@ -352,10 +360,13 @@ class Obligation(Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(sql_in("status", ObligationStatus), name="status"),
         CheckConstraint(sql_in("settlement_mode", SettlementMode), name="settlement_mode"),
+        CheckConstraint(sql_in("leg", ObligationLeg), name="leg"),
+        CheckConstraint("NOT escrowed OR settlement_mode = 'NET'", name="escrowed_net"),
         CheckConstraint("payer_id <> payee_id", name="distinct_parties"),
+        UniqueConstraint("payment_id", "leg", name="uq_obligations_payment_leg"),
         # A settled obligation always carries its closure: time and both references.
         CheckConstraint(
-            "status <> 'SETTLED' OR (settled_at IS NOT NULL"
+            "status NOT IN ('SETTLED', 'UNWOUND') OR (settled_at IS NOT NULL"
             " AND bank_confirmation_reference IS NOT NULL"
             " AND camt054_entry_reference IS NOT NULL)",
             name="settled_has_references",
@@ -430,10 +441,12 @@ class BankNotification(Base):
         UniqueConstraint("account", "entry_reference", "tx_index", name="uq_bank_notifications_entry"),
         CheckConstraint(sql_in("outcome", EntryOutcome), name="outcome"),
         Index("ix_bank_notifications_end_to_end_id", "end_to_end_id"),
-        # At most one entry funds a payment; a second booking for it is an exception.
+        # At most one entry funds a payment (a cross-currency one: one per leg, each in
+        # its own currency); a second booking for it is an exception.
         Index(
             "uq_bank_notifications_matched_payment",
             "payment_id",
+            "currency",
             unique=True,
             postgresql_where=text("outcome = 'MATCHED'"),
         ),

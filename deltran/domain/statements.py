@@ -19,6 +19,8 @@ class Balance:
     tokens: Decimal
     reserved: Decimal  # tokens set aside for payouts not yet booked
     paid_out: Decimal  # fiat paid out to the bank (its redeemed tokens)
+    # cross-currency legs it is owed, held until each payment's other leg settles too
+    in_escrow: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)

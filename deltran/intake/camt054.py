@@ -31,6 +31,7 @@ from deltran.db.tables import (
     BankNotification,
     ClearingWindow,
     FundingInstruction,
+    FxQuote,
     Obligation,
     Payment,
     Redemption,
@@ -79,7 +80,8 @@ _STORED = select(BankNotification).where(
 # UETR identifies a payment globally; EndToEndId only per instructing bank.
 _PAYMENTS_BY_UETR = select(Payment).where(Payment.uetr == bindparam("uetr")).with_for_update(read=True)
 _PAYMENTS_BY_E2E = select(Payment).where(Payment.end_to_end_id == bindparam("e2e")).with_for_update(read=True)
-_MODE_OF = select(Obligation.settlement_mode).where(Obligation.payment_id == bindparam("payment_id"))
+_MODE_OF = select(Obligation.settlement_mode).where(Obligation.payment_id == bindparam("payment_id")).limit(1)
+_QUOTE_OF = select(FxQuote).where(FxQuote.payment_id == bindparam("payment_id"))
 _IDS = bindparam("ids", type_=ARRAY(_ENTRIES.c.id.type))
 _MARK_SIGNALLED = (  # on the table: no ORM bulk-update bookkeeping
     update(_ENTRIES).where(_ENTRIES.c.id == any_(_IDS)).values(signalled_at=func.now())
@@ -410,6 +412,11 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
         return (*refused, None)
     assert payment is not None
     mode = await session.scalar(_MODE_OF, {"payment_id": payment.id})
+    quote = await session.scalar(_QUOTE_OF, {"payment_id": payment.id})
+    if quote is not None and entry.currency == quote.target_currency:
+        # A cross-currency payment's target leg, booked by its FX provider.
+        leg = settlement.Leg(amount=quote.target_amount, currency=quote.target_currency, status=payment.status)
+        return (*settlement.payment_outcome(entry, leg, mode), payment)
     return (*settlement.payment_outcome(entry, payment, mode), payment)
 
 

@@ -27,9 +27,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from deltran import audit, events
+from deltran import audit, events, fx
 from deltran.config import Settings
-from deltran.db.tables import Payment, table_of
+from deltran.db.tables import Participant, Payment, table_of
 from deltran.errors import Conflict, Malformed, Refused, ServiceUnavailable
 from deltran.identity import content_fingerprint, payment_id_for, workflow_id_for
 from deltran.iso20022.pacs008 import MAX_TRANSACTIONS
@@ -117,6 +117,11 @@ class NewPayment:
     settlement_date: date | None = None
     charge_bearer: str | None = None
     urgent: bool = False
+    # A cross-currency payment: the debtor agent's FX quote (deltran/fx.py), taken at intake.
+    fx_quote_id: uuid.UUID | None = None
+    # What a pacs.008 stated of the conversion (IntrBkSttlmAmt, XchgRate), checked
+    # against the quote; not stored (the quote is).
+    fx_stated: FxStated | None = None
     # Where it came from; not part of the payment's content.
     source_format: str = "json"
     message_id: str | None = None
@@ -126,7 +131,26 @@ class NewPayment:
         same transaction resent in a new message (new MsgId) is still a duplicate."""
         content = asdict(self)
         del content["source_format"], content["message_id"]
+        for fx_field in ("fx_quote_id", "fx_stated"):
+            if content[fx_field] is None:  # the fingerprints of payments before FX stay as they were
+                del content[fx_field]
         return content_fingerprint(content)
+
+    def row(self) -> dict:
+        """Its columns in payments (the quote is linked from fx_quotes)."""
+        columns = asdict(self)
+        del columns["fx_quote_id"], columns["fx_stated"]
+        return columns
+
+
+@dataclass(frozen=True)
+class FxStated:
+    """A pacs.008's statement of its conversion: what the creditor agent is to receive
+    (IntrBkSttlmAmt) and at what rate (XchgRate, if stated)."""
+
+    target_amount: Decimal
+    target_currency: str
+    rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -282,10 +306,12 @@ async def _record(session: AsyncSession, new: NewPayment) -> Intake:
             "fingerprint": fingerprint,
             "status": PaymentStatus.SCREENING,
             "workflow_id": workflow_id,
-            **asdict(new),
+            **new.row(),
         },
     )
     if inserted is not None:
+        if new.fx_quote_id is not None or new.fx_stated is not None:
+            await _take_quote(session, new, payment_id)
         return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)
     existing = (
         await session.execute(select(Payment.fingerprint, Payment.status).where(Payment.id == payment_id))
@@ -306,6 +332,69 @@ async def _record(session: AsyncSession, new: NewPayment) -> Intake:
             errors=[{"field": "end_to_end_id", "message": "already used with different content"}],
         )
     return Intake(payment_id, workflow_id, existing.status, created=False)
+
+
+async def _take_quote(session: AsyncSession, new: NewPayment, payment_id: uuid.UUID) -> None:
+    """A cross-currency payment takes its quote in its intake's transaction: the quote is
+    the debtor agent's, open and unexpired, and the payment's amount and currency are its
+    source side (a pacs.008's target amount and rate, its target side and rate); the
+    creditor agent is not the provider (the target leg would pay itself). JSON names its
+    quote; a pacs.008 (which has no field for it) takes the debtor agent's open quote of
+    exactly its terms. Any refusal rolls the payment back: nothing is recorded."""
+    debtor_agent = await session.scalar(select(Participant).where(Participant.bic == new.debtor_agent_bic))
+    if debtor_agent is None:
+        raise Refused(f"{new.debtor_agent_bic} is not a participant: it holds no FX quote", kind="fx-quote-not-found")
+    quote_id = new.fx_quote_id
+    if quote_id is None:
+        terms = new.fx_stated
+        assert terms is not None
+        quote_id = await fx.open_quote_of(
+            session,
+            debtor_agent.id,
+            source=(new.amount, new.currency),
+            target=(terms.target_amount, terms.target_currency),
+            rate=terms.rate,
+        )
+        if quote_id is None:
+            raise Refused(
+                f"{new.debtor_agent_bic} holds no open FX quote of {new.amount} {new.currency} →"
+                f" {terms.target_amount} {terms.target_currency} at {terms.rate}: ask POST /v1/fx/quotes first",
+                kind="fx-quote-not-found",
+                errors=[{"field": "XchgRate", "message": "no open quote of the debtor agent has these terms"}],
+            )
+    quote = await fx.take(session, quote_id, debtor_agent.id, payment_id)
+    provider_bic = await session.scalar(select(Participant.bic).where(Participant.id == quote.provider_id))
+    errors = []
+    if (new.amount, new.currency) != (quote.source_amount, quote.source_currency):
+        errors.append(
+            {
+                "field": "amount" if new.source_format == "json" else "InstdAmt",
+                "message": f"the quote's source side is {quote.source_amount} {quote.source_currency},"
+                f" not {new.amount} {new.currency}",
+            }
+        )
+    stated = new.fx_stated
+    if stated is not None and (stated.target_amount, stated.target_currency) != (
+        quote.target_amount,
+        quote.target_currency,
+    ):
+        errors.append(
+            {
+                "field": "IntrBkSttlmAmt",
+                "message": f"the quote's target side is {quote.target_amount} {quote.target_currency},"
+                f" not {stated.target_amount} {stated.target_currency}",
+            }
+        )
+    if stated is not None and stated.rate is not None and stated.rate != quote.rate:
+        errors.append({"field": "XchgRate", "message": f"the quote's rate is {quote.rate}, not {stated.rate}"})
+    if errors:
+        raise Refused("the payment does not match its FX quote", kind="fx-quote-mismatch", errors=errors)
+    if provider_bic == new.creditor_agent_bic:
+        raise Refused(
+            f"the creditor agent {provider_bic} is the quote's FX provider: pay it in {quote.source_currency}",
+            kind="fx-provider-is-creditor",
+            errors=[{"field": "fx_quote_id", "message": "its provider is the creditor agent"}],
+        )
 
 
 async def _start_workflow(

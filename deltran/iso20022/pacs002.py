@@ -75,6 +75,10 @@ class StatusReport:
     acceptance_datetime: datetime.datetime | None  # AccptncDtTm, timezone-aware
     settlement_amount: Decimal | None  # OrgnlTxRef/IntrBkSttlmAmt, with `currency`
     currency: str | None
+    # A cross-currency payment's other side: OrgnlTxRef/Amt/InstdAmt (the source amount;
+    # IntrBkSttlmAmt is then the target amount, as its pacs.008 stated them).
+    instructed_amount: Decimal | None = None
+    instructed_currency: str | None = None
 
 
 # --------------------------------------------------------------------------- status mapping
@@ -228,7 +232,7 @@ def build_pacs002_report(reports: Sequence[StatusReport]) -> bytes:
         original = _sub(rpt, "OrgnlGrpInfAndSts")
         _sub(original, "OrgnlMsgId", first.original_message_id)
         _sub(original, "OrgnlMsgNmId", first.original_message_name)
-    for report, (status, reason_code, accepted_at, amount) in zip(reports, transactions, strict=True):
+    for report, (status, reason_code, accepted_at, amount, instructed) in zip(reports, transactions, strict=True):
         tx = _sub(rpt, "TxInfAndSts")
         if not one_original:
             group = _sub(tx, "OrgnlGrpInf")
@@ -251,8 +255,12 @@ def build_pacs002_report(reports: Sequence[StatusReport]) -> bytes:
                 _sub(reason, "AddtlInf", line)
         if accepted_at is not None:
             _sub(tx, "AccptncDtTm", accepted_at)
-        if amount is not None:
-            _sub(_sub(tx, "OrgnlTxRef"), "IntrBkSttlmAmt", amount[0], Ccy=amount[1])
+        if amount is not None or instructed is not None:
+            reference = _sub(tx, "OrgnlTxRef")
+            if amount is not None:
+                _sub(reference, "IntrBkSttlmAmt", amount[0], Ccy=amount[1])
+            if instructed is not None:
+                _sub(_sub(reference, "Amt"), "InstdAmt", instructed[0], Ccy=instructed[1])
 
     errors = schema_errors(load_schema(SCHEMA), doc)
     if errors:
@@ -262,9 +270,9 @@ def build_pacs002_report(reports: Sequence[StatusReport]) -> bytes:
 
 def _transaction(
     report: StatusReport, errors: list[str]
-) -> tuple[TransactionStatus, str | None, str | None, tuple[str, str] | None]:
-    """One transaction's status, reason code, acceptance time and amount (text, currency),
-    its problems added to `errors`."""
+) -> tuple[TransactionStatus, str | None, str | None, tuple[str, str] | None, tuple[str, str] | None]:
+    """One transaction's status, reason code, acceptance time, amount and instructed amount
+    (each text and currency), its problems added to `errors`."""
     try:
         status = TransactionStatus(report.status)
     except ValueError:
@@ -285,7 +293,17 @@ def _transaction(
         amount_text = _amount_text(report.settlement_amount, report.currency, errors)
         if amount_text is not None:
             amount = (amount_text, report.currency)
-    return status, reason_code, accepted_at, amount
+    return status, reason_code, accepted_at, amount, _instructed(report, errors)
+
+
+def _instructed(report: StatusReport, errors: list[str]) -> tuple[str, str] | None:
+    if (report.instructed_amount is None) != (report.instructed_currency is None):
+        errors.append("instructed_amount and instructed_currency go together: give both or neither")
+        return None
+    if report.instructed_amount is None or report.instructed_currency is None:
+        return None
+    text = _amount_text(report.instructed_amount, report.instructed_currency, errors)
+    return None if text is None else (text, report.instructed_currency)
 
 
 # --------------------------------------------------------------------------- reader

@@ -85,6 +85,12 @@ class Pacs008Transaction:
     instructing_agent_bic: str | None  # tx InstgAgt, else GrpHdr InstgAgt
     remittance_info: str | None  # RmtInf/Ustrd joined with " ", truncated to 140
     urgent: bool = False  # PmtTpInf/InstrPrty (tx level, else GrpHdr) is HIGH: settle gross
+    # Cross-currency: InstdAmt in another currency than IntrBkSttlmAmt (what leaves the
+    # debtor agent; IntrBkSttlmAmt is then what reaches the creditor agent), and XchgRate.
+    # None when InstdAmt is absent or in the settlement currency (it is then not read).
+    instructed_amount: Decimal | None = None
+    instructed_currency: str | None = None
+    exchange_rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +378,8 @@ class _Reader:
             except AmountError as exc:
                 error("IntrBkSttlmAmt", str(exc))
 
+        instructed_amount, instructed_currency, exchange_rate = self._conversion(tx, currency, error)
+
         debtor_iban, debtor_account = self._account(tx, "DbtrAcct", "debtor", error)
         creditor_iban, creditor_account = self._account(tx, "CdtrAcct", "creditor", error)
         debtor_agent_bic = self._agent(tx, "DbtrAgt", "debtor agent", error, required=True)
@@ -404,7 +412,35 @@ class _Reader:
             instructing_agent_bic=instructing_agent_bic or header_instg,
             remittance_info=remittance,
             urgent=(_text(tx, "p:PmtTpInf/p:InstrPrty") or self.header_priority) == "HIGH",
+            instructed_amount=instructed_amount,
+            instructed_currency=instructed_currency,
+            exchange_rate=exchange_rate,
         )
+
+    @staticmethod
+    def _conversion(
+        tx: etree._Element, settlement_currency: str, error
+    ) -> tuple[Decimal | None, str | None, Decimal | None]:
+        """InstdAmt in another currency, and the XchgRate it then needs; else nothing."""
+        instructed = tx.find("p:InstdAmt", _N)
+        if instructed is None or instructed.get("Ccy", "") == settlement_currency:
+            return None, None, None
+        currency = instructed.get("Ccy", "")
+        amount = _decimal(instructed.text)
+        if currency not in MINOR_UNITS:
+            error("InstdAmt/@Ccy", f"currency {currency!r} is not supported")
+            return None, None, None
+        try:
+            amount = parse_amount(amount or Decimal(0), currency)
+        except AmountError as exc:
+            error("InstdAmt", str(exc))
+            return None, None, None
+        rate = _decimal(_text(tx, "p:XchgRate"))
+        if rate is None:
+            error("XchgRate", f"is required: InstdAmt is in {currency}, IntrBkSttlmAmt in {settlement_currency}")
+        elif not rate > 0:
+            error("XchgRate", "must be greater than zero")
+        return amount, currency, rate
 
     @staticmethod
     def _account(tx: etree._Element, tag: str, party: str, error) -> tuple[str | None, str | None]:
@@ -486,6 +522,11 @@ class Pacs008Spec:
     charge_bearer: str = "SHAR"
     settlement_date: datetime.date | None = None  # today (UTC) when None
     urgent: bool = False  # PmtTpInf/InstrPrty HIGH
+    # Cross-currency: `amount`/`currency` are then the target side (IntrBkSttlmAmt), these
+    # the source side (InstdAmt) and the rate (XchgRate), as a quote gave them.
+    instructed_amount: Decimal | None = None
+    instructed_currency: str | None = None
+    exchange_rate: Decimal | None = None
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, ns: str = NS, **attrib: str) -> etree._Element:
@@ -553,6 +594,11 @@ def build_pacs008(
             _sub(_sub(tx, "PmtTpInf"), "InstrPrty", "HIGH")
         _sub(tx, "IntrBkSttlmAmt", _amount_text(spec.amount), Ccy=spec.currency)
         _sub(tx, "IntrBkSttlmDt", (spec.settlement_date or today).isoformat())
+        if spec.instructed_amount is not None and spec.instructed_currency is not None:
+            _sub(tx, "InstdAmt", _amount_text(spec.instructed_amount), Ccy=spec.instructed_currency)
+        if spec.exchange_rate is not None:
+            # BaseOneRate: 11 digits at most, so no trailing zeros.
+            _sub(tx, "XchgRate", _amount_text(spec.exchange_rate.normalize()))
         _sub(tx, "ChrgBr", spec.charge_bearer)
         _bic_element(tx, "InstgAgt", instructing_agent_bic)
         _bic_element(tx, "InstdAgt", instructed_agent_bic)

@@ -13,6 +13,7 @@ from deltran.vocabulary import (
     FINAL_PAYMENT_STATUSES,
     FINAL_REDEMPTION_STATUSES,
     CancellationStatus,
+    ObligationLeg,
     ReconciliationTier,
     RefundStatus,
     ReturnReason,
@@ -143,6 +144,21 @@ fx_quotes = Counter(
     "FX quotes given to debtor agents, by pair and the side fixed (SOURCE, TARGET)",
     ["pair", "fixed"],
 )
+fx_settled_amount = Counter(
+    "deltran_fx_settled_amount",
+    "Cross-currency legs paid to their payees (both legs of a payment, together), by currency and leg",
+    ["currency", "leg"],
+)
+fx_provider_holdings = Gauge(
+    "deltran_fx_provider_holdings",
+    "What each FX provider holds per currency at the last reconciliation: its tokens, and legs owed to it in escrow",
+    ["provider", "currency", "kind"],
+)
+fx_legs_unwound = Counter(
+    "deltran_fx_legs_unwound",
+    "Cross-currency legs given back to their payer from escrow: the payment's other leg never settled",
+    ["currency"],
+)
 
 # -- webhooks -------------------------------------------------------------------------------
 webhook_attempts = Counter(
@@ -197,6 +213,10 @@ def initialise(currencies: Iterable[str], break_kinds: Iterable[str], steps: Ite
         step_attempts_failed.labels(step)
     for answer in CancellationStatus:
         recalls.labels(answer)
+    for currency in currencies:
+        fx_legs_unwound.labels(currency)
+        for leg in ObligationLeg:
+            fx_settled_amount.labels(currency, leg)
     for currency in currencies:
         returned_amount.labels(currency)
         for reason in ReturnReason:

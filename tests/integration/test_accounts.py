@@ -57,7 +57,7 @@ async def test_balances_show_the_payer_s_booked_fiat_and_the_payee_s_tokens(http
     a, a_key, b, b_key, *_ = paid
     payer = (await http.get("/v1/accounts", headers=a_key)).json()
     payee = (await http.get("/v1/accounts", headers=b_key)).json()
-    zero = {"reserved": "0.00", "paid_out": "0.00"}
+    zero = {"reserved": "0.00", "paid_out": "0.00", "in_escrow": "0.00"}
     assert payer == {"accounts": [{"currency": "AED", "fiat": "1234.50", "tokens": "0.00", **zero}]}
     assert payee == {"accounts": [{"currency": "AED", "fiat": "0.00", "tokens": "1234.50", **zero}]}
     as_admin = await http.get("/v1/accounts", params={"bic": b}, headers=auth(credentials["admin"]))

@@ -22,10 +22,11 @@ PROVIDER = "MASHAEAD"  # the demo seed's FX provider
 
 @pytest.fixture(autouse=True)
 async def corridor_pair(http, credentials) -> None:
-    """AED/INR allowed with the demo seed's limits, whatever an earlier test (the
-    OpenAPI fuzzer runs as admin too) left."""
+    """AED/INR allowed with the demo seed's limits and no sheet posted, whatever an earlier
+    test (the OpenAPI fuzzer runs as admin too, test_fx_payments.py posts sheets) left."""
     admin = auth(credentials["admin"])
-    await http.delete("/v1/admin/fx/pairs/INR/AED", headers=admin)
+    for pair in ("INR/AED", "AED/INR"):  # a pair's sheets go with it
+        await http.delete(f"/v1/admin/fx/pairs/{pair}", headers=admin)
     limits = {"max_spread": "0.01", "max_quote_lifetime_s": 300}
     assert (await http.put("/v1/admin/fx/pairs/AED/INR", json=limits, headers=admin)).status_code == 200
 
@@ -215,6 +216,7 @@ async def test_a_quote_is_used_once_by_its_own_debtor_agent_before_it_expires(ht
 
 async def test_the_admin_allows_pairs_and_sets_their_limits(http, credentials):
     admin = auth(credentials["admin"])
+    await http.delete("/v1/admin/fx/pairs/EUR/USD", headers=admin)  # (test_fx_payments.py allows it)
     assert (
         await http.put(
             "/v1/admin/fx/pairs/INR/AED", json={"max_spread": "0.01", "max_quote_lifetime_s": 60}, headers=admin

@@ -89,3 +89,22 @@ async def test_netting_settles_a_window_and_reset_clears_it(demo_settings, sessi
         assert "seeded the demo banks" in capsys.readouterr().out
     finally:
         await _drop_schedules(temporal_env)
+
+
+async def test_fx_nets_both_legs_in_their_windows_and_pays_them_together(
+    demo_settings, sessions, http, credentials, capsys
+):
+    from activities.clearing import ensure_open_window
+    from tests.support.payments import auth
+
+    admin = auth(credentials["admin"])
+    for pair in ("USD/EUR", "EUR/USD"):  # no other desk's sheet: Mashreq's quote
+        await http.delete(f"/v1/admin/fx/pairs/{pair}", headers=admin)
+    async with sessions() as session, session.begin():
+        for currency in ("EUR", "USD"):
+            await ensure_open_window(session, currency)
+    assert await asyncio.to_thread(demo.fx, demo_settings, "EUR", "USD", "1000.00") == 0
+    out = capsys.readouterr().out
+    assert "from MASHAEAD" in out and "SOURCE" in out and "TARGET" in out
+    assert "1000.00 EUR into escrow; SOURCE leg SETTLED, payment AWAITING_SETTLEMENT" in out, out
+    assert "COMPLETED[/green]" not in out and "COMPLETED: SBININBB holds 1080.00 USD" in out, out

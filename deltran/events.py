@@ -58,12 +58,20 @@ def _amount(row: str) -> str:
 
 
 _AMOUNT = _amount("pay")
+# A cross-currency payment's conversion (null otherwise): the creditor agent is credited
+# the target side. One lookup by fx_quotes' unique payment_id.
+_FX_DATA = f"""(SELECT jsonb_build_object(
+        'quote_id', q.id, 'rate', trim_scale(q.rate)::text, 'provider_bic', fxp.bic,
+        'target_amount', {_amount("tgt")}, 'target_currency', q.target_currency)
+    FROM fx_quotes q JOIN participants fxp ON fxp.id = q.provider_id
+    CROSS JOIN LATERAL (SELECT q.target_amount AS amount, q.target_currency AS currency) AS tgt
+    WHERE q.payment_id = pay.id)"""
 # The payment as its events carry it: what a bank needs to act without another call.
 _PAYMENT_DATA = f"""jsonb_build_object(
     'payment_id', pay.id, 'end_to_end_id', pay.end_to_end_id, 'uetr', pay.uetr, 'status', pay.status,
     'amount', {_AMOUNT}, 'currency', pay.currency, 'debtor_agent_bic', pay.debtor_agent_bic,
     'creditor_agent_bic', pay.creditor_agent_bic, 'rejection_code', pay.rejection_code,
-    'rejection_reason', pay.rejection_reason)"""
+    'rejection_reason', pay.rejection_reason, 'fx', {_FX_DATA})"""
 
 
 def refund_data(refunds: str) -> str:

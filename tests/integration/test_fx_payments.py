@@ -193,7 +193,24 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     late = await _book(http, credentials, e2e, quote["target_amount"], "INR")
     assert not late["matched"] and late["outcome"] == EntryOutcome.PAYMENT_NOT_AWAITING
     assert await _balances(sessions, creditor_bic, "INR") == {"token": target}
+    # The creditor agent is told what it was credited: the target side.
+    told = await _events(http, creditor, 3)
+    assert [e["type"] for e in told] == ["payment.awaiting_settlement", "payment.settled", "payment.credited"]
+    fx_told = told[-1]["data"]["fx"]
+    assert (fx_told["target_amount"], fx_told["target_currency"], fx_told["provider_bic"], fx_told["rate"]) == (
+        quote["target_amount"], "INR", provider_bic, quote["rate"],
+    )  # fmt: skip
     assert await money_violations(sessions) == []
+
+
+async def _events(http, headers: dict, count: int) -> list[dict]:
+    """The bank's first `count` events (numbered a moment after their change commits)."""
+    for _ in range(100):
+        items = (await http.get("/v1/events", headers=headers)).json()["items"]
+        if len(items) >= count:
+            return items
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{len(items)} events of {count}")
 
 
 async def test_a_pacs008_states_its_conversion_and_the_pacs002_and_forwarded_pacs008_report_the_pair(

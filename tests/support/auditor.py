@@ -14,6 +14,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -26,7 +27,7 @@ from deltran.config import Settings
 from deltran.intake.payments import payment_input, start_payment_workflow
 from deltran.ledger import BACKING_SQL, SUPPLY_SQL
 from deltran.shared import ClearingInput
-from tests.support.payments import auth, camt054_for, payment_body, screening_row
+from tests.support.payments import auth, camt054_for, fresh_bic, payment_body, screening_row
 from workflows.clearing import ClearingWindowWorkflow
 
 XML = {"Content-Type": "application/xml"}
@@ -64,6 +65,36 @@ INVARIANTS: dict[str, str] = {
         SELECT 'obligation ' || o.id || ' is ' || o.status || ' with ' || count(t.id) || ' token(s)'
         FROM tokens t JOIN obligations o ON o.id = t.obligation_id
         GROUP BY o.id, o.status HAVING count(t.id) > 1 OR o.status <> 'SETTLED'
+    """,
+    # Payment versus payment: both legs' payees paid in one transaction, or neither.
+    "a cross-currency payment pays both legs or neither": """
+        SELECT 'payment ' || p.id || ' ' || p.status || ': '
+               || string_agg(o.leg || ' ' || o.status || CASE WHEN t.id IS NULL THEN '' ELSE ' (token)' END, ', ')
+        FROM payments p JOIN obligations o ON o.payment_id = p.id
+        LEFT JOIN tokens t ON t.obligation_id = o.id
+        WHERE EXISTS (SELECT 1 FROM obligations x WHERE x.payment_id = p.id AND x.leg = 'TARGET')
+        GROUP BY p.id, p.status
+        HAVING count(t.id) NOT IN (0, 2)
+            OR (p.status = 'COMPLETED') <> (count(t.id) = 2)
+            OR (p.status <> 'AWAITING_SETTLEMENT' AND bool_or(o.status = 'PENDING'))
+            OR (p.status <> 'COMPLETED' AND bool_or(o.status = 'SETTLED') AND p.status <> 'AWAITING_SETTLEMENT')
+    """,
+    # What escrow accounts hold is exactly the legs moved in and not yet paid out or unwound.
+    "escrow holds exactly the legs settled into it and not yet released or unwound": """
+        WITH held AS (
+            SELECT currency, sum(credits_posted - debits_posted) AS amount FROM accounts
+            WHERE kind = 'escrow' GROUP BY currency
+        ), owed AS (
+            SELECT o.currency, sum(o.amount) AS amount FROM obligations o
+            WHERE o.escrowed
+              AND EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.idempotency_key = 'obligation:' || o.id)
+              AND NOT EXISTS (SELECT 1 FROM ledger_transfers t
+                              WHERE t.idempotency_key IN ('escrow-release:' || o.id, 'escrow-unwind:' || o.id))
+            GROUP BY o.currency
+        )
+        SELECT currency || ': escrow holds ' || coalesce(held.amount, 0) || ', legs in it ' || coalesce(owed.amount, 0)
+        FROM held FULL JOIN owed USING (currency)
+        WHERE coalesce(held.amount, 0) <> coalesce(owed.amount, 0)
     """,
     "a completed payment has its token": """
         SELECT 'payment ' || p.id FROM payments p
@@ -136,6 +167,8 @@ class Auditor:
     workflow_ids: set[str] = field(default_factory=set)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     counter: int = 0
+    fx_provider: str | None = None
+    fx_key: dict | None = None
 
     def _e2e(self) -> str:
         self.counter += 1
@@ -147,9 +180,85 @@ class Auditor:
     async def step(self) -> str:
         """One operation, chosen at random; returns what it did (for the failure report)."""
         operation = self.rng.choices(
-            [self.submit, self.book, self.short_deadline, self.net_cycle], weights=[40, 40, 10, 10]
+            [self.submit, self.book, self.short_deadline, self.net_cycle, self.cross_currency],
+            weights=[40, 40, 10, 10, 8],
         )[0]
         return await operation()
+
+    # -- cross-currency ------------------------------------------------------------------
+
+    async def _fx_provider(self) -> str:
+        """A provider of the audit's own quoting EUR/USD (EUR → USD legs settle in the
+        net banks' windows); created on first use."""
+        if self.fx_provider is None:
+            admin = auth(self.credentials["admin"])
+            for pair in ("USD/EUR", "EUR/USD"):  # no other desk's sheet (a pair's sheets go with it)
+                await self.http.delete(f"/v1/admin/fx/pairs/{pair}", headers=admin)
+            limits = {"max_spread": "0.01", "max_quote_lifetime_s": 3600}
+            allowed = await self.http.put("/v1/admin/fx/pairs/EUR/USD", json=limits, headers=admin)
+            assert allowed.status_code == 200, allowed.text
+            bic = fresh_bic("AE")
+            created = await self.http.post(
+                "/v1/admin/banks",
+                json={"bic": bic, "name": f"Audit FX desk {bic}", "country": "AE", "fx_provider": True},
+                headers=admin,
+            )
+            assert created.status_code == 201, created.text
+            self.fx_provider, self.fx_key = bic, auth(created.json()["api_key"])
+        assert self.fx_key is not None
+        until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        sheet = {"rates": [{"pair": "EUR/USD", "bid": "1.0800", "ask": "1.0850", "valid_until": until}]}
+        posted = await self.http.put("/v1/fx/rates", json=sheet, headers=self.fx_key)
+        assert posted.status_code == 200, posted.text
+        return self.fx_provider
+
+    async def cross_currency(self) -> str:
+        """EUR in, USD out: gross with each leg booked (or not, twice, at once) at random,
+        or net, its legs left to the windows' random fundings (net_cycle) and the drain."""
+        provider = await self._fx_provider()
+        payer = self.rng.choice(NET_BANKS["EUR"])
+        payee = self.rng.choice(NET_BANKS["USD"])
+        bank = auth(self.credentials["banks"][payer])
+        asked = {"source_currency": "EUR", "target_currency": "USD", "source_amount": self._amount()}
+        quoted = await self.http.post("/v1/fx/quotes", json=asked, headers=bank)
+        if quoted.status_code == 409:  # too many open quotes: the bank's earlier ones still count
+            return f"fx quote refused: {quoted.json()['type']}"
+        assert quoted.status_code == 201, quoted.text
+        quote = quoted.json()
+        assert quote["provider_bic"] == provider, quote
+        gross = self.rng.random() < 0.5
+        if not gross:
+            async with self.sessions() as session, session.begin():
+                for currency in ("EUR", "USD"):
+                    await ensure_open_window(session, currency)  # as their schedules would have
+        e2e = self._e2e()
+        body = {
+            **payment_body(e2e, amount=quote["source_amount"], currency="EUR", debtor_bic=payer, creditor_bic=payee),
+            "debtor": {"name": f"Customer of {payer}", "account": "30001234567", "agent_bic": payer},
+            "urgent": gross,
+            "fx_quote_id": quote["quote_id"],
+        }
+        copies = self.rng.randint(1, 4)
+        responses = await asyncio.gather(
+            *(self.http.post("/v1/payments", json=body, headers=bank) for _ in range(copies))
+        )
+        assert [r.status_code for r in responses] == [202] * copies, [r.text for r in responses]
+        self.workflow_ids.add(responses[0].json()["workflow_id"])
+        if not gross:
+            return f"fx {e2e} net {quote['source_amount']} EUR → {quote['target_amount']} USD x{copies}"
+        for _ in range(100):  # its legs exist (or risk refused it)
+            state = (await self.http.get(f"/v1/payments/{responses[0].json()['payment_id']}", headers=bank)).json()
+            if state["status"] != "SCREENING":
+                break
+            await asyncio.sleep(0.1)
+        legs = self.rng.choice(["both", "both", "source", "target", "none"])
+        booked = []
+        for currency, amount in (("EUR", quote["source_amount"]), ("USD", quote["target_amount"])):
+            if legs == "both" or legs == {"EUR": "source", "USD": "target"}[currency]:
+                entry = camt054_for(e2e, amount, currency, entry_reference=f"X{uuid.uuid4().hex[:16]}")
+                times = self.rng.randint(1, 3)  # the same entry again, at once: one booking
+                booked += await asyncio.gather(*(self._post(entry) for _ in range(times)))
+        return f"fx {e2e} gross, booked {legs}: {sorted(set(booked))}"
 
     # -- banks ---------------------------------------------------------------------------
 

@@ -72,21 +72,29 @@ class FxSettlementActivities:
     async def settle_fx(self, payment_id: uuid.UUID) -> FxOutcome:
         """Settle what the legs' bookings or windows allow; complete the payment once both
         legs have. Idempotent: a retry, or a second signal, finds what was done."""
-        counts: Counts = []
-        async with self._sessions() as session, session.begin():
-            outcome = await settle(session, payment_id, counts)
-        for count in counts:
-            count()
-        return outcome
+        return await self._decide(settle, payment_id)
 
     @activity.defn(name="expire_fx")
     async def expire_fx(self, payment_id: uuid.UUID) -> FxOutcome:
-        """The deadline passed: expire the payment, no leg paid, unless a leg is counted by a
-        window still settling (then AWAITING_SETTLEMENT: wait for it) or both legs are
-        booked (gross: their settlement follows)."""
+        """The deadline passed: expire the payment, no leg paid — unless both legs can
+        settle now (then they do), or a leg is counted by a window still settling (then
+        AWAITING_SETTLEMENT: wait for it)."""
+        return await self._decide(expire, payment_id)
+
+    async def _decide(self, decision, payment_id: uuid.UUID) -> FxOutcome:
         counts: Counts = []
-        async with self._sessions() as session, session.begin():
-            outcome = await expire(session, payment_id, counts)
+        try:
+            async with self._sessions() as session, session.begin():
+                outcome = await decision(session, payment_id, counts)
+        except ledger.LedgerRefused as broken:
+            if broken.refusal is not ledger.Refusal.SUPPLY_EXCEEDS_FIAT:
+                raise
+            # As a mint does (activities/tokens/minting.py): the settlement rolled back;
+            # stop minting the currency, and this payment waits (retrying) with the others.
+            assert broken.currency is not None
+            async with self._sessions() as session, session.begin():
+                await reconciliation.open_breaker(session, broken.currency, str(broken))
+            raise breaker_open_error(broken.currency) from None
         for count in counts:
             count()
         return outcome
@@ -99,13 +107,16 @@ async def _locked(session: AsyncSession, payment_id: uuid.UUID) -> tuple[Payment
     payment = await payment_rows.lock(session, payment_id)
     if payment is None:
         raise payment_not_found(payment_id)
+    # Read, not locked: only this payment's own steps change its legs' status, and the
+    # payment's lock keeps them apart; a window's settlement (which rolls a leg, under its
+    # window's lock) is met through that window's lock, taken after this one as the
+    # single-currency expiry does — locking the legs first would deadlock with a fallback.
     legs = list(
         (
             await session.scalars(
                 select(Obligation)
                 .where(Obligation.payment_id == payment_id)
                 .order_by(Obligation.leg)  # SOURCE, TARGET
-                .with_for_update()
                 .execution_options(populate_existing=True)
             )
         ).all()
@@ -173,15 +184,7 @@ async def settle(session: AsyncSession, payment_id: uuid.UUID, counts: Counts) -
             tokens.append(await _token(session, leg, moved, counts))
         await ledger.check_backing(session, sorted({leg.currency for leg in legs}))
         return await _complete(session, payment, legs, tokens, counts)
-    # NET: a leg whose window settled sits in its payee's escrow; record it settled.
-    for leg in legs:
-        if leg.status != ObligationStatus.PENDING:
-            continue
-        window = await session.get(ClearingWindow, leg.clearing_window_id)
-        assert window is not None
-        if window.status in SETTLED_WINDOW_STATUSES and await _transfer(session, ledger.obligation_key(leg.id)):
-            assert window.settlement_reference is not None
-            await _close(session, leg, window.settlement_reference, window.settlement_reference, counts)
+    await _record_escrowed(session, legs, counts)
     if _settled(legs) < len(legs):
         return FxOutcome(status=PaymentStatus.AWAITING_SETTLEMENT, settled_legs=_settled(legs))
     accounts = await _lock_accounts(session, legs)
@@ -205,11 +208,16 @@ async def expire(session: AsyncSession, payment_id: uuid.UUID, counts: Counts) -
     payment, legs = await _locked(session, payment_id)
     if (final := await _final(session, payment, legs)) is not None:
         return final
-    waiting = FxOutcome(status=PaymentStatus.AWAITING_SETTLEMENT, settled_legs=_settled(legs))
     if legs[0].settlement_mode == SettlementMode.GROSS:
         if len(await _bookings(session, payment_id, legs)) == len(legs):
-            return waiting  # both booked: their settlement is on its way
+            # Both booked in time (a signal lost, or still on its way): they settle now.
+            return await settle(session, payment_id, counts)
     else:
+        # A window that settled a leg whose signal never came counts as if it had.
+        await _record_escrowed(session, legs, counts)
+        if _settled(legs) == len(legs):
+            return await settle(session, payment_id, counts)
+        waiting = FxOutcome(status=PaymentStatus.AWAITING_SETTLEMENT, settled_legs=_settled(legs))
         for leg in legs:
             # A pending leg in a closed window is counted by its netting: only that window
             # settles it (into escrow) or rolls it (into an open one). Read FOR SHARE: the
@@ -236,6 +244,19 @@ async def expire(session: AsyncSession, payment_id: uuid.UUID, counts: Counts) -
     await payment_rows.return_bookings(session, payment_id, PaymentStatus.EXPIRED)
     counts.append(metrics.payments_final.labels(PaymentStatus.EXPIRED.value).inc)
     return FxOutcome(status=PaymentStatus.EXPIRED, settled_legs=0)
+
+
+async def _record_escrowed(session: AsyncSession, legs: Sequence[Obligation], counts: Counts) -> None:
+    """NET: a pending leg whose window settled it sits in its payee's escrow: record it
+    SETTLED (its window's settlement reference stands for both references)."""
+    for leg in legs:
+        if leg.status != ObligationStatus.PENDING:
+            continue
+        window = await session.get(ClearingWindow, leg.clearing_window_id, populate_existing=True)
+        assert window is not None
+        if window.status in SETTLED_WINDOW_STATUSES and await _transfer(session, ledger.obligation_key(leg.id)):
+            assert window.settlement_reference is not None
+            await _close(session, leg, window.settlement_reference, window.settlement_reference, counts)
 
 
 async def unwind(session: AsyncSession, legs: Sequence[Obligation], counts: Counts) -> None:

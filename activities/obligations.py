@@ -151,34 +151,44 @@ class ObligationActivities:
         provider = await session.get(Participant, quote.provider_id)
         assert provider is not None  # a foreign key
         if provider.status != ParticipantStatus.ACTIVE or not provider.fx_provider:
-            reason = f"the quote's FX provider {provider.bic} is {provider.status.lower()} or no longer quotes FX"
-            await reject(session, payment.id, ReasonCode.TRANSACTION_FORBIDDEN, reason)
-            metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
-            return ObligationRefused(reason_code=ReasonCode.TRANSACTION_FORBIDDEN, reason=reason)
+            # Not a compliance refusal (a frozen AG01): fiat booked for it is refunded.
+            reason = f"the quote's FX provider {provider.bic} no longer takes cross-currency payments"
+            return await self._refuse(session, payment, ReasonCode.FX_PROVIDER_UNAVAILABLE, reason)
         prefunded = await payment_rows.has_booking(session, payment.id)
         legs = [
             (ObligationLeg.SOURCE, debtor.id, provider.id, quote.source_amount, quote.source_currency),
             (ObligationLeg.TARGET, provider.id, creditor.id, quote.target_amount, quote.target_currency),
         ]
-        routes = [
-            await liquidity.route_leg(session, amount, currency, payment.urgent, prefunded, self._settings)
-            for _, _, _, amount, currency in legs
-        ]
+        # Windows share-locked, and caps locked, in currency order: two cross-currency
+        # payments in opposite directions never wait on each other in a cycle.
+        routed = {}
+        for index in sorted(range(len(legs)), key=lambda i: legs[i][4]):
+            _, _, _, amount, currency = legs[index]
+            routed[index] = await liquidity.route_leg(
+                session, amount, currency, payment.urgent, prefunded, self._settings
+            )
+        routes = [routed[i] for i in range(len(legs))]
+        await risk.lock_caps(session, [(payer_id, currency) for _, payer_id, _, _, currency in legs])
         net = all(r.mode == SettlementMode.NET for r in routes)
         mode = SettlementMode.NET if net else SettlementMode.GROSS
         gross_because = next((r.reason for r in routes if r.mode == SettlementMode.GROSS), "")
         assessment = await risk.assess(session, payment, agents, routes[0].window_id if net else None, self._settings)
-        breach = assessment.breach
-        if net and breach is None:  # the provider's leg against the provider's cap
+        payment_update = {"risk_score": assessment.score, "risk_factors": assessment.factors, "updated_at": func.now()}
+        if assessment.breach is not None:
+            return await self._refuse(session, payment, ReasonCode.LIMIT_EXCEEDED, assessment.breach, **payment_update)
+        if net:  # the provider's leg against the provider's own cap
             assert routes[1].window_id is not None  # NET
-            breach = await risk.net_debit_cap_breach(
+            provider_breach = await risk.net_debit_cap_breach(
                 session, provider.id, quote.target_amount, quote.target_currency, routes[1].window_id
             )
-        payment_update = {"risk_score": assessment.score, "risk_factors": assessment.factors, "updated_at": func.now()}
-        if breach is not None:
-            await reject(session, payment.id, ReasonCode.LIMIT_EXCEEDED, breach, **payment_update)
-            metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
-            return ObligationRefused(reason_code=ReasonCode.LIMIT_EXCEEDED, reason=breach)
+            if provider_breach is not None:
+                # The provider's limit and position are its own: the debtor agent is told
+                # only that the provider cannot take the payment now.
+                log.warning("FX payment refused: %s", provider_breach, extra={"payment_id": str(payment.id)})
+                reason = f"the FX provider {provider.bic} cannot take this payment in {quote.target_currency} now"
+                return await self._refuse(
+                    session, payment, ReasonCode.FX_PROVIDER_UNAVAILABLE, reason, **payment_update
+                )
         ids = []
         for (leg, payer_id, payee_id, amount, currency), route in zip(legs, routes, strict=True):
             await ensure_accounts(session, [payer_id, payee_id], currency)
@@ -217,6 +227,13 @@ class ObligationActivities:
             target_obligation_id=ids[1],
             target_window_id=routes[1].window_id if net else None,
         )
+
+    async def _refuse(
+        self, session: AsyncSession, payment: Payment, code: ReasonCode, reason: str, **values
+    ) -> ObligationRefused:
+        await reject(session, payment.id, code, reason, **values)
+        metrics.payments_final.labels(PaymentStatus.REJECTED.value).inc()
+        return ObligationRefused(reason_code=code, reason=reason)
 
     @activity.defn(name="expire_payment")
     async def expire_payment(self, data: ExpireInput) -> bool:

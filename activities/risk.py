@@ -71,6 +71,18 @@ async def assess(
     return RiskAssessment(score=total, factors=factors, breach=breach)
 
 
+def _cap_lock_key(payer_id: uuid.UUID, currency: str) -> int:
+    return zlib.crc32(f"net-debit-cap:{payer_id}:{currency}".encode())
+
+
+async def lock_caps(session: AsyncSession, payers: list[tuple[uuid.UUID, str]]) -> None:
+    """Take several payers' cap locks (payer, currency) at once, in one order for every
+    transaction: a cross-currency payment checks two (its legs' payers), and two such
+    payments taking them in opposite orders would deadlock."""
+    for payer_id, currency in sorted(payers, key=lambda p: (p[1], str(p[0]))):
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _cap_lock_key(payer_id, currency)})
+
+
 async def net_debit_cap_breach(
     session: AsyncSession, payer_id: uuid.UUID, amount: Decimal, currency: str, window_id: uuid.UUID
 ) -> str | None:
@@ -83,8 +95,7 @@ async def net_debit_cap_breach(
     if cap is None:
         return None
     # Serialise the check per payer and currency until this transaction ends.
-    lock_key = zlib.crc32(f"net-debit-cap:{payer_id}:{currency}".encode())
-    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _cap_lock_key(payer_id, currency)})
     # A cross-currency leg it receives waits in escrow (netting does not credit it): it
     # does not lower the payer's position either.
     position = await session.scalar(

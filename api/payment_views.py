@@ -35,7 +35,7 @@ class Details:
 async def details_of(session: AsyncSession, payments: Sequence[Payment]) -> dict[uuid.UUID, Details]:
     """Each payment's obligation (with its rolls) and token: at most three queries for any
     number, each by a unique index (obligations' payment and leg, obligation_rolls' key,
-    tokens.obligation_id); a fourth for the cross-currency ones among them (their quotes)."""
+    tokens.obligation_id), and a fourth, fx_quotes' (which of them are cross-currency)."""
     if not payments:
         return {}
     payment_ids = [p.id for p in payments]
@@ -85,7 +85,7 @@ async def details_of(session: AsyncSession, payments: Sequence[Payment]) -> dict
     legs: dict[uuid.UUID, list[tuple[Obligation, str, str]]] = defaultdict(list)
     for ob, payer_bic, payee_bic in sorted(obligations, key=lambda row: row[0].leg):
         legs[ob.payment_id].append((ob, payer_bic, payee_bic))
-    fx = await _fx_of(session, [pid for pid, its in legs.items() if len(its) > 1], legs)
+    fx = await _fx_of(session, payment_ids, legs)
     # Only a payment whose status says so has returns: no query for a page of others.
     returned: dict[uuid.UUID, list[ReturnSummaryOut]] = defaultdict(list)
     returned_ids = [p.id for p in payments if p.status in (PaymentStatus.PARTIALLY_RETURNED, PaymentStatus.RETURNED)]
@@ -143,9 +143,9 @@ async def details_of(session: AsyncSession, payments: Sequence[Payment]) -> dict
 async def _fx_of(
     session: AsyncSession, payment_ids: list[uuid.UUID], legs: dict[uuid.UUID, list[tuple[Obligation, str, str]]]
 ) -> dict[uuid.UUID, FxOut]:
-    """The cross-currency payments' quotes (rate, provider) and both legs: one query."""
-    if not payment_ids:
-        return {}
+    """Those payments that are cross-currency (they took a quote at intake): the quote
+    (rate, provider) and both legs once they exist (none while it is screened, or if it
+    was rejected). One query by fx_quotes' unique payment_id."""
     quotes = (
         await session.execute(
             select(FxQuote, Participant.bic)
@@ -172,7 +172,7 @@ async def _fx_of(
                     clearing_window_id=ob.clearing_window_id,
                     settled_at=ob.settled_at,
                 )
-                for ob, payer_bic, payee_bic in legs[payment_id]
+                for ob, payer_bic, payee_bic in legs.get(payment_id, ())
             ],
         )
         for quote, provider_bic in quotes

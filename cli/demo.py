@@ -576,13 +576,20 @@ def fx(settings: Settings, source: str = "AED", target: str = "INR", amount: str
     AED held in escrow until its INR leg settles), and both are paid together."""
     api = Api(settings)
     pair = f"{source}/{target}"
+    if pair not in DEMO_SHEETS:
+        console.print(f"[red]Mashreq's demo sheet prices {', '.join(DEMO_SHEETS)}; not {pair}[/red]")
+        return 2
     bid, ask = DEMO_SHEETS[pair]
     provider = {"Authorization": f"Bearer {api.keys['fx_providers'][FX_PROVIDER]}"}
     debtor, creditor = "EBILAEAD", "SBININBB"
     with httpx.Client(base_url=api.base_url, timeout=30) as http:
         console.rule(f"[bold]{amount} {source} from Emirates NBD, arriving as {target} at State Bank of India")
         limits = {"max_spread": "0.01", "max_quote_lifetime_s": 300}
-        http.put(f"/v1/admin/fx/pairs/{pair}", json=limits, headers=api.admin).raise_for_status()
+        allowed = http.put(f"/v1/admin/fx/pairs/{pair}", json=limits, headers=api.admin)
+        if allowed.status_code == 409:  # its inverse is allowed: priced the other way round
+            console.print(f"[red]{allowed.json()['detail']}[/red]")
+            return 1
+        allowed.raise_for_status()
         until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
         sheet = {"rates": [{"pair": pair, "bid": bid, "ask": ask, "valid_until": until.isoformat()}]}
         http.put("/v1/fx/rates", json=sheet, headers=provider).raise_for_status()

@@ -33,6 +33,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from deltran import events, returns
@@ -156,8 +157,12 @@ async def cancel_unsettled(session: AsyncSession, request: CancelRequest) -> Can
             .where(Obligation.id.in_([leg.id for leg in legs]), Obligation.status == ObligationStatus.PENDING)
             .values(status=ObligationStatus.RELEASED, released_at=func.now())
         )
-        if cast(CursorResult, released).rowcount != len(legs):  # settled or rolled meanwhile
-            raise RuntimeError(f"payment {payment_id}: a leg changed while its payment was locked")
+        if cast(CursorResult, released).rowcount != len(legs):
+            # Only the payment's own steps settle a leg, and none runs beside a recall: never
+            # expected. Failed visibly (the recall, not the payment), and nothing committed.
+            raise ApplicationError(
+                f"payment {payment_id}: a leg settled during its recall", type="RecallRaced", non_retryable=True
+            )
     cancelled = await session.execute(
         update(Payment)
         .where(Payment.id == payment_id, Payment.status == status)

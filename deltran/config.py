@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     # locked rate is an option the provider writes for free: a bank must not collect many
     # and use only the one the market moved in its favour.
     fx_max_open_quotes: int = Field(default=20, gt=0)
+    # Cross-currency payments accepted (a quote taken by a payment). Off while a rolling
+    # upgrade still runs workers that predate them (docs/runbook.md, "Upgrading workers"):
+    # such a worker would settle one leg as a payment in one currency.
+    fx_payments: bool = True
 
     # Redemptions: a payout not booked by the settlement agent this long after the request
     # releases the reserved tokens back to the bank.

@@ -17,7 +17,10 @@ are in order per payment.
 Who is told what: the debtor agent everything about its payment; the creditor agent
 from `payment.awaiting_settlement` on (an incoming payment to fund or expect), never a
 screening outcome — a rejection tells the sender only, as AML rules against tipping off
-require — and `payment.credited` where the debtor agent gets `payment.completed`.
+require — and `payment.credited` where the debtor agent gets `payment.completed`. A
+cross-currency payment's FX provider is told from `payment.awaiting_settlement` on too,
+each event carrying the conversion (`fx`): the leg it books (gross) or funds (net), then
+whether both legs were paid (`payment.settled`) or none (expired, cancelled).
 """
 
 from __future__ import annotations
@@ -37,18 +40,24 @@ from deltran.vocabulary import DeliveryStatus, EventType
 
 NUMBERER_LOCK_KEY = 0x4465_6C74_4576  # "DeltEv": pg_try_advisory_xact_lock key of the numberer
 
-_DEBTOR, _CREDITOR = "debtor_agent_bic", "creditor_agent_bic"
+_DEBTOR, _CREDITOR, _FX_PROVIDER = "debtor_agent_bic", "creditor_agent_bic", "fx_provider_bic"
+# A cross-currency payment's FX provider is told as its creditor agent is (its legs exist:
+# the one to book or fund, then paid, expired or cancelled); a payment in one currency
+# has none.
 PAYMENT_RECIPIENTS: dict[EventType, tuple[str, ...]] = {
     EventType.PAYMENT_ACCEPTED: (_DEBTOR,),
     EventType.PAYMENT_REJECTED: (_DEBTOR,),
-    EventType.PAYMENT_AWAITING_SETTLEMENT: (_DEBTOR, _CREDITOR),
-    EventType.PAYMENT_SETTLED: (_DEBTOR, _CREDITOR),
+    EventType.PAYMENT_AWAITING_SETTLEMENT: (_DEBTOR, _CREDITOR, _FX_PROVIDER),
+    EventType.PAYMENT_SETTLED: (_DEBTOR, _CREDITOR, _FX_PROVIDER),
     EventType.PAYMENT_COMPLETED: (_DEBTOR,),
     EventType.PAYMENT_CREDITED: (_CREDITOR,),
-    EventType.PAYMENT_EXPIRED: (_DEBTOR, _CREDITOR),
+    EventType.PAYMENT_EXPIRED: (_DEBTOR, _CREDITOR, _FX_PROVIDER),
     # The creditor agent only if it was told of the payment (cancelled after screening).
-    EventType.PAYMENT_CANCELLED: (_DEBTOR, _CREDITOR),
+    EventType.PAYMENT_CANCELLED: (_DEBTOR, _CREDITOR, _FX_PROVIDER),
 }
+# The provider's BIC, for the provider's rows only (NULL, so no row, for a payment in one currency).
+_PROVIDER_OF = """(SELECT fxp.bic FROM fx_quotes q JOIN participants fxp ON fxp.id = q.provider_id
+                    WHERE q.payment_id = pay.id)"""
 
 
 def _amount(row: str) -> str:
@@ -109,7 +118,9 @@ def payment_events_sql(payments: str, types: Sequence[EventType], *, debtor_only
         FROM {payments} AS pay
         CROSS JOIN (VALUES {told}) AS e(type, role, ord)
         JOIN participants bank
-          ON bank.bic = CASE e.role WHEN '{_DEBTOR}' THEN pay.debtor_agent_bic ELSE pay.creditor_agent_bic END
+          ON bank.bic = CASE e.role WHEN '{_DEBTOR}' THEN pay.debtor_agent_bic
+                                    WHEN '{_CREDITOR}' THEN pay.creditor_agent_bic
+                                    ELSE {_PROVIDER_OF} END
         ORDER BY pay.id, e.ord
     """
 

@@ -17,6 +17,7 @@ are deltran/domain/fx.py).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -78,9 +79,23 @@ async def _now(session: AsyncSession) -> datetime:
 # -- pairs (admin) --------------------------------------------------------------------------
 
 
-async def set_pair(session: AsyncSession, pair: fx.Pair, max_spread: Decimal, max_quote_lifetime_s: int) -> FxPair:
+async def set_pair(
+    session: AsyncSession,
+    pair: fx.Pair,
+    max_spread: Decimal,
+    max_quote_lifetime_s: int,
+    cleared: Collection[str] | None = None,
+) -> FxPair:
     """Allow a pair, or change its limits (sheets already posted keep their rates until
-    replaced; new quotes take the new lifetime)."""
+    replaced; new quotes take the new lifetime). `cleared`: the currencies DelTran clears
+    — a pair's legs settle in both, so each must be one."""
+    if cleared is not None and (uncleared := [c for c in (pair.base, pair.quote) if c not in cleared]):
+        raise _refused(
+            f"{', '.join(uncleared)} is not cleared by DelTran (it clears {', '.join(cleared)}): a cross-currency"
+            " payment settles a leg in each currency of its pair",
+            "pair",
+            kind="currency-not-cleared",
+        )
     if not (max_spread.is_finite() and 0 <= max_spread < 1):
         raise _refused("max_spread is a fraction of the mid rate, at least 0 and below 1", "max_spread")
     if not 0 < max_quote_lifetime_s <= MAX_QUOTE_LIFETIME_S:

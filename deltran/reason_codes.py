@@ -16,3 +16,6 @@ class ReasonCode(StrEnum):
     CURRENCY_NOT_ALLOWED = "AM03"
     DUPLICATE = "DUPL"
     CLEARING_TIMEOUT = "AB01"  # not funded before the deadline (AbortedClearingTimeout)
+    # A cross-currency payment's FX provider cannot take it (no longer active or quoting, or
+    # past its own net debit cap): InvalidIntermediaryAgent. Its booked fiat is refunded.
+    FX_PROVIDER_UNAVAILABLE = "RC11"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from deltran.db.tables import Obligation, Payment
 from deltran.errors import Forbidden, NotFound, Refused
@@ -53,8 +54,10 @@ async def requested_payments(session: AsyncSession, bic: str, request: StatusReq
         raise _too_many()
     original = request.original_message
     found = []
-    for payment, obligation_id in rows:
-        refs = references_for(payment, obligation_id, bic)
+    for payment, source_leg, target_leg in rows:
+        # The creditor agent knows a cross-currency payment by the leg that credited it.
+        credited_by_target = target_leg is not None and bic == payment.creditor_agent_bic
+        refs = references_for(payment, target_leg if credited_by_target else source_leg, bic)
         if original is None or refs.message_id == original.message_id:
             found.append(RequestedPayment(payment, refs))
     if not request.transactions:
@@ -162,9 +165,11 @@ def _candidates(bic: str, request: StatusRequest):
         sides.append(and_(Payment.debtor_agent_bic == bic, or_(*as_debtor)))
     if as_creditor:
         sides.append(and_(Payment.creditor_agent_bic == bic, or_(*as_creditor)))
+    source, target = aliased(Obligation), aliased(Obligation)
     return (
-        select(Payment, Obligation.id)
-        .outerjoin(Obligation, and_(Obligation.payment_id == Payment.id, Obligation.leg == ObligationLeg.SOURCE))
+        select(Payment, source.id, target.id)
+        .outerjoin(source, and_(source.payment_id == Payment.id, source.leg == ObligationLeg.SOURCE))
+        .outerjoin(target, and_(target.payment_id == Payment.id, target.leg == ObligationLeg.TARGET))
         .where(or_(*sides))
         .order_by(Payment.created_at, Payment.id)
         .limit(MAX_REPORTED + 1)

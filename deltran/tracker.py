@@ -27,7 +27,7 @@ from deltran.db.tables import BankNotification, Cancellation, Obligation, Paymen
 from deltran.db.tables import Camt054Message as MessageRow
 from deltran.errors import NotFound
 from deltran.payment_references import references_for
-from deltran.vocabulary import EntryOutcome, ObligationLeg, PaymentStatus
+from deltran.vocabulary import EntryOutcome, PaymentStatus
 
 PACS002 = "pacs.002.001.10"
 CAMT054 = "camt.054.001.08"
@@ -59,9 +59,11 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
         raise _unknown(uetr)
     obligation = (
         await session.execute(
-            select(Obligation.id, Obligation.created_at, Obligation.settled_at).where(
-                Obligation.payment_id == payment.id, Obligation.leg == ObligationLeg.SOURCE
-            )
+            select(Obligation.id, Obligation.created_at, Obligation.settled_at)
+            .where(Obligation.payment_id == payment.id)
+            # The sender's leg is the SOURCE; the creditor agent's, cross-currency, the TARGET.
+            .order_by(Obligation.leg if bic == payment.debtor_agent_bic else Obligation.leg.desc())
+            .limit(1)
         )
     ).one_or_none()
     sender = bic == payment.debtor_agent_bic

@@ -66,6 +66,9 @@ STEP_RETRY = RetryPolicy(
 )
 STEP_TIMEOUT = timedelta(seconds=30)
 
+# A cross-currency payment past its deadline whose expiry was declined: how soon it is
+# looked at again (its window settles or rolls the leg in about a funding timeout).
+FX_RECHECK = timedelta(minutes=5)
 # The patch that made the steps local: recorded as a marker at the start of each payment.
 LOCAL_STEPS_PATCH = "local-steps"
 # The local attempts of a step (PaymentInput.local_step_attempts, 6 by default: 2.5 s of
@@ -222,8 +225,8 @@ class PaymentWorkflow(PaymentWorkflowContract):
         """A cross-currency payment: its two legs settle together or not at all
         (activities/fx_settlement.py decides, in PostgreSQL). Each booking or window
         signal asks whether both legs can settle now; at the deadline, the payment expires
-        with no leg paid, unless a leg's window still has to settle it (then it waits
-        another deadline, as a net payment in one currency does)."""
+        with no leg paid, unless a leg's window still has to settle it (then it asks again
+        every FX_RECHECK)."""
         deadline = workflow.now() + timedelta(seconds=data.deadline_s)
         self._asked = 0  # the signals a settle_fx step has looked at
         while True:
@@ -242,7 +245,9 @@ class PaymentWorkflow(PaymentWorkflowContract):
                 outcome = await self._next_step(FxSettlementActivities.settle_fx, data.payment_id)
             elif workflow.now() >= deadline:
                 outcome = await self._next_step(FxSettlementActivities.expire_fx, data.payment_id)
-                deadline = workflow.now() + timedelta(seconds=data.deadline_s)
+                # Declined (a leg's window still settling, or rolling it): looked at again
+                # soon, not a whole deadline later — a leg may wait in escrow meanwhile.
+                deadline = workflow.now() + min(timedelta(seconds=data.deadline_s), FX_RECHECK)
             else:
                 continue
             self._state = self._state.model_copy(update={"settled_legs": outcome.settled_legs})

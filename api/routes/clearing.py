@@ -54,8 +54,9 @@ class WindowOut(BaseModel):
     netting_efficiency: str | None
     liquidity_saved: str | None
     escrowed_amount: str = Field(
-        description="what its cross-currency legs moved into their payees' escrow (released when each"
-        " payment's other leg settles): the positions sum to minus it"
+        description="what netting credited to escrow rather than to a bank: its cross-currency legs, each paid to"
+        " its payee once the payment's other leg settles (a leg its fallback rolls settles in a later window);"
+        " the positions sum to minus it"
     )
     netting_ms: int | None
     funding_deadline: datetime | None

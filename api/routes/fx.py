@@ -219,13 +219,20 @@ async def list_pairs(_: AdminDep, session: SessionDep) -> PairList:
 
 @router.put("/v1/admin/fx/pairs/{base}/{quote}", response_model=PairOut)
 async def set_pair(
-    base: BaseCurrency, quote: QuoteCurrency, body: PairIn, caller: AdminDep, session: SessionDep
+    base: BaseCurrency,
+    quote: QuoteCurrency,
+    body: PairIn,
+    caller: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> PairOut:
     """Allow FX in BASE/QUOTE (both directions; providers price it as written), or
     change its limits."""
     pair = fx.parse_pair(f"{base}/{quote}")
     async with session.begin():
-        row = await fx.set_pair(session, pair, Decimal(body.max_spread), body.max_quote_lifetime_s)
+        row = await fx.set_pair(
+            session, pair, Decimal(body.max_spread), body.max_quote_lifetime_s, settings.supported_currencies
+        )
         await audit.record(
             session,
             actor=caller.identity,

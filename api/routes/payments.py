@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from api import cursor
@@ -23,7 +24,7 @@ from api.strict_json import StrictJSONRoute
 from api.times import QueryTime, time_problems
 from api.xml_body import rejected_xml
 from deltran import statements
-from deltran.db.tables import Payment
+from deltran.db.tables import Participant, Payment
 from deltran.domain.statements import Posting
 from deltran.intake.payments import NewPayment, submit_payments
 from deltran.iso20022.camt054_posting import build_posting_notification
@@ -131,17 +132,28 @@ def new_payment_from_json(body: PaymentIn, instructing_bic: str) -> NewPayment:
     )
 
 
-async def _visible_payment(session, caller: Caller, payment_id: uuid.UUID) -> Payment:
-    """A bank sees only payments it sent or receives; anything else is a 404, as if it
-    did not exist. The settlement agent books fiat, it is not party to payments: 403."""
+async def _visible_payment(session, caller: Caller, payment_id: uuid.UUID, *, to_fx_provider: bool = False) -> Payment:
+    """A bank sees only payments it sent or receives (and, `to_fx_provider`, those whose
+    legs it converts); anything else is a 404, as if it did not exist. The settlement
+    agent books fiat, it is not party to payments: 403."""
     if caller.role not in ("bank", "admin"):
         raise HTTPException(status_code=403, detail="payments are visible to their banks and to admin only")
     payment = await session.get(Payment, payment_id)
     if payment is None or (
-        caller.role == "bank" and caller.bic not in (payment.debtor_agent_bic, payment.creditor_agent_bic)
+        caller.role == "bank"
+        and caller.bic not in (payment.debtor_agent_bic, payment.creditor_agent_bic)
+        and not (to_fx_provider and await _converted_by(session, payment, caller.bic))
     ):
         raise Problem(404, f"payment {payment_id} not found", kind="payment-not-found")
     return payment
+
+
+async def _converted_by(session, payment: Payment, bic: str | None) -> bool:
+    quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
+    return (
+        quote is not None
+        and await session.scalar(select(Participant.bic).where(Participant.id == quote.provider_id)) == bic
+    )
 
 
 @router.get(
@@ -214,7 +226,10 @@ async def notification(
     payment = await _visible_payment(session, caller, payment_id)
     bic = caller.bic if caller.role == "bank" and caller.bic else payment.creditor_agent_bic
     posting = await _payment_posting(session, payment, bic)
-    body = build_posting_notification(posting, owner_bic=bic, currency=payment.currency, servicer_bic=settings.bic)
+    # A cross-currency payment reaches its creditor agent in the target currency.
+    quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
+    currency = quote.target_currency if quote and bic == payment.creditor_agent_bic else payment.currency
+    body = build_posting_notification(posting, owner_bic=bic, currency=currency, servicer_bic=settings.bic)
     return Response(body, media_type="application/xml")
 
 
@@ -229,8 +244,9 @@ async def read(
     payment_id: uuid.UUID, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> PaymentOut | Response:
     """A payment with its obligation and token (JSON), or its pacs.002 status report
-    when the client asks for `Accept: application/xml`."""
-    payment = await _visible_payment(session, caller, payment_id)
+    when the client asks for `Accept: application/xml`. A cross-currency payment's FX
+    provider sees it too (its legs: what it is to book, or fund, and when it is paid)."""
+    payment = await _visible_payment(session, caller, payment_id, to_fx_provider=True)
     if wants_xml(request.headers.get("accept", "")):
         quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
         return Response(pacs002_for(payment, settings.bic, quote), media_type="application/xml")

@@ -33,6 +33,7 @@ from deltran.db.tables import (
     FundingInstruction,
     FxQuote,
     Obligation,
+    Participant,
     Payment,
     Redemption,
     Refund,
@@ -414,7 +415,13 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
     mode = await session.scalar(_MODE_OF, {"payment_id": payment.id})
     quote = await session.scalar(_QUOTE_OF, {"payment_id": payment.id})
     if quote is not None and entry.currency == quote.target_currency:
-        # A cross-currency payment's target leg, booked by its FX provider.
+        # A cross-currency payment's target leg, booked by its FX provider. One the agent
+        # says another bank sent funds no leg: it is that bank's, and goes back to it
+        # (deltran/refunds.py, unmatched credits).
+        provider_bic = await session.scalar(select(Participant.bic).where(Participant.id == quote.provider_id))
+        if entry.debtor_agent_bic is not None and entry.debtor_agent_bic != provider_bic:
+            why = f"{entry.currency} for the target leg of {payment.id} from {entry.debtor_agent_bic}, not its provider"
+            return EntryOutcome.UNMATCHED, why, None
         leg = settlement.Leg(amount=quote.target_amount, currency=quote.target_currency, status=payment.status)
         return (*settlement.payment_outcome(entry, leg, mode), payment)
     return (*settlement.payment_outcome(entry, payment, mode), payment)

@@ -30,7 +30,7 @@ from temporalio.service import RPCError
 from deltran import audit, events, fx
 from deltran.config import Settings
 from deltran.db.tables import Participant, Payment, table_of
-from deltran.errors import Conflict, Malformed, Refused, ServiceUnavailable
+from deltran.errors import Conflict, Malformed, NotFound, Refused, ServiceUnavailable
 from deltran.identity import content_fingerprint, payment_id_for, workflow_id_for
 from deltran.iso20022.pacs008 import MAX_TRANSACTIONS
 from deltran.observability import metrics
@@ -176,6 +176,8 @@ async def submit_payments(
     assert 0 < len(batch) <= MAX_BATCH
     _refuse_repeated_end_to_end_ids(batch)
     _refuse_self_payments(batch)
+    if not settings.fx_payments:
+        _refuse_cross_currency(batch)
     intakes: list[Intake] = []
     async with session.begin():
         await _refuse_uncleared_currencies(session, batch, settings)
@@ -264,6 +266,20 @@ def _refuse_self_payments(batch: Sequence[NewPayment]) -> None:
         )
 
 
+def _refuse_cross_currency(batch: Sequence[NewPayment]) -> None:
+    errors = [
+        _field_error(index, new, "fx_quote_id", "InstdAmt", "cross-currency payments are not accepted now")
+        for index, new in enumerate(batch)
+        if new.fx_quote_id is not None or new.fx_stated is not None
+    ]
+    if errors:
+        raise Refused(
+            "cross-currency payments are switched off (DELTRAN_FX_PAYMENTS) while workers are upgraded: retry later",
+            kind="fx-payments-disabled",
+            errors=errors,
+        )
+
+
 async def _refuse_uncleared_currencies(session: AsyncSession, batch: Sequence[NewPayment], settings: Settings) -> None:
     """A currency DelTran knows but does not clear is refused at the door, not accepted
     and then rejected by screening. A payment already recorded (accepted while its
@@ -343,7 +359,7 @@ async def _take_quote(session: AsyncSession, new: NewPayment, payment_id: uuid.U
     exactly its terms. Any refusal rolls the payment back: nothing is recorded."""
     debtor_agent = await session.scalar(select(Participant).where(Participant.bic == new.debtor_agent_bic))
     if debtor_agent is None:
-        raise Refused(f"{new.debtor_agent_bic} is not a participant: it holds no FX quote", kind="fx-quote-not-found")
+        raise NotFound(f"{new.debtor_agent_bic} is not a participant: it holds no FX quote", kind="fx-quote-not-found")
     quote_id = new.fx_quote_id
     if quote_id is None:
         terms = new.fx_stated
@@ -356,11 +372,13 @@ async def _take_quote(session: AsyncSession, new: NewPayment, payment_id: uuid.U
             rate=terms.rate,
         )
         if quote_id is None:
+            # Well-formed terms no usable quote has (none asked, used, expired, another rate).
+            terms_named = "no open quote of the debtor agent has InstdAmt, IntrBkSttlmAmt and XchgRate as stated"
             raise Refused(
                 f"{new.debtor_agent_bic} holds no open FX quote of {new.amount} {new.currency} →"
                 f" {terms.target_amount} {terms.target_currency} at {terms.rate}: ask POST /v1/fx/quotes first",
-                kind="fx-quote-not-found",
-                errors=[{"field": "XchgRate", "message": "no open quote of the debtor agent has these terms"}],
+                kind="fx-quote-no-match",
+                errors=[{"field": f, "message": terms_named} for f in ("InstdAmt", "IntrBkSttlmAmt", "XchgRate")],
             )
     quote = await fx.take(session, quote_id, debtor_agent.id, payment_id)
     provider_bic = await session.scalar(select(Participant.bic).where(Participant.id == quote.provider_id))

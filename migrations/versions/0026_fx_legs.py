@@ -27,77 +27,113 @@ depends_on = None
 ACCOUNT_KINDS = ("fiat", "token", "reserved", "paid_out")
 TRANSFER_KINDS = ("fiat_booked", "obligation", "reserved", "released", "redeemed", "returned")
 STATUSES = ("PENDING", "SETTLED", "RELEASED")
+_MATCHED = "uq_bank_notifications_matched_payment"
+_MATCHED_NEW = "uq_bank_notifications_matched_payment_currency"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-def _replace_check(table: str, name: str, condition: str) -> None:
+def _replace_check(table: str, name: str, condition: str, *, valid: bool = True) -> None:
+    """Drop the CHECK and add it anew; not `valid`: NOT VALID (enforced for new rows at
+    once, the existing ones validated after the commit, without blocking writes)."""
     op.drop_constraint(op.f(f"ck_{table}_{name}"), table, type_="check")
-    op.create_check_constraint(name, table, condition)
+    if valid:
+        op.create_check_constraint(name, table, condition)
+    else:
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_{name} CHECK ({condition}) NOT VALID")
 
 
-def _balance_check(credit_normal: tuple[str, ...]) -> None:
-    _replace_check(
-        "accounts",
-        "balance_not_negative",
+def _balance_condition(credit_normal: tuple[str, ...]) -> str:
+    return (
         f"({_in('kind', credit_normal)} AND credits_posted >= debits_posted)"
-        " OR (kind = 'fiat' AND debits_posted >= credits_posted)",
+        " OR (kind = 'fiat' AND debits_posted >= credits_posted)"
     )
 
 
-def _settled_check(statuses: tuple[str, ...]) -> None:
-    _replace_check(
-        "obligations",
-        "settled_has_references",
+def _settled_condition(statuses: tuple[str, ...]) -> str:
+    return (
         f"status NOT IN ({', '.join(repr(s) for s in statuses)}) OR (settled_at IS NOT NULL"
         " AND bank_confirmation_reference IS NOT NULL"
-        " AND camt054_entry_reference IS NOT NULL)",
+        " AND camt054_entry_reference IS NOT NULL)"
     )
 
 
-def _matched_payment_index(*columns: str) -> None:
-    op.drop_index("uq_bank_notifications_matched_payment", table_name="bank_notifications")
-    op.create_index(
-        "uq_bank_notifications_matched_payment",
-        "bank_notifications",
-        list(columns),
-        unique=True,
-        postgresql_where=sa.text("outcome = 'MATCHED'"),
-    )
+# Each new CHECK widens the old one: the rows already there hold, validated after the commit.
+_WIDENED_CHECKS = (
+    ("obligations", "status", _in("status", (*STATUSES, "UNWOUND"))),
+    ("obligations", "settled_has_references", _settled_condition(("SETTLED", "UNWOUND"))),
+    ("accounts", "kind", _in("kind", (*ACCOUNT_KINDS, "escrow"))),
+    ("accounts", "balance_not_negative", _balance_condition(("token", "reserved", "paid_out", "escrow"))),
+    ("ledger_transfers", "kind", _in("kind", (*TRANSFER_KINDS, "escrow_released", "escrow_unwound"))),
+)
 
 
 def upgrade() -> None:
+    # In the migration's transaction, each lock brief: new columns with constant defaults
+    # (no rewrite), the widened CHECKs NOT VALID.
     op.add_column("obligations", sa.Column("leg", sa.String(length=8), server_default="SOURCE", nullable=False))
     op.add_column("obligations", sa.Column("escrowed", sa.Boolean(), server_default=sa.text("false"), nullable=False))
-    op.create_check_constraint("leg", "obligations", "leg IN ('SOURCE', 'TARGET')")
-    op.create_check_constraint("escrowed_net", "obligations", "NOT escrowed OR settlement_mode = 'NET'")
-    op.create_unique_constraint(op.f("uq_obligations_payment_leg"), "obligations", ["payment_id", "leg"])
-    op.drop_constraint(op.f("uq_obligations_payment_id"), "obligations", type_="unique")
-    _replace_check("obligations", "status", _in("status", (*STATUSES, "UNWOUND")))
-    _settled_check(("SETTLED", "UNWOUND"))
-    _replace_check("accounts", "kind", _in("kind", (*ACCOUNT_KINDS, "escrow")))
-    _balance_check(("token", "reserved", "paid_out", "escrow"))
-    _replace_check("ledger_transfers", "kind", _in("kind", (*TRANSFER_KINDS, "escrow_released", "escrow_unwound")))
+    op.execute(
+        "ALTER TABLE obligations ADD CONSTRAINT ck_obligations_leg CHECK (leg IN ('SOURCE', 'TARGET')) NOT VALID"
+    )
+    op.execute(
+        "ALTER TABLE obligations ADD CONSTRAINT ck_obligations_escrowed_net"
+        " CHECK (NOT escrowed OR settlement_mode = 'NET') NOT VALID"
+    )
+    for table, name, condition in _WIDENED_CHECKS:
+        _replace_check(table, name, condition, valid=False)
     op.add_column(
         "clearing_windows", sa.Column("escrowed_amount", sa.Numeric(38, 5), server_default="0", nullable=False)
     )
-    _matched_payment_index("payment_id", "currency")
+    # After its commit, without blocking writes: the unique indexes built concurrently (a
+    # failed build's leftover dropped first), then swapped in; the CHECKs validated.
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_obligations_payment_leg")
+        op.execute("CREATE UNIQUE INDEX CONCURRENTLY uq_obligations_payment_leg ON obligations (payment_id, leg)")
+        op.execute(
+            "ALTER TABLE obligations ADD CONSTRAINT uq_obligations_payment_leg UNIQUE USING INDEX uq_obligations_payment_leg"
+        )
+        op.execute("ALTER TABLE obligations DROP CONSTRAINT uq_obligations_payment_id")
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_MATCHED_NEW}")
+        op.execute(
+            f"CREATE UNIQUE INDEX CONCURRENTLY {_MATCHED_NEW} ON bank_notifications (payment_id, currency)"
+            " WHERE outcome = 'MATCHED'"
+        )
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_MATCHED}")
+        op.execute(f"ALTER INDEX {_MATCHED_NEW} RENAME TO {_MATCHED}")
+        for table, name in (("obligations", "leg"), ("obligations", "escrowed_net")) + tuple(
+            (t, n) for t, n, _ in _WIDENED_CHECKS
+        ):
+            op.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT ck_{table}_{name}")
 
 
 def downgrade() -> None:
-    # A second leg has nowhere to go in the older schema: refuse rather than drop money.
+    # A second leg has nowhere to go in the older schema, and a payment that took a quote
+    # would be settled as one in a single currency: refuse rather than drop money.
     bind = op.get_bind()
     legs = bind.execute(sa.text("SELECT count(*) FROM obligations WHERE leg <> 'SOURCE'")).scalar()
-    if legs:
-        raise RuntimeError(f"{legs} cross-currency leg(s) exist: the schema before 0026 cannot hold them")
-    _matched_payment_index("payment_id")
+    quoted = bind.execute(
+        sa.text(
+            "SELECT count(*) FROM fx_quotes q JOIN payments p ON p.id = q.payment_id"
+            " WHERE p.status IN ('SCREENING', 'AWAITING_SETTLEMENT', 'SETTLED')"
+        )
+    ).scalar()
+    if legs or quoted:
+        raise RuntimeError(
+            f"{legs} cross-currency leg(s), {quoted} cross-currency payment(s) in flight:"
+            " the schema before 0026 cannot hold them"
+        )
+    op.drop_index(_MATCHED, table_name="bank_notifications")
+    op.create_index(
+        _MATCHED, "bank_notifications", ["payment_id"], unique=True, postgresql_where=sa.text("outcome = 'MATCHED'")
+    )
     op.drop_column("clearing_windows", "escrowed_amount")
     _replace_check("ledger_transfers", "kind", _in("kind", TRANSFER_KINDS))
-    _balance_check(("token", "reserved", "paid_out"))
+    _replace_check("accounts", "balance_not_negative", _balance_condition(("token", "reserved", "paid_out")))
     _replace_check("accounts", "kind", _in("kind", ACCOUNT_KINDS))
-    _settled_check(("SETTLED",))
+    _replace_check("obligations", "settled_has_references", _settled_condition(("SETTLED",)))
     _replace_check("obligations", "status", _in("status", STATUSES))
     op.create_unique_constraint(op.f("uq_obligations_payment_id"), "obligations", ["payment_id"])
     op.drop_constraint(op.f("uq_obligations_payment_leg"), "obligations", type_="unique")

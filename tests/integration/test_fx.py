@@ -239,6 +239,11 @@ async def test_the_admin_allows_pairs_and_sets_their_limits(http, credentials):
             "/v1/admin/fx/pairs/USD/USD", json={"max_spread": "0.01", "max_quote_lifetime_s": 30}, headers=admin
         )
     ).status_code == 422
+    # A pair's legs settle in both its currencies: each one DelTran clears.
+    uncleared = await http.put(
+        "/v1/admin/fx/pairs/EUR/JPY", json={"max_spread": "0.01", "max_quote_lifetime_s": 30}, headers=admin
+    )
+    assert uncleared.status_code == 422 and uncleared.json()["type"].endswith("currency-not-cleared"), uncleared.text
     assert (
         await http.put(
             "/v1/admin/fx/pairs/USD/EUR",
@@ -249,10 +254,10 @@ async def test_the_admin_allows_pairs_and_sets_their_limits(http, credentials):
     # A pair and its inverse, allowed at once: one of them.
     both = await asyncio.gather(
         *(http.put(f"/v1/admin/fx/pairs/{p}", json={"max_spread": "0.01", "max_quote_lifetime_s": 30}, headers=admin)
-          for p in ("JPY/KWD", "KWD/JPY"))
+          for p in ("INR/USD", "USD/INR"))
     )  # fmt: skip
     assert sorted(r.status_code for r in both) == [200, 409]
-    for p in ("JPY/KWD", "KWD/JPY"):
+    for p in ("INR/USD", "USD/INR"):
         await http.delete(f"/v1/admin/fx/pairs/{p}", headers=admin)
     assert (await http.delete("/v1/admin/fx/pairs/USD/EUR", headers=admin)).status_code == 204
     assert (await http.delete("/v1/admin/fx/pairs/USD/EUR", headers=admin)).status_code == 404

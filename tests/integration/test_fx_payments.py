@@ -14,12 +14,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from lxml import etree
 from sqlalchemy import select
 
 from activities.clearing import close_window, ensure_open_window, net_window, settle_window
 from deltran import refunds
 from deltran.db.tables import Account, BankNotification, Obligation, Participant, Payment, Refund
+from deltran.errors import Refused
 from deltran.intake.camt054 import receive_camt054
 from deltran.intake.payments import submit_payments
 from deltran.iso20022.camt054 import BookingSpec, build_camt054, parse_camt054
@@ -123,7 +125,7 @@ async def _legs(sessions, payment_id) -> list[Obligation]:
 
 async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_booked(http, credentials, sessions):
     admin = auth(credentials["admin"])
-    provider_bic, _ = await _provider(http, credentials, "AED/INR", "22.66", "22.70")
+    provider_bic, provider = await _provider(http, credentials, "AED/INR", "22.66", "22.70")
     debtor_bic, debtor = await new_bank(http, admin, "AE")
     creditor_bic, creditor = await new_bank(http, admin, "IN")
     quote = await _quote(http, debtor, "AED", "INR", source_amount="1000.00")
@@ -170,6 +172,16 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     assert {leg["settlement_mode"] for leg in legs} == {"GROSS"} and {leg["status"] for leg in legs} == {"PENDING"}
     assert waiting["obligation"]["id"] == legs[0]["obligation_id"]
 
+    # The provider is told what to book (the payment's EndToEndId, in INR) and may read it.
+    [instructed] = await _events(http, provider, 1)
+    assert instructed["type"] == "payment.awaiting_settlement", instructed
+    assert (instructed["data"]["end_to_end_id"], instructed["data"]["fx"]["target_amount"]) == (
+        e2e, quote["target_amount"],
+    )  # fmt: skip
+    as_provider = await http.get(f"/v1/payments/{payment_id}", headers=provider)
+    assert as_provider.status_code == 200 and as_provider.json()["fx"]["legs"][1]["payer_bic"] == provider_bic
+    assert (await http.get(f"/v1/payments/{payment_id}/camt054", headers=provider)).status_code == 404
+
     # The debtor agent's AED booked: nothing moves until the provider's INR is booked too.
     assert (await _book(http, credentials, e2e, "1000.00", "AED"))["matched"]
     await asyncio.sleep(0.5)
@@ -179,6 +191,18 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     # An INR booking of another amount is not the target leg's.
     wrong = await _book(http, credentials, e2e, "1.00", "INR")
     assert not wrong["matched"] and wrong["outcome"] == EntryOutcome.AMOUNT_MISMATCH
+    # INR the agent says came from another bank than the provider funds no leg (it is that bank's).
+    from_debtor = build_camt054(
+        [BookingSpec(end_to_end_id=e2e, amount=Decimal(quote["target_amount"]), currency="INR",
+                     entry_reference=f"X{uuid.uuid4().hex[:20]}", debtor_agent_bic=debtor_bic)],
+        message_id=f"M{uuid.uuid4().hex[:20]}",
+    )  # fmt: skip
+    posted = await http.post(
+        "/v1/notifications/camt054",
+        content=from_debtor,
+        headers={**auth(credentials["settlement_agent"]), "Content-Type": AGENT_XML},
+    )
+    assert posted.json()["entries"][0]["outcome"] == EntryOutcome.UNMATCHED, posted.text
     assert (await _book(http, credentials, e2e, quote["target_amount"], "INR"))["matched"]
 
     done = await wait_for_status(http, payment_id, creditor, {"COMPLETED"})
@@ -193,13 +217,17 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     late = await _book(http, credentials, e2e, quote["target_amount"], "INR")
     assert not late["matched"] and late["outcome"] == EntryOutcome.PAYMENT_NOT_AWAITING
     assert await _balances(sessions, creditor_bic, "INR") == {"token": target}
-    # The creditor agent is told what it was credited: the target side.
+    # The creditor agent is told what it was credited: the target side; and its camt.054 is in INR.
+    notified = await http.get(f"/v1/payments/{payment_id}/camt054", headers=creditor)
+    assert notified.status_code == 200 and b'Ccy="INR"' in notified.content and b'Ccy="AED"' not in notified.content
     told = await _events(http, creditor, 3)
     assert [e["type"] for e in told] == ["payment.awaiting_settlement", "payment.settled", "payment.credited"]
     fx_told = told[-1]["data"]["fx"]
     assert (fx_told["target_amount"], fx_told["target_currency"], fx_told["provider_bic"], fx_told["rate"]) == (
         quote["target_amount"], "INR", provider_bic, quote["rate"],
     )  # fmt: skip
+    provider_told = await _events(http, provider, 2)
+    assert [e["type"] for e in provider_told] == ["payment.awaiting_settlement", "payment.settled"]
     assert await money_violations(sessions) == []
 
 
@@ -240,7 +268,7 @@ async def test_a_pacs008_states_its_conversion_and_the_pacs002_and_forwarded_pac
     xml = {**debtor, "Content-Type": AGENT_XML}
     # Terms no open quote of the bank has, or a conversion without its rate: nothing recorded.
     other_rate = await http.post("/v1/payments", content=message(exchange_rate=Decimal("22.5")), headers=xml)
-    assert other_rate.status_code == 422 and other_rate.json()["type"].endswith("fx-quote-not-found"), other_rate.text
+    assert other_rate.status_code == 422 and other_rate.json()["type"].endswith("fx-quote-no-match"), other_rate.text
     no_rate = await http.post("/v1/payments", content=message(exchange_rate=None), headers=xml)
     assert no_rate.status_code == 400 and "XchgRate" in no_rate.text, no_rate.text
     accepted = await http.post("/v1/payments", content=message(), headers=xml)
@@ -504,3 +532,21 @@ async def test_a_gross_leg_booked_alone_is_refunded_to_its_payer_when_the_paymen
     assert refund.amount == Decimal(quote["target_amount"]) and refund.currency == "INR"
     assert await _balances(sessions, creditor_bic, "INR") == {}
     assert await money_violations(sessions) == []
+
+
+async def test_with_cross_currency_payments_switched_off_a_quote_is_refused_and_nothing_recorded(
+    http, credentials, sessions, settings, temporal_env
+):
+    debtor_bic, debtor = await new_bank(http, auth(credentials["admin"]), "AE")
+    await _provider(http, credentials, "AED/INR", "22.60", "22.70")
+    quote = await _quote(http, debtor, "AED", "INR", source_amount="10.00")
+    new = new_payment(
+        f"FXOFF-{uuid.uuid4().hex[:10]}", "10.00", instructing_bic=debtor_bic, debtor_agent_bic=debtor_bic,
+        fx_quote_id=uuid.UUID(quote["quote_id"]),
+    )  # fmt: skip
+    off = settings.model_copy(update={"fx_payments": False})
+    async with sessions() as session:
+        with pytest.raises(Refused) as refused:
+            await submit_payments(session, temporal_env.client, off, [new], actor="test")
+        assert refused.value.kind == "fx-payments-disabled"
+        assert await session.scalar(select(Payment.id).where(Payment.end_to_end_id == new.end_to_end_id)) is None

@@ -201,14 +201,24 @@ class QuoteRequest:
     target_amount: str | None = None
 
 
-async def quote(session: AsyncSession, debtor_agent: Participant, request: QuoteRequest, *, max_open: int) -> FxQuote:
+async def quote(
+    session: AsyncSession,
+    debtor_agent: Participant,
+    request: QuoteRequest,
+    *,
+    max_open: int,
+    cleared: Collection[str] | None = None,
+) -> FxQuote:
     """Lock the best rate for one payment of `debtor_agent` (see the module docstring),
-    which may hold at most `max_open` quotes still usable."""
+    which may hold at most `max_open` quotes still usable; `cleared`: the currencies
+    DelTran clears (a pair allowed before one stopped being cleared quotes no more)."""
     now = await _now(session)
     source, target = request.source_currency, request.target_currency
     for field, currency in (("source_currency", source), ("target_currency", target)):
         if currency not in MINOR_UNITS:
             raise _refused(f"currency {currency!r} is not supported", field)
+        if cleared is not None and currency not in cleared:
+            raise _refused(f"{currency} is not cleared by DelTran", field, kind="currency-not-cleared")
     if source == target:
         raise _refused("source and target currency are the same: no FX needed", "target_currency")
     if (request.source_amount is None) == (request.target_amount is None):

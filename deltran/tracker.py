@@ -59,7 +59,7 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
         raise _unknown(uetr)
     obligation = (
         await session.execute(
-            select(Obligation.id, Obligation.created_at, Obligation.settled_at)
+            select(Obligation.id, Obligation.created_at, Obligation.settled_at, Obligation.currency)
             .where(Obligation.payment_id == payment.id)
             # The sender's leg is the SOURCE; the creditor agent's, cross-currency, the TARGET.
             .order_by(Obligation.leg if bic == payment.debtor_agent_bic else Obligation.leg.desc())
@@ -73,7 +73,12 @@ async def track(session: AsyncSession, uetr: uuid.UUID, bic: str) -> Track:
         await session.execute(
             select(BankNotification.received_at, MessageRow.message_id)
             .join(MessageRow, MessageRow.id == BankNotification.message_row_id)
-            .where(BankNotification.payment_id == payment.id, BankNotification.outcome == EntryOutcome.MATCHED)
+            .where(
+                BankNotification.payment_id == payment.id,
+                BankNotification.outcome == EntryOutcome.MATCHED,
+                # the booking of the bank's own leg (a cross-currency payment has one per currency)
+                BankNotification.currency == (obligation.currency if obligation is not None else payment.currency),
+            )
         )
     ).one_or_none()
     minted_at = (

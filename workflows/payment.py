@@ -69,6 +69,7 @@ STEP_TIMEOUT = timedelta(seconds=30)
 # A cross-currency payment past its deadline whose expiry was declined: how soon it is
 # looked at again (its window settles or rolls the leg in about a funding timeout).
 FX_RECHECK = timedelta(minutes=5)
+FX_RECHECK_PATCH = "fx-recheck"
 # The patch that made the steps local: recorded as a marker at the start of each payment.
 LOCAL_STEPS_PATCH = "local-steps"
 # The local attempts of a step (PaymentInput.local_step_attempts, 6 by default: 2.5 s of
@@ -246,8 +247,12 @@ class PaymentWorkflow(PaymentWorkflowContract):
             elif workflow.now() >= deadline:
                 outcome = await self._next_step(FxSettlementActivities.expire_fx, data.payment_id)
                 # Declined (a leg's window still settling, or rolling it): looked at again
-                # soon, not a whole deadline later — a leg may wait in escrow meanwhile.
-                deadline = workflow.now() + min(timedelta(seconds=data.deadline_s), FX_RECHECK)
+                # soon, not a whole deadline later — a leg may wait in escrow meanwhile
+                # (payments that declined before the patch keep waiting a deadline).
+                again = timedelta(seconds=data.deadline_s)
+                if workflow.patched(FX_RECHECK_PATCH):
+                    again = min(again, FX_RECHECK)
+                deadline = workflow.now() + again
             else:
                 continue
             self._state = self._state.model_copy(update={"settled_legs": outcome.settled_legs})

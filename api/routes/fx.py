@@ -193,6 +193,7 @@ async def create_quote(body: QuoteIn, caller: BankDep, session: SessionDep, sett
             debtor_agent,
             fx.QuoteRequest(body.source_currency, body.target_currency, body.source_amount, body.target_amount),
             max_open=settings.fx_max_open_quotes,
+            cleared=settings.supported_currencies,
         )
     return await quote_out(session, row)
 

@@ -164,8 +164,9 @@ async def _converted_by(session, payment: Payment, bic: str | None) -> bool:
 async def pacs002(payment_id: uuid.UUID, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
     """The payment's status as an ISO 20022 pacs.002.001.10: PDNG while screening, ACSP
     awaiting settlement, ACSC settled, RJCT with the ISO reason code when rejected or
-    expired, CANC with the recall's reason when cancelled."""
-    payment = await _visible_payment(session, caller, payment_id)
+    expired, CANC with the recall's reason when cancelled. A cross-currency payment's FX
+    provider reads it too, as it reads the payment."""
+    payment = await _visible_payment(session, caller, payment_id, to_fx_provider=True)
     quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
     return Response(pacs002_for(payment, settings.bic, quote), media_type="application/xml")
 

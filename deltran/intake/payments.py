@@ -176,13 +176,11 @@ async def submit_payments(
     assert 0 < len(batch) <= MAX_BATCH
     _refuse_repeated_end_to_end_ids(batch)
     _refuse_self_payments(batch)
-    if not settings.fx_payments:
-        _refuse_cross_currency(batch)
     intakes: list[Intake] = []
     async with session.begin():
         await _refuse_uncleared_currencies(session, batch, settings)
         for new in batch:
-            intakes.append(await _record(session, new))
+            intakes.append(await _record(session, new, settings))
         created = [str(i.payment_id) for i in intakes if i.created]
         await events.payment_events(session, [i.payment_id for i in intakes if i.created], EventType.PAYMENT_ACCEPTED)
         if created:
@@ -266,20 +264,6 @@ def _refuse_self_payments(batch: Sequence[NewPayment]) -> None:
         )
 
 
-def _refuse_cross_currency(batch: Sequence[NewPayment]) -> None:
-    errors = [
-        _field_error(index, new, "fx_quote_id", "InstdAmt", "cross-currency payments are not accepted now")
-        for index, new in enumerate(batch)
-        if new.fx_quote_id is not None or new.fx_stated is not None
-    ]
-    if errors:
-        raise Refused(
-            "cross-currency payments are switched off (DELTRAN_FX_PAYMENTS) while workers are upgraded: retry later",
-            kind="fx-payments-disabled",
-            errors=errors,
-        )
-
-
 async def _refuse_uncleared_currencies(session: AsyncSession, batch: Sequence[NewPayment], settings: Settings) -> None:
     """A currency DelTran knows but does not clear is refused at the door, not accepted
     and then rejected by screening. A payment already recorded (accepted while its
@@ -311,7 +295,7 @@ async def _refuse_uncleared_currencies(session: AsyncSession, batch: Sequence[Ne
 _INSERT_PAYMENT = insert(table_of(Payment)).on_conflict_do_nothing().returning(Payment.id)
 
 
-async def _record(session: AsyncSession, new: NewPayment) -> Intake:
+async def _record(session: AsyncSession, new: NewPayment, settings: Settings) -> Intake:
     payment_id = payment_id_for(new.instructing_bic, new.end_to_end_id)
     workflow_id = workflow_id_for(new.instructing_bic, new.end_to_end_id)
     fingerprint = new.fingerprint()
@@ -327,7 +311,17 @@ async def _record(session: AsyncSession, new: NewPayment) -> Intake:
     )
     if inserted is not None:
         if new.fx_quote_id is not None or new.fx_stated is not None:
-            await _take_quote(session, new, payment_id)
+            # (A cross-currency payment recorded before the switch went off is still found
+            # as a duplicate below: only a new one is refused.)
+            if not settings.fx_payments:
+                raise Refused(
+                    "cross-currency payments are switched off (DELTRAN_FX_PAYMENTS) while workers are upgraded:"
+                    " retry later",
+                    kind="fx-payments-disabled",
+                    errors=[{"field": "fx_quote_id" if new.source_format == "json" else "InstdAmt",
+                             "message": "cross-currency payments are not accepted now"}],
+                )  # fmt: skip
+            await _take_quote(session, new, payment_id, settings.supported_currencies)
         return Intake(payment_id, workflow_id, PaymentStatus.SCREENING, created=True)
     existing = (
         await session.execute(select(Payment.fingerprint, Payment.status).where(Payment.id == payment_id))
@@ -350,7 +344,7 @@ async def _record(session: AsyncSession, new: NewPayment) -> Intake:
     return Intake(payment_id, workflow_id, existing.status, created=False)
 
 
-async def _take_quote(session: AsyncSession, new: NewPayment, payment_id: uuid.UUID) -> None:
+async def _take_quote(session: AsyncSession, new: NewPayment, payment_id: uuid.UUID, cleared: Sequence[str]) -> None:
     """A cross-currency payment takes its quote in its intake's transaction: the quote is
     the debtor agent's, open and unexpired, and the payment's amount and currency are its
     source side (a pacs.008's target amount and rate, its target side and rate); the
@@ -407,6 +401,13 @@ async def _take_quote(session: AsyncSession, new: NewPayment, payment_id: uuid.U
         errors.append({"field": "XchgRate", "message": f"the quote's rate is {quote.rate}, not {stated.rate}"})
     if errors:
         raise Refused("the payment does not match its FX quote", kind="fx-quote-mismatch", errors=errors)
+    if quote.target_currency not in cleared:  # a pair allowed before its currency stopped being cleared
+        raise Refused(
+            f"{quote.target_currency} is not cleared by DelTran (it clears {', '.join(cleared)})",
+            kind="currency-not-cleared",
+            errors=[{"field": "fx_quote_id" if new.source_format == "json" else "IntrBkSttlmAmt/@Ccy",
+                     "message": f"the quote's target currency {quote.target_currency} is not cleared"}],
+        )  # fmt: skip
     if provider_bic == new.creditor_agent_bic:
         raise Refused(
             f"the creditor agent {provider_bic} is the quote's FX provider: pay it in {quote.source_currency}",

@@ -17,6 +17,7 @@ from typing import Any
 
 from lxml import etree
 
+from deltran.identity import normalize_bic
 from deltran.iso20022.xml_safety import find_document, load_schema, parse_xml, schema_errors
 
 NS = "urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"
@@ -197,7 +198,7 @@ def _entries(ntry: etree._Element, notification_id: str, account: str, entry_ind
                 instruction_id=_text(tx, "c:Refs/c:InstrId"),
                 transaction_id=_text(tx, "c:Refs/c:TxId"),
                 bank_reference=_text(tx, "c:Refs/c:AcctSvcrRef") or _text(ntry, "c:AcctSvcrRef"),
-                debtor_agent_bic=_text(tx, "c:RltdAgts/c:DbtrAgt/c:FinInstnId/c:BICFI"),
+                debtor_agent_bic=_bic(_text(tx, "c:RltdAgts/c:DbtrAgt/c:FinInstnId/c:BICFI")),
             )
         )
     _check_entry_agrees(ntry, entry_reference, entry_total, entry_currency, entry_direction, result)
@@ -352,3 +353,14 @@ def _write_entry(ntfctn: etree._Element, group: Sequence[BookingSpec]) -> None:
         _sub(tx, "CdtDbtInd", b.credit_debit)
         if b.debtor_agent_bic:
             _sub(_sub(_sub(_sub(tx, "RltdAgts"), "DbtrAgt"), "FinInstnId"), "BICFI", b.debtor_agent_bic)
+
+
+def _bic(text: str | None) -> str | None:
+    """A BIC as participants are stored (EBILAEADXXX is EBILAEAD); as sent if it is not one
+    (it then names no participant)."""
+    if text is None:
+        return None
+    try:
+        return normalize_bic(text)
+    except ValueError:
+        return text

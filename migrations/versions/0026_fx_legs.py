@@ -35,14 +35,9 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-def _replace_check(table: str, name: str, condition: str, *, valid: bool = True) -> None:
-    """Drop the CHECK and add it anew; not `valid`: NOT VALID (enforced for new rows at
-    once, the existing ones validated after the commit, without blocking writes)."""
+def _replace_check(table: str, name: str, condition: str) -> None:
     op.drop_constraint(op.f(f"ck_{table}_{name}"), table, type_="check")
-    if valid:
-        op.create_check_constraint(name, table, condition)
-    else:
-        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_{name} CHECK ({condition}) NOT VALID")
+    op.create_check_constraint(name, table, condition)
 
 
 def _balance_condition(credit_normal: tuple[str, ...]) -> str:
@@ -60,7 +55,12 @@ def _settled_condition(statuses: tuple[str, ...]) -> str:
     )
 
 
-# Each new CHECK widens the old one: the rows already there hold, validated after the commit.
+# The new CHECKs, and those that widen an old one: the rows already there hold, validated
+# after the commit.
+_NEW_CHECKS = (
+    ("obligations", "leg", "leg IN ('SOURCE', 'TARGET')"),
+    ("obligations", "escrowed_net", "NOT escrowed OR settlement_mode = 'NET'"),
+)
 _WIDENED_CHECKS = (
     ("obligations", "status", _in("status", (*STATUSES, "UNWOUND"))),
     ("obligations", "settled_has_references", _settled_condition(("SETTLED", "UNWOUND"))),
@@ -71,42 +71,49 @@ _WIDENED_CHECKS = (
 
 
 def upgrade() -> None:
+    # Re-runnable: what the transaction below commits stays if the concurrent part after it
+    # fails (a lock that timed out, a dropped connection), so a second run finds it done.
     # In the migration's transaction, each lock brief: new columns with constant defaults
     # (no rewrite), the widened CHECKs NOT VALID.
-    op.add_column("obligations", sa.Column("leg", sa.String(length=8), server_default="SOURCE", nullable=False))
-    op.add_column("obligations", sa.Column("escrowed", sa.Boolean(), server_default=sa.text("false"), nullable=False))
+    op.execute("ALTER TABLE obligations ADD COLUMN IF NOT EXISTS leg VARCHAR(8) DEFAULT 'SOURCE' NOT NULL")
+    op.execute("ALTER TABLE obligations ADD COLUMN IF NOT EXISTS escrowed BOOLEAN DEFAULT false NOT NULL")
     op.execute(
-        "ALTER TABLE obligations ADD CONSTRAINT ck_obligations_leg CHECK (leg IN ('SOURCE', 'TARGET')) NOT VALID"
+        "ALTER TABLE clearing_windows ADD COLUMN IF NOT EXISTS escrowed_amount NUMERIC(38, 5) DEFAULT 0 NOT NULL"
     )
-    op.execute(
-        "ALTER TABLE obligations ADD CONSTRAINT ck_obligations_escrowed_net"
-        " CHECK (NOT escrowed OR settlement_mode = 'NET') NOT VALID"
-    )
-    for table, name, condition in _WIDENED_CHECKS:
-        _replace_check(table, name, condition, valid=False)
-    op.add_column(
-        "clearing_windows", sa.Column("escrowed_amount", sa.Numeric(38, 5), server_default="0", nullable=False)
-    )
+    for table, name, condition in (*_NEW_CHECKS, *_WIDENED_CHECKS):
+        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS ck_{table}_{name}")
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_{name} CHECK ({condition}) NOT VALID")
     # After its commit, without blocking writes: the unique indexes built concurrently (a
-    # failed build's leftover dropped first), then swapped in; the CHECKs validated.
+    # failed build's leftover dropped first) and swapped in, each swap's lock bounded; the
+    # CHECKs validated.
     with op.get_context().autocommit_block():
-        op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_obligations_payment_leg")
-        op.execute("CREATE UNIQUE INDEX CONCURRENTLY uq_obligations_payment_leg ON obligations (payment_id, leg)")
-        op.execute(
-            "ALTER TABLE obligations ADD CONSTRAINT uq_obligations_payment_leg UNIQUE USING INDEX uq_obligations_payment_leg"
-        )
-        op.execute("ALTER TABLE obligations DROP CONSTRAINT uq_obligations_payment_id")
-        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_MATCHED_NEW}")
-        op.execute(
-            f"CREATE UNIQUE INDEX CONCURRENTLY {_MATCHED_NEW} ON bank_notifications (payment_id, currency)"
-            " WHERE outcome = 'MATCHED'"
-        )
-        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_MATCHED}")
-        op.execute(f"ALTER INDEX {_MATCHED_NEW} RENAME TO {_MATCHED}")
-        for table, name in (("obligations", "leg"), ("obligations", "escrowed_net")) + tuple(
-            (t, n) for t, n, _ in _WIDENED_CHECKS
-        ):
+        bind = op.get_bind()
+        op.execute("SET lock_timeout = '10s'")
+        if not bind.execute(
+            sa.text("SELECT 1 FROM pg_constraint WHERE conname = 'uq_obligations_payment_leg'")
+        ).first():
+            op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_obligations_payment_leg")
+            op.execute("CREATE UNIQUE INDEX CONCURRENTLY uq_obligations_payment_leg ON obligations (payment_id, leg)")
+            op.execute(
+                "ALTER TABLE obligations ADD CONSTRAINT uq_obligations_payment_leg"
+                " UNIQUE USING INDEX uq_obligations_payment_leg"
+            )
+        op.execute("ALTER TABLE obligations DROP CONSTRAINT IF EXISTS uq_obligations_payment_id")
+        swapped = bind.execute(
+            sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :name AND indexdef LIKE '%currency%'"),
+            {"name": _MATCHED},
+        ).first()
+        if not swapped:
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_MATCHED_NEW}")
+            op.execute(
+                f"CREATE UNIQUE INDEX CONCURRENTLY {_MATCHED_NEW} ON bank_notifications (payment_id, currency)"
+                " WHERE outcome = 'MATCHED'"
+            )
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_MATCHED}")
+            op.execute(f"ALTER INDEX {_MATCHED_NEW} RENAME TO {_MATCHED}")
+        for table, name, _ in (*_NEW_CHECKS, *_WIDENED_CHECKS):
             op.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT ck_{table}_{name}")
+        op.execute("RESET lock_timeout")
 
 
 def downgrade() -> None:

@@ -134,6 +134,7 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
         **payment_body(e2e, amount="1000.00", debtor_bic=debtor_bic, creditor_bic=creditor_bic),
         "urgent": True,
         "fx_quote_id": quote["quote_id"],
+        "uetr": str(uuid.uuid4()),
     }
 
     # What does not match its quote is refused, and nothing is recorded.
@@ -157,7 +158,9 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     assert accepted.status_code == 202, accepted.text
     payment_id = accepted.json()["payment_id"]
     # The quote is used once: another payment naming it is refused; the same one resent is a duplicate.
-    again = await http.post("/v1/payments", json={**body, "end_to_end_id": f"{e2e}-2"}, headers=debtor)
+    again = await http.post(
+        "/v1/payments", json={**body, "end_to_end_id": f"{e2e}-2", "uetr": str(uuid.uuid4())}, headers=debtor
+    )
     assert again.status_code == 409 and again.json()["type"].endswith("fx-quote-used"), again.text
     assert (await http.post("/v1/payments", json=body, headers=debtor)).status_code == 202
 
@@ -226,6 +229,11 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     assert (fx_told["target_amount"], fx_told["target_currency"], fx_told["provider_bic"], fx_told["rate"]) == (
         quote["target_amount"], "INR", provider_bic, quote["rate"],
     )  # fmt: skip
+    # Its tracker, as the debtor agent knows it (by its UETR): both bookings, one timeline.
+    tracked = await http.get(f"/v1/track/{body['uetr']}", headers=debtor)
+    assert tracked.status_code == 200, tracked.text
+    states = [e["state"] for e in tracked.json()["events"]]
+    assert states[-1] == "COMPLETED" and states.count("BOOKED") == 1, states
     provider_told = await _events(http, provider, 2)
     assert [e["type"] for e in provider_told] == ["payment.awaiting_settlement", "payment.settled"]
     assert await money_violations(sessions) == []
@@ -550,3 +558,9 @@ async def test_with_cross_currency_payments_switched_off_a_quote_is_refused_and_
             await submit_payments(session, temporal_env.client, off, [new], actor="test")
         assert refused.value.kind == "fx-payments-disabled"
         assert await session.scalar(select(Payment.id).where(Payment.end_to_end_id == new.end_to_end_id)) is None
+    # One recorded while they were on is still found as what it is: a duplicate, not refused.
+    async with sessions() as session:
+        [first] = await submit_payments(session, temporal_env.client, settings, [new], actor="test")
+    async with sessions() as session:
+        [again] = await submit_payments(session, temporal_env.client, off, [new], actor="test")
+    assert first.created and not again.created and again.payment_id == first.payment_id

@@ -80,6 +80,9 @@ def test_histories_cover_every_way_a_payment_a_window_a_delivery_and_a_redemptio
         # settled in their windows; one leg in escrow when the deadline expired it
         "payment_fx_completed_net",
         "payment_fx_expired_one_leg_unwound_net",
+        # an expiry declined, then completed: recorded before the 5-minute recheck (its patch)
+        "payment_fx_expiry_declined_then_completed_net",
+        "payment_fx_expiry_declined_rechecked_then_completed_net",
     } <= names
 
 

@@ -192,6 +192,7 @@ async def test_an_expiry_declined_while_a_leg_s_window_settles_asks_again_soon(s
             PaymentWorkflow.window_settled, WindowSettlement(window_id=INR_WINDOW, settlement_reference="WIN-I")
         )
         state = await handle.result()
+        await _record(handle, "payment_fx_expiry_declined_rechecked_then_completed_net")
     assert state.status == PaymentStatus.COMPLETED
     assert stubs.calls.count("expire_fx") == 3 and stubs.calls[-1] == "settle_fx"
 

@@ -34,10 +34,10 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from sqlalchemy import CursorResult, func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.tokens.minting import insert_token
 from deltran import cancellations, events, ledger, reconciliation
 from deltran.db import payment_rows
 from deltran.db.tables import Account, BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
@@ -336,19 +336,7 @@ async def _lock_accounts(session: AsyncSession, legs: Sequence[Obligation]) -> A
 
 
 async def _token(session: AsyncSession, leg: Obligation, transfer_id: uuid.UUID, counts: Counts) -> uuid.UUID:
-    token_id = await session.scalar(
-        insert(Token)
-        .values(
-            obligation_id=leg.id,
-            payment_id=leg.payment_id,
-            owner_id=leg.payee_id,
-            amount=leg.amount,
-            currency=leg.currency,
-            transfer_id=transfer_id,
-        )
-        .returning(Token.id)
-    )
-    assert token_id is not None
+    token_id = (await insert_token(session, leg, transfer_id)).token_id
     counts.append(metrics.tokens_minted.labels(leg.currency).inc)
     counts.append(functools.partial(metrics.tokens_minted_amount.labels(leg.currency).inc, float(leg.amount)))
     return token_id

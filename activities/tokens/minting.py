@@ -149,7 +149,7 @@ class TokenActivities:
         if (refusal := net_mint_refusal(obligation, window_status, transfer_id is not None)) is not None:
             raise mint_refused(refusal)
         assert transfer_id is not None
-        return await _insert_token(session, obligation, transfer_id)
+        return await insert_token(session, obligation, transfer_id)
 
     async def _post(self, session: AsyncSession, obligation: Obligation, notification: BankNotification) -> MintResult:
         amount, currency = obligation.amount, obligation.currency
@@ -174,7 +174,7 @@ class TokenActivities:
             kind=ledger.OBLIGATION,
             obligation_id=obligation.id,
         )
-        return await _insert_token(session, obligation, transfer_id)
+        return await insert_token(session, obligation, transfer_id)
 
 
 async def _lock_accounts(session: AsyncSession, obligation: Obligation) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
@@ -231,7 +231,8 @@ async def _fiat_entry(session: AsyncSession, obligation: Obligation) -> BankNoti
     )
 
 
-async def _insert_token(session: AsyncSession, obligation: Obligation, transfer_id) -> MintResult:
+async def insert_token(session: AsyncSession, obligation: Obligation, transfer_id) -> MintResult:
+    """The token of a settled obligation whose tokens `transfer_id` moved to its payee."""
     token_id = await session.scalar(
         insert(Token)
         .values(

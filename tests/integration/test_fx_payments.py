@@ -77,6 +77,20 @@ async def _provider(http, credentials, pair: str, bid: str, ask: str) -> tuple[s
     return bic, key
 
 
+async def _corridor(http, credentials, pair: str, bid: str, ask: str, **amount: str):
+    """A provider of the test's own quoting `pair` (the only one), a debtor agent (AE) and a
+    creditor agent (IN) of its own, and the debtor agent's quote of `amount` from that
+    provider: (provider BIC, its headers, debtor BIC, headers, creditor BIC, headers, quote)."""
+    admin = auth(credentials["admin"])
+    provider_bic, provider = await _provider(http, credentials, pair, bid, ask)
+    debtor_bic, debtor = await new_bank(http, admin, "AE")
+    creditor_bic, creditor = await new_bank(http, admin, "IN")
+    source, target = pair.split("/")
+    quote = await _quote(http, debtor, source, target, **amount)
+    assert quote["provider_bic"] == provider_bic
+    return provider_bic, provider, debtor_bic, debtor, creditor_bic, creditor, quote
+
+
 async def _quote(http, bank: dict, source: str, target: str, **amount: str) -> dict:
     answer = await http.post(
         "/v1/fx/quotes", json={"source_currency": source, "target_currency": target, **amount}, headers=bank
@@ -124,11 +138,9 @@ async def _legs(sessions, payment_id) -> list[Obligation]:
 
 
 async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_booked(http, credentials, sessions):
-    admin = auth(credentials["admin"])
-    provider_bic, provider = await _provider(http, credentials, "AED/INR", "22.66", "22.70")
-    debtor_bic, debtor = await new_bank(http, admin, "AE")
-    creditor_bic, creditor = await new_bank(http, admin, "IN")
-    quote = await _quote(http, debtor, "AED", "INR", source_amount="1000.00")
+    provider_bic, provider, debtor_bic, debtor, creditor_bic, creditor, quote = await _corridor(
+        http, credentials, "AED/INR", "22.66", "22.70", source_amount="1000.00"
+    )
     e2e = f"FXG-{uuid.uuid4().hex[:12]}"
     body = {
         **payment_body(e2e, amount="1000.00", debtor_bic=debtor_bic, creditor_bic=creditor_bic),
@@ -252,12 +264,9 @@ async def _events(http, headers: dict, count: int) -> list[dict]:
 async def test_a_pacs008_states_its_conversion_and_the_pacs002_and_forwarded_pacs008_report_the_pair(
     http, credentials, sessions
 ):
-    admin = auth(credentials["admin"])
-    provider_bic, _ = await _provider(http, credentials, "AED/INR", "22.68", "22.70")
-    debtor_bic, debtor = await new_bank(http, admin, "AE")
-    creditor_bic, creditor = await new_bank(http, admin, "IN")
-    quote = await _quote(http, debtor, "AED", "INR", target_amount="50000.00")
-    assert quote["provider_bic"] == provider_bic
+    _, _, debtor_bic, debtor, creditor_bic, creditor, quote = await _corridor(
+        http, credentials, "AED/INR", "22.68", "22.70", target_amount="50000.00"
+    )
     e2e = f"FXX-{uuid.uuid4().hex[:12]}"
 
     def message(**conversion) -> bytes:
@@ -332,14 +341,13 @@ async def test_a_net_cross_currency_payment_nets_each_leg_in_its_window_and_pays
     http, credentials, sessions, temporal_env, settings, worker
 ):
     admin = auth(credentials["admin"])
-    provider_bic, _ = await _provider(http, credentials, "EUR/USD", "1.0800", "1.0840")
-    debtor_bic, debtor = await new_bank(http, admin, "AE")
-    creditor_bic, creditor = await new_bank(http, admin, "IN")
+    provider_bic, _, debtor_bic, debtor, creditor_bic, creditor, quote = await _corridor(
+        http, credentials, "EUR/USD", "1.0800", "1.0840", target_amount="1080.00"
+    )
+    assert (quote["target_amount"], quote["fixed"]) == ("1080.00", "TARGET")
     async with sessions() as session, session.begin():
         for currency in ("EUR", "USD"):
             await ensure_open_window(session, currency)
-    quote = await _quote(http, debtor, "EUR", "USD", target_amount="1080.00")
-    assert (quote["provider_bic"], quote["target_amount"], quote["fixed"]) == (provider_bic, "1080.00", "TARGET")
     source = Decimal(quote["source_amount"])
     e2e = f"FXN-{uuid.uuid4().hex[:12]}"
     body = {
@@ -429,12 +437,9 @@ async def test_a_leg_that_cannot_be_funded_unwinds_the_other_so_no_one_holds_one
     leg, which its window's fallback rolls; at the deadline the USD leg is released and
     the EUR leg goes back to the debtor agent: the provider holds no EUR, the creditor
     agent no USD. Days of waiting, skipped by the time-skipping server."""
-    admin = auth(credentials["admin"])
-    provider_bic, _ = await _provider(http, credentials, "EUR/USD", "1.0810", "1.0860")
-    debtor_bic, debtor = await new_bank(http, admin, "AE")
-    creditor_bic, _ = await new_bank(http, admin, "IN")
-    quote = await _quote(http, debtor, "EUR", "USD", source_amount="500.00")
-    assert quote["provider_bic"] == provider_bic
+    provider_bic, _, debtor_bic, _, creditor_bic, _, quote = await _corridor(
+        http, credentials, "EUR/USD", "1.0810", "1.0860", source_amount="500.00"
+    )
     task_queue = f"fx-pvp-{uuid.uuid4()}"
     settings = settings.model_copy(update={"task_queue": task_queue, "payment_deadline_s": 3 * 24 * 3600})
     async with sessions() as session, session.begin():
@@ -508,12 +513,9 @@ async def _until(check, sessions, payment_id, timeout_s: float = 15) -> bool:
 async def test_a_gross_leg_booked_alone_is_refunded_to_its_payer_when_the_payment_expires(
     http, credentials, sessions, settings, skipping_env
 ):
-    admin = auth(credentials["admin"])
-    provider_bic, _ = await _provider(http, credentials, "AED/INR", "22.67", "22.70")
-    debtor_bic, debtor = await new_bank(http, admin, "AE")
-    creditor_bic, _ = await new_bank(http, admin, "IN")
-    quote = await _quote(http, debtor, "AED", "INR", source_amount="250.00")
-    assert quote["provider_bic"] == provider_bic
+    provider_bic, _, debtor_bic, _, creditor_bic, _, quote = await _corridor(
+        http, credentials, "AED/INR", "22.67", "22.70", source_amount="250.00"
+    )
     task_queue = f"fx-gross-{uuid.uuid4()}"
     settings = settings.model_copy(update={"task_queue": task_queue, "payment_deadline_s": 3 * 24 * 3600})
     async with build_worker(skipping_env.client, sessions, settings, task_queue):

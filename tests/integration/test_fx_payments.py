@@ -253,7 +253,7 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
 
 async def _events(http, headers: dict, count: int) -> list[dict]:
     """The bank's first `count` events (numbered a moment after their change commits)."""
-    for _ in range(100):
+    for _ in range(300):  # (30 s: a loaded machine numbers events late)
         items = (await http.get("/v1/events", headers=headers)).json()["items"]
         if len(items) >= count:
             return items
@@ -325,7 +325,7 @@ async def _run_window(temporal_env, settings, currency: str, funding_timeout_s: 
         id=f"clearing-{currency}-fx-{uuid.uuid4().hex[:8]}",
         task_queue=settings.task_queue,
     )
-    for _ in range(200):
+    for _ in range(600):  # (30 s)
         state = await handle.query(ClearingWindowWorkflow.state)
         if state.status != "CLOSING" or state.instructions:
             return handle, state
@@ -371,7 +371,7 @@ async def test_a_net_cross_currency_payment_nets_each_leg_in_its_window_and_pays
     for instruction in state.instructions:  # (any other bank's obligations in the window too)
         await _fund(http, credentials, instruction.reference, instruction.amount, "EUR")
     assert (await eur.result()).status == "SETTLED"
-    for _ in range(100):
+    for _ in range(600):  # (30 s: the window's signal, then the payment's step)
         legs = await _legs(sessions, payment_id)
         if legs[0].status == ObligationStatus.SETTLED:
             break
@@ -411,7 +411,7 @@ async def _submit_fx(
     )
     async with sessions() as session:
         [intake] = await submit_payments(session, skipping_env.client, settings, [new], actor="test")
-    for _ in range(300):
+    for _ in range(600):  # (30 s)
         async with sessions() as session:
             if (await session.get(Payment, intake.payment_id)).status == PaymentStatus.AWAITING_SETTLEMENT:
                 return new, intake
@@ -502,7 +502,7 @@ async def _settle(sessions, skipping_env, workflow_id: str, currency: str):
     return outcome
 
 
-async def _until(check, sessions, payment_id, timeout_s: float = 15) -> bool:
+async def _until(check, sessions, payment_id, timeout_s: float = 30) -> bool:
     for _ in range(int(timeout_s / 0.05)):
         if check(await _legs(sessions, payment_id)):
             return True

@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -408,7 +409,7 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
         candidates = []
     if not candidates and (entry.uetr is None or entry.end_to_end_id is not None):
         candidates = list((await session.scalars(_PAYMENTS_BY_E2E, {"e2e": entry.end_to_end_id})).all())
-    refused, payment = settlement.choose_payment(entry, candidates)
+    refused, payment = await _choose(session, entry, candidates)
     if refused is not None:
         return (*refused, None)
     assert payment is not None
@@ -425,6 +426,39 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
         leg = settlement.Leg(amount=quote.target_amount, currency=quote.target_currency, status=payment.status)
         return (*settlement.payment_outcome(entry, leg, mode), payment)
     return (*settlement.payment_outcome(entry, payment, mode), payment)
+
+
+@dataclass(frozen=True)
+class _AsBooked:
+    """A candidate payment as an entry in `currency` would pay it: a cross-currency
+    payment's target leg when that is the entry's currency, else the payment itself."""
+
+    payment: Payment
+    amount: Decimal
+    currency: str
+    status: str
+
+
+async def _choose(
+    session: AsyncSession, entry: Camt054Entry, candidates: list[Payment]
+) -> tuple[tuple[str, str | None] | None, Payment | None]:
+    """settlement.choose_payment, each candidate seen in the entry's currency: several
+    payments sharing an EndToEndId are told apart by the leg the entry would pay."""
+    if len(candidates) < 2:
+        return settlement.choose_payment(entry, candidates)
+    quotes = {
+        q.payment_id: q
+        for q in await session.scalars(select(FxQuote).where(FxQuote.payment_id.in_([c.id for c in candidates])))
+    }
+    views = []
+    for candidate in candidates:
+        quote = quotes.get(candidate.id)
+        if quote is not None and quote.target_currency == entry.currency:
+            views.append(_AsBooked(candidate, quote.target_amount, quote.target_currency, candidate.status))
+        else:
+            views.append(_AsBooked(candidate, candidate.amount, candidate.currency, candidate.status))
+    refused, chosen = settlement.choose_payment(entry, views)
+    return refused, chosen.payment if chosen is not None else None
 
 
 class _Delivery(enum.Enum):

@@ -206,6 +206,11 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     # An INR booking of another amount is not the target leg's.
     wrong = await _book(http, credentials, e2e, "1.00", "INR")
     assert not wrong["matched"] and wrong["outcome"] == EntryOutcome.AMOUNT_MISMATCH
+    # Another bank's payment with the same EndToEndId (unique per instructing bank only):
+    # the INR bookings below, by EndToEndId alone, are told apart by the leg each would pay.
+    twin = {**payment_body(e2e, amount="7.00"), "urgent": True}
+    assert (await http.post("/v1/payments", json=twin, headers=auth(credentials["banks"]["EBILAEAD"]))).is_success
+
     # INR the agent says came from another bank than the provider funds no leg (it is that bank's).
     from_debtor = build_camt054(
         [BookingSpec(end_to_end_id=e2e, amount=Decimal(quote["target_amount"]), currency="INR",
@@ -230,7 +235,8 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
     assert await _balances(sessions, creditor_bic, "INR") == {"token": target}
     # A second INR booking for it is an exception (to refund), never a second mint.
     late = await _book(http, credentials, e2e, quote["target_amount"], "INR")
-    assert not late["matched"] and late["outcome"] == EntryOutcome.PAYMENT_NOT_AWAITING
+    # (by its EndToEndId alone, with the twin's, no payment awaits it: AMBIGUOUS, kept for ops)
+    assert not late["matched"] and late["outcome"] == EntryOutcome.AMBIGUOUS
     assert await _balances(sessions, creditor_bic, "INR") == {"token": target}
     # The creditor agent is told what it was credited: the target side; and its camt.054 is in INR.
     notified = await http.get(f"/v1/payments/{payment_id}/camt054", headers=creditor)

@@ -22,6 +22,7 @@ def account_id(bic: str, currency: str) -> str:
     return f"DELTRAN/{bic}/{currency}/TOKEN"
 
 
+_PAYMENT_KINDS = (TransferKind.OBLIGATION, TransferKind.RETURNED, TransferKind.ESCROW_RELEASED)
 _DESCRIPTION = {
     (TransferKind.FIAT_BOOKED, True): "tokens minted against fiat booked for this bank",
     (TransferKind.OBLIGATION, True): "obligation settled to this bank",
@@ -30,6 +31,8 @@ _DESCRIPTION = {
     (TransferKind.RELEASED, True): "tokens back: the payout was refused or not booked by its deadline",
     (TransferKind.RETURNED, True): "a payment this bank sent, returned to it (TxId: its obligation)",
     (TransferKind.RETURNED, False): "a payment this bank received, returned by it (TxId: its obligation)",
+    (TransferKind.ESCROW_RELEASED, True): "cross-currency leg paid to this bank: the payment's other leg settled too",
+    (TransferKind.ESCROW_UNWOUND, True): "cross-currency leg back to this bank: the payment's other leg never settled",
 }
 
 
@@ -74,13 +77,14 @@ class ReportWriter:
         self.sub(self.sub(ntry, "ValDt"), "DtTm", time_text(p.booked_at))
         self.sub(ntry, "AcctSvcrRef", p.id.hex)
         codes = self.sub(ntry, "BkTxCd")
-        if p.kind in (TransferKind.OBLIGATION, TransferKind.RETURNED):
+        if p.kind in _PAYMENT_KINDS:
             # payments / received or issued credit transfer / cross-border, or its return
+            # (a cross-currency leg's escrow paid out is the payee's credit transfer)
             domain = self.sub(codes, "Domn")
             self.sub(domain, "Cd", "PMNT")
             family = self.sub(domain, "Fmly")
             self.sub(family, "Cd", "RCDT" if p.credit else "ICDT")
-            self.sub(family, "SubFmlyCd", "XBCT" if p.kind is TransferKind.OBLIGATION else "RRTN")
+            self.sub(family, "SubFmlyCd", "RRTN" if p.kind is TransferKind.RETURNED else "XBCT")
         else:  # no ISO code says "tokens issued against fiat booked": DelTran's own
             proprietary = self.sub(codes, "Prtry")
             self.sub(proprietary, "Cd", p.kind.value.upper())

@@ -399,6 +399,16 @@ async def test_a_net_cross_currency_payment_nets_each_leg_in_its_window_and_pays
     assert await _balances(sessions, provider_bic, "EUR") == {"token": source}
     assert await _balances(sessions, creditor_bic, "USD") == {"token": Decimal("1080.00")}
     assert await _balances(sessions, debtor_bic, "EUR") == {"fiat": source}
+    # The creditor agent's camt.054 and statement show its credit: the escrow paid out to it.
+    notified = await http.get(f"/v1/payments/{payment_id}/camt054", headers=creditor)
+    assert notified.status_code == 200 and b'Ccy="USD"' in notified.content and b"XBCT" in notified.content
+    postings: list = []
+    for _ in range(100):  # a statement runs until about a second ago: every posting committed
+        postings = (await http.get("/v1/accounts/USD/statement", headers=creditor)).json()["postings"]
+        if postings:
+            break
+        await asyncio.sleep(0.2)
+    assert [(p["kind"], p["direction"], p["amount"]) for p in postings] == [("escrow_released", "CRDT", "1080.00")]
     assert await money_violations(sessions) == []
 
 
@@ -443,7 +453,7 @@ async def test_a_leg_that_cannot_be_funded_unwinds_the_other_so_no_one_holds_one
     leg, which its window's fallback rolls; at the deadline the USD leg is released and
     the EUR leg goes back to the debtor agent: the provider holds no EUR, the creditor
     agent no USD. Days of waiting, skipped by the time-skipping server."""
-    provider_bic, _, debtor_bic, _, creditor_bic, _, quote = await _corridor(
+    provider_bic, _, debtor_bic, debtor, creditor_bic, _, quote = await _corridor(
         http, credentials, "EUR/USD", "1.0810", "1.0860", source_amount="500.00"
     )
     task_queue = f"fx-pvp-{uuid.uuid4()}"
@@ -483,6 +493,16 @@ async def test_a_leg_that_cannot_be_funded_unwinds_the_other_so_no_one_holds_one
     assert await _balances(sessions, provider_bic, "EUR") == {}
     assert await _balances(sessions, debtor_bic, "EUR") == {"fiat": Decimal("500.00"), "token": Decimal("500.00")}
     assert await _balances(sessions, creditor_bic, "USD") == {}
+    # The debtor agent's statement: its funding minted, the leg out to escrow, and back.
+    postings: list = []
+    for _ in range(100):  # a statement runs until about a second ago
+        postings = (await http.get("/v1/accounts/EUR/statement", headers=debtor)).json()["postings"]
+        if len(postings) >= 3:
+            break
+        await asyncio.sleep(0.2)
+    assert [(p["kind"], p["direction"]) for p in postings] == [
+        ("fiat_booked", "CRDT"), ("obligation", "DBIT"), ("escrow_unwound", "CRDT")
+    ]  # fmt: skip
     assert await money_violations(sessions) == []
 
 

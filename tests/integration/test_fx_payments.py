@@ -592,3 +592,41 @@ async def test_with_cross_currency_payments_switched_off_a_quote_is_refused_and_
     async with sessions() as session:
         [again] = await submit_payments(session, temporal_env.client, off, [new], actor="test")
     assert first.created and not again.created and again.payment_id == first.payment_id
+
+
+async def test_each_leg_counts_against_its_own_payers_net_debit_cap(http, credentials, sessions, worker):
+    admin = auth(credentials["admin"])
+    provider_bic, _, debtor_bic, debtor, creditor_bic, _, _ = await _corridor(
+        http, credentials, "EUR/USD", "1.0820", "1.0870", source_amount="1.00"
+    )
+    async with sessions() as session, session.begin():
+        for currency in ("EUR", "USD"):
+            await ensure_open_window(session, currency)
+
+    async def pay(amount: str) -> dict:
+        quote = await _quote(http, debtor, "EUR", "USD", source_amount=amount)
+        body = {
+            **payment_body(f"FXC-{uuid.uuid4().hex[:10]}", amount=amount, currency="EUR", debtor_bic=debtor_bic,
+                           creditor_bic=creditor_bic),
+            "fx_quote_id": quote["quote_id"],
+        }  # fmt: skip
+        accepted = await http.post("/v1/payments", json=body, headers=debtor)
+        assert accepted.status_code == 202, accepted.text
+        return await wait_for_status(http, accepted.json()["payment_id"], debtor, {"REJECTED", "AWAITING_SETTLEMENT"})
+
+    def cap(bic: str, currency: str, amount: str):
+        return http.put(f"/v1/admin/banks/{bic}/net-debit-caps/{currency}", json={"cap": amount}, headers=admin)
+
+    # The provider's USD leg past the provider's cap: refused, its limit not told to the debtor agent.
+    assert (await cap(provider_bic, "USD", "100.00")).status_code == 200
+    refused = await pay("500.00")
+    assert (refused["status"], refused["rejection_code"]) == ("REJECTED", "RC11"), refused
+    assert "100.00" not in refused["rejection_reason"] and provider_bic in refused["rejection_reason"]
+    assert refused["fx"]["legs"] == []  # no leg was written
+    # The debtor agent's EUR leg past its own cap: AM14, as for a payment in one currency.
+    assert (await cap(provider_bic, "USD", "1000000.00")).status_code == 200
+    assert (await cap(debtor_bic, "EUR", "100.00")).status_code == 200
+    limited = await pay("500.00")
+    assert (limited["status"], limited["rejection_code"]) == ("REJECTED", "AM14"), limited
+    assert "net debit cap of 100.00 EUR" in limited["rejection_reason"]
+    assert await money_violations(sessions) == []

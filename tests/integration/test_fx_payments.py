@@ -630,3 +630,45 @@ async def test_each_leg_counts_against_its_own_payers_net_debit_cap(http, creden
     assert (limited["status"], limited["rejection_code"]) == ("REJECTED", "AM14"), limited
     assert "net debit cap of 100.00 EUR" in limited["rejection_reason"]
     assert await money_violations(sessions) == []
+
+
+async def test_a_recall_before_both_legs_are_booked_cancels_both_and_the_booked_fiat_goes_back(
+    http, credentials, sessions, temporal_env
+):
+    provider_bic, provider, debtor_bic, debtor, creditor_bic, _, quote = await _corridor(
+        http, credentials, "AED/INR", "22.69", "22.70", source_amount="300.00"
+    )
+    e2e = f"FXR-{uuid.uuid4().hex[:12]}"
+    body = {
+        **payment_body(e2e, amount="300.00", debtor_bic=debtor_bic, creditor_bic=creditor_bic),
+        "urgent": True,
+        "fx_quote_id": quote["quote_id"],
+    }
+    accepted = await http.post("/v1/payments", json=body, headers=debtor)
+    assert accepted.status_code == 202, accepted.text
+    payment_id = accepted.json()["payment_id"]
+    await wait_for_status(http, payment_id, debtor, {"AWAITING_SETTLEMENT"})
+    # The provider's INR is booked; the debtor agent's AED not yet: the recall cancels both legs.
+    assert (await _book(http, credentials, e2e, quote["target_amount"], "INR"))["matched"]
+    recalled = await http.post("/v1/cancellations", json={"payment_id": payment_id, "reason": "DUPL"}, headers=debtor)
+    assert recalled.status_code == 200 and recalled.json()["payment_status"] == "CANCELLED", recalled.text
+    cancelled = (await http.get(f"/v1/payments/{payment_id}", headers=debtor)).json()
+    assert {leg["status"] for leg in cancelled["fx"]["legs"]} == {"RELEASED"}
+    # The provider is told; its booked INR is to go back to it (the sweeper's refund).
+    told = await _events(http, provider, 2)
+    assert [e["type"] for e in told] == ["payment.awaiting_settlement", "payment.cancelled"]
+    async with sessions() as session, session.begin():
+        await refunds.instruct_stranded(session, unmatched_after_s=3600)
+    async with sessions() as session:
+        entry = await session.scalar(
+            select(BankNotification).where(BankNotification.payment_id == uuid.UUID(payment_id))
+        )
+        refund = await session.scalar(select(Refund).where(Refund.entry_id == entry.id))
+        provider_id = await session.scalar(select(Participant.id).where(Participant.bic == provider_bic))
+    assert entry.outcome == EntryOutcome.PAYMENT_NOT_AWAITING
+    assert refund is not None and refund.participant_id == provider_id and refund.currency == "INR"
+    # Its workflow ended with it.
+    handle = temporal_env.client.get_workflow_handle_for(PaymentWorkflow.run, accepted.json()["workflow_id"])
+    state = await asyncio.wait_for(handle.result(), timeout=10)
+    assert state.status == PaymentStatus.CANCELLED
+    assert await money_violations(sessions) == []

@@ -91,6 +91,16 @@ async def _corridor(http, credentials, pair: str, bid: str, ask: str, **amount: 
     return provider_bic, provider, debtor_bic, debtor, creditor_bic, creditor, quote
 
 
+def _fx_body(e2e: str, quote: dict, debtor_bic: str, creditor_bic: str, **extra) -> dict:
+    """A JSON payment taking `quote`: its amount and currency the quote's source side."""
+    return {
+        **payment_body(e2e, amount=quote["source_amount"], currency=quote["source_currency"], debtor_bic=debtor_bic,
+                       creditor_bic=creditor_bic),
+        "fx_quote_id": quote["quote_id"],
+        **extra,
+    }  # fmt: skip
+
+
 async def _quote(http, bank: dict, source: str, target: str, **amount: str) -> dict:
     answer = await http.post(
         "/v1/fx/quotes", json={"source_currency": source, "target_currency": target, **amount}, headers=bank
@@ -142,12 +152,7 @@ async def test_a_gross_cross_currency_payment_settles_both_legs_once_both_are_bo
         http, credentials, "AED/INR", "22.66", "22.70", source_amount="1000.00"
     )
     e2e = f"FXG-{uuid.uuid4().hex[:12]}"
-    body = {
-        **payment_body(e2e, amount="1000.00", debtor_bic=debtor_bic, creditor_bic=creditor_bic),
-        "urgent": True,
-        "fx_quote_id": quote["quote_id"],
-        "uetr": str(uuid.uuid4()),
-    }
+    body = _fx_body(e2e, quote, debtor_bic, creditor_bic, urgent=True, uetr=str(uuid.uuid4()))
 
     # What does not match its quote is refused, and nothing is recorded.
     for why, wrong, kind in (
@@ -356,11 +361,7 @@ async def test_a_net_cross_currency_payment_nets_each_leg_in_its_window_and_pays
             await ensure_open_window(session, currency)
     source = Decimal(quote["source_amount"])
     e2e = f"FXN-{uuid.uuid4().hex[:12]}"
-    body = {
-        **payment_body(e2e, amount=quote["source_amount"], currency="EUR", debtor_bic=debtor_bic,
-                       creditor_bic=creditor_bic),
-        "fx_quote_id": quote["quote_id"],
-    }  # fmt: skip
+    body = _fx_body(e2e, quote, debtor_bic, creditor_bic)
     accepted = await http.post("/v1/payments", json=body, headers=debtor)
     assert accepted.status_code == 202, accepted.text
     payment_id = accepted.json()["payment_id"]
@@ -605,11 +606,7 @@ async def test_each_leg_counts_against_its_own_payers_net_debit_cap(http, creden
 
     async def pay(amount: str) -> dict:
         quote = await _quote(http, debtor, "EUR", "USD", source_amount=amount)
-        body = {
-            **payment_body(f"FXC-{uuid.uuid4().hex[:10]}", amount=amount, currency="EUR", debtor_bic=debtor_bic,
-                           creditor_bic=creditor_bic),
-            "fx_quote_id": quote["quote_id"],
-        }  # fmt: skip
+        body = _fx_body(f"FXC-{uuid.uuid4().hex[:10]}", quote, debtor_bic, creditor_bic)
         accepted = await http.post("/v1/payments", json=body, headers=debtor)
         assert accepted.status_code == 202, accepted.text
         return await wait_for_status(http, accepted.json()["payment_id"], debtor, {"REJECTED", "AWAITING_SETTLEMENT"})
@@ -639,11 +636,7 @@ async def test_a_recall_before_both_legs_are_booked_cancels_both_and_the_booked_
         http, credentials, "AED/INR", "22.69", "22.70", source_amount="300.00"
     )
     e2e = f"FXR-{uuid.uuid4().hex[:12]}"
-    body = {
-        **payment_body(e2e, amount="300.00", debtor_bic=debtor_bic, creditor_bic=creditor_bic),
-        "urgent": True,
-        "fx_quote_id": quote["quote_id"],
-    }
+    body = _fx_body(e2e, quote, debtor_bic, creditor_bic, urgent=True)
     accepted = await http.post("/v1/payments", json=body, headers=debtor)
     assert accepted.status_code == 202, accepted.text
     payment_id = accepted.json()["payment_id"]

@@ -665,3 +665,39 @@ async def test_a_recall_before_both_legs_are_booked_cancels_both_and_the_booked_
     state = await asyncio.wait_for(handle.result(), timeout=10)
     assert state.status == PaymentStatus.CANCELLED
     assert await money_violations(sessions) == []
+
+
+async def test_a_pacs008_of_several_conversions_takes_one_quote_each_or_records_nothing(http, credentials, sessions):
+    _, _, debtor_bic, debtor, creditor_bic, _, first = await _corridor(
+        http, credentials, "AED/INR", "22.61", "22.70", source_amount="100.00"
+    )
+    second = await _quote(http, debtor, "AED", "INR", source_amount="100.00")
+    assert (second["target_amount"], second["rate"]) == (first["target_amount"], first["rate"])
+
+    def spec(e2e: str):
+        return pacs008_spec(
+            e2e, amount=first["target_amount"], currency="INR", debtor_agent_bic=debtor_bic,
+            creditor_agent_bic=creditor_bic, urgent=True, instructed_amount=Decimal("100.00"),
+            instructed_currency="AED", exchange_rate=Decimal(first["rate"]),
+        )  # fmt: skip
+
+    def message(*e2es: str) -> bytes:
+        return build_pacs008(
+            [spec(e) for e in e2es], message_id=f"M{uuid.uuid4().hex[:20]}", instructing_agent_bic=debtor_bic
+        )
+
+    xml = {**debtor, "Content-Type": AGENT_XML}
+    tag = uuid.uuid4().hex[:8]
+    # Three conversions of the same terms, two quotes: refused whole, nothing taken.
+    three = await http.post("/v1/payments", content=message(f"{tag}-1", f"{tag}-2", f"{tag}-3"), headers=xml)
+    assert three.status_code == 422 and three.json()["type"].endswith("fx-quote-no-match"), three.text
+    async with sessions() as session:
+        assert await session.scalar(select(Payment.id).where(Payment.end_to_end_id.like(f"{tag}-%"))) is None
+    # Two: each takes its own quote.
+    two = await http.post("/v1/payments", content=message(f"{tag}-1", f"{tag}-2"), headers=xml)
+    assert two.status_code == 202, two.text
+    taken = set()
+    for transaction in two.json():
+        shown = await wait_for_status(http, transaction["payment_id"], debtor, {"AWAITING_SETTLEMENT"})
+        taken.add(shown["fx"]["quote_id"])
+    assert taken == {first["quote_id"], second["quote_id"]}

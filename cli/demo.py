@@ -631,8 +631,7 @@ def fx(settings: Settings, source: str = "AED", target: str = "INR", amount: str
             return 1
         for step, leg in enumerate(legs, start=4):
             window = _settle_leg_window(http, api, payment_id, leg)
-            state = http.get(f"/v1/payments/{payment_id}", headers=api.bank(debtor)).json()
-            mine = next(x for x in state["fx"]["legs"] if x["leg"] == leg["leg"])
+            state, mine = _leg_taken(http, api.bank(debtor), payment_id, leg["leg"])
             console.print(
                 f"{step}. {leg['currency']} window        {window['status']}, {len(window['instructions'])} net"
                 f" debtor(s) funded; {window['escrowed_amount']} {leg['currency']} into escrow;"
@@ -651,6 +650,18 @@ def fx(settings: Settings, source: str = "AED", target: str = "INR", amount: str
     )
     console.print(f"   Temporal UI: {api.ui}/{done['workflow_id']}")
     return 0
+
+
+def _leg_taken(http: httpx.Client, bank: dict, payment_id: str, name: str, timeout_s: float = 30) -> tuple[dict, dict]:
+    """The payment and its leg `name` once the payment has taken its window's settlement
+    (the window signals it; the leg is then no longer PENDING)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = http.get(f"/v1/payments/{payment_id}", headers=bank).json()
+        leg = next(x for x in state["fx"]["legs"] if x["leg"] == name)
+        if leg["status"] != "PENDING" or time.monotonic() > deadline:
+            return state, leg
+        time.sleep(0.1)
 
 
 def _settle_leg_window(http: httpx.Client, api: Api, payment_id: str, leg: dict, timeout_s: float = 60) -> dict:

@@ -37,7 +37,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.tokens.minting import insert_token
+from activities.tokens.minting import insert_token, minting_transaction
 from deltran import cancellations, events, ledger, reconciliation
 from deltran.db import payment_rows
 from deltran.db.tables import Account, BankNotification, ClearingWindow, LedgerTransfer, Obligation, Payment, Token
@@ -83,18 +83,8 @@ class FxSettlementActivities:
 
     async def _decide(self, decision, payment_id: uuid.UUID) -> FxOutcome:
         counts: Counts = []
-        try:
-            async with self._sessions() as session, session.begin():
-                outcome = await decision(session, payment_id, counts)
-        except ledger.LedgerRefused as broken:
-            if broken.refusal is not ledger.Refusal.SUPPLY_EXCEEDS_FIAT:
-                raise
-            # As a mint does (activities/tokens/minting.py): the settlement rolled back;
-            # stop minting the currency, and this payment waits (retrying) with the others.
-            assert broken.currency is not None
-            async with self._sessions() as session, session.begin():
-                await reconciliation.open_breaker(session, broken.currency, str(broken))
-            raise breaker_open_error(broken.currency) from None
+        async with minting_transaction(self._sessions) as session:  # it mints: the backing is checked
+            outcome = await decision(session, payment_id, counts)
         for count in counts:
             count()
         return outcome
@@ -190,16 +180,7 @@ async def settle(session: AsyncSession, payment_id: uuid.UUID, counts: Counts) -
     accounts = await _lock_accounts(session, legs)
     tokens = []
     for leg in legs:
-        released = await ledger.post_transfer(
-            session,
-            idempotency_key=ledger.escrow_release_key(leg.id),
-            debit_account_id=accounts[leg.payee_id, leg.currency, AccountKind.ESCROW],
-            credit_account_id=accounts[leg.payee_id, leg.currency, AccountKind.TOKEN],
-            amount=leg.amount,
-            currency=leg.currency,
-            kind=TransferKind.ESCROW_RELEASED,
-            obligation_id=leg.id,
-        )
+        released = await _out_of_escrow(session, accounts, leg, to=leg.payee_id, kind=TransferKind.ESCROW_RELEASED)
         tokens.append(await _token(session, leg, released, counts))
     return await _complete(session, payment, legs, tokens, counts)
 
@@ -270,16 +251,7 @@ async def unwind(session: AsyncSession, legs: Sequence[Obligation], counts: Coun
             leg.status, leg.released_at = ObligationStatus.RELEASED, func.now()
         elif leg.status == ObligationStatus.SETTLED:
             assert leg.escrowed, f"leg {leg.id} settled outside escrow, with its other leg unsettled"
-            await ledger.post_transfer(
-                session,
-                idempotency_key=ledger.escrow_unwind_key(leg.id),
-                debit_account_id=accounts[leg.payee_id, leg.currency, AccountKind.ESCROW],
-                credit_account_id=accounts[leg.payer_id, leg.currency, AccountKind.TOKEN],
-                amount=leg.amount,
-                currency=leg.currency,
-                kind=TransferKind.ESCROW_UNWOUND,
-                obligation_id=leg.id,
-            )
+            await _out_of_escrow(session, accounts, leg, to=leg.payer_id, kind=TransferKind.ESCROW_UNWOUND)
             leg.status = ObligationStatus.UNWOUND
             counts.append(metrics.fx_legs_unwound.labels(leg.currency).inc)
     await session.flush()
@@ -301,6 +273,24 @@ async def _bookings(
     ).all()
     by_currency = {row.currency: row for row in rows}
     return {leg.id: by_currency[leg.currency] for leg in legs if leg.currency in by_currency}
+
+
+async def _out_of_escrow(
+    session: AsyncSession, accounts: Accounts, leg: Obligation, *, to: uuid.UUID, kind: TransferKind
+) -> uuid.UUID:
+    """escrow[payee] → token[to]: the leg paid to its payee (released) or back to its payer
+    (unwound), once either way (one key per leg and kind)."""
+    key = ledger.escrow_release_key if kind is TransferKind.ESCROW_RELEASED else ledger.escrow_unwind_key
+    return await ledger.post_transfer(
+        session,
+        idempotency_key=key(leg.id),
+        debit_account_id=accounts[leg.payee_id, leg.currency, AccountKind.ESCROW],
+        credit_account_id=accounts[to, leg.currency, AccountKind.TOKEN],
+        amount=leg.amount,
+        currency=leg.currency,
+        kind=kind,
+        obligation_id=leg.id,
+    )
 
 
 async def _transfer(session: AsyncSession, key: str) -> bool:

@@ -60,10 +60,10 @@ _PROVIDER_OF = """(SELECT fxp.bic FROM fx_quotes q JOIN participants fxp ON fxp.
                     WHERE q.payment_id = pay.id)"""
 
 
-def _amount(row: str) -> str:
+def _amount(row: str, amount: str = "amount", currency: str = "currency") -> str:
     """`row`'s amount as the API writes it: exactly its currency's minor units."""
     units = " ".join(f"WHEN '{ccy}' THEN {n}" for ccy, n in sorted(MINOR_UNITS.items()))
-    return f"round({row}.amount, CASE {row}.currency {units} ELSE 2 END)::text"
+    return f"round({row}.{amount}, CASE {row}.{currency} {units} ELSE 2 END)::text"
 
 
 _AMOUNT = _amount("pay")
@@ -71,9 +71,8 @@ _AMOUNT = _amount("pay")
 # the target side. One lookup by fx_quotes' unique payment_id.
 _FX_DATA = f"""(SELECT jsonb_build_object(
         'quote_id', q.id, 'rate', trim_scale(q.rate)::text, 'provider_bic', fxp.bic,
-        'target_amount', {_amount("tgt")}, 'target_currency', q.target_currency)
+        'target_amount', {_amount("q", "target_amount", "target_currency")}, 'target_currency', q.target_currency)
     FROM fx_quotes q JOIN participants fxp ON fxp.id = q.provider_id
-    CROSS JOIN LATERAL (SELECT q.target_amount AS amount, q.target_currency AS currency) AS tgt
     WHERE q.payment_id = pay.id)"""
 # The payment as its events carry it: what a bank needs to act without another call.
 _PAYMENT_DATA = f"""jsonb_build_object(

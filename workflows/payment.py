@@ -110,7 +110,7 @@ class PaymentWorkflow(PaymentWorkflowContract):
         self._booking: FiatBooking | None = None
         self._window: WindowSettlement | None = None
         self._news = 0  # signals received: bookings and window settlements
-        self._asked = 0
+        self._asked = 0  # of them, those a settle_fx step has looked at
         self._step_timeout = timedelta(seconds=data.step_timeout_s)
         self._local_steps = False  # decided at the start of run
         self._searchable_status = PaymentStatus.SCREENING  # the search attribute's value
@@ -229,7 +229,6 @@ class PaymentWorkflow(PaymentWorkflowContract):
         with no leg paid, unless a leg's window still has to settle it (then it asks again
         every FX_RECHECK)."""
         deadline = workflow.now() + timedelta(seconds=data.deadline_s)
-        self._asked = 0  # the signals a settle_fx step has looked at
         while True:
             try:
                 await workflow.wait_condition(

@@ -18,9 +18,10 @@ Two ways to run a mint, with the same validations, results and errors:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import cast
 
@@ -38,6 +39,23 @@ from deltran.observability import metrics
 from deltran.shared import MintInput, MintResult
 from deltran.temporal.errors import breaker_open_error, mint_refused
 from deltran.vocabulary import AccountKind, BreakerState, EntryOutcome, EventType, PaymentStatus, SettlementMode
+
+
+@contextlib.asynccontextmanager
+async def minting_transaction(sessions: async_sessionmaker) -> AsyncIterator[AsyncSession]:
+    """A transaction that mints. Tier a of the account monitor: one whose postings would
+    take the token supply above the booked fiat rolls back, the currency's breaker opens,
+    and the step fails retryably (its payment waits with the others until it closes)."""
+    try:
+        async with sessions() as session, session.begin():
+            yield session
+    except ledger.LedgerRefused as broken:
+        if broken.refusal is not ledger.Refusal.SUPPLY_EXCEEDS_FIAT:
+            raise
+        assert broken.currency is not None
+        async with sessions() as session, session.begin():
+            await reconciliation.open_breaker(session, broken.currency, str(broken))
+        raise breaker_open_error(broken.currency) from None
 
 
 class TokenActivities:
@@ -68,18 +86,8 @@ class TokenActivities:
     async def mint_one(self, data: MintInput) -> tuple[MintResult, bool]:
         """One mint in its own transaction: (the token, whether this call minted it).
         The batcher's fallback, and the benchmark's baseline. Metrics are the caller's."""
-        try:
-            async with self._sessions() as session, session.begin():
-                return await self._mint(session, data)
-        except ledger.LedgerRefused as broken:
-            if broken.refusal is not ledger.Refusal.SUPPLY_EXCEEDS_FIAT:
-                raise
-            # Tier a of the account monitor: the mint rolled back; stop minting the
-            # currency and let this payment wait (retrying) with the others.
-            assert broken.currency is not None
-            async with self._sessions() as session, session.begin():
-                await reconciliation.open_breaker(session, broken.currency, str(broken))
-            raise breaker_open_error(broken.currency) from None
+        async with minting_transaction(self._sessions) as session:
+            return await self._mint(session, data)
 
     async def mint_batch(self, inputs: Sequence[MintInput]) -> dict[uuid.UUID, Outcome[MintResult]]:
         """Many mints in one transaction; per obligation, what a `mint_one` would have

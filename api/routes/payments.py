@@ -24,7 +24,7 @@ from api.strict_json import StrictJSONRoute
 from api.times import QueryTime, time_problems
 from api.xml_body import rejected_xml
 from deltran import statements
-from deltran.db.tables import Participant, Payment
+from deltran.db.tables import FxQuote, Participant, Payment
 from deltran.domain.statements import Posting
 from deltran.intake.payments import NewPayment, submit_payments
 from deltran.iso20022.camt054_posting import build_posting_notification
@@ -149,11 +149,13 @@ async def _visible_payment(session, caller: Caller, payment_id: uuid.UUID, *, to
 
 
 async def _converted_by(session, payment: Payment, bic: str | None) -> bool:
-    quote = (await fx_quotes_of(session, [payment.id])).get(payment.id)
-    return (
-        quote is not None
-        and await session.scalar(select(Participant.bic).where(Participant.id == quote.provider_id)) == bic
+    """`bic` is the FX provider of the payment's quote (one query)."""
+    provider = await session.scalar(
+        select(Participant.bic)
+        .join(FxQuote, FxQuote.provider_id == Participant.id)
+        .where(FxQuote.payment_id == payment.id)
     )
+    return provider is not None and provider == bic
 
 
 @router.get(

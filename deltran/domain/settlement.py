@@ -9,7 +9,6 @@ its reason. Pure: deltran/intake/camt054.py finds the candidates and stores the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
@@ -62,16 +61,6 @@ class Payable(Protocol):
 
 
 P = TypeVar("P", bound=Payable)
-
-
-@dataclass(frozen=True)
-class Leg:
-    """What a cross-currency payment's target leg asks to be booked: its amount and
-    currency, and the payment's status."""
-
-    amount: Decimal
-    currency: str
-    status: str
 
 
 def may_fund_a_window(entry: Entry) -> bool:

@@ -83,7 +83,6 @@ _STORED = select(BankNotification).where(
 _PAYMENTS_BY_UETR = select(Payment).where(Payment.uetr == bindparam("uetr")).with_for_update(read=True)
 _PAYMENTS_BY_E2E = select(Payment).where(Payment.end_to_end_id == bindparam("e2e")).with_for_update(read=True)
 _MODE_OF = select(Obligation.settlement_mode).where(Obligation.payment_id == bindparam("payment_id")).limit(1)
-_QUOTE_OF = select(FxQuote).where(FxQuote.payment_id == bindparam("payment_id"))
 _IDS = bindparam("ids", type_=ARRAY(_ENTRIES.c.id.type))
 _MARK_SIGNALLED = (  # on the table: no ORM bulk-update bookkeeping
     update(_ENTRIES).where(_ENTRIES.c.id == any_(_IDS)).values(signalled_at=func.now())
@@ -409,12 +408,14 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
         candidates = []
     if not candidates and (entry.uetr is None or entry.end_to_end_id is not None):
         candidates = list((await session.scalars(_PAYMENTS_BY_E2E, {"e2e": entry.end_to_end_id})).all())
-    refused, payment = await _choose(session, entry, candidates)
+    quotes = await _quotes_of(session, candidates)
+    refused, chosen = settlement.choose_payment(entry, [_as_booked(p, quotes.get(p.id), entry) for p in candidates])
     if refused is not None:
         return (*refused, None)
-    assert payment is not None
+    assert chosen is not None
+    payment = chosen.payment
     mode = await session.scalar(_MODE_OF, {"payment_id": payment.id})
-    quote = await session.scalar(_QUOTE_OF, {"payment_id": payment.id})
+    quote = quotes.get(payment.id)
     if quote is not None and entry.currency == quote.target_currency:
         # A cross-currency payment's target leg, booked by its FX provider. One the agent
         # says another bank sent funds no leg: it is that bank's, and goes back to it
@@ -423,15 +424,14 @@ async def _classify(session: AsyncSession, entry: Camt054Entry) -> tuple[str, st
         if entry.debtor_agent_bic is not None and entry.debtor_agent_bic != provider_bic:
             why = f"{entry.currency} for the target leg of {payment.id} from {entry.debtor_agent_bic}, not its provider"
             return EntryOutcome.UNMATCHED, why, None
-        leg = settlement.Leg(amount=quote.target_amount, currency=quote.target_currency, status=payment.status)
-        return (*settlement.payment_outcome(entry, leg, mode), payment)
-    return (*settlement.payment_outcome(entry, payment, mode), payment)
+    return (*settlement.payment_outcome(entry, chosen, mode), payment)
 
 
 @dataclass(frozen=True)
 class _AsBooked:
-    """A candidate payment as an entry in `currency` would pay it: a cross-currency
-    payment's target leg when that is the entry's currency, else the payment itself."""
+    """A candidate payment as an entry would pay it: a cross-currency payment's target leg
+    when that is the entry's currency, else the payment itself. Several payments sharing
+    an EndToEndId are told apart by it."""
 
     payment: Payment
     amount: Decimal
@@ -439,26 +439,18 @@ class _AsBooked:
     status: str
 
 
-async def _choose(
-    session: AsyncSession, entry: Camt054Entry, candidates: list[Payment]
-) -> tuple[tuple[str, str | None] | None, Payment | None]:
-    """settlement.choose_payment, each candidate seen in the entry's currency: several
-    payments sharing an EndToEndId are told apart by the leg the entry would pay."""
-    if len(candidates) < 2:
-        return settlement.choose_payment(entry, candidates)
-    quotes = {
-        q.payment_id: q
-        for q in await session.scalars(select(FxQuote).where(FxQuote.payment_id.in_([c.id for c in candidates])))
-    }
-    views = []
-    for candidate in candidates:
-        quote = quotes.get(candidate.id)
-        if quote is not None and quote.target_currency == entry.currency:
-            views.append(_AsBooked(candidate, quote.target_amount, quote.target_currency, candidate.status))
-        else:
-            views.append(_AsBooked(candidate, candidate.amount, candidate.currency, candidate.status))
-    refused, chosen = settlement.choose_payment(entry, views)
-    return refused, chosen.payment if chosen is not None else None
+def _as_booked(payment: Payment, quote: FxQuote | None, entry: Camt054Entry) -> _AsBooked:
+    if quote is not None and quote.target_currency == entry.currency:
+        return _AsBooked(payment, quote.target_amount, quote.target_currency, payment.status)
+    return _AsBooked(payment, payment.amount, payment.currency, payment.status)
+
+
+async def _quotes_of(session: AsyncSession, candidates: list[Payment]) -> dict[uuid.UUID, FxQuote]:
+    """The candidates' FX quotes, by payment (those that are cross-currency): one query."""
+    if not candidates:
+        return {}
+    rows = await session.scalars(select(FxQuote).where(FxQuote.payment_id.in_([c.id for c in candidates])))
+    return {q.payment_id: q for q in rows if q.payment_id is not None}
 
 
 class _Delivery(enum.Enum):

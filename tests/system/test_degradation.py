@@ -20,7 +20,7 @@ from deltran.db import migrate
 from deltran.db.engine import make_engine, make_session_factory
 from deltran.participants import seed_demo
 from deltran.ports import free_port
-from tests.support.payments import auth, payment_body
+from tests.support.payments import auth, payment_body, wait_for_status
 from tests.support.tcp_proxy import CuttableProxy
 
 
@@ -108,6 +108,9 @@ async def test_a_payment_in_flight_still_reads_at_once_while_temporal_is_unreach
             )
             assert accepted.status_code == 202, accepted.text
             payment_id = accepted.json()["payment_id"]
+            # In flight: its workflow started and waits for the bank's camt.054 (nothing
+            # left for the API to start, so its shutdown does not wait out the cut).
+            await wait_for_status(http, payment_id, bank, {"AWAITING_SETTLEMENT"})
             await proxy.cut()
             # More concurrent reads than the API has database connections (20 + 10).
             started = time.monotonic()

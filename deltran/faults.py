@@ -73,10 +73,15 @@ def _before_commit(_session) -> None:
     crash_point(_current_activity.get(), "before_commit")
 
 
-_POINTS = _configured()
-if _POINTS:
-    event.listen(Session, "before_commit", _before_commit)
+_POINTS: set[tuple[str, str]] = set()
 
 
-def enabled() -> bool:
+def install() -> bool:
+    """Read DELTRAN_FAULT_CRASH when the worker is built (not when this module is
+    imported: a worker forked from a process that imported it reads its own
+    environment); with crash points set, hook every commit. True when set."""
+    global _POINTS
+    if not _POINTS and (points := _configured()):
+        _POINTS = points
+        event.listen(Session, "before_commit", _before_commit)
     return bool(_POINTS)

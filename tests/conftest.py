@@ -51,7 +51,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
     # pytest-xdist knows tests by node id: of several sharing one it would run one, silently
-    # (schemathesis's per-operation tests do under pytest 9.2, hence the pin in pyproject.toml).
+    # (generated tests can: schemathesis's per-operation ones did under pytest 9.2, before
+    # the fuzz ran its operations as subtests).
     ids = [item.nodeid for item in items]
     assert len(set(ids)) == len(ids), f"tests sharing a node id: {sorted({i for i in ids if ids.count(i) > 1})}"
     items.sort(

@@ -120,7 +120,7 @@ def _interceptors(client: Client) -> list:
     deltran.temporal.client), so every activity runs inside the request's trace."""
     # Logging outside fail-fast: the failure it logs is the non-retryable one Temporal sees.
     interceptors: list = [LoggingInterceptor(), FailFastInterceptor()]
-    if faults.enabled():  # crash tests only: DELTRAN_FAULT_CRASH
+    if faults.install():  # crash tests only: DELTRAN_FAULT_CRASH
         interceptors.append(faults.FaultInjectionInterceptor())
     if not any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"]):
         interceptors.insert(0, TracingInterceptor())

@@ -4,8 +4,10 @@ suite's servers (tests/system/test_crash_points.py, test_two_workers.py).
 Each is forked from a server process that has imported the worker's modules once
 (multiprocessing's forkserver, itself a fresh interpreter that never ran an event loop or
 a thread), instead of a new interpreter importing them again: about a second of CPU less
-for each of the suite's worker processes. What runs in the child is the entry point's own
-code, from its settings (read from the environment it is given) to its exit code."""
+for each of the suite's worker processes. The child runs the entry point with this
+process's environment plus the worker's settings, to its exit code; unlike an exec'd
+process it runs no atexit handlers at its end (the worker registers none). Its first start
+waits for the forkserver's imports: call it off the event loop (`asyncio.to_thread`)."""
 
 from __future__ import annotations
 
@@ -55,11 +57,14 @@ class WorkerProcess:
             raise subprocess.TimeoutExpired("deltran worker", timeout or 0)
         return self._process.exitcode
 
+    # The forkserver reaps its children at once: a pid is signalled only while it is ours.
     def terminate(self) -> None:
-        self._process.terminate()
+        if self.poll() is None:
+            self._process.terminate()
 
     def kill(self) -> None:
-        self._process.kill()
+        if self.poll() is None:
+            self._process.kill()
 
 
 def worker_process(settings, **env: str) -> WorkerProcess:
@@ -67,6 +72,7 @@ def worker_process(settings, **env: str) -> WorkerProcess:
     (or overrides) its DELTRAN_* settings."""
     return WorkerProcess(
         {
+            **os.environ,
             "DELTRAN_DATABASE_URL": settings.effective_database_url,
             "DELTRAN_TEMPORAL_ADDRESS": settings.effective_temporal_address,
             "DELTRAN_TASK_QUEUE": settings.task_queue,

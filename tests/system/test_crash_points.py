@@ -6,7 +6,6 @@ retry, and the payment completes with exactly one of everything."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy import func, select
 from deltran.db.tables import ComplianceResult, LedgerTransfer, Obligation, Payment, Token
 from deltran.intake.payments import submit_payments
 from tests.support.payments import auth, camt054_for, new_payment, wait_for_status
-from tests.support.workers import worker_process
+from tests.support.workers import WorkerProcess, worker_process
 from worker.main import build_worker
 
 CRASHES = [
@@ -28,7 +27,7 @@ CRASHES = [
 ]
 
 
-def crashing_worker(settings, task_queue: str, point: str, fault_dir) -> subprocess.Popen:
+def crashing_worker(settings, task_queue: str, point: str, fault_dir) -> WorkerProcess:
     return worker_process(
         settings.model_copy(update={"task_queue": task_queue}),
         DELTRAN_FAULT_CRASH=point,
@@ -46,7 +45,7 @@ async def test_a_crash_at_the_worst_moment_changes_nothing(
     crash_settings = settings.model_copy(
         update={"task_queue": queue, "activity_timeout_s": 2, "workflow_task_timeout_s": 2}
     )
-    worker = crashing_worker(crash_settings, queue, f"{activity}:{phase}", tmp_path)
+    worker = await asyncio.to_thread(crashing_worker, crash_settings, queue, f"{activity}:{phase}", tmp_path)
     e2e = f"CRASH-{uuid.uuid4().hex[:12]}"
     new = new_payment(e2e, "321.00", urgent=True)
     try:

@@ -70,7 +70,8 @@ SEED = 20260514
 MAX_EXAMPLES = 25
 MAX_EXAMPLES_PATH_ONLY = 8
 # Access is decided by the key alone (api/deps.py): a few inputs per operation show the
-# refusal does not depend on them (each sent three or four ways: no key, a bad one, roles).
+# refusal does not depend on them (each sent two to four ways: no key, a bad key, each role
+# not granted).
 MAX_EXAMPLES_WITHOUT_ACCESS = 2
 
 BANK_BIC = "EBILAEAD"

@@ -6,6 +6,7 @@ COMPLETED — whichever worker ran which step."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 
@@ -55,7 +56,7 @@ async def test_two_workers_share_the_payments_and_each_completes_once(
     bank = auth(credentials["banks"]["EBILAEAD"])
     agent = {**auth(credentials["settlement_agent"]), "Content-Type": "application/xml"}
     metrics_port = free_port()
-    process = worker_process(settings, DELTRAN_WORKER_METRICS_PORT=str(metrics_port))
+    process = await asyncio.to_thread(worker_process, settings, DELTRAN_WORKER_METRICS_PORT=str(metrics_port))
     second = f"{process.pid}@"
     try:
         await wait_until_polling(process, metrics_port)
@@ -92,7 +93,11 @@ async def test_two_workers_share_the_payments_and_each_completes_once(
             }
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     assert any(i.startswith(second) for i in identities), identities
     assert any(not i.startswith(second) for i in identities), f"the first worker took no task: {identities}"

@@ -147,29 +147,15 @@ async def settle(session: AsyncSession, payment_id: uuid.UUID, counts: Counts) -
             booking = bookings[leg.id]
             reference = booking.bank_reference or booking.entry_reference
             await _close(session, leg, reference, booking.entry_reference, counts)
-            payer_fiat, payer_token = (
-                accounts[leg.payer_id, leg.currency, AccountKind.FIAT],
-                accounts[leg.payer_id, leg.currency, AccountKind.TOKEN],
-            )
-            await ledger.post_transfer(
+            moved = await ledger.book_and_move(
                 session,
-                idempotency_key=ledger.fiat_booked_key(booking.id),
-                debit_account_id=payer_fiat,
-                credit_account_id=payer_token,
-                amount=leg.amount,
-                currency=leg.currency,
-                kind=ledger.FIAT_BOOKED,
                 notification_id=booking.id,
-            )
-            moved = await ledger.post_transfer(
-                session,
-                idempotency_key=ledger.obligation_key(leg.id),
-                debit_account_id=payer_token,
-                credit_account_id=accounts[leg.payee_id, leg.currency, AccountKind.TOKEN],
+                obligation_id=leg.id,
+                payer_fiat=accounts[leg.payer_id, leg.currency, AccountKind.FIAT],
+                payer_token=accounts[leg.payer_id, leg.currency, AccountKind.TOKEN],
+                payee_token=accounts[leg.payee_id, leg.currency, AccountKind.TOKEN],
                 amount=leg.amount,
                 currency=leg.currency,
-                kind=ledger.OBLIGATION,
-                obligation_id=leg.id,
             )
             tokens.append(await _token(session, leg, moved, counts))
         await ledger.check_backing(session, sorted({leg.currency for leg in legs}))

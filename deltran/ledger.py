@@ -219,6 +219,42 @@ async def post_transfer(
     return transfer_id
 
 
+async def book_and_move(
+    session: AsyncSession,
+    *,
+    notification_id: uuid.UUID,
+    obligation_id: uuid.UUID,
+    payer_fiat: uuid.UUID,
+    payer_token: uuid.UUID,
+    payee_token: uuid.UUID,
+    amount: Decimal,
+    currency: str,
+) -> uuid.UUID:
+    """A gross settlement's two postings: the payer's booked fiat onto its token account
+    (once per camt.054 entry), then the obligation's move to the payee (once per
+    obligation). Returns the move's transfer id, which backs the obligation's token."""
+    await post_transfer(
+        session,
+        idempotency_key=fiat_booked_key(notification_id),
+        debit_account_id=payer_fiat,
+        credit_account_id=payer_token,
+        amount=amount,
+        currency=currency,
+        kind=FIAT_BOOKED,
+        notification_id=notification_id,
+    )
+    return await post_transfer(
+        session,
+        idempotency_key=obligation_key(obligation_id),
+        debit_account_id=payer_token,
+        credit_account_id=payee_token,
+        amount=amount,
+        currency=currency,
+        kind=OBLIGATION,
+        obligation_id=obligation_id,
+    )
+
+
 async def _posted_before(session: AsyncSession, key: str, transfer: tuple[object, ...], what: str) -> uuid.UUID:
     """The transfer posted earlier under this key, if it is this same transfer."""
     row = (

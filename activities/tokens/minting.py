@@ -160,27 +160,16 @@ class TokenActivities:
         return await insert_token(session, obligation, transfer_id)
 
     async def _post(self, session: AsyncSession, obligation: Obligation, notification: BankNotification) -> MintResult:
-        amount, currency = obligation.amount, obligation.currency
         payer_fiat, payer_token, payee_token = await _lock_accounts(session, obligation)
-        await ledger.post_transfer(
+        transfer_id = await ledger.book_and_move(
             session,
-            idempotency_key=ledger.fiat_booked_key(notification.id),
-            debit_account_id=payer_fiat,
-            credit_account_id=payer_token,
-            amount=amount,
-            currency=currency,
-            kind=ledger.FIAT_BOOKED,
             notification_id=notification.id,
-        )
-        transfer_id = await ledger.post_transfer(
-            session,
-            idempotency_key=ledger.obligation_key(obligation.id),
-            debit_account_id=payer_token,
-            credit_account_id=payee_token,
-            amount=amount,
-            currency=currency,
-            kind=ledger.OBLIGATION,
             obligation_id=obligation.id,
+            payer_fiat=payer_fiat,
+            payer_token=payer_token,
+            payee_token=payee_token,
+            amount=obligation.amount,
+            currency=obligation.currency,
         )
         return await insert_token(session, obligation, transfer_id)
 

@@ -56,6 +56,7 @@ bench-gateway: $(VENV)/.installed
 chaos: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.chaos
 	DELTRAN_AUDIT_STEPS=$${DELTRAN_AUDIT_STEPS:-500} $(VENV)/bin/pytest -q -s tests/integration/test_auditor.py
+	DELTRAN_FUZZ_EXAMPLES=$${DELTRAN_FUZZ_EXAMPLES:-100} $(VENV)/bin/pytest -q -s tests/system/test_openapi_fuzz.py
 
 clean:
 	rm -rf .deltran .pytest_cache

@@ -28,7 +28,8 @@ log = logging.getLogger("deltran.api")
 router = APIRouter(
     prefix="/v1/webhook",
     tags=["webhooks"],
-    responses=problem_responses(403, 404, 422),
+    # 400: a body that is not JSON at all (PUT).
+    responses=problem_responses(400, 403, 404, 422),
     route_class=StrictJSONRoute,
 )
 

@@ -29,9 +29,10 @@ def _failed_attempts(step: str) -> float:
 
 
 async def test_a_step_stuck_on_postgres_is_visible_and_completes_once_it_is_back(
-    settings, sessions, temporal_env, http, credentials
+    postgres, settings, sessions, temporal_env, http, credentials
 ):
-    url = make_url(settings.effective_database_url)
+    # PostgreSQL over TCP, through a proxy the test can cut.
+    url = make_url(postgres.url)
     proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.start()
     queue = f"stuck-{uuid.uuid4().hex[:8]}"

@@ -1,10 +1,12 @@
 """The house rules, checked on every `make test`: the layers import downward only
 (pyproject.toml [tool.importlinter], drawn in docs/architecture.md) — statically, and at
 run time for the API, which must start without loading a single activity or workflow
-module — and the code is lint-clean, formatted ([tool.ruff]) and type-checks ([tool.mypy])."""
+module — the code is lint-clean, formatted ([tool.ruff]) and type-checks ([tool.mypy]), and
+uv.lock still records a resolution of pyproject.toml's dependencies."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +45,18 @@ def test_the_api_process_loads_no_activity_or_workflow_code():
 def test_the_code_is_lint_clean_formatted_and_typed(argv):
     run = _run(str(BIN / argv[0]), *argv[1:])
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def test_the_lock_matches_the_declared_dependencies(tmp_path):
+    """`make` installs uv.lock's versions, pyproject.toml declares the ranges: a range
+    changed without `uv lock` fails here, not on someone else's machine. Offline, from an
+    empty cache: the lock alone must satisfy the ranges."""
+    run = subprocess.run(
+        [str(BIN / "uv"), "lock", "--check", "--offline"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache")},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

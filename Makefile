@@ -1,4 +1,4 @@
-# Each target is one line; the work lives in the `deltran` command and pytest.
+# Each target is one command; the work lives in the `deltran` command and pytest.
 VENV ?= .venv
 PYTHON ?= python3
 # Test processes, each with its own PostgreSQL, Temporal dev server, worker and API. Most
@@ -12,12 +12,20 @@ PYTEST_PARALLEL = -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 # about 4 s), and uv installs exactly the versions uv.lock records (resolved from
 # pyproject.toml's ranges by `uv lock`; `--locked` refuses a lock that no longer matches
 # them): no resolution and no index queries, 0.4 s from a warm cache against 7 s to
-# resolve the ranges anew. Modules are compiled to bytecode when first imported, not at
-# install: compiling all 8,000 files took 12 s and 21 CPU-s, the suite imports a third of
-# them. uv reads no pip configuration: where only pip's configured index is reachable, or
-# the interpreter's pip is too old for --python, pip installs the ranges itself.
+# resolve the ranges anew. uv is pinned to the version that wrote the lock
+# (tests/unit/test_house_rules.py checks both). A failing `uv sync` (a stale lock, a hash
+# mismatch, the network) fails the install. Only where uv itself cannot be installed (only
+# pip's configured index reachable, or a pip too old for --python) does pip install the
+# ranges, and says so. Modules are compiled to bytecode when first imported, not at
+# install: compiling all 8,000 files took 12 s and 21 CPU-s, the suite imports a third.
 $(VENV)/.installed: pyproject.toml uv.lock
-	$(PYTHON) -m venv --without-pip $(VENV) && { { $(PYTHON) -m pip --python $(VENV)/bin/python install -q 'uv>=0.13,<1' && UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync -q --locked --extra test --python $(VENV)/bin/python; } || { $(VENV)/bin/python -m ensurepip -q && $(VENV)/bin/python -m pip install -q -e '.[test]'; }; } && touch $@
+	$(PYTHON) -m venv --without-pip $(VENV) && \
+	if $(PYTHON) -m pip --python $(VENV)/bin/python install -q 'uv==0.13.10'; then \
+		UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync -q --locked --extra test --python $(VENV)/bin/python; \
+	else \
+		echo "uv could not be installed: pip installs pyproject.toml's ranges, not uv.lock's versions" >&2 && \
+		$(VENV)/bin/python -m ensurepip -q && $(VENV)/bin/python -m pip install -q -e '.[test]'; \
+	fi && touch $@
 
 up: $(VENV)/.installed
 	$(VENV)/bin/deltran up

@@ -28,13 +28,13 @@ log = logging.getLogger("deltran.api")
 router = APIRouter(
     prefix="/v1/webhook",
     tags=["webhooks"],
-    # 400: a body that is not JSON at all (PUT).
-    responses=problem_responses(400, 403, 404, 422),
+    responses=problem_responses(403, 404, 422),
     route_class=StrictJSONRoute,
 )
 
 
-@router.put("", response_model=WebhookCreated)
+# 400: a body that is not JSON at all.
+@router.put("", response_model=WebhookCreated, responses=problem_responses(400))
 async def set_webhook(
     body: WebhookIn,
     request: Request,

@@ -70,7 +70,7 @@ SEED = 20260514
 # input is a path parameter (a payment id, a BIC). The random cases are most of the fuzz's
 # CPU (generating them, not sending them): `make test` sends 12 per operation, `make chaos`
 # 100 (DELTRAN_FUZZ_EXAMPLES), which found the undocumented 400 of PUT /v1/webhook that 25 did not.
-MAX_EXAMPLES = int(os.environ.get("DELTRAN_FUZZ_EXAMPLES", "12"))
+MAX_EXAMPLES = max(1, int(os.environ.get("DELTRAN_FUZZ_EXAMPLES") or 12))
 MAX_EXAMPLES_PATH_ONLY = 8
 # Access is decided by the key alone (api/deps.py): a few inputs per operation show the
 # refusal does not depend on them (each sent two to four ways: no key, a bad key, each role

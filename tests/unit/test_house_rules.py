@@ -7,6 +7,7 @@ uv.lock still records a resolution of pyproject.toml's dependencies."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,4 +60,18 @@ def test_the_lock_matches_the_declared_dependencies(tmp_path):
         timeout=60,
         env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache")},
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.returncode == 0, (
+        "uv.lock does not resolve pyproject.toml's dependencies any more: run `uv lock` "
+        "(offline, uv reports the missing resolution as packages not in its cache)\n"
+        + run.stdout[-3000:]
+        + run.stderr[-3000:]
+    )
+
+
+def test_make_installs_with_the_uv_that_wrote_the_lock():
+    """The Makefile's uv is pinned to the one uv.lock records: a newer uv reading the lock
+    differently must not fail `make`'s install."""
+    pinned = re.search(r"'uv==([0-9.]+)'", (ROOT / "Makefile").read_text())
+    locked = re.search(r'\[\[package\]\]\nname = "uv"\nversion = "([0-9.]+)"', (ROOT / "uv.lock").read_text())
+    assert pinned and locked
+    assert pinned.group(1) == locked.group(1)
